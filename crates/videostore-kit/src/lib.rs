@@ -1,0 +1,22 @@
+//! Plumbing shared by the catalogue, stock and aggregator servers.
+//!
+//! # Layout
+//! - [`auth`]: signed, expiring bearer tokens (HS256 JWT) — issued by stock, verified by every
+//!   service on its own, without a call to stock.
+//! - [`serve`]: one listener serving gRPC (HTTP/2), gRPC-Web (HTTP/1.1) and plain HTTP routes, with
+//!   CORS, standard health and server reflection, and graceful shutdown.
+//! - [`error`]: the service error type and its one mapping to gRPC status codes.
+//! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token that streaming handlers watch.
+//! - [`deadline`]: the caller's `grpc-timeout`, for propagating deadlines downstream.
+//! - [`telemetry`]: structured logging with `tracing`.
+//! - [`sample`]: the sample data a new store opens with, shared by catalogue and stock.
+//! - [`secret`]: the token signing key, from configuration or created once under the data folder.
+
+pub mod auth;
+pub mod deadline;
+pub mod error;
+pub mod sample;
+pub mod secret;
+pub mod serve;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,140 @@
+//! One listener for everything a service speaks: gRPC over HTTP/2, gRPC-Web over HTTP/1.1 (for
+//! browsers), plain HTTP routes (the aggregator's REST facade), with CORS for the configured
+//! browser origins, the standard `grpc.health.v1` service and server reflection.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{service::Routes, transport::server::TcpIncoming};
+use tonic_health::{ServingStatus, server::HealthReporter};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// Largest message a server accepts or sends. Big enough for a 5,000-film batch, small enough
+/// that a hostile client cannot make a server buffer gigabytes.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Which browser origins may call the service directly (gRPC-Web from the web app).
+#[derive(Debug, Clone)]
+pub enum AllowedOrigins {
+    /// Any origin (development only).
+    Any,
+    /// Exactly these origins, e.g. `http://localhost:8080`.
+    List(Vec<HeaderValue>),
+}
+
+impl AllowedOrigins {
+    /// Parses a comma-separated list; `*` alone means any origin.
+    pub fn parse(list: &str) -> anyhow::Result<Self> {
+        let list = list.trim();
+        if list == "*" {
+            return Ok(Self::Any);
+        }
+        let origins = list
+            .split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+            .map(|origin| {
+                HeaderValue::from_str(origin)
+                    .map_err(|_| anyhow::anyhow!("invalid CORS origin {origin:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self::List(origins))
+    }
+}
+
+/// The CORS policy for gRPC-Web: the request headers a gRPC-Web client sends, and the response
+/// headers it must be able to read (without `grpc-status` exposed, a browser sees every error as
+/// "malformed response").
+pub fn cors_layer(origins: &AllowedOrigins) -> CorsLayer {
+    let allow_origin = match origins {
+        AllowedOrigins::Any => AllowOrigin::any(),
+        AllowedOrigins::List(list) => AllowOrigin::list(list.iter().cloned()),
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            HeaderName::from_static("authorization"),
+            HeaderName::from_static("content-type"),
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+            HeaderName::from_static("grpc-timeout"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+        ])
+        .max_age(Duration::from_secs(24 * 60 * 60))
+}
+
+/// The standard services every server carries, and the handle to report its health.
+pub struct StandardServices {
+    /// Sets the serving status of the server's services.
+    pub health: HealthReporter,
+    routes: Routes,
+}
+
+impl StandardServices {
+    /// Health (initially SERVING for `""` and each of `service_names`) and reflection over the
+    /// video store's descriptors.
+    pub async fn new(service_names: &[&str]) -> anyhow::Result<Self> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_service_status("", ServingStatus::Serving).await;
+        for name in service_names {
+            health.set_service_status(*name, ServingStatus::Serving).await;
+        }
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(videostore_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let routes = Routes::new(health_service).add_service(reflection);
+        Ok(Self { health, routes })
+    }
+
+    /// The standard routes plus the service's own.
+    pub fn routes(&self) -> Routes {
+        self.routes.clone()
+    }
+}
+
+/// gRPC routes that also answer gRPC-Web (HTTP/1.1) calls from browsers.
+///
+/// The translation applies to these routes only: tonic-web refuses any other HTTP/1.1 request,
+/// so plain HTTP routes (the REST facade) are merged in after this, outside the layer.
+pub fn with_grpc_web(routes: Routes) -> axum::Router {
+    routes.into_axum_router().layer(tonic_web::GrpcWebLayer::new())
+}
+
+/// Serves `routes` on `listener` until `shutdown` is cancelled, then lets in-flight calls finish.
+///
+/// `routes` is typically [`with_grpc_web`] of the service's gRPC routes, plus any plain HTTP
+/// routes. The caller binds the listener (port 0 in tests) so it knows the address before serving starts.
+pub async fn serve(
+    listener: TcpListener,
+    routes: axum::Router,
+    origins: &AllowedOrigins,
+    health: HealthReporter,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let on_shutdown = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            // Tell load balancers and `xtask up` first, then stop taking calls.
+            health.set_service_status("", ServingStatus::NotServing).await;
+        }
+    };
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(cors_layer(origins))
+        .add_routes(Routes::from(routes))
+        .serve_with_incoming_shutdown(incoming, on_shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! Configuration: every setting from a flag or an environment variable, with laptop defaults.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// The aggregator's settings.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "aggregator", about = "The video store's store front (gRPC, gRPC-Web and REST/JSON)")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "AGGREGATOR_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The catalogue service.
+    #[arg(long, env = "CATALOGUE_SERVICE_ADDR", default_value = "http://127.0.0.1:50051")]
+    pub catalogue_addr: String,
+    /// The stock service.
+    #[arg(long, env = "STOCK_SERVICE_ADDR", default_value = "http://127.0.0.1:50052")]
+    pub stock_addr: String,
+    /// Longest wait for stock before answering with availability unknown, in milliseconds.
+    #[arg(long, env = "AGGREGATOR_STOCK_TIMEOUT_MS", default_value_t = 300)]
+    pub stock_timeout_ms: u64,
+    /// Deadline for a call that sets none (REST calls, gRPC calls without `grpc-timeout`), in
+    /// milliseconds.
+    #[arg(long, env = "AGGREGATOR_DEFAULT_DEADLINE_MS", default_value_t = 3000)]
+    pub default_deadline_ms: u64,
+    /// Browser origins allowed to call over gRPC-Web and REST, comma-separated, or `*`.
+    #[arg(
+        long,
+        env = "VIDEOSTORE_CORS_ORIGINS",
+        default_value = "http://localhost:8080,http://127.0.0.1:8080"
+    )]
+    pub cors_origins: String,
+}
+
+impl Config {
+    /// The stock wait.
+    pub fn stock_timeout(&self) -> Duration {
+        Duration::from_millis(self.stock_timeout_ms.max(1))
+    }
+
+    /// The default deadline.
+    pub fn default_deadline(&self) -> Duration {
+        Duration::from_millis(self.default_deadline_ms.max(1))
+    }
+}

@@ -1,0 +1,16 @@
+//! The store-front aggregator: combined views (film + availability + prices) in one round trip,
+//! over gRPC, gRPC-Web and a REST/JSON facade on one port.
+//!
+//! # Layout
+//! - [`config`]: flags and environment.
+//! - [`startup`]: [`startup::Application`] binds, wires and serves.
+//! - `storefront`: the views — one catalogue call and one batched stock call each, bounded by
+//!   the caller's deadline; stock failures degrade to "availability unknown".
+//! - `grpc`: `StorefrontService` handlers.
+//! - `rest`: `GET /api/movies` and `GET /api/movies/{id}`.
+
+pub mod config;
+mod grpc;
+mod rest;
+pub mod startup;
+mod storefront;

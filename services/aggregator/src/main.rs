@@ -1,0 +1,17 @@
+//! `aggregator`: serves the store front until SIGINT or SIGTERM.
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = aggregator::config::Config::parse();
+    videostore_kit::telemetry::init("aggregator");
+    let shutdown = CancellationToken::new();
+    videostore_kit::shutdown::cancel_on_signal(shutdown.clone());
+    let app = aggregator::startup::Application::build(config, shutdown).await?;
+    tracing::info!(addr = %app.local_addr(), "aggregator serving");
+    app.run().await?;
+    tracing::info!("aggregator stopped");
+    Ok(())
+}

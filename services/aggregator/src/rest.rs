@@ -1,0 +1,255 @@
+//! The REST/JSON facade, on the same port as gRPC:
+//!
+//! - `GET /api/movies?q=&genre=&min_year=&max_year=&order=title|year|rating&desc=true&page_size=&page_token=`
+//! - `GET /api/movies/{id}`
+//!
+//! Errors come back as `{"error": {"code": "NOT_FOUND", "message": "…"}}` with the matching HTTP
+//! status.
+
+use std::time::Duration;
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::{Deserialize, Serialize};
+use tonic::Status;
+use videostore_proto::{aggregator as pb, catalogue, stock};
+
+use crate::storefront::Storefront;
+
+#[derive(Clone)]
+struct Rest {
+    storefront: Storefront,
+    deadline: Duration,
+}
+
+/// The REST routes.
+pub(crate) fn router(storefront: Storefront, deadline: Duration) -> Router {
+    Router::new()
+        .route("/api/movies", get(list_movies))
+        .route("/api/movies/{id}", get(get_movie))
+        .with_state(Rest { storefront, deadline })
+}
+
+/// Query parameters of `GET /api/movies`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ListParams {
+    q: String,
+    genre: String,
+    min_year: i32,
+    max_year: i32,
+    order: String,
+    desc: bool,
+    page_size: i32,
+    page_token: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PageParams {
+    related: i32,
+}
+
+/// A price.
+#[derive(Debug, Serialize)]
+struct MoneyJson {
+    currency: String,
+    minor_units: i64,
+}
+
+/// A film's stock.
+#[derive(Debug, Serialize)]
+struct AvailabilityJson {
+    known: bool,
+    stocked: bool,
+    copies_owned: i32,
+    copies_available: i32,
+    rental_price_per_day: Option<MoneyJson>,
+    purchase_price: Option<MoneyJson>,
+}
+
+/// A film.
+#[derive(Debug, Serialize)]
+struct MovieJson {
+    id: i64,
+    title: String,
+    release_year: i32,
+    genres: Vec<String>,
+    runtime_minutes: i32,
+    director: String,
+    rating: &'static str,
+    synopsis: String,
+    audience_rating: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    availability: Option<AvailabilityJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListJson {
+    movies: Vec<MovieJson>,
+    next_page_token: String,
+    total_size: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct PageJson {
+    #[serde(flatten)]
+    movie: MovieJson,
+    related: Vec<MovieJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    code: &'static str,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorJson {
+    error: ErrorBody,
+}
+
+/// A gRPC status as an HTTP error response.
+struct RestError(Status);
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let (http, code) = match self.0.code() {
+            tonic::Code::InvalidArgument => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+            tonic::Code::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            tonic::Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            tonic::Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        };
+        let message = if http == StatusCode::INTERNAL_SERVER_ERROR {
+            "internal error".to_owned()
+        } else {
+            self.0.message().to_owned()
+        };
+        (http, Json(ErrorJson { error: ErrorBody { code, message } })).into_response()
+    }
+}
+
+fn rating_label(rating: i32) -> &'static str {
+    match catalogue::MpaaRating::try_from(rating) {
+        Ok(catalogue::MpaaRating::G) => "G",
+        Ok(catalogue::MpaaRating::Pg) => "PG",
+        Ok(catalogue::MpaaRating::Pg13) => "PG-13",
+        Ok(catalogue::MpaaRating::R) => "R",
+        Ok(catalogue::MpaaRating::Nc17) => "NC-17",
+        _ => "NR",
+    }
+}
+
+fn money_json(money: Option<stock::Money>) -> Option<MoneyJson> {
+    money.map(|m| MoneyJson { currency: m.currency_code, minor_units: m.minor_units })
+}
+
+fn availability_json(info: Option<pb::StockInfo>) -> AvailabilityJson {
+    match info.and_then(|info| info.availability) {
+        Some(a) => AvailabilityJson {
+            known: true,
+            stocked: a.stocked,
+            copies_owned: a.copies_owned,
+            copies_available: a.copies_available,
+            rental_price_per_day: money_json(a.rental_price_per_day),
+            purchase_price: money_json(a.purchase_price),
+        },
+        None => AvailabilityJson {
+            known: false,
+            stocked: false,
+            copies_owned: 0,
+            copies_available: 0,
+            rental_price_per_day: None,
+            purchase_price: None,
+        },
+    }
+}
+
+fn movie_json(movie: catalogue::Movie, stock: Option<AvailabilityJson>) -> MovieJson {
+    MovieJson {
+        id: movie.id,
+        title: movie.title,
+        release_year: movie.release_year,
+        genres: movie.genres,
+        runtime_minutes: movie.runtime_minutes,
+        director: movie.director,
+        rating: rating_label(movie.rating),
+        synopsis: movie.synopsis,
+        audience_rating: movie.audience_rating,
+        availability: stock,
+    }
+}
+
+fn order(name: &str) -> Result<catalogue::MovieOrder, RestError> {
+    Ok(match name {
+        "" | "title" => catalogue::MovieOrder::Title,
+        "year" => catalogue::MovieOrder::Year,
+        "rating" => catalogue::MovieOrder::Rating,
+        other => {
+            return Err(RestError(Status::invalid_argument(format!(
+                "order {other:?} is not one of title, year, rating"
+            ))));
+        }
+    })
+}
+
+async fn list_movies(
+    State(rest): State<Rest>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ListJson>, RestError> {
+    let Query(params) = params.map_err(|rejection| {
+        RestError(Status::invalid_argument(format!("bad query string: {}", rejection.body_text())))
+    })?;
+    let request = pb::ListStorefrontRequest {
+        filter: Some(catalogue::MovieFilter {
+            query: params.q,
+            genre: params.genre,
+            min_year: params.min_year,
+            max_year: params.max_year,
+        }),
+        order_by: order(&params.order)? as i32,
+        descending: params.desc,
+        page_size: params.page_size,
+        page_token: params.page_token,
+    };
+    let page = rest.storefront.list(request, rest.deadline).await.map_err(RestError)?;
+    Ok(Json(ListJson {
+        movies: page
+            .items
+            .into_iter()
+            .filter_map(|item| {
+                let stock = availability_json(item.stock);
+                item.movie.map(|movie| movie_json(movie, Some(stock)))
+            })
+            .collect(),
+        next_page_token: page.next_page_token,
+        total_size: page.total_size,
+    }))
+}
+
+async fn get_movie(
+    State(rest): State<Rest>,
+    Path(id): Path<String>,
+    params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PageJson>, RestError> {
+    let id: i64 = id.parse().map_err(|_| {
+        RestError(Status::invalid_argument(format!("{id:?} is not a film id (a positive number)")))
+    })?;
+    let related = params.map(|Query(p)| p.related).unwrap_or_default();
+    let page = rest
+        .storefront
+        .movie_page(pb::GetMoviePageRequest { movie_id: id, related_limit: related }, rest.deadline)
+        .await
+        .map_err(RestError)?;
+    let movie = page.movie.ok_or_else(|| RestError(Status::internal("film missing")))?;
+    Ok(Json(PageJson {
+        movie: movie_json(movie, Some(availability_json(page.stock))),
+        related: page.related.into_iter().map(|movie| movie_json(movie, None)).collect(),
+    }))
+}

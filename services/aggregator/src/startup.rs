@@ -1,0 +1,73 @@
+//! Wiring: lazy channels to catalogue and stock, gRPC and REST on one port, serve until shutdown.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use videostore_kit::serve::{self, AllowedOrigins, StandardServices};
+use videostore_proto::aggregator::storefront_service_server::StorefrontServiceServer;
+
+use crate::{config::Config, grpc::StorefrontApi, rest, storefront::Storefront};
+
+/// An aggregator bound to its port, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    standard: StandardServices,
+    origins: AllowedOrigins,
+    shutdown: CancellationToken,
+}
+
+fn channel(address: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(address.to_owned())
+        .with_context(|| format!("invalid service address {address:?}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+impl Application {
+    /// Prepares the clients (connected lazily: the services may start in any order) and binds.
+    pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let origins = AllowedOrigins::parse(&config.cors_origins)?;
+        let storefront = Storefront::new(
+            channel(&config.catalogue_addr)?,
+            channel(&config.stock_addr)?,
+            config.stock_timeout(),
+        );
+        let api = StorefrontApi {
+            storefront: storefront.clone(),
+            default_deadline: config.default_deadline(),
+        };
+        let standard =
+            StandardServices::new(&["videostore.aggregator.v1.StorefrontService"]).await?;
+        let grpc = standard.routes().add_service(StorefrontServiceServer::new(api));
+        let router = serve::with_grpc_web(grpc)
+            .merge(rest::router(storefront, config.default_deadline()));
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        Ok(Self { listener, router, standard, origins, shutdown })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until the shutdown token is cancelled and in-flight calls have finished.
+    pub async fn run(self) -> anyhow::Result<()> {
+        serve::serve(
+            self.listener,
+            self.router,
+            &self.origins,
+            self.standard.health.clone(),
+            self.shutdown,
+        )
+        .await
+    }
+}

@@ -1,0 +1,161 @@
+//! The combined views, shared by the gRPC and REST front doors: one catalogue call and one
+//! batched stock call per view, never one call per film, and never waiting on stock past the
+//! caller's deadline.
+
+use std::time::{Duration, Instant};
+
+use tonic::{Request, Status, transport::Channel};
+use videostore_proto::{
+    aggregator as pb,
+    catalogue::{self, catalogue_service_client::CatalogueServiceClient},
+    stock::{self, stock_service_client::StockServiceClient},
+};
+
+/// Time kept back from the caller's deadline to build and send the answer.
+const ANSWER_MARGIN: Duration = Duration::from_millis(20);
+
+/// Clients of the two services behind the store front.
+#[derive(Clone)]
+pub(crate) struct Storefront {
+    /// The catalogue.
+    catalogue: CatalogueServiceClient<Channel>,
+    /// Stock.
+    stock: StockServiceClient<Channel>,
+    /// Longest wait for stock.
+    stock_timeout: Duration,
+}
+
+impl Storefront {
+    /// Clients over lazily connected channels, so the services may start in any order.
+    pub(crate) fn new(catalogue: Channel, stock: Channel, stock_timeout: Duration) -> Self {
+        Self {
+            catalogue: CatalogueServiceClient::new(catalogue),
+            stock: StockServiceClient::new(stock),
+            stock_timeout,
+        }
+    }
+
+    /// A film page within `deadline`.
+    pub(crate) async fn movie_page(
+        &self,
+        request: pb::GetMoviePageRequest,
+        deadline: Duration,
+    ) -> Result<pb::MoviePage, Status> {
+        if request.movie_id <= 0 {
+            return Err(Status::invalid_argument(format!(
+                "movie_id must be a positive number, not {}",
+                request.movie_id
+            )));
+        }
+        let started = Instant::now();
+        let mut detail_request = Request::new(catalogue::GetMovieDetailRequest {
+            id: request.movie_id,
+            related_limit: request.related_limit,
+        });
+        detail_request.set_timeout(deadline);
+        let mut catalogue = self.catalogue.clone();
+        // Both calls go out at once: the film's id is all stock needs.
+        let (detail, stock) = tokio::join!(
+            catalogue.get_movie_detail(detail_request),
+            self.availability(vec![request.movie_id], started, deadline),
+        );
+        let detail = detail.map_err(upstream("catalogue"))?.into_inner();
+        let stock = stock.and_then(|mut found| found.pop());
+        Ok(pb::MoviePage {
+            movie: detail.movie,
+            stock: Some(stock_info(stock)),
+            related: detail.related,
+        })
+    }
+
+    /// A page of the store front within `deadline`.
+    pub(crate) async fn list(
+        &self,
+        request: pb::ListStorefrontRequest,
+        deadline: Duration,
+    ) -> Result<pb::ListStorefrontResponse, Status> {
+        let started = Instant::now();
+        let mut list_request = Request::new(catalogue::ListMoviesRequest {
+            filter: request.filter,
+            order_by: request.order_by,
+            descending: request.descending,
+            page_size: request.page_size,
+            page_token: request.page_token,
+        });
+        list_request.set_timeout(deadline);
+        let page =
+            self.catalogue.clone().list_movies(list_request).await.map_err(upstream("catalogue"))?;
+        let page = page.into_inner();
+        let ids: Vec<i64> = page.movies.iter().map(|movie| movie.id).collect();
+        let mut stock = if ids.is_empty() {
+            Some(Vec::new())
+        } else {
+            self.availability(ids, started, deadline).await
+        };
+        let items = page
+            .movies
+            .into_iter()
+            .enumerate()
+            .map(|(index, movie)| {
+                let availability = stock.as_mut().and_then(|found| found.get_mut(index).map(std::mem::take));
+                pb::StorefrontItem { movie: Some(movie), stock: Some(stock_info(availability)) }
+            })
+            .collect();
+        Ok(pb::ListStorefrontResponse {
+            items,
+            next_page_token: page.next_page_token,
+            total_size: page.total_size,
+        })
+    }
+
+    /// Stock of `ids` in order, or `None` when stock did not answer within its budget: the
+    /// smaller of the configured stock timeout and what is left of the caller's deadline.
+    async fn availability(
+        &self,
+        ids: Vec<i64>,
+        started: Instant,
+        deadline: Duration,
+    ) -> Option<Vec<stock::Availability>> {
+        let left = deadline.saturating_sub(started.elapsed()).saturating_sub(ANSWER_MARGIN);
+        let budget = left.min(self.stock_timeout);
+        if budget.is_zero() {
+            return None;
+        }
+        let mut request = Request::new(stock::BatchGetAvailabilityRequest { movie_ids: ids });
+        request.set_timeout(budget);
+        let mut client = self.stock.clone();
+        match tokio::time::timeout(budget, client.batch_get_availability(request)).await {
+            Ok(Ok(response)) => Some(response.into_inner().availabilities),
+            Ok(Err(status)) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "stock call failed: availability unknown");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(budget_ms = budget.as_millis() as u64, "stock too slow: availability unknown");
+                None
+            }
+        }
+    }
+}
+
+fn stock_info(availability: Option<stock::Availability>) -> pb::StockInfo {
+    pb::StockInfo { known: availability.is_some(), availability }
+}
+
+/// Passes the catalogue's answer through for the caller's mistakes, and hides internals.
+fn upstream(service: &'static str) -> impl Fn(Status) -> Status {
+    move |status| match status.code() {
+        tonic::Code::InvalidArgument
+        | tonic::Code::NotFound
+        | tonic::Code::DeadlineExceeded
+        | tonic::Code::Cancelled => status,
+        tonic::Code::Unavailable => {
+            tracing::warn!(service, message = status.message(), "upstream unavailable");
+            Status::unavailable(format!("the {service} service is unavailable; try again shortly"))
+        }
+        code => {
+            tracing::error!(service, ?code, message = status.message(), "upstream failed");
+            Status::internal("internal error")
+        }
+    }
+}

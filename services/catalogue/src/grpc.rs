@@ -1,0 +1,582 @@
+//! The gRPC surface: the only module that touches prost types. It checks requests, calls the
+//! store, and turns results and errors into messages and statuses.
+
+use std::{collections::HashMap, pin::Pin, sync::Arc, time::SystemTime};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use videostore_kit::{auth::TokenKeys, error::ServiceError};
+use videostore_proto::catalogue::{self as pb, catalogue_service_server::CatalogueService};
+
+use crate::{
+    domain::{Cursor, Filter, Invalid, ListQuery, Movie, MovieFields, MovieId, Order, RawMovie},
+    store::{CatalogueStore, StoreError, Upserted},
+};
+
+/// Default and largest page of ListMovies.
+const DEFAULT_PAGE_SIZE: usize = 20;
+const MAX_PAGE_SIZE: usize = 100;
+/// Default and largest batch of StreamMovies.
+const DEFAULT_BATCH_SIZE: usize = 500;
+const MAX_BATCH_SIZE: usize = 5000;
+/// Largest BatchGetMovies.
+const MAX_BATCH_GET: usize = 1000;
+/// Default and largest related-films list.
+const DEFAULT_RELATED: usize = 6;
+const MAX_RELATED: usize = 20;
+/// Imported rows are committed in transactions of this many rows.
+const IMPORT_BATCH: usize = 500;
+
+/// The catalogue's gRPC handlers.
+#[derive(Clone)]
+pub(crate) struct CatalogueApi {
+    /// Where films live.
+    store: Arc<dyn CatalogueStore>,
+    /// Verifies staff tokens for writes.
+    keys: TokenKeys,
+    /// Cancelled at shutdown, so long streams end instead of holding the server open.
+    shutdown: CancellationToken,
+}
+
+impl CatalogueApi {
+    /// Handlers over `store`.
+    pub(crate) fn new(store: Arc<dyn CatalogueStore>, keys: TokenKeys, shutdown: CancellationToken) -> Self {
+        Self { store, keys, shutdown }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(id) => ServiceError::not_found(format!("no film has id {id}")),
+            StoreError::DuplicateKey(key) => ServiceError::AlreadyExists(format!(
+                "another film already has external key {key:?}"
+            )),
+            StoreError::Backend(cause) => ServiceError::Internal(cause),
+        }
+    }
+}
+
+fn store_error(error: StoreError) -> Status {
+    ServiceError::from(error).into()
+}
+
+fn invalid(error: Invalid) -> Status {
+    Status::invalid_argument(error.0)
+}
+
+fn check_id(id: MovieId) -> Result<MovieId, Status> {
+    if id <= 0 {
+        return Err(Status::invalid_argument(format!("id must be a positive number, not {id}")));
+    }
+    Ok(id)
+}
+
+fn raw_from_proto(movie: &pb::Movie) -> RawMovie {
+    RawMovie {
+        title: movie.title.clone(),
+        release_year: movie.release_year,
+        genres: movie.genres.clone(),
+        runtime_minutes: movie.runtime_minutes,
+        director: movie.director.clone(),
+        rating: movie.rating,
+        synopsis: movie.synopsis.clone(),
+        audience_rating: movie.audience_rating,
+        external_key: movie.external_key.clone(),
+    }
+}
+
+fn raw_from_fields(fields: &MovieFields) -> RawMovie {
+    RawMovie {
+        title: fields.title.clone(),
+        release_year: fields.release_year,
+        genres: fields.genres.clone(),
+        runtime_minutes: fields.runtime_minutes,
+        director: fields.director.clone(),
+        rating: fields.rating.0,
+        synopsis: fields.synopsis.clone(),
+        audience_rating: fields.audience_rating,
+        external_key: fields.external_key.clone().unwrap_or_default(),
+    }
+}
+
+/// The wire form of a stored film.
+pub(crate) fn to_proto(movie: Movie) -> pb::Movie {
+    let Movie { id, fields, update_time } = movie;
+    pb::Movie {
+        id,
+        title: fields.title,
+        release_year: fields.release_year,
+        genres: fields.genres,
+        runtime_minutes: fields.runtime_minutes,
+        director: fields.director,
+        rating: fields.rating.0,
+        synopsis: fields.synopsis,
+        audience_rating: fields.audience_rating,
+        external_key: fields.external_key.unwrap_or_default(),
+        update_time: Some(update_time.into()),
+    }
+}
+
+fn order_from_proto(order: i32) -> Result<Order, Status> {
+    match pb::MovieOrder::try_from(order) {
+        Ok(pb::MovieOrder::Unspecified | pb::MovieOrder::Title) => Ok(Order::Title),
+        Ok(pb::MovieOrder::Year) => Ok(Order::Year),
+        Ok(pb::MovieOrder::Rating) => Ok(Order::Rating),
+        Err(_) => Err(Status::invalid_argument(format!("order_by {order} is not a known order"))),
+    }
+}
+
+fn filter_from_proto(filter: Option<&pb::MovieFilter>) -> Result<Filter, Status> {
+    let default = pb::MovieFilter::default();
+    let filter = filter.unwrap_or(&default);
+    Filter::new(&filter.query, &filter.genre, filter.min_year, filter.max_year).map_err(invalid)
+}
+
+fn bounded(value: i32, name: &str, default: usize, max: usize) -> Result<usize, Status> {
+    match value {
+        0 => Ok(default),
+        v if v < 0 => Err(Status::invalid_argument(format!("{name} must not be negative"))),
+        v if v as usize > max => {
+            Err(Status::invalid_argument(format!("{name} {v} is over the limit of {max}")))
+        }
+        v => Ok(v as usize),
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PageToken {
+    /// Fingerprint of the filter and order the token was issued for.
+    f: u64,
+    /// Where the next page starts.
+    c: Cursor,
+}
+
+fn encode_token(fingerprint: u64, cursor: Cursor) -> String {
+    let json = serde_json::to_vec(&PageToken { f: fingerprint, c: cursor })
+        .expect("a page token always serialises");
+    URL_SAFE_NO_PAD.encode(json)
+}
+
+fn decode_token(token: &str, fingerprint: u64) -> Result<Option<Cursor>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let malformed = || Status::invalid_argument("page_token is not a token this service issued");
+    if token.len() > 2048 {
+        return Err(malformed());
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| malformed())?;
+    let decoded: PageToken = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+    if decoded.f != fingerprint {
+        return Err(Status::invalid_argument(
+            "page_token was issued for a different filter or order",
+        ));
+    }
+    Ok(Some(decoded.c))
+}
+
+/// Applies an update mask: the masked fields of `patch` replace those of `current`.
+fn apply_mask(current: RawMovie, patch: &pb::Movie, paths: &[String]) -> Result<RawMovie, Status> {
+    let incoming = raw_from_proto(patch);
+    if paths.is_empty() {
+        return Ok(incoming);
+    }
+    let mut merged = current;
+    for path in paths {
+        match path.as_str() {
+            "title" => merged.title = incoming.title.clone(),
+            "release_year" => merged.release_year = incoming.release_year,
+            "genres" => merged.genres = incoming.genres.clone(),
+            "runtime_minutes" => merged.runtime_minutes = incoming.runtime_minutes,
+            "director" => merged.director = incoming.director.clone(),
+            "rating" => merged.rating = incoming.rating,
+            "synopsis" => merged.synopsis = incoming.synopsis.clone(),
+            "audience_rating" => merged.audience_rating = incoming.audience_rating,
+            "external_key" => merged.external_key = incoming.external_key.clone(),
+            "id" | "update_time" => {
+                return Err(Status::invalid_argument(format!(
+                    "update_mask path {path:?} is output only"
+                )));
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "update_mask path {other:?} is not a field of Movie"
+                )));
+            }
+        }
+    }
+    Ok(merged)
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl CatalogueService for CatalogueApi {
+    async fn get_movie(
+        &self,
+        request: Request<pb::GetMovieRequest>,
+    ) -> Result<Response<pb::Movie>, Status> {
+        let id = check_id(request.get_ref().id)?;
+        match self.store.get(id).await.map_err(store_error)? {
+            Some(movie) => Ok(Response::new(to_proto(movie))),
+            None => Err(Status::not_found(format!("no film has id {id}"))),
+        }
+    }
+
+    async fn get_movie_detail(
+        &self,
+        request: Request<pb::GetMovieDetailRequest>,
+    ) -> Result<Response<pb::MovieDetail>, Status> {
+        let request = request.into_inner();
+        let id = check_id(request.id)?;
+        let limit = bounded(request.related_limit, "related_limit", DEFAULT_RELATED, MAX_RELATED)?;
+        let movie = self
+            .store
+            .get(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| Status::not_found(format!("no film has id {id}")))?;
+        let related = self.store.related(&movie, limit).await.map_err(store_error)?;
+        Ok(Response::new(pb::MovieDetail {
+            movie: Some(to_proto(movie)),
+            related: related.into_iter().map(to_proto).collect(),
+        }))
+    }
+
+    async fn batch_get_movies(
+        &self,
+        request: Request<pb::BatchGetMoviesRequest>,
+    ) -> Result<Response<pb::BatchGetMoviesResponse>, Status> {
+        let ids = &request.get_ref().ids;
+        if ids.is_empty() {
+            return Err(Status::invalid_argument("ids must name at least one film"));
+        }
+        if ids.len() > MAX_BATCH_GET {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_BATCH_GET} ids per call, not {}",
+                ids.len()
+            )));
+        }
+        for id in ids {
+            check_id(*id)?;
+        }
+        let found: HashMap<MovieId, Movie> = self
+            .store
+            .get_many(ids)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|movie| (movie.id, movie))
+            .collect();
+        let movies = ids
+            .iter()
+            .map(|id| {
+                found
+                    .get(id)
+                    .cloned()
+                    .map(to_proto)
+                    .ok_or_else(|| Status::not_found(format!("no film has id {id}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::BatchGetMoviesResponse { movies }))
+    }
+
+    async fn list_movies(
+        &self,
+        request: Request<pb::ListMoviesRequest>,
+    ) -> Result<Response<pb::ListMoviesResponse>, Status> {
+        let request = request.into_inner();
+        let filter = filter_from_proto(request.filter.as_ref())?;
+        let order = order_from_proto(request.order_by)?;
+        let limit = bounded(request.page_size, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let fingerprint = filter.fingerprint(order, request.descending);
+        let after = decode_token(&request.page_token, fingerprint)?;
+        let query = ListQuery {
+            filter: filter.clone(),
+            order,
+            descending: request.descending,
+            after,
+            limit: limit + 1,
+        };
+        let (page, total) = tokio::try_join!(self.store.list(&query), self.store.count(&filter))
+            .map_err(store_error)?;
+        let mut page = page;
+        let next_page_token = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|last| encode_token(fingerprint, Cursor::after(last))).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListMoviesResponse {
+            movies: page.into_iter().map(to_proto).collect(),
+            next_page_token,
+            total_size: total,
+        }))
+    }
+
+    type StreamMoviesStream = BoxStream<pb::StreamMoviesResponse>;
+
+    async fn stream_movies(
+        &self,
+        request: Request<pb::StreamMoviesRequest>,
+    ) -> Result<Response<Self::StreamMoviesStream>, Status> {
+        let request = request.into_inner();
+        let filter = filter_from_proto(request.filter.as_ref())?;
+        let order = order_from_proto(request.order_by)?;
+        let batch = bounded(request.batch_size, "batch_size", DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE)?;
+        let (sender, receiver) = mpsc::channel(4);
+        let store = Arc::clone(&self.store);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut query =
+                ListQuery { filter, order, descending: request.descending, after: None, limit: batch };
+            loop {
+                let page = tokio::select! {
+                    page = store.list(&query) => page,
+                    () = shutdown.cancelled() => {
+                        let _ = sender.send(Err(Status::unavailable("the server is shutting down"))).await;
+                        return;
+                    }
+                };
+                let page = match page {
+                    Ok(page) => page,
+                    Err(error) => {
+                        let _ = sender.send(Err(store_error(error))).await;
+                        return;
+                    }
+                };
+                let last_page = page.len() < batch;
+                query.after = page.last().map(Cursor::after);
+                if !page.is_empty() {
+                    let movies = page.into_iter().map(to_proto).collect();
+                    if sender.send(Ok(pb::StreamMoviesResponse { movies })).await.is_err() {
+                        return; // The client went away.
+                    }
+                }
+                if last_page {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn import_movies(
+        &self,
+        request: Request<Streaming<pb::ImportMoviesRequest>>,
+    ) -> Result<Response<pb::ImportMoviesResponse>, Status> {
+        let caller = self.keys.require_staff(request.metadata())?;
+        let mut stream = request.into_inner();
+        let mut summary = pb::ImportMoviesResponse::default();
+        let mut keys_seen: HashMap<String, i64> = HashMap::new();
+        let mut pending: Vec<MovieFields> = Vec::with_capacity(IMPORT_BATCH);
+        let mut index: i64 = 0;
+        let now = SystemTime::now();
+        while let Some(message) = stream.message().await? {
+            for row in message.movies {
+                let row_index = index;
+                index += 1;
+                let external_key = row.external_key.trim().to_owned();
+                let fields = match raw_from_proto(&row).validate(now) {
+                    Ok(fields) => fields,
+                    Err(reason) => {
+                        summary.rejected.push(pb::RejectedRow {
+                            index: row_index,
+                            external_key,
+                            reason: reason.0,
+                        });
+                        continue;
+                    }
+                };
+                if let Some(key) = &fields.external_key {
+                    if let Some(first) = keys_seen.get(key) {
+                        summary.rejected.push(pb::RejectedRow {
+                            index: row_index,
+                            external_key,
+                            reason: format!(
+                                "external_key {key:?} appears twice in this import (first at row {first})"
+                            ),
+                        });
+                        continue;
+                    }
+                    keys_seen.insert(key.clone(), row_index);
+                }
+                pending.push(fields);
+                if pending.len() >= IMPORT_BATCH {
+                    self.flush_import(&mut pending, &mut summary, now).await?;
+                }
+            }
+        }
+        self.flush_import(&mut pending, &mut summary, now).await?;
+        tracing::info!(
+            staff = %caller.email,
+            created = summary.created,
+            updated = summary.updated,
+            rejected = summary.rejected.len(),
+            "import finished"
+        );
+        Ok(Response::new(summary))
+    }
+
+    type LookupMoviesStream = BoxStream<pb::LookupMoviesResponse>;
+
+    async fn lookup_movies(
+        &self,
+        request: Request<Streaming<pb::LookupMoviesRequest>>,
+    ) -> Result<Response<Self::LookupMoviesStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (sender, receiver) = mpsc::channel(16);
+        let store = Arc::clone(&self.store);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = inbound.message() => next,
+                    () = shutdown.cancelled() => return,
+                };
+                let id = match next {
+                    Ok(Some(lookup)) => lookup.id,
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!(%status, "lookup stream ended by the client");
+                        return;
+                    }
+                };
+                let answer = if id <= 0 {
+                    Ok(pb::LookupMoviesResponse { id, found: false, movie: None })
+                } else {
+                    match store.get(id).await {
+                        Ok(movie) => Ok(pb::LookupMoviesResponse {
+                            id,
+                            found: movie.is_some(),
+                            movie: movie.map(to_proto),
+                        }),
+                        Err(error) => Err(store_error(error)),
+                    }
+                };
+                let failed = answer.is_err();
+                if sender.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn create_movie(
+        &self,
+        request: Request<pb::CreateMovieRequest>,
+    ) -> Result<Response<pb::Movie>, Status> {
+        self.keys.require_staff(request.metadata())?;
+        let movie = request
+            .into_inner()
+            .movie
+            .ok_or_else(|| Status::invalid_argument("movie is required"))?;
+        let now = SystemTime::now();
+        let fields = raw_from_proto(&movie).validate(now).map_err(invalid)?;
+        let created = self.store.create(&fields, now).await.map_err(store_error)?;
+        tracing::info!(id = created.id, title = %created.fields.title, "film created");
+        Ok(Response::new(to_proto(created)))
+    }
+
+    async fn update_movie(
+        &self,
+        request: Request<pb::UpdateMovieRequest>,
+    ) -> Result<Response<pb::Movie>, Status> {
+        self.keys.require_staff(request.metadata())?;
+        let request = request.into_inner();
+        let patch = request.movie.ok_or_else(|| Status::invalid_argument("movie is required"))?;
+        let id = check_id(patch.id)?;
+        let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        let current = self
+            .store
+            .get(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| Status::not_found(format!("no film has id {id}")))?;
+        let merged = apply_mask(raw_from_fields(&current.fields), &patch, &paths)?;
+        let now = SystemTime::now();
+        let fields = merged.validate(now).map_err(invalid)?;
+        let updated = self.store.update(id, &fields, now).await.map_err(store_error)?;
+        Ok(Response::new(to_proto(updated)))
+    }
+
+    async fn delete_movie(
+        &self,
+        request: Request<pb::DeleteMovieRequest>,
+    ) -> Result<Response<()>, Status> {
+        self.keys.require_staff(request.metadata())?;
+        let id = check_id(request.get_ref().id)?;
+        if self.store.delete(id).await.map_err(store_error)? {
+            tracing::info!(id, "film deleted");
+            Ok(Response::new(()))
+        } else {
+            Err(Status::not_found(format!("no film has id {id}")))
+        }
+    }
+
+    async fn list_genres(
+        &self,
+        _request: Request<pb::ListGenresRequest>,
+    ) -> Result<Response<pb::ListGenresResponse>, Status> {
+        let genres = self.store.genres().await.map_err(store_error)?;
+        Ok(Response::new(pb::ListGenresResponse {
+            genres: genres
+                .into_iter()
+                .map(|(name, movie_count)| pb::Genre { name, movie_count })
+                .collect(),
+        }))
+    }
+}
+
+impl CatalogueApi {
+    async fn flush_import(
+        &self,
+        pending: &mut Vec<MovieFields>,
+        summary: &mut pb::ImportMoviesResponse,
+        now: SystemTime,
+    ) -> Result<(), Status> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let outcomes = self.store.upsert_batch(pending, now).await.map_err(store_error)?;
+        for outcome in outcomes {
+            match outcome {
+                Upserted::Created(_) => summary.created += 1,
+                Upserted::Updated(_) => summary.updated += 1,
+            }
+        }
+        pending.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_token_round_trips_and_is_bound_to_its_filter() {
+        let cursor = Cursor { title_key: "a".into(), year: 2000, rating: 7.5, id: 9 };
+        let token = encode_token(42, cursor.clone());
+        assert_eq!(decode_token(&token, 42).unwrap(), Some(cursor));
+        assert_eq!(decode_token(&token, 43).unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(decode_token("%%%", 42).unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(decode_token("", 42).unwrap(), None);
+    }
+
+    #[test]
+    fn update_mask_rejects_unknown_and_output_only_paths() {
+        let patch = pb::Movie { title: "New".into(), ..Default::default() };
+        let current = RawMovie { title: "Old".into(), release_year: 1999, ..Default::default() };
+        let merged = apply_mask(current.clone(), &patch, &["title".into()]).unwrap();
+        assert_eq!((merged.title.as_str(), merged.release_year), ("New", 1999));
+        assert!(apply_mask(current.clone(), &patch, &["id".into()]).is_err());
+        assert!(apply_mask(current, &patch, &["colour".into()]).is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! The storage seam. Handlers talk to [`CatalogueStore`] only; SQLite is the embedded default and
+//! another backend (PostgreSQL) slots in as another implementation of the same trait.
+
+mod sqlite;
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+pub use self::sqlite::SqliteStore;
+use crate::domain::{Filter, ListQuery, Movie, MovieFields, MovieId};
+
+/// What can go wrong in storage, in terms a handler can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No film with that id.
+    #[error("no film has id {0}")]
+    NotFound(MovieId),
+    /// Another film already has that external key.
+    #[error("another film already has external key {0:?}")]
+    DuplicateKey(String),
+    /// The database failed.
+    #[error(transparent)]
+    Backend(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Backend(error.into())
+    }
+}
+
+/// The outcome of one imported row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    /// A new film was created.
+    Created(MovieId),
+    /// The film with the row's external key was updated.
+    Updated(MovieId),
+}
+
+/// Film storage.
+#[async_trait]
+pub trait CatalogueStore: Send + Sync + 'static {
+    /// One film.
+    async fn get(&self, id: MovieId) -> Result<Option<Movie>, StoreError>;
+    /// The films with these ids that exist, in no particular order.
+    async fn get_many(&self, ids: &[MovieId]) -> Result<Vec<Movie>, StoreError>;
+    /// One page of a listing.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Movie>, StoreError>;
+    /// How many films match.
+    async fn count(&self, filter: &Filter) -> Result<i64, StoreError>;
+    /// Films sharing a genre with `movie`, best rated first.
+    async fn related(&self, movie: &Movie, limit: usize) -> Result<Vec<Movie>, StoreError>;
+    /// Adds a film.
+    async fn create(&self, fields: &MovieFields, now: SystemTime) -> Result<Movie, StoreError>;
+    /// Replaces a film's fields.
+    async fn update(
+        &self,
+        id: MovieId,
+        fields: &MovieFields,
+        now: SystemTime,
+    ) -> Result<Movie, StoreError>;
+    /// Removes a film; false when there was none.
+    async fn delete(&self, id: MovieId) -> Result<bool, StoreError>;
+    /// Creates or updates (by external key) a batch of films in one transaction.
+    async fn upsert_batch(
+        &self,
+        rows: &[MovieFields],
+        now: SystemTime,
+    ) -> Result<Vec<Upserted>, StoreError>;
+    /// Every genre with its film count, by name.
+    async fn genres(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// How many films there are.
+    async fn total(&self) -> Result<i64, StoreError>;
+}

@@ -1,0 +1,265 @@
+//! The rental business in plain types: money, stock, rentals, purchases, accounts, and the rules
+//! that do not need a database (late fees, input limits).
+
+use std::time::{Duration, SystemTime};
+
+pub use videostore_kit::auth::Role;
+
+/// A film's id in the catalogue.
+pub type MovieId = i64;
+/// An account's id.
+pub type AccountId = i64;
+/// A rental's id.
+pub type RentalId = i64;
+
+/// Longest rental, in days.
+pub const MAX_RENTAL_DAYS: i32 = 90;
+/// Longest request id, in characters.
+pub const MAX_REQUEST_ID_CHARS: usize = 100;
+/// Most copies of one film.
+pub const MAX_COPIES: i32 = 100_000;
+/// Highest price, in minor units (10,000.00).
+pub const MAX_PRICE_MINOR: i64 = 1_000_000;
+/// One day.
+pub const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Money in integer minor units of a currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Amount in minor units.
+    pub minor: i64,
+}
+
+/// The stock of one stocked film.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Availability {
+    /// The film.
+    pub movie_id: MovieId,
+    /// Copies owned.
+    pub copies_owned: i32,
+    /// Copies on the shelf.
+    pub copies_available: i32,
+    /// Currency of both prices.
+    pub currency: String,
+    /// Rental price per day (also the late fee per day).
+    pub rental_price_minor: i64,
+    /// Purchase price.
+    pub purchase_price_minor: i64,
+    /// Bumped by every committed change.
+    pub version: i64,
+}
+
+/// A request to set a film's stock and prices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    /// The film.
+    pub movie_id: MovieId,
+    /// Copies owned.
+    pub copies_owned: i32,
+    /// Currency of both prices.
+    pub currency: String,
+    /// Rental price per day.
+    pub rental_price_minor: i64,
+    /// Purchase price.
+    pub purchase_price_minor: i64,
+}
+
+/// A rental.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rental {
+    /// Id.
+    pub id: RentalId,
+    /// The customer.
+    pub customer_id: AccountId,
+    /// The film.
+    pub movie_id: MovieId,
+    /// Days rented for.
+    pub days: i32,
+    /// When rented.
+    pub rented_at: SystemTime,
+    /// When due back.
+    pub due_at: SystemTime,
+    /// When returned, if it was.
+    pub returned_at: Option<SystemTime>,
+    /// Currency of the amounts.
+    pub currency: String,
+    /// Price per day at the time of renting (the late fee per day).
+    pub price_per_day_minor: i64,
+    /// Price charged.
+    pub price_minor: i64,
+    /// Late fee charged on return.
+    pub late_fee_minor: i64,
+    /// Idempotency key.
+    pub request_id: String,
+}
+
+/// A purchase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchase {
+    /// Id.
+    pub id: i64,
+    /// The buyer.
+    pub customer_id: AccountId,
+    /// The film.
+    pub movie_id: MovieId,
+    /// Currency.
+    pub currency: String,
+    /// Price paid.
+    pub price_minor: i64,
+    /// When.
+    pub purchased_at: SystemTime,
+    /// Idempotency key.
+    pub request_id: String,
+}
+
+/// An account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Id.
+    pub id: AccountId,
+    /// Email, unique case-insensitively.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Customer or staff.
+    pub role: Role,
+    /// When created.
+    pub created_at: SystemTime,
+}
+
+/// The late fee for returning at `returned_at` a rental due at `due_at`: the daily price for every
+/// day started after the due date. Returning on time (or early) costs nothing.
+pub fn late_fee(due_at: SystemTime, returned_at: SystemTime, price_per_day_minor: i64) -> i64 {
+    match returned_at.duration_since(due_at) {
+        Ok(late) if !late.is_zero() => {
+            let days = late.as_secs().div_ceil(DAY.as_secs()).max(1);
+            (days as i64).saturating_mul(price_per_day_minor)
+        }
+        _ => 0,
+    }
+}
+
+/// Checks a client request id.
+pub fn check_request_id(request_id: &str) -> Result<String, String> {
+    let trimmed = request_id.trim();
+    if trimmed.is_empty() {
+        return Err("request_id is required (a client-chosen id, e.g. a UUID)".into());
+    }
+    if trimmed.chars().count() > MAX_REQUEST_ID_CHARS {
+        return Err(format!("request_id is longer than {MAX_REQUEST_ID_CHARS} characters"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Checks a number of rental days.
+pub fn check_days(days: i32) -> Result<i32, String> {
+    if (1..=MAX_RENTAL_DAYS).contains(&days) {
+        Ok(days)
+    } else {
+        Err(format!("days must be between 1 and {MAX_RENTAL_DAYS}, not {days}"))
+    }
+}
+
+/// Checks an ISO 4217-shaped currency code.
+pub fn check_currency(code: &str) -> Result<String, String> {
+    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(code.to_owned())
+    } else {
+        Err(format!("currency_code {code:?} is not a three-letter ISO 4217 code like \"EUR\""))
+    }
+}
+
+/// Checks a price.
+pub fn check_price(name: &str, minor: i64) -> Result<i64, String> {
+    if (0..=MAX_PRICE_MINOR).contains(&minor) {
+        Ok(minor)
+    } else {
+        Err(format!("{name} must be between 0 and {MAX_PRICE_MINOR} minor units, not {minor}"))
+    }
+}
+
+/// Checks and normalises an email address (trimmed; compared case-insensitively by the store).
+pub fn check_email(email: &str) -> Result<String, String> {
+    let email = email.trim();
+    if email.is_empty() {
+        return Err("email is required".into());
+    }
+    if email.len() > 254 {
+        return Err("email is longer than 254 characters".into());
+    }
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+                && !domain.contains('@')
+        }
+        None => false,
+    };
+    if valid { Ok(email.to_owned()) } else { Err(format!("{email:?} is not an email address")) }
+}
+
+/// Checks a display name.
+pub fn check_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("name is required".into());
+    }
+    if name.chars().count() > 100 {
+        return Err("name is longer than 100 characters".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name must not contain control characters".into());
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks a new password's length (in characters, so any script works).
+pub fn check_password(password: &str) -> Result<(), String> {
+    let chars = password.chars().count();
+    if chars < 8 {
+        return Err("password must be at least 8 characters long".into());
+    }
+    if chars > 128 {
+        return Err("password must be at most 128 characters long".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_fee_on_time_and_a_day_per_day_started_after() {
+        let due = SystemTime::UNIX_EPOCH + DAY * 100;
+        assert_eq!(late_fee(due, due - DAY, 250), 0);
+        assert_eq!(late_fee(due, due, 250), 0);
+        assert_eq!(late_fee(due, due + Duration::from_secs(1), 250), 250);
+        assert_eq!(late_fee(due, due + DAY, 250), 250);
+        assert_eq!(late_fee(due, due + DAY + Duration::from_secs(1), 250), 500);
+        assert_eq!(late_fee(due, due + DAY * 3, 250), 750);
+    }
+
+    #[test]
+    fn inputs_are_checked() {
+        assert!(check_days(0).is_err());
+        assert!(check_days(91).is_err());
+        assert_eq!(check_days(3), Ok(3));
+        assert!(check_request_id("  ").is_err());
+        assert!(check_request_id(&"x".repeat(101)).is_err());
+        assert!(check_currency("eur").is_err());
+        assert!(check_currency("EURO").is_err());
+        assert_eq!(check_currency("EUR"), Ok("EUR".into()));
+        assert!(check_email("no-at-sign").is_err());
+        assert!(check_email("a@b").is_err());
+        assert_eq!(check_email(" Ann@Example.com "), Ok("Ann@Example.com".into()));
+        assert!(check_password("short").is_err());
+        assert!(check_password("long enough").is_ok());
+        assert!(check_price("price", -1).is_err());
+    }
+}

@@ -1,0 +1,664 @@
+//! The gRPC surface: the only module that touches prost types. Handlers check requests and
+//! callers, call the store, publish committed changes, and map errors to statuses.
+
+use std::{collections::HashSet, pin::Pin, sync::Arc, time::Duration};
+
+use futures::Stream;
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use videostore_kit::{
+    auth::{Caller, TokenKeys},
+    error::ServiceError,
+};
+use videostore_proto::stock::{
+    self as pb, account_service_server::AccountService, stock_service_server::StockService,
+};
+
+use crate::{
+    clock::Clock,
+    domain::{
+        self, Account, AccountId, Availability, Inventory, MovieId, Purchase, Rental, RentalId,
+        Role,
+    },
+    events::AvailabilityEvents,
+    passwords,
+    store::{NewAccount, NewPurchase, NewRental, StockStore, StoreError},
+};
+
+/// Most films per batch read or watch.
+const MAX_IDS: usize = 1000;
+/// Films per snapshot message of a watch on every film.
+const SNAPSHOT_CHUNK: usize = 1000;
+
+/// What every handler shares.
+pub(crate) struct Shared {
+    /// Where stock, rentals and accounts live.
+    pub(crate) store: Arc<dyn StockStore>,
+    /// Committed changes, for watchers.
+    pub(crate) events: AvailabilityEvents,
+    /// Signs and verifies tokens.
+    pub(crate) keys: TokenKeys,
+    /// Now, for due dates and fees.
+    pub(crate) clock: Arc<dyn Clock>,
+    /// How long a token lives.
+    pub(crate) token_ttl: Duration,
+    /// Cancelled at shutdown, so long streams end.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// `videostore.stock.v1.StockService`.
+#[derive(Clone)]
+pub(crate) struct StockApi(pub(crate) Arc<Shared>);
+
+/// `videostore.stock.v1.AccountService`.
+#[derive(Clone)]
+pub(crate) struct AccountApi(pub(crate) Arc<Shared>);
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotStocked(id) => {
+                ServiceError::not_found(format!("film {id} is not stocked by this shop"))
+            }
+            StoreError::SoldOut(id) => ServiceError::precondition(format!(
+                "film {id} is sold out: no copy is available right now"
+            )),
+            StoreError::RentalNotFound(id) => {
+                ServiceError::not_found(format!("no rental has id {id}"))
+            }
+            StoreError::AlreadyReturned(id) => {
+                ServiceError::precondition(format!("rental {id} was already returned"))
+            }
+            StoreError::NotYourRental(id) => {
+                ServiceError::PermissionDenied(format!("rental {id} is not one of yours"))
+            }
+            StoreError::RequestIdReused(id) => ServiceError::invalid(format!(
+                "request_id {id:?} was already used for a different request"
+            )),
+            StoreError::EmailTaken(email) => {
+                ServiceError::AlreadyExists(format!("an account with email {email:?} exists already"))
+            }
+            error @ StoreError::BelowRented { .. } => ServiceError::precondition(error.to_string()),
+            StoreError::Backend(cause) => ServiceError::Internal(cause),
+        }
+    }
+}
+
+fn status(error: impl Into<ServiceError>) -> Status {
+    error.into().into()
+}
+
+fn invalid(message: String) -> Status {
+    Status::invalid_argument(message)
+}
+
+fn check_movie_id(id: MovieId) -> Result<MovieId, Status> {
+    if id > 0 {
+        Ok(id)
+    } else {
+        Err(Status::invalid_argument(format!("movie_id must be a positive number, not {id}")))
+    }
+}
+
+fn check_ids(ids: &[MovieId], allow_empty: bool) -> Result<(), Status> {
+    if ids.is_empty() && !allow_empty {
+        return Err(Status::invalid_argument("movie_ids must name at least one film"));
+    }
+    if ids.len() > MAX_IDS {
+        return Err(Status::invalid_argument(format!(
+            "at most {MAX_IDS} films per call, not {}",
+            ids.len()
+        )));
+    }
+    ids.iter().try_for_each(|id| check_movie_id(*id).map(|_| ()))
+}
+
+fn money(currency: &str, minor: i64) -> Option<pb::Money> {
+    Some(pb::Money { currency_code: currency.to_owned(), minor_units: minor })
+}
+
+/// The wire form of a film's stock.
+pub(crate) fn availability_to_proto(availability: &Availability) -> pb::Availability {
+    pb::Availability {
+        movie_id: availability.movie_id,
+        stocked: true,
+        copies_owned: availability.copies_owned,
+        copies_available: availability.copies_available,
+        rental_price_per_day: money(&availability.currency, availability.rental_price_minor),
+        purchase_price: money(&availability.currency, availability.purchase_price_minor),
+        version: availability.version,
+    }
+}
+
+fn unstocked(movie_id: MovieId) -> pb::Availability {
+    pb::Availability { movie_id, stocked: false, ..Default::default() }
+}
+
+fn rental_to_proto(rental: &Rental) -> pb::Rental {
+    pb::Rental {
+        id: rental.id,
+        movie_id: rental.movie_id,
+        customer_id: rental.customer_id,
+        state: if rental.returned_at.is_some() {
+            pb::RentalState::Returned
+        } else {
+            pb::RentalState::Open
+        } as i32,
+        days: rental.days,
+        rented_at: Some(rental.rented_at.into()),
+        due_at: Some(rental.due_at.into()),
+        returned_at: rental.returned_at.map(Into::into),
+        price: money(&rental.currency, rental.price_minor),
+        late_fee: money(&rental.currency, rental.late_fee_minor),
+        request_id: rental.request_id.clone(),
+    }
+}
+
+fn purchase_to_proto(purchase: &Purchase) -> pb::Purchase {
+    pb::Purchase {
+        id: purchase.id,
+        movie_id: purchase.movie_id,
+        customer_id: purchase.customer_id,
+        price: money(&purchase.currency, purchase.price_minor),
+        purchased_at: Some(purchase.purchased_at.into()),
+        request_id: purchase.request_id.clone(),
+    }
+}
+
+fn account_to_proto(account: &Account) -> pb::Account {
+    pb::Account {
+        id: account.id,
+        email: account.email.clone(),
+        name: account.name.clone(),
+        role: match account.role {
+            Role::Customer => pb::Role::Customer,
+            Role::Staff => pb::Role::Staff,
+        } as i32,
+        create_time: Some(account.created_at.into()),
+    }
+}
+
+impl Shared {
+    /// Rents a copy and publishes the committed change.
+    async fn rent(
+        &self,
+        customer_id: AccountId,
+        movie_id: MovieId,
+        days: i32,
+        request_id: &str,
+    ) -> Result<(Rental, Option<Availability>), Status> {
+        let movie_id = check_movie_id(movie_id)?;
+        let days = domain::check_days(days).map_err(invalid)?;
+        let request_id = domain::check_request_id(request_id).map_err(invalid)?;
+        let outcome = self
+            .store
+            .rent(&NewRental { customer_id, movie_id, days, request_id, now: self.clock.now() })
+            .await
+            .map_err(status)?;
+        if let Some(changed) = &outcome.changed {
+            self.events.publish(changed.clone());
+        }
+        Ok((outcome.value, outcome.changed))
+    }
+
+    /// Closes a rental (a customer's own, or any for staff) and publishes the change.
+    async fn return_rental(
+        &self,
+        caller: &Caller,
+        rental_id: RentalId,
+    ) -> Result<(Rental, Option<Availability>), Status> {
+        if rental_id <= 0 {
+            return Err(Status::invalid_argument(format!(
+                "rental_id must be a positive number, not {rental_id}"
+            )));
+        }
+        let only_of = (!caller.is_staff()).then_some(caller.account_id);
+        let outcome = self
+            .store
+            .return_rental(rental_id, only_of, self.clock.now())
+            .await
+            .map_err(status)?;
+        if let Some(changed) = &outcome.changed {
+            self.events.publish(changed.clone());
+        }
+        Ok((outcome.value, outcome.changed))
+    }
+
+    /// Current stock of `ids` (stocked or not), in the order asked.
+    async fn snapshot(&self, ids: &[MovieId]) -> Result<Vec<pb::Availability>, Status> {
+        let found = self.store.availability(ids).await.map_err(status)?;
+        let by_id: std::collections::HashMap<MovieId, &Availability> =
+            found.iter().map(|a| (a.movie_id, a)).collect();
+        Ok(ids
+            .iter()
+            .map(|id| by_id.get(id).map_or_else(|| unstocked(*id), |a| availability_to_proto(a)))
+            .collect())
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl StockService for StockApi {
+    async fn get_availability(
+        &self,
+        request: Request<pb::GetAvailabilityRequest>,
+    ) -> Result<Response<pb::Availability>, Status> {
+        let id = check_movie_id(request.get_ref().movie_id)?;
+        let mut snapshot = self.0.snapshot(&[id]).await?;
+        Ok(Response::new(snapshot.remove(0)))
+    }
+
+    async fn batch_get_availability(
+        &self,
+        request: Request<pb::BatchGetAvailabilityRequest>,
+    ) -> Result<Response<pb::BatchGetAvailabilityResponse>, Status> {
+        let ids = &request.get_ref().movie_ids;
+        check_ids(ids, false)?;
+        Ok(Response::new(pb::BatchGetAvailabilityResponse {
+            availabilities: self.0.snapshot(ids).await?,
+        }))
+    }
+
+    type WatchAvailabilityStream = BoxStream<pb::WatchAvailabilityResponse>;
+
+    async fn watch_availability(
+        &self,
+        request: Request<pb::WatchAvailabilityRequest>,
+    ) -> Result<Response<Self::WatchAvailabilityStream>, Status> {
+        let ids = request.into_inner().movie_ids;
+        check_ids(&ids, true)?;
+        let watched: Option<HashSet<MovieId>> =
+            (!ids.is_empty()).then(|| ids.iter().copied().collect());
+        let shared = Arc::clone(&self.0);
+        // Subscribe before reading the snapshot, so no change committed in between is lost.
+        let mut changes = shared.events.subscribe();
+        let first = watch_snapshot(&shared, &ids).await?;
+        let (sender, receiver) = mpsc::channel(8);
+        tokio::spawn(async move {
+            for message in first {
+                if sender.send(Ok(message)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let received = tokio::select! {
+                    received = changes.recv() => received,
+                    () = shared.shutdown.cancelled() => return,
+                    () = sender.closed() => return,
+                };
+                let message = match received {
+                    Ok(change) => {
+                        let mut batch = Vec::new();
+                        let wanted = |a: &Availability| {
+                            watched.as_ref().is_none_or(|set| set.contains(&a.movie_id))
+                        };
+                        if wanted(&change) {
+                            batch.push(availability_to_proto(&change));
+                        }
+                        // Coalesce changes that are already waiting into one message.
+                        while batch.len() < SNAPSHOT_CHUNK {
+                            match changes.try_recv() {
+                                Ok(change) if wanted(&change) => {
+                                    batch.push(availability_to_proto(&change))
+                                }
+                                Ok(_) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        if batch.is_empty() {
+                            continue;
+                        }
+                        vec![pb::WatchAvailabilityResponse { snapshot: false, availabilities: batch }]
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "slow watcher: sending a fresh snapshot");
+                        match watch_snapshot(&shared, &ids).await {
+                            Ok(messages) => messages,
+                            Err(status) => {
+                                let _ = sender.send(Err(status)).await;
+                                return;
+                            }
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                for message in message {
+                    if sender.send(Ok(message)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn rent(&self, request: Request<pb::RentRequest>) -> Result<Response<pb::Rental>, Status> {
+        let caller = self.0.keys.require_signed_in(request.metadata())?;
+        let request = request.into_inner();
+        let (rental, _) = self
+            .0
+            .rent(caller.account_id, request.movie_id, request.days, &request.request_id)
+            .await?;
+        Ok(Response::new(rental_to_proto(&rental)))
+    }
+
+    async fn r#return(
+        &self,
+        request: Request<pb::ReturnRequest>,
+    ) -> Result<Response<pb::Rental>, Status> {
+        let caller = self.0.keys.require_signed_in(request.metadata())?;
+        let (rental, _) = self.0.return_rental(&caller, request.get_ref().rental_id).await?;
+        Ok(Response::new(rental_to_proto(&rental)))
+    }
+
+    async fn purchase(
+        &self,
+        request: Request<pb::PurchaseRequest>,
+    ) -> Result<Response<pb::Purchase>, Status> {
+        let caller = self.0.keys.require_signed_in(request.metadata())?;
+        let request = request.into_inner();
+        let movie_id = check_movie_id(request.movie_id)?;
+        let request_id = domain::check_request_id(&request.request_id).map_err(invalid)?;
+        let outcome = self
+            .0
+            .store
+            .purchase(&NewPurchase {
+                customer_id: caller.account_id,
+                movie_id,
+                request_id,
+                now: self.0.clock.now(),
+            })
+            .await
+            .map_err(status)?;
+        if let Some(changed) = outcome.changed {
+            self.0.events.publish(changed);
+        }
+        Ok(Response::new(purchase_to_proto(&outcome.value)))
+    }
+
+    type ListMyRentalsStream = BoxStream<pb::Rental>;
+
+    async fn list_my_rentals(
+        &self,
+        request: Request<pb::ListMyRentalsRequest>,
+    ) -> Result<Response<Self::ListMyRentalsStream>, Status> {
+        let caller = self.0.keys.require_signed_in(request.metadata())?;
+        let rentals = self
+            .0
+            .store
+            .rentals_of(caller.account_id, request.get_ref().include_returned)
+            .await
+            .map_err(status)?;
+        let stream = tokio_stream::iter(rentals.into_iter().map(|r| Ok(rental_to_proto(&r))));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type RentalDeskStream = BoxStream<pb::DeskEvent>;
+
+    async fn rental_desk(
+        &self,
+        request: Request<Streaming<pb::DeskCommand>>,
+    ) -> Result<Response<Self::RentalDeskStream>, Status> {
+        let staff = self.0.keys.require_staff(request.metadata())?;
+        let mut commands = request.into_inner();
+        let shared = Arc::clone(&self.0);
+        let mut changes = shared.events.subscribe();
+        let (sender, receiver) = mpsc::channel(32);
+        tokio::spawn(async move {
+            let mut touched: HashSet<MovieId> = HashSet::new();
+            let mut last_version: std::collections::HashMap<MovieId, i64> = Default::default();
+            loop {
+                tokio::select! {
+                    command = commands.message() => {
+                        let command = match command {
+                            Ok(Some(command)) => command,
+                            Ok(None) => return,
+                            Err(status) => {
+                                tracing::debug!(%status, "desk stream ended by the client");
+                                return;
+                            }
+                        };
+                        let (result, changed) = desk_command(&shared, &staff, command).await;
+                        let mut events = vec![pb::DeskEvent {
+                            event: Some(pb::desk_event::Event::Result(result)),
+                        }];
+                        if let Some(changed) = changed {
+                            touched.insert(changed.movie_id);
+                            last_version.insert(changed.movie_id, changed.version);
+                            events.push(pb::DeskEvent {
+                                event: Some(pb::desk_event::Event::Availability(
+                                    availability_to_proto(&changed),
+                                )),
+                            });
+                        }
+                        for event in events {
+                            if sender.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    change = changes.recv() => {
+                        let change = match change {
+                            Ok(change) => change,
+                            Err(RecvError::Lagged(_)) => continue,
+                            Err(RecvError::Closed) => return,
+                        };
+                        // Changes made elsewhere to films this desk has touched; our own were
+                        // sent with their results already.
+                        let seen = last_version.get(&change.movie_id).copied().unwrap_or(0);
+                        if touched.contains(&change.movie_id) && change.version > seen {
+                            last_version.insert(change.movie_id, change.version);
+                            let event = pb::DeskEvent {
+                                event: Some(pb::desk_event::Event::Availability(
+                                    availability_to_proto(&change),
+                                )),
+                            };
+                            if sender.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    () = shared.shutdown.cancelled() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn set_inventory(
+        &self,
+        request: Request<pb::SetInventoryRequest>,
+    ) -> Result<Response<pb::Availability>, Status> {
+        let staff = self.0.keys.require_staff(request.metadata())?;
+        let request = request.into_inner();
+        let movie_id = check_movie_id(request.movie_id)?;
+        if !(0..=domain::MAX_COPIES).contains(&request.copies_owned) {
+            return Err(Status::invalid_argument(format!(
+                "copies_owned must be between 0 and {}, not {}",
+                domain::MAX_COPIES,
+                request.copies_owned
+            )));
+        }
+        let rent = request
+            .rental_price_per_day
+            .ok_or_else(|| Status::invalid_argument("rental_price_per_day is required"))?;
+        let buy = request
+            .purchase_price
+            .ok_or_else(|| Status::invalid_argument("purchase_price is required"))?;
+        let currency = domain::check_currency(&rent.currency_code).map_err(invalid)?;
+        if buy.currency_code != currency {
+            return Err(Status::invalid_argument(format!(
+                "both prices must be in the same currency ({currency} and {:?})",
+                buy.currency_code
+            )));
+        }
+        let inventory = Inventory {
+            movie_id,
+            copies_owned: request.copies_owned,
+            currency,
+            rental_price_minor: domain::check_price("rental_price_per_day", rent.minor_units)
+                .map_err(invalid)?,
+            purchase_price_minor: domain::check_price("purchase_price", buy.minor_units)
+                .map_err(invalid)?,
+        };
+        let availability = self.0.store.set_inventory(&inventory).await.map_err(status)?;
+        tracing::info!(staff = %staff.email, movie_id, copies = inventory.copies_owned, "stock set");
+        self.0.events.publish(availability.clone());
+        Ok(Response::new(availability_to_proto(&availability)))
+    }
+}
+
+async fn watch_snapshot(
+    shared: &Shared,
+    ids: &[MovieId],
+) -> Result<Vec<pb::WatchAvailabilityResponse>, Status> {
+    let availabilities = if ids.is_empty() {
+        shared
+            .store
+            .all_availability()
+            .await
+            .map_err(status)?
+            .iter()
+            .map(availability_to_proto)
+            .collect()
+    } else {
+        shared.snapshot(ids).await?
+    };
+    if availabilities.is_empty() {
+        return Ok(vec![pb::WatchAvailabilityResponse { snapshot: true, availabilities }]);
+    }
+    Ok(availabilities
+        .chunks(SNAPSHOT_CHUNK)
+        .map(|chunk| pb::WatchAvailabilityResponse {
+            snapshot: true,
+            availabilities: chunk.to_vec(),
+        })
+        .collect())
+}
+
+/// Runs one desk command; a failure becomes an error result, never the end of the desk.
+async fn desk_command(
+    shared: &Shared,
+    staff: &Caller,
+    command: pb::DeskCommand,
+) -> (pb::DeskResult, Option<Availability>) {
+    let outcome: Result<(Rental, Option<Availability>), Status> = async {
+        match command.action {
+            Some(pb::desk_command::Action::Rent(rent)) => {
+                let email = domain::check_email(&rent.customer_email).map_err(invalid)?;
+                let (customer, _) = shared
+                    .store
+                    .account_by_email(&email)
+                    .await
+                    .map_err(status)?
+                    .ok_or_else(|| Status::not_found(format!("no customer has email {email:?}")))?;
+                shared.rent(customer.id, rent.movie_id, rent.days, &rent.request_id).await
+            }
+            Some(pb::desk_command::Action::Return(ret)) => {
+                shared.return_rental(staff, ret.rental_id).await
+            }
+            None => Err(Status::invalid_argument("a desk command needs a rent or return action")),
+        }
+    }
+    .await;
+    match outcome {
+        Ok((rental, changed)) => (
+            pb::DeskResult {
+                command_id: command.command_id,
+                code: 0,
+                message: String::new(),
+                rental: Some(rental_to_proto(&rental)),
+            },
+            changed,
+        ),
+        Err(status) => (
+            pb::DeskResult {
+                command_id: command.command_id,
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+                rental: None,
+            },
+            None,
+        ),
+    }
+}
+
+#[tonic::async_trait]
+impl AccountService for AccountApi {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let request = request.into_inner();
+        let email = domain::check_email(&request.email).map_err(invalid)?;
+        let name = domain::check_name(&request.name).map_err(invalid)?;
+        domain::check_password(&request.password).map_err(invalid)?;
+        let password_hash = passwords::hash(request.password).await.map_err(status)?;
+        let account = self
+            .0
+            .store
+            .create_account(&NewAccount {
+                email,
+                name,
+                password_hash,
+                role: Role::Customer,
+                now: self.0.clock.now(),
+            })
+            .await
+            .map_err(status)?;
+        tracing::info!(account = account.id, "customer registered");
+        Ok(Response::new(account_to_proto(&account)))
+    }
+
+    async fn sign_in(
+        &self,
+        request: Request<pb::SignInRequest>,
+    ) -> Result<Response<pb::SignInResponse>, Status> {
+        let request = request.into_inner();
+        let wrong = || Status::unauthenticated("wrong email or password");
+        if request.email.len() > 254 || request.password.chars().count() > 128 {
+            return Err(wrong());
+        }
+        let found = self.0.store.account_by_email(request.email.trim()).await.map_err(status)?;
+        let (account, stored) = match found {
+            Some((account, hash)) => (Some(account), Some(hash)),
+            None => (None, None),
+        };
+        let matches = passwords::verify(request.password, stored).await.map_err(status)?;
+        let account = match account {
+            Some(account) if matches => account,
+            _ => return Err(wrong()),
+        };
+        let caller =
+            Caller { account_id: account.id, email: account.email.clone(), role: account.role };
+        let issued = self
+            .0
+            .keys
+            // Token lifetimes are wall-clock time, not the business clock.
+            .issue(&caller, std::time::SystemTime::now(), self.0.token_ttl)
+            .map_err(status)?;
+        Ok(Response::new(pb::SignInResponse {
+            token: issued.token,
+            expire_time: Some(issued.expires_at.into()),
+            account: Some(account_to_proto(&account)),
+        }))
+    }
+
+    async fn get_me(
+        &self,
+        request: Request<pb::GetMeRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let caller = self.0.keys.require_signed_in(request.metadata())?;
+        let account = self
+            .0
+            .store
+            .account(caller.account_id)
+            .await
+            .map_err(status)?
+            .ok_or_else(|| Status::unauthenticated("the account of this token no longer exists"))?;
+        Ok(Response::new(account_to_proto(&account)))
+    }
+}

@@ -1,0 +1,143 @@
+//! Wiring: open the store, seed it, make sure the first staff account exists, bind, serve.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use videostore_kit::{
+    auth::{Role, TokenKeys},
+    secret,
+    serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices},
+};
+use videostore_proto::stock::{
+    account_service_server::AccountServiceServer, stock_service_server::StockServiceServer,
+};
+
+use crate::{
+    clock::Clock,
+    config::Config,
+    domain,
+    events::AvailabilityEvents,
+    grpc::{AccountApi, Shared, StockApi},
+    passwords, seed,
+    store::{NewAccount, SqliteStore, StockStore},
+};
+
+/// A stock server bound to its port, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    routes: tonic::service::Routes,
+    standard: StandardServices,
+    origins: AllowedOrigins,
+    shutdown: CancellationToken,
+    store: Arc<dyn StockStore>,
+}
+
+impl Application {
+    /// Opens the database, stocks the sample films, creates the configured staff account, and
+    /// binds the listen address (port 0 picks a free port: see [`Application::local_addr`]).
+    pub async fn build(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let origins = AllowedOrigins::parse(&config.cors_origins)?;
+        let secret = secret::load_or_create(config.token_secret.as_deref(), &config.data_dir)?;
+        let keys = TokenKeys::new(&secret)?;
+        let store: Arc<dyn StockStore> = Arc::new(SqliteStore::open(&config.database_url()).await?);
+        if config.seed {
+            let added = store
+                .stock_missing(&seed::inventory())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
+                .context("stocking the sample films")?;
+            if added > 0 {
+                tracing::info!(films = added, "stocked the sample films");
+            }
+        }
+        ensure_staff(&config, store.as_ref(), clock.as_ref()).await?;
+        let shared = Arc::new(Shared {
+            store: Arc::clone(&store),
+            events: AvailabilityEvents::new(),
+            keys,
+            clock,
+            token_ttl: Duration::from_secs(config.token_ttl_minutes.max(1) * 60),
+            shutdown: shutdown.clone(),
+        });
+        let standard = StandardServices::new(&[
+            "videostore.stock.v1.StockService",
+            "videostore.stock.v1.AccountService",
+        ])
+        .await?;
+        let routes = standard
+            .routes()
+            .add_service(
+                StockServiceServer::new(StockApi(Arc::clone(&shared)))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(AccountServiceServer::new(AccountApi(shared)));
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        Ok(Self { listener, routes, standard, origins, shutdown, store })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The store, for checks from tests and tools (e.g. the stock invariant).
+    pub fn store(&self) -> Arc<dyn StockStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// Serves until the shutdown token is cancelled and in-flight calls have finished.
+    pub async fn run(self) -> anyhow::Result<()> {
+        serve::serve(
+            self.listener,
+            serve::with_grpc_web(self.routes),
+            &self.origins,
+            self.standard.health.clone(),
+            self.shutdown,
+        )
+        .await
+    }
+}
+
+/// Creates the configured staff account if it does not exist, or promotes it if it is a customer.
+async fn ensure_staff(config: &Config, store: &dyn StockStore, clock: &dyn Clock) -> anyhow::Result<()> {
+    let Some(email) = &config.staff_email else { return Ok(()) };
+    let email = domain::check_email(email).map_err(|e| anyhow::anyhow!("staff email: {e}"))?;
+    let existing = store.account_by_email(&email).await.map_err(|e| anyhow::anyhow!(e))?;
+    match existing {
+        Some((account, _)) if account.role == Role::Staff => Ok(()),
+        Some((account, _)) => {
+            store.promote_to_staff(account.id).await.map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!(%email, "promoted the configured account to staff");
+            Ok(())
+        }
+        None => {
+            let password = config.staff_password.clone().context(
+                "VIDEOSTORE_STAFF_EMAIL is set but VIDEOSTORE_STAFF_PASSWORD is not: \
+                 the staff account needs a password to be created",
+            )?;
+            domain::check_password(&password).map_err(|e| anyhow::anyhow!("staff password: {e}"))?;
+            let password_hash = passwords::hash(password).await?;
+            store
+                .create_account(&NewAccount {
+                    email: email.clone(),
+                    name: "Staff".to_owned(),
+                    password_hash,
+                    role: Role::Staff,
+                    now: clock.now(),
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!(%email, "created the configured staff account");
+            Ok(())
+        }
+    }
+}
