@@ -19,8 +19,7 @@ pub(crate) struct StorefrontApi {
 
 impl StorefrontApi {
     fn deadline<T>(&self, request: &Request<T>) -> Duration {
-        videostore_kit::deadline::from_metadata(request.metadata())
-            .unwrap_or(self.default_deadline)
+        videostore_kit::deadline::from_metadata(request.metadata()).unwrap_or(self.default_deadline)
     }
 }
 
@@ -31,7 +30,10 @@ impl StorefrontService for StorefrontApi {
         request: Request<pb::GetMoviePageRequest>,
     ) -> Result<Response<pb::MoviePage>, Status> {
         let deadline = self.deadline(&request);
-        let page = self.storefront.movie_page(request.into_inner(), deadline).await?;
+        let page = self
+            .storefront
+            .movie_page(request.into_inner(), deadline)
+            .await?;
         Ok(Response::new(page))
     }
 

@@ -83,8 +83,12 @@ impl Storefront {
             page_token: request.page_token,
         });
         list_request.set_timeout(deadline);
-        let page =
-            self.catalogue.clone().list_movies(list_request).await.map_err(upstream("catalogue"))?;
+        let page = self
+            .catalogue
+            .clone()
+            .list_movies(list_request)
+            .await
+            .map_err(upstream("catalogue"))?;
         let page = page.into_inner();
         let ids: Vec<i64> = page.movies.iter().map(|movie| movie.id).collect();
         let mut stock = if ids.is_empty() {
@@ -97,8 +101,13 @@ impl Storefront {
             .into_iter()
             .enumerate()
             .map(|(index, movie)| {
-                let availability = stock.as_mut().and_then(|found| found.get_mut(index).map(std::mem::take));
-                pb::StorefrontItem { movie: Some(movie), stock: Some(stock_info(availability)) }
+                let availability = stock
+                    .as_mut()
+                    .and_then(|found| found.get_mut(index).map(std::mem::take));
+                pb::StorefrontItem {
+                    movie: Some(movie),
+                    stock: Some(stock_info(availability)),
+                }
             })
             .collect();
         Ok(pb::ListStorefrontResponse {
@@ -116,7 +125,9 @@ impl Storefront {
         started: Instant,
         deadline: Duration,
     ) -> Option<Vec<stock::Availability>> {
-        let left = deadline.saturating_sub(started.elapsed()).saturating_sub(ANSWER_MARGIN);
+        let left = deadline
+            .saturating_sub(started.elapsed())
+            .saturating_sub(ANSWER_MARGIN);
         let budget = left.min(self.stock_timeout);
         if budget.is_zero() {
             return None;
@@ -131,7 +142,10 @@ impl Storefront {
                 None
             }
             Err(_) => {
-                tracing::warn!(budget_ms = budget.as_millis() as u64, "stock too slow: availability unknown");
+                tracing::warn!(
+                    budget_ms = budget.as_millis() as u64,
+                    "stock too slow: availability unknown"
+                );
                 None
             }
         }
@@ -139,7 +153,10 @@ impl Storefront {
 }
 
 fn stock_info(availability: Option<stock::Availability>) -> pb::StockInfo {
-    pb::StockInfo { known: availability.is_some(), availability }
+    pb::StockInfo {
+        known: availability.is_some(),
+        availability,
+    }
 }
 
 /// Passes the catalogue's answer through for the caller's mistakes, and hides internals.
@@ -151,10 +168,17 @@ fn upstream(service: &'static str) -> impl Fn(Status) -> Status {
         | tonic::Code::Cancelled => status,
         tonic::Code::Unavailable => {
             tracing::warn!(service, message = status.message(), "upstream unavailable");
-            Status::unavailable(format!("the {service} service is unavailable; try again shortly"))
+            Status::unavailable(format!(
+                "the {service} service is unavailable; try again shortly"
+            ))
         }
         code => {
-            tracing::error!(service, ?code, message = status.message(), "upstream failed");
+            tracing::error!(
+                service,
+                ?code,
+                message = status.message(),
+                "upstream failed"
+            );
             Status::internal("internal error")
         }
     }

@@ -4,7 +4,10 @@ use std::{net::SocketAddr, path::PathBuf};
 
 /// The catalogue server's settings.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "catalogue", about = "The video store's film catalogue (gRPC + gRPC-Web)")]
+#[command(
+    name = "catalogue",
+    about = "The video store's film catalogue (gRPC + gRPC-Web)"
+)]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "CATALOGUE_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
@@ -34,8 +37,8 @@ pub struct Config {
 impl Config {
     /// The database URL in effect.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("catalogue.db").display())
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("catalogue.db").display()))
     }
 }

@@ -9,37 +9,135 @@ use videostore_kit::sample::{SAMPLE_FILMS, SplitMix64};
 pub const SEED_FILMS: usize = SAMPLE_FILMS as usize;
 
 const ADJECTIVES: &[&str] = &[
-    "Silent", "Crimson", "Last", "Hidden", "Broken", "Golden", "Midnight", "Distant", "Wild",
-    "Forgotten", "Electric", "Frozen", "Burning", "Secret", "Lonely", "Restless", "Savage",
-    "Gentle", "Iron", "Velvet", "Hollow", "Endless", "Bitter", "Northern", "Paper",
+    "Silent",
+    "Crimson",
+    "Last",
+    "Hidden",
+    "Broken",
+    "Golden",
+    "Midnight",
+    "Distant",
+    "Wild",
+    "Forgotten",
+    "Electric",
+    "Frozen",
+    "Burning",
+    "Secret",
+    "Lonely",
+    "Restless",
+    "Savage",
+    "Gentle",
+    "Iron",
+    "Velvet",
+    "Hollow",
+    "Endless",
+    "Bitter",
+    "Northern",
+    "Paper",
 ];
 const NOUNS: &[&str] = &[
-    "River", "Empire", "Garden", "Station", "Harbor", "Kingdom", "Mirror", "Highway", "Orchard",
-    "Lighthouse", "Circus", "Frontier", "Cathedral", "Island", "Machine", "Summer", "Winter",
-    "Signal", "Promise", "Voyage", "Shadow", "Carnival", "Desert", "Archive", "Horizon",
+    "River",
+    "Empire",
+    "Garden",
+    "Station",
+    "Harbor",
+    "Kingdom",
+    "Mirror",
+    "Highway",
+    "Orchard",
+    "Lighthouse",
+    "Circus",
+    "Frontier",
+    "Cathedral",
+    "Island",
+    "Machine",
+    "Summer",
+    "Winter",
+    "Signal",
+    "Promise",
+    "Voyage",
+    "Shadow",
+    "Carnival",
+    "Desert",
+    "Archive",
+    "Horizon",
 ];
 const PLACES: &[&str] = &[
-    "Lisbon", "Kyoto", "Marrakesh", "Reykjavík", "Montréal", "São Paulo", "Kraków", "Zürich",
-    "Istanbul", "Oaxaca", "Tbilisi", "Saint-Étienne", "Málaga", "Bergen", "Hanoi", "Dublin",
+    "Lisbon",
+    "Kyoto",
+    "Marrakesh",
+    "Reykjavík",
+    "Montréal",
+    "São Paulo",
+    "Kraków",
+    "Zürich",
+    "Istanbul",
+    "Oaxaca",
+    "Tbilisi",
+    "Saint-Étienne",
+    "Málaga",
+    "Bergen",
+    "Hanoi",
+    "Dublin",
 ];
 /// Titles in their own scripts, so search and display are exercised beyond ASCII.
 const NATIVE_TITLES: &[&str] = &[
-    "Летний дождь", "Тихий океан", "夜の航路", "千の風", "바다의 노래", "青い灯台", "Η τελευταία νύχτα",
-    "Ο κήπος", "האי השקט", "رحلة الصحراء", "Café Amélie", "Déjà Vu à Paris", "Niño del río",
-    "Über den Wolken", "Śnieżna noc", "Ölüdeniz",
+    "Летний дождь",
+    "Тихий океан",
+    "夜の航路",
+    "千の風",
+    "바다의 노래",
+    "青い灯台",
+    "Η τελευταία νύχτα",
+    "Ο κήπος",
+    "האי השקט",
+    "رحلة الصحراء",
+    "Café Amélie",
+    "Déjà Vu à Paris",
+    "Niño del río",
+    "Über den Wolken",
+    "Śnieżna noc",
+    "Ölüdeniz",
 ];
 const FIRST_NAMES: &[&str] = &[
-    "Ana", "Tomás", "Yuki", "Ingrid", "Kwame", "Lena", "Marco", "Priya", "Olu", "Sofia",
-    "Hiro", "Chloé", "Dmitri", "Amara", "Jonas", "Mei", "Rafael", "Noor", "Elif", "Søren",
+    "Ana", "Tomás", "Yuki", "Ingrid", "Kwame", "Lena", "Marco", "Priya", "Olu", "Sofia", "Hiro",
+    "Chloé", "Dmitri", "Amara", "Jonas", "Mei", "Rafael", "Noor", "Elif", "Søren",
 ];
 const LAST_NAMES: &[&str] = &[
-    "Okafor", "Lindqvist", "Moreau", "Tanaka", "Rossi", "Kowalski", "Haddad", "Nakamura",
-    "Fernández", "Novak", "Achebe", "Varga", "Ivanova", "Brennan", "Costa", "Müller",
+    "Okafor",
+    "Lindqvist",
+    "Moreau",
+    "Tanaka",
+    "Rossi",
+    "Kowalski",
+    "Haddad",
+    "Nakamura",
+    "Fernández",
+    "Novak",
+    "Achebe",
+    "Varga",
+    "Ivanova",
+    "Brennan",
+    "Costa",
+    "Müller",
 ];
 /// The seed's genres, also the stock service's view of what a "genre" looks like.
 pub const GENRES: &[&str] = &[
-    "Drama", "Comedy", "Thriller", "Science Fiction", "Romance", "Documentary", "Animation",
-    "Horror", "Adventure", "Crime", "Fantasy", "Musical", "Western", "Mystery", "Family",
+    "Drama",
+    "Comedy",
+    "Thriller",
+    "Science Fiction",
+    "Romance",
+    "Documentary",
+    "Animation",
+    "Horror",
+    "Adventure",
+    "Crime",
+    "Fantasy",
+    "Musical",
+    "Western",
+    "Mystery",
+    "Family",
 ];
 const PLOTS: &[&str] = &[
     "A retired {job} returns to {place} to settle an old debt and finds the town changed beyond recognition.",
@@ -52,14 +150,27 @@ const PLOTS: &[&str] = &[
     "A family reunion in {place} goes wrong in every way a family reunion can.",
 ];
 const JOBS: &[&str] = &[
-    "detective", "pianist", "lighthouse keeper", "chef", "pilot", "teacher", "boxer",
-    "cartographer", "nurse", "magician",
+    "detective",
+    "pianist",
+    "lighthouse keeper",
+    "chef",
+    "pilot",
+    "teacher",
+    "boxer",
+    "cartographer",
+    "nurse",
+    "magician",
 ];
 
 fn title(rng: &mut SplitMix64) -> String {
     match rng.below(10) {
         0 | 1 => format!("The {} {}", rng.pick(ADJECTIVES), rng.pick(NOUNS)),
-        2 => format!("{} of the {} {}", rng.pick(NOUNS), rng.pick(ADJECTIVES), rng.pick(NOUNS)),
+        2 => format!(
+            "{} of the {} {}",
+            rng.pick(NOUNS),
+            rng.pick(ADJECTIVES),
+            rng.pick(NOUNS)
+        ),
         3 => format!("Return to {}", rng.pick(PLACES)),
         4 => format!("{} {}", rng.pick(ADJECTIVES), rng.pick(PLACES)),
         5 => format!("A {} in {}", rng.pick(NOUNS), rng.pick(PLACES)),
@@ -86,7 +197,11 @@ pub fn films() -> Vec<MovieFields> {
             let base = title(&mut rng);
             let count = seen.entry(base.clone()).or_insert(0);
             *count += 1;
-            let title = if *count == 1 { base } else { format!("{base} {}", *count) };
+            let title = if *count == 1 {
+                base
+            } else {
+                format!("{base} {}", *count)
+            };
             let genre_count = 1 + rng.below(3);
             let mut genres: Vec<String> = Vec::new();
             while genres.len() < genre_count {

@@ -40,8 +40,7 @@ impl Application {
             seed_if_empty(&store).await?;
         }
         let api = CatalogueApi::new(Arc::new(store), keys, shutdown.clone());
-        let standard =
-            StandardServices::new(&["videostore.catalogue.v1.CatalogueService"]).await?;
+        let standard = StandardServices::new(&["videostore.catalogue.v1.CatalogueService"]).await?;
         let routes = standard.routes().add_service(
             CatalogueServiceServer::new(api)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -50,12 +49,20 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        Ok(Self { listener, routes, standard, origins, shutdown })
+        Ok(Self {
+            listener,
+            routes,
+            standard,
+            origins,
+            shutdown,
+        })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until the shutdown token is cancelled and in-flight calls have finished.

@@ -4,7 +4,10 @@ use std::{net::SocketAddr, path::PathBuf};
 
 /// The stock server's settings.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "stock", about = "The video store's stock, rentals and accounts (gRPC + gRPC-Web)")]
+#[command(
+    name = "stock",
+    about = "The video store's stock, rentals and accounts (gRPC + gRPC-Web)"
+)]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "STOCK_LISTEN_ADDR", default_value = "127.0.0.1:50052")]

@@ -11,8 +11,9 @@ async fn main() -> anyhow::Result<()> {
     videostore_kit::telemetry::init("stock");
     let shutdown = CancellationToken::new();
     videostore_kit::shutdown::cancel_on_signal(shutdown.clone());
-    let app = stock::startup::Application::build(config, Arc::new(stock::clock::SystemClock), shutdown)
-        .await?;
+    let app =
+        stock::startup::Application::build(config, Arc::new(stock::clock::SystemClock), shutdown)
+            .await?;
     tracing::info!(addr = %app.local_addr(), "stock serving");
     app.run().await?;
     tracing::info!("stock stopped");

@@ -81,12 +81,21 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        Ok(Self { listener, routes, standard, origins, shutdown, store })
+        Ok(Self {
+            listener,
+            routes,
+            standard,
+            origins,
+            shutdown,
+            store,
+        })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The store, for checks from tests and tools (e.g. the stock invariant).
@@ -108,14 +117,26 @@ impl Application {
 }
 
 /// Creates the configured staff account if it does not exist, or promotes it if it is a customer.
-async fn ensure_staff(config: &Config, store: &dyn StockStore, clock: &dyn Clock) -> anyhow::Result<()> {
-    let Some(email) = &config.staff_email else { return Ok(()) };
+async fn ensure_staff(
+    config: &Config,
+    store: &dyn StockStore,
+    clock: &dyn Clock,
+) -> anyhow::Result<()> {
+    let Some(email) = &config.staff_email else {
+        return Ok(());
+    };
     let email = domain::check_email(email).map_err(|e| anyhow::anyhow!("staff email: {e}"))?;
-    let existing = store.account_by_email(&email).await.map_err(|e| anyhow::anyhow!(e))?;
+    let existing = store
+        .account_by_email(&email)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     match existing {
         Some((account, _)) if account.role == Role::Staff => Ok(()),
         Some((account, _)) => {
-            store.promote_to_staff(account.id).await.map_err(|e| anyhow::anyhow!(e))?;
+            store
+                .promote_to_staff(account.id)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
             tracing::info!(%email, "promoted the configured account to staff");
             Ok(())
         }
@@ -124,7 +145,8 @@ async fn ensure_staff(config: &Config, store: &dyn StockStore, clock: &dyn Clock
                 "VIDEOSTORE_STAFF_EMAIL is set but VIDEOSTORE_STAFF_PASSWORD is not: \
                  the staff account needs a password to be created",
             )?;
-            domain::check_password(&password).map_err(|e| anyhow::anyhow!("staff password: {e}"))?;
+            domain::check_password(&password)
+                .map_err(|e| anyhow::anyhow!("staff password: {e}"))?;
             let password_hash = passwords::hash(password).await?;
             store
                 .create_account(&NewAccount {

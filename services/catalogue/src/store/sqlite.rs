@@ -13,7 +13,9 @@ use anyhow::Context;
 use async_trait::async_trait;
 use sqlx::{
     QueryBuilder, Row, Sqlite, SqlitePool,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    },
 };
 
 use super::{CatalogueStore, StoreError, Upserted};
@@ -58,7 +60,9 @@ impl SqliteStore {
             .run(&writer)
             .await
             .context("migrating the catalogue database")?;
-        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4);
+        let readers = std::thread::available_parallelism()
+            .map_or(4, |n| n.get() * 2)
+            .max(4);
         let reader = SqlitePoolOptions::new()
             .max_connections(readers as u32)
             .connect_with(options.read_only(true))
@@ -69,7 +73,8 @@ impl SqliteStore {
 }
 
 fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn movie_from_row(row: &SqliteRow) -> Result<Movie, sqlx::Error> {
@@ -114,7 +119,10 @@ fn like_contains(word: &str) -> String {
 fn push_filter(builder: &mut QueryBuilder<'_, Sqlite>, filter: &Filter) {
     builder.push(" WHERE 1 = 1");
     for word in &filter.words {
-        builder.push(" AND title_key LIKE ").push_bind(like_contains(word)).push(" ESCAPE '\\'");
+        builder
+            .push(" AND title_key LIKE ")
+            .push_bind(like_contains(word))
+            .push(" ESCAPE '\\'");
     }
     if let Some(genre) = &filter.genre {
         builder
@@ -143,7 +151,11 @@ fn push_keyset(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
                 .push(")");
         }
         Order::Year | Order::Rating => {
-            let column = if query.order == Order::Year { "release_year" } else { "audience_rating" };
+            let column = if query.order == Order::Year {
+                "release_year"
+            } else {
+                "audience_rating"
+            };
             let op = if query.descending { "<" } else { ">" };
             builder.push(format!(" AND ({column} {op} "));
             if query.order == Order::Year {
@@ -194,7 +206,10 @@ async fn write_genres(
     id: MovieId,
     fields: &MovieFields,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM movie_genres WHERE movie_id = ?").bind(id).execute(&mut *connection).await?;
+    sqlx::query("DELETE FROM movie_genres WHERE movie_id = ?")
+        .bind(id)
+        .execute(&mut *connection)
+        .await?;
     for genre in &fields.genres {
         sqlx::query("INSERT OR IGNORE INTO movie_genres (movie_id, genre) VALUES (?, ?)")
             .bind(id)
@@ -335,7 +350,11 @@ impl CatalogueStore for SqliteStore {
             .await
             .map_err(|error| duplicate_key(error, fields))?;
         transaction.commit().await?;
-        Ok(Movie { id, fields: fields.clone(), update_time: now })
+        Ok(Movie {
+            id,
+            fields: fields.clone(),
+            update_time: now,
+        })
     }
 
     async fn update(
@@ -352,7 +371,11 @@ impl CatalogueStore for SqliteStore {
             return Err(StoreError::NotFound(id));
         }
         transaction.commit().await?;
-        Ok(Movie { id, fields: fields.clone(), update_time: now })
+        Ok(Movie {
+            id,
+            fields: fields.clone(),
+            update_time: now,
+        })
     }
 
     async fn delete(&self, id: MovieId) -> Result<bool, StoreError> {
@@ -408,6 +431,8 @@ impl CatalogueStore for SqliteStore {
     }
 
     async fn total(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM movies").fetch_one(&self.reader).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM movies")
+            .fetch_one(&self.reader)
+            .await?)
     }
 }

@@ -144,8 +144,7 @@ pub trait StockStore: Send + Sync + 'static {
     /// Creates an account.
     async fn create_account(&self, account: &NewAccount) -> Result<Account, StoreError>;
     /// An account and its password hash, by email (case-insensitive).
-    async fn account_by_email(&self, email: &str)
-    -> Result<Option<(Account, String)>, StoreError>;
+    async fn account_by_email(&self, email: &str) -> Result<Option<(Account, String)>, StoreError>;
     /// An account by id.
     async fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError>;
     /// Makes an existing account staff.

@@ -1,0 +1,136 @@
+//! A minimal gRPC-Web client over HTTP/1.1, speaking exactly what a browser sends: a POST with
+//! `content-type: application/grpc-web+proto`, length-prefixed frames, and trailers in a final
+//! frame flagged 0x80.
+
+use std::collections::HashMap;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// What came back from a gRPC-Web call.
+#[derive(Debug)]
+pub struct Reply {
+    /// The HTTP status.
+    pub http_status: u16,
+    /// Response headers (lower-case names).
+    pub headers: HashMap<String, String>,
+    /// The data frames, each one message.
+    pub messages: Vec<Bytes>,
+    /// Trailers, from the trailer frame or (trailers-only responses) the headers.
+    pub trailers: HashMap<String, String>,
+}
+
+impl Reply {
+    /// `grpc-status`, from trailers or headers.
+    pub fn grpc_status(&self) -> Option<i32> {
+        self.trailers
+            .get("grpc-status")
+            .or_else(|| self.headers.get("grpc-status"))
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// `grpc-message`, percent-decoded.
+    pub fn grpc_message(&self) -> String {
+        let raw = self
+            .trailers
+            .get("grpc-message")
+            .or_else(|| self.headers.get("grpc-message"))
+            .cloned()
+            .unwrap_or_default();
+        percent_decode(&raw)
+    }
+
+    /// The messages decoded as `M`.
+    pub fn decode<M: prost::Message + Default>(&self) -> Vec<M> {
+        self.messages
+            .iter()
+            .map(|bytes| M::decode(bytes.clone()).expect("valid message"))
+            .collect()
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Calls `path` (e.g. `/videostore.catalogue.v1.CatalogueService/GetMovie`) on `base_url` with one
+/// request message, over HTTP/1.1, optionally with a bearer token and an `Origin`.
+pub async fn call(
+    base_url: &str,
+    path: &str,
+    request: &impl prost::Message,
+    token: Option<&str>,
+    origin: Option<&str>,
+) -> anyhow::Result<Reply> {
+    let client = reqwest::Client::builder().http1_only().build()?;
+    let body = request.encode_to_vec();
+    let mut framed = BytesMut::with_capacity(body.len() + 5);
+    framed.put_u8(0);
+    framed.put_u32(body.len() as u32);
+    framed.put_slice(&body);
+    let mut builder = client
+        .post(format!("{base_url}{path}"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("x-user-agent", "grpc-web-test")
+        .body(framed.freeze());
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    if let Some(origin) = origin {
+        builder = builder.header("origin", origin);
+    }
+    let response = builder.send().await?;
+    anyhow::ensure!(
+        response.version() == reqwest::Version::HTTP_11,
+        "expected HTTP/1.1"
+    );
+    let http_status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                value.to_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let mut body = response.bytes().await?;
+    let mut messages = Vec::new();
+    let mut trailers = HashMap::new();
+    while body.remaining() >= 5 {
+        let flag = body.get_u8();
+        let length = body.get_u32() as usize;
+        anyhow::ensure!(body.remaining() >= length, "truncated gRPC-Web frame");
+        let frame = body.split_to(length);
+        if flag & 0x80 != 0 {
+            for line in String::from_utf8_lossy(&frame).split("\r\n") {
+                if let Some((name, value)) = line.split_once(':') {
+                    trailers.insert(name.trim().to_lowercase(), value.trim().to_owned());
+                }
+            }
+        } else {
+            messages.push(frame);
+        }
+    }
+    Ok(Reply {
+        http_status,
+        headers,
+        messages,
+        trailers,
+    })
+}

@@ -1,0 +1,331 @@
+//! Test harness: the real catalogue, stock and aggregator servers, started in-process on
+//! `127.0.0.1:0` over a temporary data folder, with typed clients and helpers.
+//!
+//! # Layout
+//! - [`TestStore`]: the whole store; start, stop and restart single services.
+//! - [`grpc_web`]: a minimal gRPC-Web client over HTTP/1.1, as a browser speaks it.
+//! - [`authed`]: attach a bearer token to a request.
+
+pub mod grpc_web;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, transport::Channel};
+use videostore_proto::{
+    aggregator::storefront_service_client::StorefrontServiceClient,
+    catalogue::catalogue_service_client::CatalogueServiceClient,
+    stock::{
+        self as stock_pb, account_service_client::AccountServiceClient,
+        stock_service_client::StockServiceClient,
+    },
+};
+
+pub use stock::clock::ManualClock;
+
+/// The staff account every test store has.
+pub const STAFF_EMAIL: &str = "staff@videostore.test";
+/// Its password.
+pub const STAFF_PASSWORD: &str = "staff password 1";
+
+/// One running server.
+pub struct Service {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Service {
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful shutdown: waits until the server has stopped.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        match tokio::time::timeout(Duration::from_secs(10), self.handle).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => panic!("server failed: {error:#}"),
+            Ok(Err(join)) => panic!("server task panicked: {join}"),
+            Err(_) => panic!("server did not stop within 10 s of shutdown"),
+        }
+    }
+}
+
+/// The whole store on ephemeral ports.
+pub struct TestStore {
+    /// The data folder (deleted on drop).
+    pub dir: tempfile::TempDir,
+    /// The token secret all services share.
+    pub secret: String,
+    /// The stock service's clock.
+    pub clock: Arc<ManualClock>,
+    /// Catalogue server.
+    pub catalogue: Service,
+    /// Stock server (`None` while stopped).
+    pub stock: Option<Service>,
+    /// Aggregator server.
+    pub aggregator: Service,
+    /// Where stock listened last; a restart reuses it so the aggregator finds it again.
+    stock_addr: SocketAddr,
+    stock_store: Option<Arc<dyn stock::store::StockStore>>,
+}
+
+fn stock_config(data: &std::path::Path, secret: &str, listen: SocketAddr) -> stock::config::Config {
+    stock::config::Config {
+        listen,
+        data_dir: data.to_path_buf(),
+        database_url: None,
+        token_secret: Some(secret.to_owned()),
+        token_ttl_minutes: 60,
+        cors_origins: "*".into(),
+        seed: true,
+        staff_email: Some(STAFF_EMAIL.into()),
+        staff_password: Some(STAFF_PASSWORD.into()),
+    }
+}
+
+async fn spawn_stock(
+    data: &std::path::Path,
+    secret: &str,
+    listen: SocketAddr,
+    clock: Arc<ManualClock>,
+) -> (Service, Arc<dyn stock::store::StockStore>) {
+    let shutdown = CancellationToken::new();
+    let app = stock::startup::Application::build(
+        stock_config(data, secret, listen),
+        clock,
+        shutdown.clone(),
+    )
+    .await
+    .expect("stock starts");
+    let addr = app.local_addr();
+    let store = app.store();
+    let handle = tokio::spawn(app.run());
+    (
+        Service {
+            addr,
+            shutdown,
+            handle,
+        },
+        store,
+    )
+}
+
+impl TestStore {
+    /// Starts catalogue, stock and aggregator with the sample data and one staff account.
+    pub async fn start() -> Self {
+        Self::start_with(Duration::from_millis(300)).await
+    }
+
+    /// Like [`TestStore::start`], with the aggregator's stock timeout set.
+    pub async fn start_with(stock_timeout: Duration) -> Self {
+        // Logs only on request (TEST_LOG=1), so a failing test's output stays readable.
+        if std::env::var_os("TEST_LOG").is_some() {
+            videostore_kit::telemetry::init("tests");
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secret: String = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..64)
+                .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+                .collect()
+        };
+        let catalogue = Self::spawn_catalogue(dir.path().to_path_buf(), &secret).await;
+        let clock = Arc::new(ManualClock::new(SystemTime::now()));
+        let (stock, stock_store) = spawn_stock(
+            dir.path(),
+            &secret,
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::clone(&clock),
+        )
+        .await;
+        let aggregator =
+            Self::spawn_aggregator(&catalogue.url(), &stock.url(), stock_timeout).await;
+        Self {
+            stock_addr: stock.addr,
+            dir,
+            secret,
+            clock,
+            catalogue,
+            stock: Some(stock),
+            aggregator,
+            stock_store: Some(stock_store),
+        }
+    }
+
+    async fn spawn_catalogue(data: PathBuf, secret: &str) -> Service {
+        let shutdown = CancellationToken::new();
+        let config = catalogue::config::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data,
+            database_url: None,
+            token_secret: Some(secret.to_owned()),
+            cors_origins: "*".into(),
+            seed: true,
+        };
+        let app = catalogue::startup::Application::build(config, shutdown.clone())
+            .await
+            .expect("catalogue starts");
+        let addr = app.local_addr();
+        Service {
+            addr,
+            shutdown,
+            handle: tokio::spawn(app.run()),
+        }
+    }
+
+    /// Starts an aggregator against any catalogue and stock addresses.
+    pub async fn spawn_aggregator(
+        catalogue: &str,
+        stock: &str,
+        stock_timeout: Duration,
+    ) -> Service {
+        let shutdown = CancellationToken::new();
+        let config = aggregator::config::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            catalogue_addr: catalogue.to_owned(),
+            stock_addr: stock.to_owned(),
+            stock_timeout_ms: stock_timeout.as_millis() as u64,
+            default_deadline_ms: 2000,
+            cors_origins: "*".into(),
+        };
+        let app = aggregator::startup::Application::build(config, shutdown.clone())
+            .await
+            .expect("aggregator starts");
+        let addr = app.local_addr();
+        Service {
+            addr,
+            shutdown,
+            handle: tokio::spawn(app.run()),
+        }
+    }
+
+    /// Stops the stock service (gracefully).
+    pub async fn stop_stock(&mut self) {
+        if let Some(stock) = self.stock.take() {
+            stock.stop().await;
+        }
+        self.stock_store = None;
+    }
+
+    /// Starts the stock service again on the same port and data folder.
+    pub async fn start_stock(&mut self) {
+        assert!(self.stock.is_none(), "stock is already running");
+        let (stock, store) = spawn_stock(
+            self.dir.path(),
+            &self.secret,
+            self.stock_addr,
+            Arc::clone(&self.clock),
+        )
+        .await;
+        self.stock = Some(stock);
+        self.stock_store = Some(store);
+    }
+
+    /// The running stock server.
+    pub fn stock(&self) -> &Service {
+        self.stock.as_ref().expect("stock is running")
+    }
+
+    /// Direct access to stock's storage, for invariant checks.
+    pub fn stock_store(&self) -> Arc<dyn stock::store::StockStore> {
+        Arc::clone(self.stock_store.as_ref().expect("stock is running"))
+    }
+
+    /// A channel to an address.
+    pub async fn channel(addr: SocketAddr) -> Channel {
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connects")
+    }
+
+    /// A catalogue client.
+    pub async fn catalogue_client(&self) -> CatalogueServiceClient<Channel> {
+        CatalogueServiceClient::new(Self::channel(self.catalogue.addr).await)
+    }
+
+    /// A stock client.
+    pub async fn stock_client(&self) -> StockServiceClient<Channel> {
+        StockServiceClient::new(Self::channel(self.stock().addr).await)
+    }
+
+    /// An account client.
+    pub async fn account_client(&self) -> AccountServiceClient<Channel> {
+        AccountServiceClient::new(Self::channel(self.stock().addr).await)
+    }
+
+    /// An aggregator client.
+    pub async fn storefront_client(&self) -> StorefrontServiceClient<Channel> {
+        StorefrontServiceClient::new(Self::channel(self.aggregator.addr).await)
+    }
+
+    /// Signs in and returns the token.
+    pub async fn sign_in(&self, email: &str, password: &str) -> String {
+        self.account_client()
+            .await
+            .sign_in(stock_pb::SignInRequest {
+                email: email.into(),
+                password: password.into(),
+            })
+            .await
+            .expect("sign in")
+            .into_inner()
+            .token
+    }
+
+    /// A staff token.
+    pub async fn staff_token(&self) -> String {
+        self.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await
+    }
+
+    /// Registers a new customer (unique email from `name`) and returns its id and token.
+    pub async fn customer(&self, name: &str) -> (i64, String) {
+        let email = format!(
+            "{}-{}@example.com",
+            name.to_lowercase(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let password = "customer password";
+        let account = self
+            .account_client()
+            .await
+            .register(stock_pb::RegisterRequest {
+                email: email.clone(),
+                name: name.into(),
+                password: password.into(),
+            })
+            .await
+            .expect("register")
+            .into_inner();
+        (account.id, self.sign_in(&email, password).await)
+    }
+
+    /// Stops every service.
+    pub async fn stop(mut self) {
+        self.stop_stock().await;
+        self.aggregator.stop().await;
+        self.catalogue.stop().await;
+    }
+}
+
+/// `message` with `authorization: Bearer <token>`.
+pub fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    request
+}

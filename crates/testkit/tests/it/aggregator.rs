@@ -1,0 +1,262 @@
+//! The store front: combined views over gRPC and REST, deadlines, and degradation.
+
+use std::time::{Duration, Instant};
+
+use testkit::TestStore;
+use tonic::{Code, Request};
+use videostore_proto::{aggregator as pb, catalogue::MovieFilter};
+
+#[tokio::test]
+async fn movie_page_combines_film_stock_and_related_films() {
+    let store = TestStore::start().await;
+    let mut front = store.storefront_client().await;
+    let page = front
+        .get_movie_page(pb::GetMoviePageRequest {
+            movie_id: 3,
+            related_limit: 5,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.movie.unwrap().id, 3);
+    let stock = page.stock.unwrap();
+    assert!(stock.known);
+    let availability = stock.availability.unwrap();
+    assert_eq!(availability.movie_id, 3);
+    assert!(availability.rental_price_per_day.is_some());
+    assert_eq!(page.related.len(), 5);
+    let missing = front
+        .get_movie_page(pb::GetMoviePageRequest {
+            movie_id: 424_242,
+            related_limit: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    store.stop().await;
+}
+
+#[tokio::test]
+async fn storefront_lists_a_page_with_each_films_stock() {
+    let store = TestStore::start().await;
+    let mut front = store.storefront_client().await;
+    let page = front
+        .list_storefront(pb::ListStorefrontRequest {
+            filter: Some(MovieFilter {
+                genre: "Comedy".into(),
+                ..Default::default()
+            }),
+            page_size: 12,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.items.len(), 12);
+    assert!(page.total_size > 12);
+    for item in &page.items {
+        let movie = item.movie.as_ref().unwrap();
+        let stock = item.stock.as_ref().unwrap();
+        assert!(stock.known);
+        assert_eq!(stock.availability.as_ref().unwrap().movie_id, movie.id);
+    }
+    let next = front
+        .list_storefront(pb::ListStorefrontRequest {
+            filter: Some(MovieFilter {
+                genre: "Comedy".into(),
+                ..Default::default()
+            }),
+            page_size: 12,
+            page_token: page.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(next.items.iter().all(|n| {
+        page.items
+            .iter()
+            .all(|p| p.movie.as_ref().unwrap().id != n.movie.as_ref().unwrap().id)
+    }));
+    store.stop().await;
+}
+
+#[tokio::test]
+async fn with_stock_stopped_the_page_still_comes_back_in_time() {
+    let mut store = TestStore::start().await;
+    store.stop_stock().await;
+    let mut front = store.storefront_client().await;
+    let mut request = Request::new(pb::GetMoviePageRequest {
+        movie_id: 4,
+        related_limit: 3,
+    });
+    request.set_timeout(Duration::from_millis(800));
+    let started = Instant::now();
+    let page = front.get_movie_page(request).await.unwrap().into_inner();
+    assert!(started.elapsed() < Duration::from_millis(800));
+    assert_eq!(page.movie.unwrap().id, 4);
+    assert!(!page.stock.unwrap().known);
+    let list = front
+        .list_storefront(pb::ListStorefrontRequest {
+            page_size: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.items.len(), 5);
+    assert!(list.items.iter().all(|i| !i.stock.as_ref().unwrap().known));
+
+    // And it recovers when stock is back.
+    store.start_stock().await;
+    let mut recovered = false;
+    for _ in 0..50 {
+        let page = front
+            .get_movie_page(pb::GetMoviePageRequest {
+                movie_id: 4,
+                related_limit: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if page.stock.unwrap().known {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "availability is known again once stock is back");
+    store.stop().await;
+}
+
+#[tokio::test]
+async fn a_hanging_stock_service_cannot_hold_the_page_past_the_deadline() {
+    let store = TestStore::start().await;
+    // A socket that accepts connections and never answers.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = black_hole.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            if let Ok((socket, _)) = black_hole.accept().await {
+                held.push(socket);
+            }
+        }
+    });
+    let front_service = TestStore::spawn_aggregator(
+        &store.catalogue.url(),
+        &format!("http://{hole_addr}"),
+        Duration::from_secs(10),
+    )
+    .await;
+    let mut front =
+        videostore_proto::aggregator::storefront_service_client::StorefrontServiceClient::new(
+            TestStore::channel(front_service.addr).await,
+        );
+    let mut request = Request::new(pb::GetMoviePageRequest {
+        movie_id: 2,
+        related_limit: 2,
+    });
+    request.set_timeout(Duration::from_millis(500));
+    let started = Instant::now();
+    let page = front.get_movie_page(request).await.unwrap().into_inner();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+    assert_eq!(page.movie.unwrap().id, 2);
+    assert!(!page.stock.unwrap().known);
+    holder.abort();
+    front_service.stop().await;
+    store.stop().await;
+}
+
+#[tokio::test]
+async fn rest_facade_lists_and_shows_films_as_json() {
+    let store = TestStore::start().await;
+    let base = store.aggregator.url();
+    let http = reqwest::Client::new();
+    let list: serde_json::Value = http
+        .get(format!(
+            "{base}/api/movies?q=am%C3%A9lie&page_size=5&order=year&desc=true"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let movies = list["movies"].as_array().unwrap();
+    assert!(!movies.is_empty());
+    assert!(list["total_size"].as_i64().unwrap() >= movies.len() as i64);
+    for movie in movies {
+        assert!(movie["title"].as_str().unwrap().contains("Amélie"));
+        assert_eq!(movie["availability"]["known"], true);
+        assert_eq!(
+            movie["availability"]["rental_price_per_day"]["currency"],
+            "EUR"
+        );
+    }
+    let years: Vec<i64> = movies
+        .iter()
+        .map(|m| m["release_year"].as_i64().unwrap())
+        .collect();
+    assert!(years.windows(2).all(|w| w[0] >= w[1]));
+
+    let one = http
+        .get(format!("{base}/api/movies/8?related=3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+    assert_eq!(one.headers()["content-type"], "application/json");
+    let one: serde_json::Value = one.json().await.unwrap();
+    assert_eq!(one["id"], 8);
+    assert_eq!(one["related"].as_array().unwrap().len(), 3);
+
+    for (path, status, code) in [
+        ("/api/movies/0", 400, "INVALID_ARGUMENT"),
+        ("/api/movies/abc", 400, "INVALID_ARGUMENT"),
+        ("/api/movies/9999999", 404, "NOT_FOUND"),
+        ("/api/movies?page_size=500", 400, "INVALID_ARGUMENT"),
+        ("/api/movies?order=price", 400, "INVALID_ARGUMENT"),
+        ("/api/movies?min_year=abc", 400, "INVALID_ARGUMENT"),
+    ] {
+        let response = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{path}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    }
+    store.stop().await;
+}
+
+#[tokio::test]
+async fn every_service_reports_health_and_serves_reflection() {
+    use tonic_health_client::{HealthCheckRequest, HealthClient, serving};
+    let store = TestStore::start().await;
+    for addr in [
+        store.catalogue.addr,
+        store.stock().addr,
+        store.aggregator.addr,
+    ] {
+        let mut health = HealthClient::new(TestStore::channel(addr).await);
+        let status = health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, serving(), "{addr}");
+    }
+    store.stop().await;
+}
+
+/// The generated health client, under a short name.
+mod tonic_health_client {
+    pub(crate) use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    pub(crate) fn serving() -> i32 {
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    }
+}

@@ -1,0 +1,9 @@
+//! System tests: the real services on ephemeral ports, called over real gRPC, gRPC-Web on
+//! HTTP/1.1 and HTTP/JSON.
+
+mod accounts;
+mod aggregator;
+mod catalogue;
+mod grpc_web;
+mod rentals;
+mod stock;
