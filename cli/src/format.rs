@@ -46,11 +46,7 @@ pub(crate) fn time(timestamp: Option<&prost_types::Timestamp>) -> String {
     let days = secs.div_euclid(86_400);
     let rest = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60
-    )
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", rest / 3600, rest % 3600 / 60)
 }
 
 /// Days since 1970-01-01 to a Gregorian date (Howard Hinnant's algorithm).
@@ -128,8 +124,7 @@ pub(crate) fn rental_line(rental: &Rental, now: SystemTime) -> String {
         money(rental.price.as_ref()),
         time(rental.due_at.as_ref()),
         state,
-        fee.map(|fee| format!("  late fee {}", money(Some(fee))))
-            .unwrap_or_default()
+        fee.map(|fee| format!("  late fee {}", money(Some(fee)))).unwrap_or_default()
     )
 }
 
@@ -138,10 +133,7 @@ mod tests {
     use super::*;
 
     fn eur(minor: i64) -> Money {
-        Money {
-            currency_code: "EUR".into(),
-            minor_units: minor,
-        }
+        Money { currency_code: "EUR".into(), minor_units: minor }
     }
 
     #[test]
@@ -150,10 +142,7 @@ mod tests {
         assert_eq!(money(Some(&eur(5))), "0.05 EUR");
         assert_eq!(money(Some(&eur(-1250))), "-12.50 EUR");
         assert_eq!(
-            money(Some(&Money {
-                currency_code: "JPY".into(),
-                minor_units: 500
-            })),
+            money(Some(&Money { currency_code: "JPY".into(), minor_units: 500 })),
             "500 JPY"
         );
         assert_eq!(money(None), "-");
@@ -161,15 +150,9 @@ mod tests {
 
     #[test]
     fn times_are_shown_as_utc_dates() {
-        let t = prost_types::Timestamp {
-            seconds: 951_782_400,
-            nanos: 0,
-        }; // 2000-02-29
+        let t = prost_types::Timestamp { seconds: 951_782_400, nanos: 0 }; // 2000-02-29
         assert_eq!(time(Some(&t)), "2000-02-29 00:00 UTC");
-        let t = prost_types::Timestamp {
-            seconds: 1_795_000_000 + 3_600,
-            nanos: 0,
-        };
+        let t = prost_types::Timestamp { seconds: 1_795_000_000 + 3_600, nanos: 0 };
         assert!(time(Some(&t)).starts_with("2026-"));
     }
 
@@ -177,10 +160,7 @@ mod tests {
     fn overdue_rentals_are_marked() {
         let rental = Rental {
             state: RentalState::Open as i32,
-            due_at: Some(prost_types::Timestamp {
-                seconds: 1000,
-                nanos: 0,
-            }),
+            due_at: Some(prost_types::Timestamp { seconds: 1000, nanos: 0 }),
             ..Default::default()
         };
         assert!(rental_line(&rental, SystemTime::now()).contains("OVERDUE"));

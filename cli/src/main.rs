@@ -213,9 +213,7 @@ impl Cli {
         if let Some(token) = &self.token {
             return Ok(token.clone());
         }
-        let path = self
-            .token_file()
-            .context("no token: run `videostore signin` first")?;
+        let path = self.token_file().context("no token: run `videostore signin` first")?;
         let token = std::fs::read_to_string(&path)
             .map_err(|_| anyhow::anyhow!("not signed in: run `videostore signin` first"))?;
         Ok(token.trim().to_owned())
@@ -225,9 +223,7 @@ impl Cli {
         let mut request = Request::new(message);
         request.metadata_mut().insert(
             "authorization",
-            format!("Bearer {}", self.token()?)
-                .parse()
-                .context("the token is not valid text")?,
+            format!("Bearer {}", self.token()?).parse().context("the token is not valid text")?,
         );
         Ok(request)
     }
@@ -262,11 +258,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Health { quiet } => health(&cli, *quiet).await,
-        Command::Signup {
-            email,
-            name,
-            password,
-        } => {
+        Command::Signup { email, name, password } => {
             let mut accounts = AccountServiceClient::new(channel(&cli.stock).await?);
             let account = accounts
                 .register(stock::RegisterRequest {
@@ -286,38 +278,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Signin { email, password } => {
             let mut accounts = AccountServiceClient::new(channel(&cli.stock).await?);
             let signed_in = accounts
-                .sign_in(stock::SignInRequest {
-                    email: email.clone(),
-                    password: password.clone(),
-                })
+                .sign_in(stock::SignInRequest { email: email.clone(), password: password.clone() })
                 .await
                 .map_err(call_error)?
                 .into_inner();
-            let path = cli
-                .token_file()
-                .context("no place to save the token: set --token-file")?;
+            let path = cli.token_file().context("no place to save the token: set --token-file")?;
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
             std::fs::write(&path, &signed_in.token)
                 .with_context(|| format!("saving {}", path.display()))?;
             let name = signed_in.account.map(|a| a.name).unwrap_or_default();
-            println!(
-                "Signed in as {name} until {}.",
-                format::time(signed_in.expire_time.as_ref())
-            );
+            println!("Signed in as {name} until {}.", format::time(signed_in.expire_time.as_ref()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Movies(movies) => run_movies(&cli, movies).await,
-        Command::Rent {
-            movie,
-            days,
-            request_id,
-        } => {
+        Command::Rent { movie, days, request_id } => {
             let mut client = StockServiceClient::new(channel(&cli.stock).await?);
-            let request_id = request_id
-                .clone()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let request_id = request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let rental = client
                 .rent(cli.authed(stock::RentRequest {
                     movie_id: *movie,
@@ -342,14 +320,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Buy { movie, request_id } => {
             let mut client = StockServiceClient::new(channel(&cli.stock).await?);
-            let request_id = request_id
-                .clone()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let request_id = request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let purchase = client
-                .purchase(cli.authed(stock::PurchaseRequest {
-                    movie_id: *movie,
-                    request_id,
-                })?)
+                .purchase(cli.authed(stock::PurchaseRequest { movie_id: *movie, request_id })?)
                 .await
                 .map_err(call_error)?
                 .into_inner();
@@ -364,9 +337,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rentals { open } => {
             let mut client = StockServiceClient::new(channel(&cli.stock).await?);
             let mut rentals = client
-                .list_my_rentals(cli.authed(stock::ListMyRentalsRequest {
-                    include_returned: !open,
-                })?)
+                .list_my_rentals(
+                    cli.authed(stock::ListMyRentalsRequest { include_returned: !open })?,
+                )
                 .await
                 .map_err(call_error)?
                 .into_inner();
@@ -383,20 +356,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Watch { movies, changes } => watch(&cli, movies.clone(), *changes).await,
         Command::Desk => desk(&cli).await,
-        Command::SetStock {
-            movie,
-            copies,
-            rent_price,
-            buy_price,
-            currency,
-        } => {
+        Command::SetStock { movie, copies, rent_price, buy_price, currency } => {
             let mut client = StockServiceClient::new(channel(&cli.stock).await?);
-            let money = |minor| {
-                Some(stock::Money {
-                    currency_code: currency.clone(),
-                    minor_units: minor,
-                })
-            };
+            let money =
+                |minor| Some(stock::Money { currency_code: currency.clone(), minor_units: minor });
             let availability = client
                 .set_inventory(cli.authed(stock::SetInventoryRequest {
                     movie_id: *movie,
@@ -407,11 +370,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(call_error)?
                 .into_inner();
-            println!(
-                "film {}: {}",
-                availability.movie_id,
-                format::availability(&availability)
-            );
+            println!("film {}: {}", availability.movie_id, format::availability(&availability));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -422,16 +381,12 @@ async fn health(cli: &Cli, quiet: bool) -> anyhow::Result<ExitCode> {
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
     let mut all_serving = true;
-    for (name, address) in [
-        ("catalogue", &cli.catalogue),
-        ("stock", &cli.stock),
-        ("aggregator", &cli.aggregator),
-    ] {
+    for (name, address) in
+        [("catalogue", &cli.catalogue), ("stock", &cli.stock), ("aggregator", &cli.aggregator)]
+    {
         let status = match channel(address).await {
             Ok(channel) => {
-                let mut request = Request::new(HealthCheckRequest {
-                    service: String::new(),
-                });
+                let mut request = Request::new(HealthCheckRequest { service: String::new() });
                 request.set_timeout(Duration::from_secs(2));
                 match HealthClient::new(channel).check(request).await {
                     Ok(response) => ServingStatus::try_from(response.into_inner().status)
@@ -446,11 +401,7 @@ async fn health(cli: &Cli, quiet: bool) -> anyhow::Result<ExitCode> {
             println!("{name:<11} {address:<28} {status}");
         }
     }
-    Ok(if all_serving {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if all_serving { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn order(name: &str) -> anyhow::Result<cat::MovieOrder> {
@@ -495,11 +446,7 @@ async fn run_movies(cli: &Cli, command: &Movies) -> anyhow::Result<ExitCode> {
             for movie in &page.movies {
                 println!("{}", format::movie_line(movie));
             }
-            println!(
-                "{} of {} matching films.",
-                page.movies.len(),
-                page.total_size
-            );
+            println!("{} of {} matching films.", page.movies.len(), page.total_size);
             if !page.next_page_token.is_empty() {
                 println!("More: --page-token {}", page.next_page_token);
             }
@@ -513,10 +460,7 @@ async fn run_movies(cli: &Cli, command: &Movies) -> anyhow::Result<ExitCode> {
                 .into_inner();
             println!("{}", format::movie_line(&movie));
             if !movie.director.is_empty() {
-                println!(
-                    "Directed by {}, {} min.",
-                    movie.director, movie.runtime_minutes
-                );
+                println!("Directed by {}, {} min.", movie.director, movie.runtime_minutes);
             }
             if !movie.synopsis.is_empty() {
                 println!("{}", movie.synopsis);
@@ -537,10 +481,7 @@ async fn run_movies(cli: &Cli, command: &Movies) -> anyhow::Result<ExitCode> {
         Movies::Import { file } => import(cli, &mut catalogue, file).await,
         Movies::Export { output } => {
             let mut stream = catalogue
-                .stream_movies(cat::StreamMoviesRequest {
-                    batch_size: 1000,
-                    ..Default::default()
-                })
+                .stream_movies(cat::StreamMoviesRequest { batch_size: 1000, ..Default::default() })
                 .await
                 .map_err(call_error)?
                 .into_inner();
@@ -609,20 +550,15 @@ async fn import(
     );
     let messages: Vec<cat::ImportMoviesRequest> = films
         .chunks(ROWS_PER_MESSAGE)
-        .map(|chunk| cat::ImportMoviesRequest {
-            movies: chunk.to_vec(),
-        })
+        .map(|chunk| cat::ImportMoviesRequest { movies: chunk.to_vec() })
         .collect();
     let progress_for_stream = progress.clone();
     let outbound = tokio_stream::iter(messages).map(move |message| {
         progress_for_stream.inc(message.movies.len() as u64);
         message
     });
-    let summary = catalogue
-        .import_movies(cli.authed(outbound)?)
-        .await
-        .map_err(call_error)?
-        .into_inner();
+    let summary =
+        catalogue.import_movies(cli.authed(outbound)?).await.map_err(call_error)?.into_inner();
     progress.finish_and_clear();
     for rejected in summary.rejected {
         let row = sent_rows.get(rejected.index as usize).copied().unwrap_or(0);
@@ -637,18 +573,10 @@ async fn import(
         problems.len()
     );
     for (row, key, reason) in &problems {
-        let key = if key.is_empty() {
-            String::new()
-        } else {
-            format!(" [{key}]")
-        };
+        let key = if key.is_empty() { String::new() } else { format!(" [{key}]") };
         println!("  row {row}{key}: {reason}");
     }
-    Ok(if problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 async fn watch(cli: &Cli, movies: Vec<i64>, stop_after: Option<usize>) -> anyhow::Result<ExitCode> {
@@ -701,16 +629,9 @@ fn parse_desk_line(line: &str, counter: usize) -> Result<Option<stock::DeskComma
     let action = match words.first().copied() {
         None => return Ok(None),
         Some("rent") => {
-            let email = words
-                .get(1)
-                .ok_or("usage: rent EMAIL FILM [DAYS]")?
-                .to_string();
+            let email = words.get(1).ok_or("usage: rent EMAIL FILM [DAYS]")?.to_string();
             let movie_id = number(words.get(2), "FILM")?;
-            let days = if words.len() > 3 {
-                number(words.get(3), "DAYS")? as i32
-            } else {
-                3
-            };
+            let days = if words.len() > 3 { number(words.get(3), "DAYS")? as i32 } else { 3 };
             stock::desk_command::Action::Rent(stock::DeskRent {
                 customer_email: email,
                 movie_id,
@@ -722,15 +643,10 @@ fn parse_desk_line(line: &str, counter: usize) -> Result<Option<stock::DeskComma
             rental_id: number(words.get(1), "RENTAL")?,
         }),
         Some(other) => {
-            return Err(format!(
-                "unknown command {other:?}: use rent, return or quit"
-            ));
+            return Err(format!("unknown command {other:?}: use rent, return or quit"));
         }
     };
-    Ok(Some(stock::DeskCommand {
-        command_id,
-        action: Some(action),
-    }))
+    Ok(Some(stock::DeskCommand { command_id, action: Some(action) }))
 }
 
 async fn desk(cli: &Cli) -> anyhow::Result<ExitCode> {

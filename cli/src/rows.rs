@@ -16,14 +16,8 @@ pub(crate) type Row = (usize, Result<Movie, String>);
 pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<Row>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let is_csv = path
-        .extension()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("csv"));
-    if is_csv {
-        read_csv(&text)
-    } else {
-        read_json(&text)
-    }
+    let is_csv = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("csv"));
+    if is_csv { read_csv(&text) } else { read_json(&text) }
 }
 
 fn read_json(text: &str) -> anyhow::Result<Vec<Row>> {
@@ -31,17 +25,11 @@ fn read_json(text: &str) -> anyhow::Result<Vec<Row>> {
     let Value::Array(items) = value else {
         anyhow::bail!("the JSON file must hold an array of films");
     };
-    Ok(items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| (index + 1, movie_from_json(item)))
-        .collect())
+    Ok(items.iter().enumerate().map(|(index, item)| (index + 1, movie_from_json(item))).collect())
 }
 
 fn read_csv(text: &str) -> anyhow::Result<Vec<Row>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
     let headers = reader.headers().context("reading the CSV header")?.clone();
     let mut rows = Vec::new();
     for (index, record) in reader.records().enumerate() {
@@ -74,10 +62,9 @@ fn number(object: &serde_json::Map<String, Value>, field: &str) -> Result<f64, S
         None | Some(Value::Null) => Ok(0.0),
         Some(Value::Number(n)) => n.as_f64().ok_or_else(|| format!("{field} is not a number")),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(0.0),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("{field} {s:?} is not a number")),
+        Some(Value::String(s)) => {
+            s.trim().parse().map_err(|_| format!("{field} {s:?} is not a number"))
+        }
         Some(_) => Err(format!("{field} must be a number")),
     }
 }
@@ -101,9 +88,7 @@ pub(crate) fn rating(label: &str) -> Result<i32, String> {
         "R" | "4" => MpaaRating::R,
         "NC17" | "5" => MpaaRating::Nc17,
         _ => {
-            return Err(format!(
-                "rating {label:?} is not one of G, PG, PG-13, R, NC-17"
-            ));
+            return Err(format!("rating {label:?} is not one of G, PG, PG-13, R, NC-17"));
         }
     } as i32)
 }
@@ -116,11 +101,7 @@ fn movie_from_json(item: &Value) -> Result<Movie, String> {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|g| {
-                g.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| "genres must be text".to_owned())
-            })
+            .map(|g| g.as_str().map(str::to_owned).ok_or_else(|| "genres must be text".to_owned()))
             .collect::<Result<_, _>>()?,
         Some(Value::String(joined)) => joined
             .split(['|', ';'])

@@ -52,26 +52,55 @@ fn cargo() -> Command {
 }
 
 fn run(mut command: Command, what: &str) -> Result {
-    let status = command
-        .status()
-        .map_err(|e| format!("{what}: cannot start: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status})"))
-    }
+    let status = command.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{what} failed ({status})")) }
 }
 
 /// `cargo xtask test`: every test of the workspace.
 fn test(extra: &[String]) -> Result {
     let started = Instant::now();
     let mut command = cargo();
-    command
-        .args(["test", "--workspace", "--locked"])
-        .args(extra);
-    run(command, "cargo test")?;
-    eprintln!("xtask: all tests passed in {:.0?}", started.elapsed());
+    // Unit and integration tests of every crate; the crates have no doc tests to run.
+    command.args(["test", "--workspace", "--locked", "--lib", "--bins", "--tests"]).args(extra);
+    command.stdout(std::process::Stdio::piped());
+    let mut child = command.spawn().map_err(|e| format!("cargo test: cannot start: {e}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.map_err(|e| format!("reading cargo test output: {e}"))?;
+        println!("{line}");
+        if let Some((p, f)) = parse_test_result(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let status = child.wait().map_err(|e| format!("cargo test: {e}"))?;
+    println!("summary: {passed} passed, {failed} failed");
+    if !status.success() {
+        return Err(format!("cargo test failed ({status})"));
+    }
+    if passed == 0 {
+        return Err("no test ran".into());
+    }
+    eprintln!("xtask: all {passed} tests passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// `test result: ok. 34 passed; 0 failed; …` → (34, 0).
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let count = |word: &str| {
+        rest.split(';')
+            .find_map(|part| {
+                part.trim()
+                    .trim_start_matches("ok.")
+                    .trim_start_matches("FAILED.")
+                    .trim()
+                    .strip_suffix(word)
+            })
+            .and_then(|n| n.trim().parse().ok())
+    };
+    Some((count(" passed")?, count(" failed")?))
 }
 
 /// Where each service listens, from the same variables the services read.
@@ -130,9 +159,8 @@ fn up() -> Result {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("release");
-    let data = env::var_os("VIDEOSTORE_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("data"));
+    let data =
+        env::var_os("VIDEOSTORE_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("data"));
     std::fs::create_dir_all(&data).map_err(|e| format!("creating {}: {e}", data.display()))?;
     let addresses = Addresses::from_env();
     let staff_email =
@@ -157,10 +185,7 @@ fn up() -> Result {
             .env("CATALOGUE_LISTEN_ADDR", &addresses.catalogue)
             .env("STOCK_LISTEN_ADDR", &addresses.stock)
             .env("AGGREGATOR_LISTEN_ADDR", &addresses.aggregator)
-            .env(
-                "CATALOGUE_SERVICE_ADDR",
-                format!("http://{}", addresses.catalogue),
-            )
+            .env("CATALOGUE_SERVICE_ADDR", format!("http://{}", addresses.catalogue))
             .env("STOCK_SERVICE_ADDR", format!("http://{}", addresses.stock))
             .env("VIDEOSTORE_STAFF_EMAIL", &staff_email)
             .env("VIDEOSTORE_STAFF_PASSWORD", &staff_password);
@@ -180,18 +205,9 @@ fn up() -> Result {
     let health = || {
         Command::new(bin.join("videostore"))
             .args(["health", "--quiet"])
-            .env(
-                "VIDEOSTORE_CATALOGUE_ADDR",
-                format!("http://{}", addresses.catalogue),
-            )
-            .env(
-                "VIDEOSTORE_STOCK_ADDR",
-                format!("http://{}", addresses.stock),
-            )
-            .env(
-                "VIDEOSTORE_AGGREGATOR_ADDR",
-                format!("http://{}", addresses.aggregator),
-            )
+            .env("VIDEOSTORE_CATALOGUE_ADDR", format!("http://{}", addresses.catalogue))
+            .env("VIDEOSTORE_STOCK_ADDR", format!("http://{}", addresses.stock))
+            .env("VIDEOSTORE_AGGREGATOR_ADDR", format!("http://{}", addresses.aggregator))
             .status()
             .is_ok_and(|status| status.success())
     };
@@ -219,14 +235,8 @@ fn up() -> Result {
         "  aggregator  http://{:<22}  gRPC, gRPC-Web, REST (GET /api/movies)",
         addresses.aggregator
     );
-    println!(
-        "  catalogue   http://{:<22}  gRPC, gRPC-Web",
-        addresses.catalogue
-    );
-    println!(
-        "  stock       http://{:<22}  gRPC, gRPC-Web",
-        addresses.stock
-    );
+    println!("  catalogue   http://{:<22}  gRPC, gRPC-Web", addresses.catalogue);
+    println!("  stock       http://{:<22}  gRPC, gRPC-Web", addresses.stock);
     println!();
     println!("  data        {}", data.display());
     println!("  staff       {staff_email} / {staff_password}");
@@ -261,9 +271,7 @@ fn exited(children: &mut [(&str, Child)]) -> Option<String> {
 /// SIGTERM to every child (graceful shutdown), then waits; SIGKILL after 15 s.
 fn stop_all(children: &mut Vec<(&str, Child)>) {
     for (_, child) in children.iter() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     for (name, child) in children.iter_mut() {

@@ -23,11 +23,7 @@ fn cli(store: &TestStore, home: &std::path::Path) -> Command {
         .env("VIDEOSTORE_CATALOGUE_ADDR", store.catalogue.url())
         .env(
             "VIDEOSTORE_STOCK_ADDR",
-            store
-                .stock
-                .as_ref()
-                .map(|s| s.url())
-                .unwrap_or_else(|| "http://127.0.0.1:1".into()),
+            store.stock.as_ref().map(|s| s.url()).unwrap_or_else(|| "http://127.0.0.1:1".into()),
         )
         .env("VIDEOSTORE_AGGREGATOR_ADDR", store.aggregator.url())
         .stdin(Stdio::null())
@@ -60,13 +56,7 @@ async fn import_reports_every_bad_row_and_exits_2() {
     let signin = videostore(
         &store,
         home.path(),
-        &[
-            "signin",
-            "--email",
-            STAFF_EMAIL,
-            "--password",
-            STAFF_PASSWORD,
-        ],
+        &["signin", "--email", STAFF_EMAIL, "--password", STAFF_PASSWORD],
     )
     .await;
     assert_eq!(signin.code, 0, "{}", signin.stderr);
@@ -87,18 +77,10 @@ async fn import_reports_every_bad_row_and_exits_2() {
         .to_string(),
     )
     .unwrap();
-    let import = videostore(
-        &store,
-        home.path(),
-        &["movies", "import", file.to_str().unwrap()],
-    )
-    .await;
+    let import =
+        videostore(&store, home.path(), &["movies", "import", file.to_str().unwrap()]).await;
     assert_eq!(import.code, 2, "{}\n{}", import.stdout, import.stderr);
-    assert!(
-        import.stdout.contains("2 created, 0 updated, 6 rejected"),
-        "{}",
-        import.stdout
-    );
+    assert!(import.stdout.contains("2 created, 0 updated, 6 rejected"), "{}", import.stdout);
     for expected in [
         "row 2 [cli-2]: title is required",
         "row 3 [cli-3]: release_year is required",
@@ -107,11 +89,7 @@ async fn import_reports_every_bad_row_and_exits_2() {
         "row 6 [cli-5]: title is 10240 characters long",
         "row 7: release_year \"soon\" is not a number",
     ] {
-        assert!(
-            import.stdout.contains(expected),
-            "missing {expected:?} in\n{}",
-            import.stdout
-        );
+        assert!(import.stdout.contains(expected), "missing {expected:?} in\n{}", import.stdout);
     }
 
     let csv = home.path().join("films.csv");
@@ -120,20 +98,12 @@ async fn import_reports_every_bad_row_and_exits_2() {
         "title,release_year,genres,rating,external_key\nGood CSV,1999,Comedy|Drama,PG-13,csv-1\n",
     )
     .unwrap();
-    let import = videostore(
-        &store,
-        home.path(),
-        &["movies", "import", csv.to_str().unwrap()],
-    )
-    .await;
+    let import =
+        videostore(&store, home.path(), &["movies", "import", csv.to_str().unwrap()]).await;
     assert_eq!(import.code, 0, "{}", import.stdout);
     assert!(import.stdout.contains("1 created"));
     let search = videostore(&store, home.path(), &["movies", "search", "東京"]).await;
-    assert!(
-        search.stdout.contains("東京物語 (1953)"),
-        "{}",
-        search.stdout
-    );
+    assert!(search.stdout.contains("東京物語 (1953)"), "{}", search.stdout);
     store.stop().await;
 }
 
@@ -142,24 +112,14 @@ async fn export_writes_every_film_as_json_lines() {
     let store = TestStore::start().await;
     let home = tempfile::tempdir().unwrap();
     let out = home.path().join("films.jsonl");
-    let export = videostore(
-        &store,
-        home.path(),
-        &["movies", "export", "-o", out.to_str().unwrap()],
-    )
-    .await;
+    let export =
+        videostore(&store, home.path(), &["movies", "export", "-o", out.to_str().unwrap()]).await;
     assert_eq!(export.code, 0, "{}", export.stderr);
     let text = std::fs::read_to_string(&out).unwrap();
-    let films: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let films: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(films.len(), 600);
-    assert!(
-        films
-            .iter()
-            .all(|f| f["title"].as_str().is_some_and(|t| !t.is_empty()))
-    );
+    assert!(films.iter().all(|f| f["title"].as_str().is_some_and(|t| !t.is_empty())));
     store.stop().await;
 }
 
@@ -169,58 +129,30 @@ async fn a_customer_signs_up_rents_returns_and_buys() {
     let home = tempfile::tempdir().unwrap();
     let not_signed_in = videostore(&store, home.path(), &["rent", "3"]).await;
     assert_eq!(not_signed_in.code, 1);
-    assert!(
-        not_signed_in.stderr.contains("signin"),
-        "{}",
-        not_signed_in.stderr
-    );
+    assert!(not_signed_in.stderr.contains("signin"), "{}", not_signed_in.stderr);
     let signup = videostore(
         &store,
         home.path(),
-        &[
-            "signup",
-            "--email",
-            "cli@example.com",
-            "--name",
-            "Cli",
-            "--password",
-            "cli password",
-        ],
+        &["signup", "--email", "cli@example.com", "--name", "Cli", "--password", "cli password"],
     )
     .await;
     assert_eq!(signup.code, 0, "{}", signup.stderr);
     let signin = videostore(
         &store,
         home.path(),
-        &[
-            "signin",
-            "--email",
-            "cli@example.com",
-            "--password",
-            "cli password",
-        ],
+        &["signin", "--email", "cli@example.com", "--password", "cli password"],
     )
     .await;
     assert_eq!(signin.code, 0, "{}", signin.stderr);
-    let rent = videostore(
-        &store,
-        home.path(),
-        &["rent", "3", "--days", "2", "--request-id", "cli-rent"],
-    )
-    .await;
+    let rent =
+        videostore(&store, home.path(), &["rent", "3", "--days", "2", "--request-id", "cli-rent"])
+            .await;
     assert_eq!(rent.code, 0, "{}", rent.stderr);
-    assert!(
-        rent.stdout.contains("2 day(s)") && rent.stdout.contains("open"),
-        "{}",
-        rent.stdout
-    );
+    assert!(rent.stdout.contains("2 day(s)") && rent.stdout.contains("open"), "{}", rent.stdout);
     let rental_id: String = rent.stdout.split_whitespace().nth(1).unwrap().to_owned();
-    let retry = videostore(
-        &store,
-        home.path(),
-        &["rent", "3", "--days", "2", "--request-id", "cli-rent"],
-    )
-    .await;
+    let retry =
+        videostore(&store, home.path(), &["rent", "3", "--days", "2", "--request-id", "cli-rent"])
+            .await;
     assert_eq!(
         retry.stdout.split_whitespace().nth(1).unwrap(),
         rental_id,
@@ -232,11 +164,7 @@ async fn a_customer_signs_up_rents_returns_and_buys() {
     assert!(returned.stdout.contains("returned"), "{}", returned.stdout);
     let again = videostore(&store, home.path(), &["return", &rental_id]).await;
     assert_eq!(again.code, 1);
-    assert!(
-        again.stderr.contains("already returned"),
-        "{}",
-        again.stderr
-    );
+    assert!(again.stderr.contains("already returned"), "{}", again.stderr);
     let buy = videostore(&store, home.path(), &["buy", "3"]).await;
     assert!(buy.stdout.contains("Bought film 3 for"), "{}", buy.stdout);
     let show = videostore(&store, home.path(), &["movies", "show", "3"]).await;
@@ -259,9 +187,7 @@ async fn desk_and_watch_work_together() {
         .await
         .unwrap();
     let mut watch = cli(&store, home.path());
-    watch
-        .args(["watch", "5", "--changes", "2"])
-        .stdout(Stdio::piped());
+    watch.args(["watch", "5", "--changes", "2"]).stdout(Stdio::piped());
     let mut watcher = watch.spawn().unwrap();
     let mut watched = tokio::io::BufReader::new(watcher.stdout.take().unwrap()).lines();
     // The first line is the current state: from then on the watcher is subscribed.
@@ -270,10 +196,7 @@ async fn desk_and_watch_work_together() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert!(
-        first.contains("now") && first.contains("film      5"),
-        "{first}"
-    );
+    assert!(first.contains("now") && first.contains("film      5"), "{first}");
 
     let token = store.staff_token().await;
     let mut desk = cli(&store, home.path());
@@ -298,55 +221,26 @@ async fn desk_and_watch_work_together() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("[c1] ok: rental     1"), "{stdout}");
-    assert!(
-        stdout.contains("[c2] refused: no customer has email"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("[c2] refused: no customer has email"), "{stdout}");
     assert!(stderr.contains("unknown command \"bogus\""), "{stderr}");
-    assert!(
-        stdout.contains("[c4] ok:") && stdout.contains("returned"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("[c4] ok:") && stdout.contains("returned"), "{stdout}");
     assert!(stdout.contains("Rental desk closed."));
 
     let mut changes = Vec::new();
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(10), watched.next_line())
-        .await
-        .unwrap()
-        .unwrap()
+    while let Some(line) =
+        tokio::time::timeout(Duration::from_secs(10), watched.next_line()).await.unwrap().unwrap()
     {
         changes.push(line);
     }
     assert_eq!(changes.len(), 2, "{changes:?}");
     // "film 5: N of M available": one copy goes out with the rental and comes back.
     let available = |line: &str| -> i32 {
-        line.split(": ")
-            .nth(1)
-            .unwrap()
-            .split(" of ")
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+        line.split(": ").nth(1).unwrap().split(" of ").next().unwrap().parse().unwrap()
     };
-    assert!(
-        changes.iter().all(|line| line.contains("change")),
-        "{changes:?}"
-    );
-    assert_eq!(
-        available(&changes[0]),
-        available(&first) - 1,
-        "{first} then {changes:?}"
-    );
-    assert_eq!(
-        available(&changes[1]),
-        available(&first),
-        "{first} then {changes:?}"
-    );
-    assert!(
-        watcher.wait().await.unwrap().success(),
-        "watch stops by itself after --changes 2"
-    );
+    assert!(changes.iter().all(|line| line.contains("change")), "{changes:?}");
+    assert_eq!(available(&changes[0]), available(&first) - 1, "{first} then {changes:?}");
+    assert_eq!(available(&changes[1]), available(&first), "{first} then {changes:?}");
+    assert!(watcher.wait().await.unwrap().success(), "watch stops by itself after --changes 2");
     store.stop().await;
 }
 
@@ -360,9 +254,7 @@ async fn health_tells_when_a_service_is_down() {
     let stock_url = store.stock().url();
     store.stop_stock().await;
     let mut command = cli(&store, home.path());
-    command
-        .env("VIDEOSTORE_STOCK_ADDR", stock_url)
-        .arg("health");
+    command.env("VIDEOSTORE_STOCK_ADDR", stock_url).arg("health");
     let down = run(command).await;
     assert_eq!(down.code, 1);
     assert!(down.stdout.contains("UNREACHABLE"), "{}", down.stdout);

@@ -41,10 +41,7 @@ impl Reply {
 
     /// The messages decoded as `M`.
     pub fn decode<M: prost::Message + Default>(&self) -> Vec<M> {
-        self.messages
-            .iter()
-            .map(|bytes| M::decode(bytes.clone()).expect("valid message"))
-            .collect()
+        self.messages.iter().map(|bytes| M::decode(bytes.clone()).expect("valid message")).collect()
     }
 }
 
@@ -94,20 +91,12 @@ pub async fn call(
         builder = builder.header("origin", origin);
     }
     let response = builder.send().await?;
-    anyhow::ensure!(
-        response.version() == reqwest::Version::HTTP_11,
-        "expected HTTP/1.1"
-    );
+    anyhow::ensure!(response.version() == reqwest::Version::HTTP_11, "expected HTTP/1.1");
     let http_status = response.status().as_u16();
     let headers = response
         .headers()
         .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                value.to_str().unwrap_or("").to_owned(),
-            )
-        })
+        .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap_or("").to_owned()))
         .collect();
     let mut body = response.bytes().await?;
     let mut messages = Vec::new();
@@ -127,10 +116,76 @@ pub async fn call(
             messages.push(frame);
         }
     }
-    Ok(Reply {
-        http_status,
-        headers,
-        messages,
-        trailers,
+    Ok(Reply { http_status, headers, messages, trailers })
+}
+
+/// A server-streaming gRPC-Web response read frame by frame as it arrives, as a browser's
+/// `fetch` body reader sees it.
+pub struct FrameStream {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buffer: BytesMut,
+    /// Trailers, once the trailer frame has arrived.
+    pub trailers: Option<HashMap<String, String>>,
+}
+
+impl FrameStream {
+    /// The next data frame; `None` once the trailer frame (or the end of the body) arrived.
+    pub async fn next_message(&mut self) -> anyhow::Result<Option<Bytes>> {
+        use futures::StreamExt;
+        loop {
+            if self.buffer.len() >= 5 {
+                let length =
+                    u32::from_be_bytes(self.buffer[1..5].try_into().expect("4 bytes")) as usize;
+                if self.buffer.len() >= 5 + length {
+                    let flag = self.buffer[0];
+                    self.buffer.advance(5);
+                    let frame = self.buffer.split_to(length).freeze();
+                    if flag & 0x80 != 0 {
+                        let mut trailers = HashMap::new();
+                        for line in String::from_utf8_lossy(&frame).split("\r\n") {
+                            if let Some((name, value)) = line.split_once(':') {
+                                trailers
+                                    .insert(name.trim().to_lowercase(), value.trim().to_owned());
+                            }
+                        }
+                        self.trailers = Some(trailers);
+                        return Ok(None);
+                    }
+                    return Ok(Some(frame));
+                }
+            }
+            match self.body.next().await {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk?),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Opens a server-streaming call over HTTP/1.1 and returns it unread.
+pub async fn open_stream(
+    base_url: &str,
+    path: &str,
+    request: &impl prost::Message,
+) -> anyhow::Result<FrameStream> {
+    let client = reqwest::Client::builder().http1_only().build()?;
+    let body = request.encode_to_vec();
+    let mut framed = BytesMut::with_capacity(body.len() + 5);
+    framed.put_u8(0);
+    framed.put_u32(body.len() as u32);
+    framed.put_slice(&body);
+    let response = client
+        .post(format!("{base_url}{path}"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(framed.freeze())
+        .send()
+        .await?;
+    anyhow::ensure!(response.version() == reqwest::Version::HTTP_11, "expected HTTP/1.1");
+    anyhow::ensure!(response.status().is_success(), "HTTP {}", response.status());
+    Ok(FrameStream {
+        body: Box::pin(response.bytes_stream()),
+        buffer: BytesMut::new(),
+        trailers: None,
     })
 }

@@ -110,14 +110,7 @@ async fn spawn_stock(
     let addr = app.local_addr();
     let store = app.store();
     let handle = tokio::spawn(app.run());
-    (
-        Service {
-            addr,
-            shutdown,
-            handle,
-        },
-        store,
-    )
+    (Service { addr, shutdown, handle }, store)
 }
 
 impl TestStore {
@@ -136,19 +129,13 @@ impl TestStore {
         let secret: String = {
             use rand::Rng;
             let mut rng = rand::rng();
-            (0..64)
-                .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
-                .collect()
+            (0..64).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
         };
         let catalogue = Self::spawn_catalogue(dir.path().to_path_buf(), &secret).await;
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
-        let (stock, stock_store) = spawn_stock(
-            dir.path(),
-            &secret,
-            "127.0.0.1:0".parse().unwrap(),
-            Arc::clone(&clock),
-        )
-        .await;
+        let (stock, stock_store) =
+            spawn_stock(dir.path(), &secret, "127.0.0.1:0".parse().unwrap(), Arc::clone(&clock))
+                .await;
         let aggregator =
             Self::spawn_aggregator(&catalogue.url(), &stock.url(), stock_timeout).await;
         Self {
@@ -177,11 +164,7 @@ impl TestStore {
             .await
             .expect("catalogue starts");
         let addr = app.local_addr();
-        Service {
-            addr,
-            shutdown,
-            handle: tokio::spawn(app.run()),
-        }
+        Service { addr, shutdown, handle: tokio::spawn(app.run()) }
     }
 
     /// Starts an aggregator against any catalogue and stock addresses.
@@ -203,11 +186,7 @@ impl TestStore {
             .await
             .expect("aggregator starts");
         let addr = app.local_addr();
-        Service {
-            addr,
-            shutdown,
-            handle: tokio::spawn(app.run()),
-        }
+        Service { addr, shutdown, handle: tokio::spawn(app.run()) }
     }
 
     /// Stops the stock service (gracefully).
@@ -221,13 +200,9 @@ impl TestStore {
     /// Starts the stock service again on the same port and data folder.
     pub async fn start_stock(&mut self) {
         assert!(self.stock.is_none(), "stock is already running");
-        let (stock, store) = spawn_stock(
-            self.dir.path(),
-            &self.secret,
-            self.stock_addr,
-            Arc::clone(&self.clock),
-        )
-        .await;
+        let (stock, store) =
+            spawn_stock(self.dir.path(), &self.secret, self.stock_addr, Arc::clone(&self.clock))
+                .await;
         self.stock = Some(stock);
         self.stock_store = Some(store);
     }
@@ -244,11 +219,7 @@ impl TestStore {
 
     /// A channel to an address.
     pub async fn channel(addr: SocketAddr) -> Channel {
-        Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connects")
+        Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connects")
     }
 
     /// A catalogue client.
@@ -275,10 +246,7 @@ impl TestStore {
     pub async fn sign_in(&self, email: &str, password: &str) -> String {
         self.account_client()
             .await
-            .sign_in(stock_pb::SignInRequest {
-                email: email.into(),
-                password: password.into(),
-            })
+            .sign_in(stock_pb::SignInRequest { email: email.into(), password: password.into() })
             .await
             .expect("sign in")
             .into_inner()
@@ -292,11 +260,8 @@ impl TestStore {
 
     /// Registers a new customer (unique email from `name`) and returns its id and token.
     pub async fn customer(&self, name: &str) -> (i64, String) {
-        let email = format!(
-            "{}-{}@example.com",
-            name.to_lowercase(),
-            uuid::Uuid::new_v4().simple()
-        );
+        let email =
+            format!("{}-{}@example.com", name.to_lowercase(), uuid::Uuid::new_v4().simple());
         let password = "customer password";
         let account = self
             .account_client()
@@ -323,9 +288,8 @@ impl TestStore {
 /// `message` with `authorization: Bearer <token>`.
 pub fn authed<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii token"),
-    );
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().expect("ascii token"));
     request
 }

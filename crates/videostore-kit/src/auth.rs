@@ -132,11 +132,7 @@ impl TokenKeys {
             .sub
             .parse()
             .map_err(|_| Status::unauthenticated("the token is not valid: sign in again"))?;
-        Ok(Caller {
-            account_id,
-            email: data.claims.email,
-            role: data.claims.role,
-        })
+        Ok(Caller { account_id, email: data.claims.email, role: data.claims.role })
     }
 
     /// The caller named by the request's `authorization` metadata, if it has any.
@@ -149,12 +145,10 @@ impl TokenKeys {
         let value = value
             .to_str()
             .map_err(|_| Status::unauthenticated("the authorization header is not valid text"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                Status::unauthenticated("the authorization header must be `Bearer <token>`")
-            })?;
+        let token =
+            value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).ok_or_else(
+                || Status::unauthenticated("the authorization header must be `Bearer <token>`"),
+            )?;
         self.verify(token.trim()).map(Some)
     }
 
@@ -184,27 +178,19 @@ mod tests {
     }
 
     fn alice() -> Caller {
-        Caller {
-            account_id: 42,
-            email: "alice@example.com".into(),
-            role: Role::Customer,
-        }
+        Caller { account_id: 42, email: "alice@example.com".into(), role: Role::Customer }
     }
 
     #[test]
     fn issued_token_verifies_to_the_same_caller() {
-        let issued = keys()
-            .issue(&alice(), SystemTime::now(), Duration::from_secs(60))
-            .unwrap();
+        let issued = keys().issue(&alice(), SystemTime::now(), Duration::from_secs(60)).unwrap();
         assert_eq!(keys().verify(&issued.token).unwrap(), alice());
     }
 
     #[test]
     fn expired_token_is_refused() {
         let long_ago = SystemTime::now() - Duration::from_secs(3600);
-        let issued = keys()
-            .issue(&alice(), long_ago, Duration::from_secs(60))
-            .unwrap();
+        let issued = keys().issue(&alice(), long_ago, Duration::from_secs(60)).unwrap();
         let status = keys().verify(&issued.token).unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
         assert!(status.message().contains("expired"));
@@ -213,35 +199,22 @@ mod tests {
     #[test]
     fn token_signed_with_another_key_is_refused() {
         let other = TokenKeys::new(&[8u8; 32]).unwrap();
-        let issued = other
-            .issue(&alice(), SystemTime::now(), Duration::from_secs(60))
-            .unwrap();
-        assert_eq!(
-            keys().verify(&issued.token).unwrap_err().code(),
-            tonic::Code::Unauthenticated
-        );
+        let issued = other.issue(&alice(), SystemTime::now(), Duration::from_secs(60)).unwrap();
+        assert_eq!(keys().verify(&issued.token).unwrap_err().code(), tonic::Code::Unauthenticated);
     }
 
     #[test]
     fn customer_is_not_staff() {
-        let issued = keys()
-            .issue(&alice(), SystemTime::now(), Duration::from_secs(60))
-            .unwrap();
+        let issued = keys().issue(&alice(), SystemTime::now(), Duration::from_secs(60)).unwrap();
         let mut metadata = MetadataMap::new();
-        metadata.insert(
-            "authorization",
-            format!("Bearer {}", issued.token).parse().unwrap(),
-        );
+        metadata.insert("authorization", format!("Bearer {}", issued.token).parse().unwrap());
         assert_eq!(keys().require_signed_in(&metadata).unwrap().account_id, 42);
         assert_eq!(
             keys().require_staff(&metadata).unwrap_err().code(),
             tonic::Code::PermissionDenied
         );
         assert_eq!(
-            keys()
-                .require_staff(&MetadataMap::new())
-                .unwrap_err()
-                .code(),
+            keys().require_staff(&MetadataMap::new()).unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
     }

@@ -84,9 +84,7 @@ impl StandardServices {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_service_status("", ServingStatus::Serving).await;
         for name in service_names {
-            health
-                .set_service_status(*name, ServingStatus::Serving)
-                .await;
+            health.set_service_status(*name, ServingStatus::Serving).await;
         }
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(videostore_proto::FILE_DESCRIPTOR_SET)
@@ -107,9 +105,7 @@ impl StandardServices {
 /// The translation applies to these routes only: tonic-web refuses any other HTTP/1.1 request,
 /// so plain HTTP routes (the REST facade) are merged in after this, outside the layer.
 pub fn with_grpc_web(routes: Routes) -> axum::Router {
-    routes
-        .into_axum_router()
-        .layer(tonic_web::GrpcWebLayer::new())
+    routes.into_axum_router().layer(tonic_web::GrpcWebLayer::new())
 }
 
 /// Serves `routes` on `listener` until `shutdown` is cancelled, then lets in-flight calls finish.
@@ -129,9 +125,7 @@ pub async fn serve(
         async move {
             shutdown.cancelled().await;
             // Tell load balancers and `xtask up` first, then stop taking calls.
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
+            health.set_service_status("", ServingStatus::NotServing).await;
         }
     };
     tonic::transport::Server::builder()

@@ -10,9 +10,7 @@ pub fn init(service: &str) {
     let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json");
     let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
-        registry
-            .with(fmt::layer().json().with_current_span(false))
-            .try_init()
+        registry.with(fmt::layer().json().with_current_span(false)).try_init()
     } else {
         registry.with(fmt::layer().with_target(false)).try_init()
     };

@@ -13,18 +13,10 @@ pub struct Config {
     #[arg(long, env = "AGGREGATOR_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// The catalogue service.
-    #[arg(
-        long,
-        env = "CATALOGUE_SERVICE_ADDR",
-        default_value = "http://127.0.0.1:50051"
-    )]
+    #[arg(long, env = "CATALOGUE_SERVICE_ADDR", default_value = "http://127.0.0.1:50051")]
     pub catalogue_addr: String,
     /// The stock service.
-    #[arg(
-        long,
-        env = "STOCK_SERVICE_ADDR",
-        default_value = "http://127.0.0.1:50052"
-    )]
+    #[arg(long, env = "STOCK_SERVICE_ADDR", default_value = "http://127.0.0.1:50052")]
     pub stock_addr: String,
     /// Longest wait for stock before answering with availability unknown, in milliseconds.
     #[arg(long, env = "AGGREGATOR_STOCK_TIMEOUT_MS", default_value_t = 300)]

@@ -30,10 +30,7 @@ impl StorefrontService for StorefrontApi {
         request: Request<pb::GetMoviePageRequest>,
     ) -> Result<Response<pb::MoviePage>, Status> {
         let deadline = self.deadline(&request);
-        let page = self
-            .storefront
-            .movie_page(request.into_inner(), deadline)
-            .await?;
+        let page = self.storefront.movie_page(request.into_inner(), deadline).await?;
         Ok(Response::new(page))
     }
 

@@ -32,10 +32,7 @@ pub(crate) fn router(storefront: Storefront, deadline: Duration) -> Router {
     Router::new()
         .route("/api/movies", get(list_movies))
         .route("/api/movies/{id}", get(get_movie))
-        .with_state(Rest {
-            storefront,
-            deadline,
-        })
+        .with_state(Rest { storefront, deadline })
 }
 
 /// Query parameters of `GET /api/movies`.
@@ -134,13 +131,7 @@ impl IntoResponse for RestError {
         } else {
             self.0.message().to_owned()
         };
-        (
-            http,
-            Json(ErrorJson {
-                error: ErrorBody { code, message },
-            }),
-        )
-            .into_response()
+        (http, Json(ErrorJson { error: ErrorBody { code, message } })).into_response()
     }
 }
 
@@ -156,10 +147,7 @@ fn rating_label(rating: i32) -> &'static str {
 }
 
 fn money_json(money: Option<stock::Money>) -> Option<MoneyJson> {
-    money.map(|m| MoneyJson {
-        currency: m.currency_code,
-        minor_units: m.minor_units,
-    })
+    money.map(|m| MoneyJson { currency: m.currency_code, minor_units: m.minor_units })
 }
 
 fn availability_json(info: Option<pb::StockInfo>) -> AvailabilityJson {
@@ -216,10 +204,7 @@ async fn list_movies(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ListJson>, RestError> {
     let Query(params) = params.map_err(|rejection| {
-        RestError(Status::invalid_argument(format!(
-            "bad query string: {}",
-            rejection.body_text()
-        )))
+        RestError(Status::invalid_argument(format!("bad query string: {}", rejection.body_text())))
     })?;
     let request = pb::ListStorefrontRequest {
         filter: Some(catalogue::MovieFilter {
@@ -233,11 +218,7 @@ async fn list_movies(
         page_size: params.page_size,
         page_token: params.page_token,
     };
-    let page = rest
-        .storefront
-        .list(request, rest.deadline)
-        .await
-        .map_err(RestError)?;
+    let page = rest.storefront.list(request, rest.deadline).await.map_err(RestError)?;
     Ok(Json(ListJson {
         movies: page
             .items
@@ -258,31 +239,17 @@ async fn get_movie(
     params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PageJson>, RestError> {
     let id: i64 = id.parse().map_err(|_| {
-        RestError(Status::invalid_argument(format!(
-            "{id:?} is not a film id (a positive number)"
-        )))
+        RestError(Status::invalid_argument(format!("{id:?} is not a film id (a positive number)")))
     })?;
     let related = params.map(|Query(p)| p.related).unwrap_or_default();
     let page = rest
         .storefront
-        .movie_page(
-            pb::GetMoviePageRequest {
-                movie_id: id,
-                related_limit: related,
-            },
-            rest.deadline,
-        )
+        .movie_page(pb::GetMoviePageRequest { movie_id: id, related_limit: related }, rest.deadline)
         .await
         .map_err(RestError)?;
-    let movie = page
-        .movie
-        .ok_or_else(|| RestError(Status::internal("film missing")))?;
+    let movie = page.movie.ok_or_else(|| RestError(Status::internal("film missing")))?;
     Ok(Json(PageJson {
         movie: movie_json(movie, Some(availability_json(page.stock))),
-        related: page
-            .related
-            .into_iter()
-            .map(|movie| movie_json(movie, None))
-            .collect(),
+        related: page.related.into_iter().map(|movie| movie_json(movie, None)).collect(),
     }))
 }

@@ -45,28 +45,18 @@ impl Application {
         };
         let standard =
             StandardServices::new(&["videostore.aggregator.v1.StorefrontService"]).await?;
-        let grpc = standard
-            .routes()
-            .add_service(StorefrontServiceServer::new(api));
+        let grpc = standard.routes().add_service(StorefrontServiceServer::new(api));
         let router =
             serve::with_grpc_web(grpc).merge(rest::router(storefront, config.default_deadline()));
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        Ok(Self {
-            listener,
-            router,
-            standard,
-            origins,
-            shutdown,
-        })
+        Ok(Self { listener, router, standard, origins, shutdown })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until the shutdown token is cancelled and in-flight calls have finished.

@@ -101,13 +101,9 @@ impl Storefront {
             .into_iter()
             .enumerate()
             .map(|(index, movie)| {
-                let availability = stock
-                    .as_mut()
-                    .and_then(|found| found.get_mut(index).map(std::mem::take));
-                pb::StorefrontItem {
-                    movie: Some(movie),
-                    stock: Some(stock_info(availability)),
-                }
+                let availability =
+                    stock.as_mut().and_then(|found| found.get_mut(index).map(std::mem::take));
+                pb::StorefrontItem { movie: Some(movie), stock: Some(stock_info(availability)) }
             })
             .collect();
         Ok(pb::ListStorefrontResponse {
@@ -125,9 +121,7 @@ impl Storefront {
         started: Instant,
         deadline: Duration,
     ) -> Option<Vec<stock::Availability>> {
-        let left = deadline
-            .saturating_sub(started.elapsed())
-            .saturating_sub(ANSWER_MARGIN);
+        let left = deadline.saturating_sub(started.elapsed()).saturating_sub(ANSWER_MARGIN);
         let budget = left.min(self.stock_timeout);
         if budget.is_zero() {
             return None;
@@ -153,10 +147,7 @@ impl Storefront {
 }
 
 fn stock_info(availability: Option<stock::Availability>) -> pb::StockInfo {
-    pb::StockInfo {
-        known: availability.is_some(),
-        availability,
-    }
+    pb::StockInfo { known: availability.is_some(), availability }
 }
 
 /// Passes the catalogue's answer through for the caller's mistakes, and hides internals.
@@ -168,17 +159,10 @@ fn upstream(service: &'static str) -> impl Fn(Status) -> Status {
         | tonic::Code::Cancelled => status,
         tonic::Code::Unavailable => {
             tracing::warn!(service, message = status.message(), "upstream unavailable");
-            Status::unavailable(format!(
-                "the {service} service is unavailable; try again shortly"
-            ))
+            Status::unavailable(format!("the {service} service is unavailable; try again shortly"))
         }
         code => {
-            tracing::error!(
-                service,
-                ?code,
-                message = status.message(),
-                "upstream failed"
-            );
+            tracing::error!(service, ?code, message = status.message(), "upstream failed");
             Status::internal("internal error")
         }
     }

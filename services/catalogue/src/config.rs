@@ -4,10 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 /// The catalogue server's settings.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "catalogue",
-    about = "The video store's film catalogue (gRPC + gRPC-Web)"
-)]
+#[command(name = "catalogue", about = "The video store's film catalogue (gRPC + gRPC-Web)")]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "CATALOGUE_LISTEN_ADDR", default_value = "127.0.0.1:50051")]

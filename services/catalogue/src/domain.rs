@@ -101,10 +101,7 @@ fn invalid(message: impl Into<String>) -> Invalid {
 
 /// The latest release year accepted: films are announced up to a year ahead.
 pub fn latest_year(now: SystemTime) -> i32 {
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     // 365.2425 days per Gregorian year; exact enough for a bound a year ahead.
     1970 + (secs as f64 / 31_556_952.0) as i32 + 1
 }
@@ -120,9 +117,7 @@ fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<St
     }
     let chars = trimmed.chars().count();
     if chars > max {
-        return Err(invalid(format!(
-            "{field} is {chars} characters long; the limit is {max}"
-        )));
+        return Err(invalid(format!("{field} is {chars} characters long; the limit is {max}")));
     }
     Ok(trimmed.to_owned())
 }
@@ -168,10 +163,7 @@ impl RawMovie {
         }
         let director = check_text("director", &self.director, MAX_DIRECTOR_CHARS, false)?;
         if !(0..=5).contains(&self.rating) {
-            return Err(invalid(format!(
-                "rating {} is not a known MPAA rating",
-                self.rating
-            )));
+            return Err(invalid(format!("rating {} is not a known MPAA rating", self.rating)));
         }
         let synopsis = check_text("synopsis", &self.synopsis, MAX_SYNOPSIS_CHARS, false)?;
         if !self.audience_rating.is_finite() || !(0.0..=10.0).contains(&self.audience_rating) {
@@ -180,12 +172,8 @@ impl RawMovie {
                 self.audience_rating
             )));
         }
-        let external_key = check_text(
-            "external_key",
-            &self.external_key,
-            MAX_EXTERNAL_KEY_CHARS,
-            false,
-        )?;
+        let external_key =
+            check_text("external_key", &self.external_key, MAX_EXTERNAL_KEY_CHARS, false)?;
         if has_control_chars(&external_key) {
             return Err(invalid("external_key must not contain control characters"));
         }
@@ -206,10 +194,7 @@ impl RawMovie {
 /// Folds text for search and ordering: compatibility-decomposed, accents dropped, lower case.
 /// "Amélie" and "AMELIE" fold to the same key; non-Latin scripts keep their letters.
 pub fn fold(text: &str) -> String {
-    text.nfkd()
-        .filter(|c| !is_combining_mark(*c))
-        .flat_map(char::to_lowercase)
-        .collect()
+    text.nfkd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).collect()
 }
 
 /// The order of a listing.
@@ -248,9 +233,7 @@ impl Filter {
             return Err(invalid("year bounds must be at most 9999"));
         }
         if min_year > 0 && max_year > 0 && min_year > max_year {
-            return Err(invalid(format!(
-                "min_year {min_year} is after max_year {max_year}"
-            )));
+            return Err(invalid(format!("min_year {min_year} is after max_year {max_year}")));
         }
         Ok(Self {
             words: fold(&query).split_whitespace().map(str::to_owned).collect(),
@@ -276,13 +259,7 @@ impl Filter {
             feed(word.as_bytes());
         }
         feed(b"|");
-        feed(
-            self.genre
-                .as_deref()
-                .map(str::to_lowercase)
-                .unwrap_or_default()
-                .as_bytes(),
-        );
+        feed(self.genre.as_deref().map(str::to_lowercase).unwrap_or_default().as_bytes());
         feed(&self.min_year.unwrap_or(0).to_le_bytes());
         feed(&self.max_year.unwrap_or(0).to_le_bytes());
         feed(&[order as u8, u8::from(descending)]);
@@ -360,63 +337,17 @@ mod tests {
     fn bad_fields_are_named_in_the_message() {
         let now = SystemTime::now();
         let cases: Vec<(RawMovie, &str)> = vec![
-            (
-                RawMovie {
-                    title: " ".into(),
-                    ..good()
-                },
-                "title is required",
-            ),
-            (
-                RawMovie {
-                    release_year: 0,
-                    ..good()
-                },
-                "release_year is required",
-            ),
-            (
-                RawMovie {
-                    release_year: 3000,
-                    ..good()
-                },
-                "release_year 3000 is out of range",
-            ),
-            (
-                RawMovie {
-                    title: "x".repeat(10_000),
-                    ..good()
-                },
-                "title is 10000 characters long",
-            ),
-            (
-                RawMovie {
-                    runtime_minutes: -5,
-                    ..good()
-                },
-                "runtime_minutes -5",
-            ),
-            (
-                RawMovie {
-                    audience_rating: f32::NAN,
-                    ..good()
-                },
-                "audience_rating",
-            ),
-            (
-                RawMovie {
-                    rating: 9,
-                    ..good()
-                },
-                "rating 9",
-            ),
+            (RawMovie { title: " ".into(), ..good() }, "title is required"),
+            (RawMovie { release_year: 0, ..good() }, "release_year is required"),
+            (RawMovie { release_year: 3000, ..good() }, "release_year 3000 is out of range"),
+            (RawMovie { title: "x".repeat(10_000), ..good() }, "title is 10000 characters long"),
+            (RawMovie { runtime_minutes: -5, ..good() }, "runtime_minutes -5"),
+            (RawMovie { audience_rating: f32::NAN, ..good() }, "audience_rating"),
+            (RawMovie { rating: 9, ..good() }, "rating 9"),
         ];
         for (raw, expected) in cases {
             let error = raw.validate(now).unwrap_err();
-            assert!(
-                error.0.contains(expected),
-                "{:?} should contain {expected:?}",
-                error.0
-            );
+            assert!(error.0.contains(expected), "{:?} should contain {expected:?}", error.0);
         }
     }
 
@@ -432,22 +363,10 @@ mod tests {
     fn filter_fingerprint_depends_on_every_part() {
         let a = Filter::new("star", "", 0, 0).unwrap();
         let b = Filter::new("star", "Drama", 0, 0).unwrap();
-        assert_ne!(
-            a.fingerprint(Order::Title, false),
-            b.fingerprint(Order::Title, false)
-        );
-        assert_ne!(
-            a.fingerprint(Order::Title, false),
-            a.fingerprint(Order::Title, true)
-        );
-        assert_ne!(
-            a.fingerprint(Order::Title, false),
-            a.fingerprint(Order::Year, false)
-        );
-        assert_eq!(
-            a.fingerprint(Order::Title, false),
-            a.fingerprint(Order::Title, false)
-        );
+        assert_ne!(a.fingerprint(Order::Title, false), b.fingerprint(Order::Title, false));
+        assert_ne!(a.fingerprint(Order::Title, false), a.fingerprint(Order::Title, true));
+        assert_ne!(a.fingerprint(Order::Title, false), a.fingerprint(Order::Year, false));
+        assert_eq!(a.fingerprint(Order::Title, false), a.fingerprint(Order::Title, false));
     }
 
     #[test]

@@ -28,6 +28,8 @@ const MAX_BATCH_GET: usize = 1000;
 /// Default and largest related-films list.
 const DEFAULT_RELATED: usize = 6;
 const MAX_RELATED: usize = 20;
+/// Longest CreateMovie request id.
+const MAX_REQUEST_ID_CHARS: usize = 100;
 /// Imported rows are committed in transactions of this many rows.
 const IMPORT_BATCH: usize = 500;
 
@@ -49,11 +51,7 @@ impl CatalogueApi {
         keys: TokenKeys,
         shutdown: CancellationToken,
     ) -> Self {
-        Self {
-            store,
-            keys,
-            shutdown,
-        }
+        Self { store, keys, shutdown }
     }
 }
 
@@ -79,9 +77,7 @@ fn invalid(error: Invalid) -> Status {
 
 fn check_id(id: MovieId) -> Result<MovieId, Status> {
     if id <= 0 {
-        return Err(Status::invalid_argument(format!(
-            "id must be a positive number, not {id}"
-        )));
+        return Err(Status::invalid_argument(format!("id must be a positive number, not {id}")));
     }
     Ok(id)
 }
@@ -116,11 +112,7 @@ fn raw_from_fields(fields: &MovieFields) -> RawMovie {
 
 /// The wire form of a stored film.
 pub(crate) fn to_proto(movie: Movie) -> pb::Movie {
-    let Movie {
-        id,
-        fields,
-        update_time,
-    } = movie;
+    let Movie { id, fields, update_time } = movie;
     pb::Movie {
         id,
         title: fields.title,
@@ -141,33 +133,23 @@ fn order_from_proto(order: i32) -> Result<Order, Status> {
         Ok(pb::MovieOrder::Unspecified | pb::MovieOrder::Title) => Ok(Order::Title),
         Ok(pb::MovieOrder::Year) => Ok(Order::Year),
         Ok(pb::MovieOrder::Rating) => Ok(Order::Rating),
-        Err(_) => Err(Status::invalid_argument(format!(
-            "order_by {order} is not a known order"
-        ))),
+        Err(_) => Err(Status::invalid_argument(format!("order_by {order} is not a known order"))),
     }
 }
 
 fn filter_from_proto(filter: Option<&pb::MovieFilter>) -> Result<Filter, Status> {
     let default = pb::MovieFilter::default();
     let filter = filter.unwrap_or(&default);
-    Filter::new(
-        &filter.query,
-        &filter.genre,
-        filter.min_year,
-        filter.max_year,
-    )
-    .map_err(invalid)
+    Filter::new(&filter.query, &filter.genre, filter.min_year, filter.max_year).map_err(invalid)
 }
 
 fn bounded(value: i32, name: &str, default: usize, max: usize) -> Result<usize, Status> {
     match value {
         0 => Ok(default),
-        v if v < 0 => Err(Status::invalid_argument(format!(
-            "{name} must not be negative"
-        ))),
-        v if v as usize > max => Err(Status::invalid_argument(format!(
-            "{name} {v} is over the limit of {max}"
-        ))),
+        v if v < 0 => Err(Status::invalid_argument(format!("{name} must not be negative"))),
+        v if v as usize > max => {
+            Err(Status::invalid_argument(format!("{name} {v} is over the limit of {max}")))
+        }
         v => Ok(v as usize),
     }
 }
@@ -181,11 +163,8 @@ struct PageToken {
 }
 
 fn encode_token(fingerprint: u64, cursor: Cursor) -> String {
-    let json = serde_json::to_vec(&PageToken {
-        f: fingerprint,
-        c: cursor,
-    })
-    .expect("a page token always serialises");
+    let json = serde_json::to_vec(&PageToken { f: fingerprint, c: cursor })
+        .expect("a page token always serialises");
     URL_SAFE_NO_PAD.encode(json)
 }
 
@@ -261,23 +240,14 @@ impl CatalogueService for CatalogueApi {
     ) -> Result<Response<pb::MovieDetail>, Status> {
         let request = request.into_inner();
         let id = check_id(request.id)?;
-        let limit = bounded(
-            request.related_limit,
-            "related_limit",
-            DEFAULT_RELATED,
-            MAX_RELATED,
-        )?;
+        let limit = bounded(request.related_limit, "related_limit", DEFAULT_RELATED, MAX_RELATED)?;
         let movie = self
             .store
             .get(id)
             .await
             .map_err(store_error)?
             .ok_or_else(|| Status::not_found(format!("no film has id {id}")))?;
-        let related = self
-            .store
-            .related(&movie, limit)
-            .await
-            .map_err(store_error)?;
+        let related = self.store.related(&movie, limit).await.map_err(store_error)?;
         Ok(Response::new(pb::MovieDetail {
             movie: Some(to_proto(movie)),
             related: related.into_iter().map(to_proto).collect(),
@@ -329,12 +299,7 @@ impl CatalogueService for CatalogueApi {
         let request = request.into_inner();
         let filter = filter_from_proto(request.filter.as_ref())?;
         let order = order_from_proto(request.order_by)?;
-        let limit = bounded(
-            request.page_size,
-            "page_size",
-            DEFAULT_PAGE_SIZE,
-            MAX_PAGE_SIZE,
-        )?;
+        let limit = bounded(request.page_size, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let fingerprint = filter.fingerprint(order, request.descending);
         let after = decode_token(&request.page_token, fingerprint)?;
         let query = ListQuery {
@@ -371,12 +336,7 @@ impl CatalogueService for CatalogueApi {
         let request = request.into_inner();
         let filter = filter_from_proto(request.filter.as_ref())?;
         let order = order_from_proto(request.order_by)?;
-        let batch = bounded(
-            request.batch_size,
-            "batch_size",
-            DEFAULT_BATCH_SIZE,
-            MAX_BATCH_SIZE,
-        )?;
+        let batch = bounded(request.batch_size, "batch_size", DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE)?;
         let (sender, receiver) = mpsc::channel(4);
         let store = Arc::clone(&self.store);
         let shutdown = self.shutdown.clone();
@@ -407,11 +367,7 @@ impl CatalogueService for CatalogueApi {
                 query.after = page.last().map(Cursor::after);
                 if !page.is_empty() {
                     let movies = page.into_iter().map(to_proto).collect();
-                    if sender
-                        .send(Ok(pb::StreamMoviesResponse { movies }))
-                        .await
-                        .is_err()
-                    {
+                    if sender.send(Ok(pb::StreamMoviesResponse { movies })).await.is_err() {
                         return; // The client went away.
                     }
                 }
@@ -505,11 +461,7 @@ impl CatalogueService for CatalogueApi {
                     }
                 };
                 let answer = if id <= 0 {
-                    Ok(pb::LookupMoviesResponse {
-                        id,
-                        found: false,
-                        movie: None,
-                    })
+                    Ok(pb::LookupMoviesResponse { id, found: false, movie: None })
                 } else {
                     match store.get(id).await {
                         Ok(movie) => Ok(pb::LookupMoviesResponse {
@@ -534,14 +486,24 @@ impl CatalogueService for CatalogueApi {
         request: Request<pb::CreateMovieRequest>,
     ) -> Result<Response<pb::Movie>, Status> {
         self.keys.require_staff(request.metadata())?;
-        let movie = request
-            .into_inner()
-            .movie
-            .ok_or_else(|| Status::invalid_argument("movie is required"))?;
+        let request = request.into_inner();
+        let movie = request.movie.ok_or_else(|| Status::invalid_argument("movie is required"))?;
+        let request_id = request.request_id.trim();
+        if request_id.chars().count() > MAX_REQUEST_ID_CHARS {
+            return Err(Status::invalid_argument(format!(
+                "request_id is longer than {MAX_REQUEST_ID_CHARS} characters"
+            )));
+        }
         let now = SystemTime::now();
         let fields = raw_from_proto(&movie).validate(now).map_err(invalid)?;
-        let created = self.store.create(&fields, now).await.map_err(store_error)?;
-        tracing::info!(id = created.id, title = %created.fields.title, "film created");
+        let (created, new) = self
+            .store
+            .create(&fields, (!request_id.is_empty()).then_some(request_id), now)
+            .await
+            .map_err(store_error)?;
+        if new {
+            tracing::info!(id = created.id, title = %created.fields.title, "film created");
+        }
         Ok(Response::new(to_proto(created)))
     }
 
@@ -551,14 +513,9 @@ impl CatalogueService for CatalogueApi {
     ) -> Result<Response<pb::Movie>, Status> {
         self.keys.require_staff(request.metadata())?;
         let request = request.into_inner();
-        let patch = request
-            .movie
-            .ok_or_else(|| Status::invalid_argument("movie is required"))?;
+        let patch = request.movie.ok_or_else(|| Status::invalid_argument("movie is required"))?;
         let id = check_id(patch.id)?;
-        let paths = request
-            .update_mask
-            .map(|mask| mask.paths)
-            .unwrap_or_default();
+        let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
         let current = self
             .store
             .get(id)
@@ -568,11 +525,7 @@ impl CatalogueService for CatalogueApi {
         let merged = apply_mask(raw_from_fields(&current.fields), &patch, &paths)?;
         let now = SystemTime::now();
         let fields = merged.validate(now).map_err(invalid)?;
-        let updated = self
-            .store
-            .update(id, &fields, now)
-            .await
-            .map_err(store_error)?;
+        let updated = self.store.update(id, &fields, now).await.map_err(store_error)?;
         Ok(Response::new(to_proto(updated)))
     }
 
@@ -614,11 +567,7 @@ impl CatalogueApi {
         if pending.is_empty() {
             return Ok(());
         }
-        let outcomes = self
-            .store
-            .upsert_batch(pending, now)
-            .await
-            .map_err(store_error)?;
+        let outcomes = self.store.upsert_batch(pending, now).await.map_err(store_error)?;
         for outcome in outcomes {
             match outcome {
                 Upserted::Created(_) => summary.created += 1,
@@ -636,36 +585,18 @@ mod tests {
 
     #[test]
     fn page_token_round_trips_and_is_bound_to_its_filter() {
-        let cursor = Cursor {
-            title_key: "a".into(),
-            year: 2000,
-            rating: 7.5,
-            id: 9,
-        };
+        let cursor = Cursor { title_key: "a".into(), year: 2000, rating: 7.5, id: 9 };
         let token = encode_token(42, cursor.clone());
         assert_eq!(decode_token(&token, 42).unwrap(), Some(cursor));
-        assert_eq!(
-            decode_token(&token, 43).unwrap_err().code(),
-            tonic::Code::InvalidArgument
-        );
-        assert_eq!(
-            decode_token("%%%", 42).unwrap_err().code(),
-            tonic::Code::InvalidArgument
-        );
+        assert_eq!(decode_token(&token, 43).unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(decode_token("%%%", 42).unwrap_err().code(), tonic::Code::InvalidArgument);
         assert_eq!(decode_token("", 42).unwrap(), None);
     }
 
     #[test]
     fn update_mask_rejects_unknown_and_output_only_paths() {
-        let patch = pb::Movie {
-            title: "New".into(),
-            ..Default::default()
-        };
-        let current = RawMovie {
-            title: "Old".into(),
-            release_year: 1999,
-            ..Default::default()
-        };
+        let patch = pb::Movie { title: "New".into(), ..Default::default() };
+        let current = RawMovie { title: "Old".into(), release_year: 1999, ..Default::default() };
         let merged = apply_mask(current.clone(), &patch, &["title".into()]).unwrap();
         assert_eq!((merged.title.as_str(), merged.release_year), ("New", 1999));
         assert!(apply_mask(current.clone(), &patch, &["id".into()]).is_err());

@@ -165,12 +165,7 @@ const JOBS: &[&str] = &[
 fn title(rng: &mut SplitMix64) -> String {
     match rng.below(10) {
         0 | 1 => format!("The {} {}", rng.pick(ADJECTIVES), rng.pick(NOUNS)),
-        2 => format!(
-            "{} of the {} {}",
-            rng.pick(NOUNS),
-            rng.pick(ADJECTIVES),
-            rng.pick(NOUNS)
-        ),
+        2 => format!("{} of the {} {}", rng.pick(NOUNS), rng.pick(ADJECTIVES), rng.pick(NOUNS)),
         3 => format!("Return to {}", rng.pick(PLACES)),
         4 => format!("{} {}", rng.pick(ADJECTIVES), rng.pick(PLACES)),
         5 => format!("A {} in {}", rng.pick(NOUNS), rng.pick(PLACES)),
@@ -197,11 +192,7 @@ pub fn films() -> Vec<MovieFields> {
             let base = title(&mut rng);
             let count = seen.entry(base.clone()).or_insert(0);
             *count += 1;
-            let title = if *count == 1 {
-                base
-            } else {
-                format!("{base} {}", *count)
-            };
+            let title = if *count == 1 { base } else { format!("{base} {}", *count) };
             let genre_count = 1 + rng.below(3);
             let mut genres: Vec<String> = Vec::new();
             while genres.len() < genre_count {

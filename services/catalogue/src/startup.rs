@@ -49,20 +49,12 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        Ok(Self {
-            listener,
-            routes,
-            standard,
-            origins,
-            shutdown,
-        })
+        Ok(Self { listener, routes, standard, origins, shutdown })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until the shutdown token is cancelled and in-flight calls have finished.

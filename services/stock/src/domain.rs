@@ -148,9 +148,7 @@ pub fn check_request_id(request_id: &str) -> Result<String, String> {
         return Err("request_id is required (a client-chosen id, e.g. a UUID)".into());
     }
     if trimmed.chars().count() > MAX_REQUEST_ID_CHARS {
-        return Err(format!(
-            "request_id is longer than {MAX_REQUEST_ID_CHARS} characters"
-        ));
+        return Err(format!("request_id is longer than {MAX_REQUEST_ID_CHARS} characters"));
     }
     Ok(trimmed.to_owned())
 }
@@ -160,9 +158,7 @@ pub fn check_days(days: i32) -> Result<i32, String> {
     if (1..=MAX_RENTAL_DAYS).contains(&days) {
         Ok(days)
     } else {
-        Err(format!(
-            "days must be between 1 and {MAX_RENTAL_DAYS}, not {days}"
-        ))
+        Err(format!("days must be between 1 and {MAX_RENTAL_DAYS}, not {days}"))
     }
 }
 
@@ -171,9 +167,7 @@ pub fn check_currency(code: &str) -> Result<String, String> {
     if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(code.to_owned())
     } else {
-        Err(format!(
-            "currency_code {code:?} is not a three-letter ISO 4217 code like \"EUR\""
-        ))
+        Err(format!("currency_code {code:?} is not a three-letter ISO 4217 code like \"EUR\""))
     }
 }
 
@@ -182,9 +176,7 @@ pub fn check_price(name: &str, minor: i64) -> Result<i64, String> {
     if (0..=MAX_PRICE_MINOR).contains(&minor) {
         Ok(minor)
     } else {
-        Err(format!(
-            "{name} must be between 0 and {MAX_PRICE_MINOR} minor units, not {minor}"
-        ))
+        Err(format!("{name} must be between 0 and {MAX_PRICE_MINOR} minor units, not {minor}"))
     }
 }
 
@@ -208,11 +200,7 @@ pub fn check_email(email: &str) -> Result<String, String> {
         }
         None => false,
     };
-    if valid {
-        Ok(email.to_owned())
-    } else {
-        Err(format!("{email:?} is not an email address"))
-    }
+    if valid { Ok(email.to_owned()) } else { Err(format!("{email:?} is not an email address")) }
 }
 
 /// Checks a display name.
@@ -269,10 +257,7 @@ mod tests {
         assert_eq!(check_currency("EUR"), Ok("EUR".into()));
         assert!(check_email("no-at-sign").is_err());
         assert!(check_email("a@b").is_err());
-        assert_eq!(
-            check_email(" Ann@Example.com "),
-            Ok("Ann@Example.com".into())
-        );
+        assert_eq!(check_email(" Ann@Example.com "), Ok("Ann@Example.com".into()));
         assert!(check_password("short").is_err());
         assert!(check_password("long enough").is_ok());
         assert!(check_price("price", -1).is_err());

@@ -98,17 +98,13 @@ fn check_movie_id(id: MovieId) -> Result<MovieId, Status> {
     if id > 0 {
         Ok(id)
     } else {
-        Err(Status::invalid_argument(format!(
-            "movie_id must be a positive number, not {id}"
-        )))
+        Err(Status::invalid_argument(format!("movie_id must be a positive number, not {id}")))
     }
 }
 
 fn check_ids(ids: &[MovieId], allow_empty: bool) -> Result<(), Status> {
     if ids.is_empty() && !allow_empty {
-        return Err(Status::invalid_argument(
-            "movie_ids must name at least one film",
-        ));
+        return Err(Status::invalid_argument("movie_ids must name at least one film"));
     }
     if ids.len() > MAX_IDS {
         return Err(Status::invalid_argument(format!(
@@ -116,15 +112,11 @@ fn check_ids(ids: &[MovieId], allow_empty: bool) -> Result<(), Status> {
             ids.len()
         )));
     }
-    ids.iter()
-        .try_for_each(|id| check_movie_id(*id).map(|_| ()))
+    ids.iter().try_for_each(|id| check_movie_id(*id).map(|_| ()))
 }
 
 fn money(currency: &str, minor: i64) -> Option<pb::Money> {
-    Some(pb::Money {
-        currency_code: currency.to_owned(),
-        minor_units: minor,
-    })
+    Some(pb::Money { currency_code: currency.to_owned(), minor_units: minor })
 }
 
 /// The wire form of a film's stock.
@@ -141,11 +133,7 @@ pub(crate) fn availability_to_proto(availability: &Availability) -> pb::Availabi
 }
 
 fn unstocked(movie_id: MovieId) -> pb::Availability {
-    pb::Availability {
-        movie_id,
-        stocked: false,
-        ..Default::default()
-    }
+    pb::Availability { movie_id, stocked: false, ..Default::default() }
 }
 
 fn rental_to_proto(rental: &Rental) -> pb::Rental {
@@ -206,13 +194,7 @@ impl Shared {
         let request_id = domain::check_request_id(request_id).map_err(invalid)?;
         let outcome = self
             .store
-            .rent(&NewRental {
-                customer_id,
-                movie_id,
-                days,
-                request_id,
-                now: self.clock.now(),
-            })
+            .rent(&NewRental { customer_id, movie_id, days, request_id, now: self.clock.now() })
             .await
             .map_err(status)?;
         if let Some(changed) = &outcome.changed {
@@ -233,11 +215,8 @@ impl Shared {
             )));
         }
         let only_of = (!caller.is_staff()).then_some(caller.account_id);
-        let outcome = self
-            .store
-            .return_rental(rental_id, only_of, self.clock.now())
-            .await
-            .map_err(status)?;
+        let outcome =
+            self.store.return_rental(rental_id, only_of, self.clock.now()).await.map_err(status)?;
         if let Some(changed) = &outcome.changed {
             self.events.publish(changed.clone());
         }
@@ -251,11 +230,7 @@ impl Shared {
             found.iter().map(|a| (a.movie_id, a)).collect();
         Ok(ids
             .iter()
-            .map(|id| {
-                by_id
-                    .get(id)
-                    .map_or_else(|| unstocked(*id), |a| availability_to_proto(a))
-            })
+            .map(|id| by_id.get(id).map_or_else(|| unstocked(*id), |a| availability_to_proto(a)))
             .collect())
     }
 }
@@ -368,12 +343,7 @@ impl StockService for StockApi {
         let request = request.into_inner();
         let (rental, _) = self
             .0
-            .rent(
-                caller.account_id,
-                request.movie_id,
-                request.days,
-                &request.request_id,
-            )
+            .rent(caller.account_id, request.movie_id, request.days, &request.request_id)
             .await?;
         Ok(Response::new(rental_to_proto(&rental)))
     }
@@ -383,10 +353,7 @@ impl StockService for StockApi {
         request: Request<pb::ReturnRequest>,
     ) -> Result<Response<pb::Rental>, Status> {
         let caller = self.0.keys.require_signed_in(request.metadata())?;
-        let (rental, _) = self
-            .0
-            .return_rental(&caller, request.get_ref().rental_id)
-            .await?;
+        let (rental, _) = self.0.return_rental(&caller, request.get_ref().rental_id).await?;
         Ok(Response::new(rental_to_proto(&rental)))
     }
 
@@ -540,12 +507,7 @@ impl StockService for StockApi {
             purchase_price_minor: domain::check_price("purchase_price", buy.minor_units)
                 .map_err(invalid)?,
         };
-        let availability = self
-            .0
-            .store
-            .set_inventory(&inventory)
-            .await
-            .map_err(status)?;
+        let availability = self.0.store.set_inventory(&inventory).await.map_err(status)?;
         tracing::info!(staff = %staff.email, movie_id, copies = inventory.copies_owned, "stock set");
         self.0.events.publish(availability.clone());
         Ok(Response::new(availability_to_proto(&availability)))
@@ -569,10 +531,7 @@ async fn watch_snapshot(
         shared.snapshot(ids).await?
     };
     if availabilities.is_empty() {
-        return Ok(vec![pb::WatchAvailabilityResponse {
-            snapshot: true,
-            availabilities,
-        }]);
+        return Ok(vec![pb::WatchAvailabilityResponse { snapshot: true, availabilities }]);
     }
     Ok(availabilities
         .chunks(SNAPSHOT_CHUNK)
@@ -593,22 +552,16 @@ async fn desk_command(
         match command.action {
             Some(pb::desk_command::Action::Rent(rent)) => {
                 let email = domain::check_email(&rent.customer_email).map_err(invalid)?;
-                let (customer, _) = shared
-                    .store
-                    .account_by_email(&email)
-                    .await
-                    .map_err(status)?
-                    .ok_or_else(|| Status::not_found(format!("no customer has email {email:?}")))?;
-                shared
-                    .rent(customer.id, rent.movie_id, rent.days, &rent.request_id)
-                    .await
+                let (customer, _) =
+                    shared.store.account_by_email(&email).await.map_err(status)?.ok_or_else(
+                        || Status::not_found(format!("no customer has email {email:?}")),
+                    )?;
+                shared.rent(customer.id, rent.movie_id, rent.days, &rent.request_id).await
             }
             Some(pb::desk_command::Action::Return(ret)) => {
                 shared.return_rental(staff, ret.rental_id).await
             }
-            None => Err(Status::invalid_argument(
-                "a desk command needs a rent or return action",
-            )),
+            None => Err(Status::invalid_argument("a desk command needs a rent or return action")),
         }
     }
     .await;
@@ -670,28 +623,18 @@ impl AccountService for AccountApi {
         if request.email.len() > 254 || request.password.chars().count() > 128 {
             return Err(wrong());
         }
-        let found = self
-            .0
-            .store
-            .account_by_email(request.email.trim())
-            .await
-            .map_err(status)?;
+        let found = self.0.store.account_by_email(request.email.trim()).await.map_err(status)?;
         let (account, stored) = match found {
             Some((account, hash)) => (Some(account), Some(hash)),
             None => (None, None),
         };
-        let matches = passwords::verify(request.password, stored)
-            .await
-            .map_err(status)?;
+        let matches = passwords::verify(request.password, stored).await.map_err(status)?;
         let account = match account {
             Some(account) if matches => account,
             _ => return Err(wrong()),
         };
-        let caller = Caller {
-            account_id: account.id,
-            email: account.email.clone(),
-            role: account.role,
-        };
+        let caller =
+            Caller { account_id: account.id, email: account.email.clone(), role: account.role };
         let issued = self
             .0
             .keys
@@ -710,13 +653,10 @@ impl AccountService for AccountApi {
         request: Request<pb::GetMeRequest>,
     ) -> Result<Response<pb::Account>, Status> {
         let caller = self.0.keys.require_signed_in(request.metadata())?;
-        let account = self
-            .0
-            .store
-            .account(caller.account_id)
-            .await
-            .map_err(status)?
-            .ok_or_else(|| Status::unauthenticated("the account of this token no longer exists"))?;
+        let account =
+            self.0.store.account(caller.account_id).await.map_err(status)?.ok_or_else(|| {
+                Status::unauthenticated("the account of this token no longer exists")
+            })?;
         Ok(Response::new(account_to_proto(&account)))
     }
 }

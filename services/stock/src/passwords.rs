@@ -31,9 +31,7 @@ pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<
         };
         let parsed = PasswordHash::new(&stored)
             .map_err(|error| anyhow::anyhow!("stored password hash is malformed: {error}"))?;
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
+        let matches = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
         Ok(known && matches)
     })
     .await?
@@ -47,11 +45,7 @@ mod tests {
     async fn right_password_verifies_and_wrong_one_does_not() {
         let stored = hash("correct horse".into()).await.unwrap();
         assert!(stored.starts_with("$argon2id$"));
-        assert!(
-            verify("correct horse".into(), Some(stored.clone()))
-                .await
-                .unwrap()
-        );
+        assert!(verify("correct horse".into(), Some(stored.clone())).await.unwrap());
         assert!(!verify("wrong horse".into(), Some(stored)).await.unwrap());
         assert!(!verify("no such account".into(), None).await.unwrap());
     }

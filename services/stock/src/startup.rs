@@ -81,21 +81,12 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        Ok(Self {
-            listener,
-            routes,
-            standard,
-            origins,
-            shutdown,
-            store,
-        })
+        Ok(Self { listener, routes, standard, origins, shutdown, store })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// The store, for checks from tests and tools (e.g. the stock invariant).
@@ -126,17 +117,11 @@ async fn ensure_staff(
         return Ok(());
     };
     let email = domain::check_email(email).map_err(|e| anyhow::anyhow!("staff email: {e}"))?;
-    let existing = store
-        .account_by_email(&email)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let existing = store.account_by_email(&email).await.map_err(|e| anyhow::anyhow!(e))?;
     match existing {
         Some((account, _)) if account.role == Role::Staff => Ok(()),
         Some((account, _)) => {
-            store
-                .promote_to_staff(account.id)
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
+            store.promote_to_staff(account.id).await.map_err(|e| anyhow::anyhow!(e))?;
             tracing::info!(%email, "promoted the configured account to staff");
             Ok(())
         }

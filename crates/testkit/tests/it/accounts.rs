@@ -44,10 +44,7 @@ async fn register_sign_in_and_get_me() {
         })
         .await
         .unwrap_err();
-    assert_eq!(
-        (unknown.code(), unknown.message()),
-        (Code::Unauthenticated, wrong.message())
-    );
+    assert_eq!((unknown.code(), unknown.message()), (Code::Unauthenticated, wrong.message()));
 
     let signed_in = accounts
         .sign_in(pb::SignInRequest {
@@ -58,30 +55,19 @@ async fn register_sign_in_and_get_me() {
         .unwrap()
         .into_inner();
     assert!(signed_in.expire_time.is_some());
-    let me = accounts
-        .get_me(authed(pb::GetMeRequest {}, &signed_in.token))
-        .await
-        .unwrap()
-        .into_inner();
+    let me =
+        accounts.get_me(authed(pb::GetMeRequest {}, &signed_in.token)).await.unwrap().into_inner();
     assert_eq!((me.id, me.name.as_str()), (account.id, "Zoë"));
 
     assert_eq!(
-        accounts
-            .get_me(Request::new(pb::GetMeRequest {}))
-            .await
-            .unwrap_err()
-            .code(),
+        accounts.get_me(Request::new(pb::GetMeRequest {})).await.unwrap_err().code(),
         Code::Unauthenticated
     );
     let mut tampered = signed_in.token.clone();
     tampered.pop();
     tampered.push('x');
     assert_eq!(
-        accounts
-            .get_me(authed(pb::GetMeRequest {}, &tampered))
-            .await
-            .unwrap_err()
-            .code(),
+        accounts.get_me(authed(pb::GetMeRequest {}, &tampered)).await.unwrap_err().code(),
         Code::Unauthenticated
     );
     store.stop().await;
@@ -96,12 +82,7 @@ async fn registration_input_is_validated() {
         ("not-an-email", "A", "long enough", "email"),
         ("a@example.com", "", "long enough", "name"),
         ("a@example.com", "A", "short", "password"),
-        (
-            "a@example.com",
-            &"n".repeat(101) as &str,
-            "long enough",
-            "name",
-        ),
+        ("a@example.com", &"n".repeat(101) as &str, "long enough", "name"),
     ] {
         let status = accounts
             .register(pb::RegisterRequest {
@@ -112,11 +93,7 @@ async fn registration_input_is_validated() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(
-            status.message().contains(field),
-            "{:?} should mention {field}",
-            status.message()
-        );
+        assert!(status.message().contains(field), "{:?} should mention {field}", status.message());
     }
     store.stop().await;
 }
@@ -132,10 +109,7 @@ async fn configured_staff_account_is_staff() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        (me.email.as_str(), me.role),
-        (STAFF_EMAIL, pb::Role::Staff as i32)
-    );
+    assert_eq!((me.email.as_str(), me.role), (STAFF_EMAIL, pb::Role::Staff as i32));
     store.stop().await;
 }
 
@@ -155,6 +129,7 @@ async fn catalogue_verifies_tokens_issued_by_stock_without_calling_it() {
                     release_year: 2020,
                     ..Default::default()
                 }),
+                ..Default::default()
             },
             &token,
         ))

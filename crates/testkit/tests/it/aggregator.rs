@@ -11,10 +11,7 @@ async fn movie_page_combines_film_stock_and_related_films() {
     let store = TestStore::start().await;
     let mut front = store.storefront_client().await;
     let page = front
-        .get_movie_page(pb::GetMoviePageRequest {
-            movie_id: 3,
-            related_limit: 5,
-        })
+        .get_movie_page(pb::GetMoviePageRequest { movie_id: 3, related_limit: 5 })
         .await
         .unwrap()
         .into_inner();
@@ -26,10 +23,7 @@ async fn movie_page_combines_film_stock_and_related_films() {
     assert!(availability.rental_price_per_day.is_some());
     assert_eq!(page.related.len(), 5);
     let missing = front
-        .get_movie_page(pb::GetMoviePageRequest {
-            movie_id: 424_242,
-            related_limit: 0,
-        })
+        .get_movie_page(pb::GetMoviePageRequest { movie_id: 424_242, related_limit: 0 })
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
@@ -42,10 +36,7 @@ async fn storefront_lists_a_page_with_each_films_stock() {
     let mut front = store.storefront_client().await;
     let page = front
         .list_storefront(pb::ListStorefrontRequest {
-            filter: Some(MovieFilter {
-                genre: "Comedy".into(),
-                ..Default::default()
-            }),
+            filter: Some(MovieFilter { genre: "Comedy".into(), ..Default::default() }),
             page_size: 12,
             ..Default::default()
         })
@@ -62,10 +53,7 @@ async fn storefront_lists_a_page_with_each_films_stock() {
     }
     let next = front
         .list_storefront(pb::ListStorefrontRequest {
-            filter: Some(MovieFilter {
-                genre: "Comedy".into(),
-                ..Default::default()
-            }),
+            filter: Some(MovieFilter { genre: "Comedy".into(), ..Default::default() }),
             page_size: 12,
             page_token: page.next_page_token.clone(),
             ..Default::default()
@@ -74,9 +62,7 @@ async fn storefront_lists_a_page_with_each_films_stock() {
         .unwrap()
         .into_inner();
     assert!(next.items.iter().all(|n| {
-        page.items
-            .iter()
-            .all(|p| p.movie.as_ref().unwrap().id != n.movie.as_ref().unwrap().id)
+        page.items.iter().all(|p| p.movie.as_ref().unwrap().id != n.movie.as_ref().unwrap().id)
     }));
     store.stop().await;
 }
@@ -86,10 +72,7 @@ async fn with_stock_stopped_the_page_still_comes_back_in_time() {
     let mut store = TestStore::start().await;
     store.stop_stock().await;
     let mut front = store.storefront_client().await;
-    let mut request = Request::new(pb::GetMoviePageRequest {
-        movie_id: 4,
-        related_limit: 3,
-    });
+    let mut request = Request::new(pb::GetMoviePageRequest { movie_id: 4, related_limit: 3 });
     request.set_timeout(Duration::from_millis(800));
     let started = Instant::now();
     let page = front.get_movie_page(request).await.unwrap().into_inner();
@@ -97,10 +80,7 @@ async fn with_stock_stopped_the_page_still_comes_back_in_time() {
     assert_eq!(page.movie.unwrap().id, 4);
     assert!(!page.stock.unwrap().known);
     let list = front
-        .list_storefront(pb::ListStorefrontRequest {
-            page_size: 5,
-            ..Default::default()
-        })
+        .list_storefront(pb::ListStorefrontRequest { page_size: 5, ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -112,10 +92,7 @@ async fn with_stock_stopped_the_page_still_comes_back_in_time() {
     let mut recovered = false;
     for _ in 0..50 {
         let page = front
-            .get_movie_page(pb::GetMoviePageRequest {
-                movie_id: 4,
-                related_limit: 0,
-            })
+            .get_movie_page(pb::GetMoviePageRequest { movie_id: 4, related_limit: 0 })
             .await
             .unwrap()
             .into_inner();
@@ -153,10 +130,7 @@ async fn a_hanging_stock_service_cannot_hold_the_page_past_the_deadline() {
         videostore_proto::aggregator::storefront_service_client::StorefrontServiceClient::new(
             TestStore::channel(front_service.addr).await,
         );
-    let mut request = Request::new(pb::GetMoviePageRequest {
-        movie_id: 2,
-        related_limit: 2,
-    });
+    let mut request = Request::new(pb::GetMoviePageRequest { movie_id: 2, related_limit: 2 });
     request.set_timeout(Duration::from_millis(500));
     let started = Instant::now();
     let page = front.get_movie_page(request).await.unwrap().into_inner();
@@ -175,9 +149,7 @@ async fn rest_facade_lists_and_shows_films_as_json() {
     let base = store.aggregator.url();
     let http = reqwest::Client::new();
     let list: serde_json::Value = http
-        .get(format!(
-            "{base}/api/movies?q=am%C3%A9lie&page_size=5&order=year&desc=true"
-        ))
+        .get(format!("{base}/api/movies?q=am%C3%A9lie&page_size=5&order=year&desc=true"))
         .send()
         .await
         .unwrap()
@@ -190,22 +162,12 @@ async fn rest_facade_lists_and_shows_films_as_json() {
     for movie in movies {
         assert!(movie["title"].as_str().unwrap().contains("Amélie"));
         assert_eq!(movie["availability"]["known"], true);
-        assert_eq!(
-            movie["availability"]["rental_price_per_day"]["currency"],
-            "EUR"
-        );
+        assert_eq!(movie["availability"]["rental_price_per_day"]["currency"], "EUR");
     }
-    let years: Vec<i64> = movies
-        .iter()
-        .map(|m| m["release_year"].as_i64().unwrap())
-        .collect();
+    let years: Vec<i64> = movies.iter().map(|m| m["release_year"].as_i64().unwrap()).collect();
     assert!(years.windows(2).all(|w| w[0] >= w[1]));
 
-    let one = http
-        .get(format!("{base}/api/movies/8?related=3"))
-        .send()
-        .await
-        .unwrap();
+    let one = http.get(format!("{base}/api/movies/8?related=3")).send().await.unwrap();
     assert_eq!(one.status(), 200);
     assert_eq!(one.headers()["content-type"], "application/json");
     let one: serde_json::Value = one.json().await.unwrap();
@@ -233,16 +195,10 @@ async fn rest_facade_lists_and_shows_films_as_json() {
 async fn every_service_reports_health_and_serves_reflection() {
     use tonic_health_client::{HealthCheckRequest, HealthClient, serving};
     let store = TestStore::start().await;
-    for addr in [
-        store.catalogue.addr,
-        store.stock().addr,
-        store.aggregator.addr,
-    ] {
+    for addr in [store.catalogue.addr, store.stock().addr, store.aggregator.addr] {
         let mut health = HealthClient::new(TestStore::channel(addr).await);
         let status = health
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
+            .check(HealthCheckRequest { service: String::new() })
             .await
             .unwrap()
             .into_inner()
@@ -259,4 +215,37 @@ mod tonic_health_client {
     pub(crate) fn serving() -> i32 {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     }
+}
+
+#[tokio::test]
+async fn reflection_lists_each_services_api() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let store = TestStore::start().await;
+    for (addr, expected) in [
+        (store.catalogue.addr, "videostore.catalogue.v1.CatalogueService"),
+        (store.stock().addr, "videostore.stock.v1.StockService"),
+        (store.aggregator.addr, "videostore.aggregator.v1.StorefrontService"),
+    ] {
+        let mut client = ServerReflectionClient::new(TestStore::channel(addr).await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = client
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = futures::StreamExt::next(&mut responses).await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("expected a service list");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(names.iter().any(|n| n == expected), "{addr}: {names:?}");
+        assert!(names.iter().any(|n| n == "grpc.health.v1.Health"), "{addr}: {names:?}");
+    }
+    store.stop().await;
 }

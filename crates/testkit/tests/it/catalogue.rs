@@ -25,27 +25,14 @@ fn film(title: &str, year: i32, key: &str) -> pb::Movie {
 async fn a_new_store_has_hundreds_of_films_and_genres() {
     let store = TestStore::start().await;
     let mut client = store.catalogue_client().await;
-    let page = client
-        .list_movies(pb::ListMoviesRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let page = client.list_movies(pb::ListMoviesRequest::default()).await.unwrap().into_inner();
     assert!(page.total_size >= 500, "only {} films", page.total_size);
     assert_eq!(page.movies.len(), 20, "default page size");
     assert!(!page.next_page_token.is_empty());
-    let genres = client
-        .list_genres(pb::ListGenresRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .genres;
+    let genres = client.list_genres(pb::ListGenresRequest {}).await.unwrap().into_inner().genres;
     assert!(genres.len() >= 10);
     assert!(genres.iter().all(|g| g.movie_count > 0));
-    let movie = client
-        .get_movie(pb::GetMovieRequest { id: 1 })
-        .await
-        .unwrap()
-        .into_inner();
+    let movie = client.get_movie(pb::GetMovieRequest { id: 1 }).await.unwrap().into_inner();
     assert_eq!(movie.id, 1);
     assert!(!movie.title.is_empty());
     store.stop().await;
@@ -99,12 +86,7 @@ async fn paging_visits_every_match_once_in_order() {
                 (MovieOrder::Year, true) => assert!(a.release_year >= b.release_year),
                 (MovieOrder::Year, false) => assert!(a.release_year <= b.release_year),
                 (MovieOrder::Rating, true) => assert!(a.audience_rating >= b.audience_rating),
-                _ => assert!(
-                    fold(&a.title) <= fold(&b.title),
-                    "{} before {}",
-                    a.title,
-                    b.title
-                ),
+                _ => assert!(fold(&a.title) <= fold(&b.title), "{} before {}", a.title, b.title),
             }
         }
     }
@@ -116,50 +98,19 @@ async fn search_ignores_case_and_accents() {
     let store = TestStore::start().await;
     let mut client = store.catalogue_client().await;
     let search = |query: &str| pb::ListMoviesRequest {
-        filter: Some(MovieFilter {
-            query: query.into(),
-            ..Default::default()
-        }),
+        filter: Some(MovieFilter { query: query.into(), ..Default::default() }),
         page_size: 100,
         ..Default::default()
     };
-    let accented = client
-        .list_movies(search("Amélie"))
-        .await
-        .unwrap()
-        .into_inner();
-    let plain = client
-        .list_movies(search("AMELIE"))
-        .await
-        .unwrap()
-        .into_inner();
+    let accented = client.list_movies(search("Amélie")).await.unwrap().into_inner();
+    let plain = client.list_movies(search("AMELIE")).await.unwrap().into_inner();
     assert!(accented.total_size > 0, "the sample has Amélie films");
     assert_eq!(accented.total_size, plain.total_size);
     assert!(plain.movies.iter().all(|m| m.title.contains("Amélie")));
-    let cyrillic = client
-        .list_movies(search("тихий"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        cyrillic
-            .movies
-            .iter()
-            .all(|m| m.title.to_lowercase().contains("тихий"))
-    );
-    let none = client
-        .list_movies(search("zzzz no such film"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        (
-            none.total_size,
-            none.movies.len(),
-            none.next_page_token.as_str()
-        ),
-        (0, 0, "")
-    );
+    let cyrillic = client.list_movies(search("тихий")).await.unwrap().into_inner();
+    assert!(cyrillic.movies.iter().all(|m| m.title.to_lowercase().contains("тихий")));
+    let none = client.list_movies(search("zzzz no such film")).await.unwrap().into_inner();
+    assert_eq!((none.total_size, none.movies.len(), none.next_page_token.as_str()), (0, 0, ""));
     // LIKE wildcards in the query are literal characters.
     let percent = client.list_movies(search("%")).await.unwrap().into_inner();
     assert_eq!(percent.total_size, 0);
@@ -172,10 +123,7 @@ async fn genre_filter_and_bad_requests() {
     let mut client = store.catalogue_client().await;
     let drama = client
         .list_movies(pb::ListMoviesRequest {
-            filter: Some(MovieFilter {
-                genre: "drama".into(),
-                ..Default::default()
-            }),
+            filter: Some(MovieFilter { genre: "drama".into(), ..Default::default() }),
             page_size: 100,
             ..Default::default()
         })
@@ -183,39 +131,18 @@ async fn genre_filter_and_bad_requests() {
         .unwrap()
         .into_inner();
     assert!(drama.total_size > 0);
-    assert!(
-        drama
-            .movies
-            .iter()
-            .all(|m| m.genres.iter().any(|g| g == "Drama"))
-    );
+    assert!(drama.movies.iter().all(|m| m.genres.iter().any(|g| g == "Drama")));
 
     let bad = [
+        pb::ListMoviesRequest { page_size: 101, ..Default::default() },
+        pb::ListMoviesRequest { page_size: -1, ..Default::default() },
+        pb::ListMoviesRequest { page_token: "garbage".into(), ..Default::default() },
         pb::ListMoviesRequest {
-            page_size: 101,
+            filter: Some(MovieFilter { min_year: 2000, max_year: 1990, ..Default::default() }),
             ..Default::default()
         },
         pb::ListMoviesRequest {
-            page_size: -1,
-            ..Default::default()
-        },
-        pb::ListMoviesRequest {
-            page_token: "garbage".into(),
-            ..Default::default()
-        },
-        pb::ListMoviesRequest {
-            filter: Some(MovieFilter {
-                min_year: 2000,
-                max_year: 1990,
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        pb::ListMoviesRequest {
-            filter: Some(MovieFilter {
-                query: "x".repeat(500),
-                ..Default::default()
-            }),
+            filter: Some(MovieFilter { query: "x".repeat(500), ..Default::default() }),
             ..Default::default()
         },
     ];
@@ -226,10 +153,7 @@ async fn genre_filter_and_bad_requests() {
     }
     // A token is bound to its filter.
     let first = client
-        .list_movies(pb::ListMoviesRequest {
-            page_size: 5,
-            ..Default::default()
-        })
+        .list_movies(pb::ListMoviesRequest { page_size: 5, ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -237,29 +161,18 @@ async fn genre_filter_and_bad_requests() {
         .list_movies(pb::ListMoviesRequest {
             page_size: 5,
             page_token: first.next_page_token,
-            filter: Some(MovieFilter {
-                genre: "Drama".into(),
-                ..Default::default()
-            }),
+            filter: Some(MovieFilter { genre: "Drama".into(), ..Default::default() }),
             ..Default::default()
         })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(
-        client
-            .get_movie(pb::GetMovieRequest { id: 999_999 })
-            .await
-            .unwrap_err()
-            .code(),
+        client.get_movie(pb::GetMovieRequest { id: 999_999 }).await.unwrap_err().code(),
         Code::NotFound
     );
     assert_eq!(
-        client
-            .get_movie(pb::GetMovieRequest { id: -3 })
-            .await
-            .unwrap_err()
-            .code(),
+        client.get_movie(pb::GetMovieRequest { id: -3 }).await.unwrap_err().code(),
         Code::InvalidArgument
     );
     store.stop().await;
@@ -270,37 +183,25 @@ async fn batch_get_and_detail() {
     let store = TestStore::start().await;
     let mut client = store.catalogue_client().await;
     let batch = client
-        .batch_get_movies(pb::BatchGetMoviesRequest {
-            ids: vec![3, 1, 2, 1],
-        })
+        .batch_get_movies(pb::BatchGetMoviesRequest { ids: vec![3, 1, 2, 1] })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        batch.movies.iter().map(|m| m.id).collect::<Vec<_>>(),
-        [3, 1, 2, 1]
-    );
+    assert_eq!(batch.movies.iter().map(|m| m.id).collect::<Vec<_>>(), [3, 1, 2, 1]);
     let missing = client
-        .batch_get_movies(pb::BatchGetMoviesRequest {
-            ids: vec![1, 987_654],
-        })
+        .batch_get_movies(pb::BatchGetMoviesRequest { ids: vec![1, 987_654] })
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
     assert!(missing.message().contains("987654"));
     let too_many = client
-        .batch_get_movies(pb::BatchGetMoviesRequest {
-            ids: (1..=1001).collect(),
-        })
+        .batch_get_movies(pb::BatchGetMoviesRequest { ids: (1..=1001).collect() })
         .await
         .unwrap_err();
     assert_eq!(too_many.code(), Code::InvalidArgument);
 
     let detail = client
-        .get_movie_detail(pb::GetMovieDetailRequest {
-            id: 10,
-            related_limit: 4,
-        })
+        .get_movie_detail(pb::GetMovieDetailRequest { id: 10, related_limit: 4 })
         .await
         .unwrap()
         .into_inner();
@@ -317,17 +218,10 @@ async fn batch_get_and_detail() {
 async fn stream_movies_delivers_every_match_in_batches() {
     let store = TestStore::start().await;
     let mut client = store.catalogue_client().await;
-    let total = client
-        .list_movies(pb::ListMoviesRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .total_size;
+    let total =
+        client.list_movies(pb::ListMoviesRequest::default()).await.unwrap().into_inner().total_size;
     let mut stream = client
-        .stream_movies(pb::StreamMoviesRequest {
-            batch_size: 64,
-            ..Default::default()
-        })
+        .stream_movies(pb::StreamMoviesRequest { batch_size: 64, ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -363,10 +257,7 @@ async fn lookup_answers_each_id_as_it_arrives() {
         assert_eq!(answer.movie.map(|m| m.id), (id != 123_456).then_some(id));
     }
     drop(sender);
-    assert!(
-        answers.next().await.is_none(),
-        "the stream ends when the client's does"
-    );
+    assert!(answers.next().await.is_none(), "the stream ends when the client's does");
     store.stop().await;
 }
 
@@ -378,26 +269,23 @@ async fn staff_create_update_delete() {
     let mut client = store.catalogue_client().await;
     let new = pb::CreateMovieRequest {
         movie: Some(film("Ночной дозор", 2004, "nd-1")),
+        ..Default::default()
     };
 
     let anonymous = client.create_movie(new.clone()).await.unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated);
-    let forbidden = client
-        .create_movie(authed(new.clone(), &customer))
-        .await
-        .unwrap_err();
+    let forbidden = client.create_movie(authed(new.clone(), &customer)).await.unwrap_err();
     assert_eq!(forbidden.code(), Code::PermissionDenied);
-    let forged = client
-        .create_movie(authed(new.clone(), "not.a.token"))
-        .await
-        .unwrap_err();
+    let forged = client.create_movie(authed(new.clone(), "not.a.token")).await.unwrap_err();
     assert_eq!(forged.code(), Code::Unauthenticated);
 
-    let created = client
-        .create_movie(authed(new.clone(), &staff))
-        .await
-        .unwrap()
-        .into_inner();
+    let new = pb::CreateMovieRequest { request_id: "create-once".into(), ..new };
+    let created = client.create_movie(authed(new.clone(), &staff)).await.unwrap().into_inner();
+    // A retry with the same request id returns the same film and creates nothing.
+    let retried = client.create_movie(authed(new.clone(), &staff)).await.unwrap().into_inner();
+    assert_eq!(retried.id, created.id);
+    // Without the request id, the same film is a duplicate of the external key.
+    let new = pb::CreateMovieRequest { request_id: String::new(), ..new };
     assert!(created.id > 0);
     assert_eq!(created.title, "Ночной дозор");
     let duplicate = client.create_movie(authed(new, &staff)).await.unwrap_err();
@@ -405,9 +293,7 @@ async fn staff_create_update_delete() {
 
     let invalid = client
         .create_movie(authed(
-            pb::CreateMovieRequest {
-                movie: Some(film("", 2004, "")),
-            },
+            pb::CreateMovieRequest { movie: Some(film("", 2004, "")), ..Default::default() },
             &staff,
         ))
         .await
@@ -416,18 +302,12 @@ async fn staff_create_update_delete() {
     assert!(invalid.message().contains("title"));
 
     // Only the masked field changes.
-    let patch = pb::Movie {
-        id: created.id,
-        title: "Night Watch".into(),
-        ..Default::default()
-    };
+    let patch = pb::Movie { id: created.id, title: "Night Watch".into(), ..Default::default() };
     let updated = client
         .update_movie(authed(
             pb::UpdateMovieRequest {
                 movie: Some(patch),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["title".into()],
-                }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["title".into()] }),
             },
             &staff,
         ))
@@ -440,13 +320,8 @@ async fn staff_create_update_delete() {
     let bad_mask = client
         .update_movie(authed(
             pb::UpdateMovieRequest {
-                movie: Some(pb::Movie {
-                    id: created.id,
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["budget".into()],
-                }),
+                movie: Some(pb::Movie { id: created.id, ..Default::default() }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["budget".into()] }),
             },
             &staff,
         ))
@@ -456,47 +331,26 @@ async fn staff_create_update_delete() {
 
     let found = client
         .list_movies(pb::ListMoviesRequest {
-            filter: Some(MovieFilter {
-                query: "night watch".into(),
-                ..Default::default()
-            }),
+            filter: Some(MovieFilter { query: "night watch".into(), ..Default::default() }),
             ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        found.movies.iter().map(|m| m.id).collect::<Vec<_>>(),
-        [created.id]
-    );
+    assert_eq!(found.movies.iter().map(|m| m.id).collect::<Vec<_>>(), [created.id]);
 
     let delete = pb::DeleteMovieRequest { id: created.id };
     assert_eq!(
-        client
-            .delete_movie(authed(delete.clone(), &customer))
-            .await
-            .unwrap_err()
-            .code(),
+        client.delete_movie(authed(delete.clone(), &customer)).await.unwrap_err().code(),
         Code::PermissionDenied
     );
-    client
-        .delete_movie(authed(delete.clone(), &staff))
-        .await
-        .unwrap();
+    client.delete_movie(authed(delete.clone(), &staff)).await.unwrap();
     assert_eq!(
-        client
-            .delete_movie(authed(delete, &staff))
-            .await
-            .unwrap_err()
-            .code(),
+        client.delete_movie(authed(delete, &staff)).await.unwrap_err().code(),
         Code::NotFound
     );
     assert_eq!(
-        client
-            .get_movie(pb::GetMovieRequest { id: created.id })
-            .await
-            .unwrap_err()
-            .code(),
+        client.get_movie(pb::GetMovieRequest { id: created.id }).await.unwrap_err().code(),
         Code::NotFound
     );
     store.stop().await;
@@ -519,77 +373,29 @@ async fn import_takes_every_good_row_and_explains_every_bad_one() {
         film("Seed update", 1977, "seed-0001"),      // 8 updates an existing film
     ];
     let request = futures::stream::iter(vec![
-        pb::ImportMoviesRequest {
-            movies: rows[..4].to_vec(),
-        },
-        pb::ImportMoviesRequest {
-            movies: rows[4..].to_vec(),
-        },
+        pb::ImportMoviesRequest { movies: rows[..4].to_vec() },
+        pb::ImportMoviesRequest { movies: rows[4..].to_vec() },
     ]);
     let anonymous = client.import_movies(request.clone()).await.unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated);
-    let summary = client
-        .import_movies(authed(request, &staff))
-        .await
-        .unwrap()
-        .into_inner();
+    let summary = client.import_movies(authed(request, &staff)).await.unwrap().into_inner();
     assert_eq!((summary.created, summary.updated), (3, 1));
-    let rejected: Vec<(i64, &str)> = summary
-        .rejected
-        .iter()
-        .map(|r| (r.index, r.reason.as_str()))
-        .collect();
-    assert_eq!(
-        rejected.iter().map(|r| r.0).collect::<Vec<_>>(),
-        [1, 3, 4, 5, 6]
-    );
-    assert!(
-        rejected[0].1.contains("title is required"),
-        "{}",
-        rejected[0].1
-    );
+    let rejected: Vec<(i64, &str)> =
+        summary.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+    assert_eq!(rejected.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 3, 4, 5, 6]);
+    assert!(rejected[0].1.contains("title is required"), "{}", rejected[0].1);
     assert!(rejected[1].1.contains("release_year"), "{}", rejected[1].1);
     assert!(rejected[2].1.contains("3000"), "{}", rejected[2].1);
     assert!(rejected[3].1.contains("appears twice"), "{}", rejected[3].1);
-    assert!(
-        rejected[4].1.contains("10240 characters"),
-        "{}",
-        rejected[4].1
-    );
+    assert!(rejected[4].1.contains("10240 characters"), "{}", rejected[4].1);
 
     let search = |q: &str| pb::ListMoviesRequest {
-        filter: Some(MovieFilter {
-            query: q.into(),
-            ..Default::default()
-        }),
+        filter: Some(MovieFilter { query: q.into(), ..Default::default() }),
         ..Default::default()
     };
-    assert_eq!(
-        client
-            .list_movies(search("千と千尋"))
-            .await
-            .unwrap()
-            .into_inner()
-            .total_size,
-        1
-    );
-    assert_eq!(
-        client
-            .list_movies(search("λόγος"))
-            .await
-            .unwrap()
-            .into_inner()
-            .total_size,
-        1
-    );
-    let updated = client
-        .get_movie(pb::GetMovieRequest { id: 1 })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        (updated.title.as_str(), updated.release_year),
-        ("Seed update", 1977)
-    );
+    assert_eq!(client.list_movies(search("千と千尋")).await.unwrap().into_inner().total_size, 1);
+    assert_eq!(client.list_movies(search("λόγος")).await.unwrap().into_inner().total_size, 1);
+    let updated = client.get_movie(pb::GetMovieRequest { id: 1 }).await.unwrap().into_inner();
+    assert_eq!((updated.title.as_str(), updated.release_year), ("Seed update", 1977));
     store.stop().await;
 }

@@ -24,10 +24,7 @@ async fn unary_and_streaming_calls_work_over_http1() {
     let reply = grpc_web::call(
         &store.catalogue.url(),
         "/videostore.catalogue.v1.CatalogueService/StreamMovies",
-        &cat::StreamMoviesRequest {
-            batch_size: 100,
-            ..Default::default()
-        },
+        &cat::StreamMoviesRequest { batch_size: 100, ..Default::default() },
         None,
         None,
     )
@@ -41,10 +38,7 @@ async fn unary_and_streaming_calls_work_over_http1() {
     let page = grpc_web::call(
         &store.aggregator.url(),
         "/videostore.aggregator.v1.StorefrontService/GetMoviePage",
-        &videostore_proto::aggregator::GetMoviePageRequest {
-            movie_id: 9,
-            related_limit: 2,
-        },
+        &videostore_proto::aggregator::GetMoviePageRequest { movie_id: 9, related_limit: 2 },
         None,
         None,
     )
@@ -69,11 +63,7 @@ async fn errors_reach_the_browser_with_code_and_message() {
     .unwrap();
     assert_eq!(reply.grpc_status(), Some(5), "NOT_FOUND");
     assert_eq!(reply.grpc_message(), "no film has id 31337");
-    let exposed = reply
-        .headers
-        .get("access-control-expose-headers")
-        .cloned()
-        .unwrap_or_default();
+    let exposed = reply.headers.get("access-control-expose-headers").cloned().unwrap_or_default();
     for header in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
         assert!(exposed.contains(header), "{header} not exposed: {exposed}");
     }
@@ -81,11 +71,7 @@ async fn errors_reach_the_browser_with_code_and_message() {
     let reply = grpc_web::call(
         &store.stock().url(),
         "/videostore.stock.v1.StockService/Rent",
-        &stock::RentRequest {
-            movie_id: 1,
-            days: 2,
-            request_id: "web-1".into(),
-        },
+        &stock::RentRequest { movie_id: 1, days: 2, request_id: "web-1".into() },
         Some(&token),
         Some("http://localhost:8080"),
     )
@@ -103,10 +89,7 @@ async fn cors_preflight_allows_the_grpc_web_headers() {
     let response = reqwest::Client::new()
         .request(
             reqwest::Method::OPTIONS,
-            format!(
-                "{}/videostore.stock.v1.StockService/Rent",
-                store.stock().url()
-            ),
+            format!("{}/videostore.stock.v1.StockService/Rent", store.stock().url()),
         )
         .header("origin", "http://localhost:8080")
         .header("access-control-request-method", "POST")
@@ -119,19 +102,49 @@ async fn cors_preflight_allows_the_grpc_web_headers() {
         .unwrap();
     assert!(response.status().is_success());
     let headers = response.headers();
-    let allowed = headers["access-control-allow-headers"]
-        .to_str()
-        .unwrap()
-        .to_lowercase();
-    for header in [
-        "authorization",
-        "content-type",
-        "x-grpc-web",
-        "x-user-agent",
-        "grpc-timeout",
-    ] {
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    for header in ["authorization", "content-type", "x-grpc-web", "x-user-agent", "grpc-timeout"] {
         assert!(allowed.contains(header), "{header} not allowed: {allowed}");
     }
     assert!(headers.contains_key("access-control-max-age"));
+    store.stop().await;
+}
+
+#[tokio::test]
+async fn live_availability_streams_over_http1_as_changes_commit() {
+    use prost::Message;
+    let store = TestStore::start().await;
+    let mut live = grpc_web::open_stream(
+        &store.stock().url(),
+        "/videostore.stock.v1.StockService/WatchAvailability",
+        &stock::WatchAvailabilityRequest { movie_ids: vec![21] },
+    )
+    .await
+    .unwrap();
+    let first =
+        stock::WatchAvailabilityResponse::decode(live.next_message().await.unwrap().unwrap())
+            .unwrap();
+    assert!(first.snapshot);
+    let before = first.availabilities[0].copies_available;
+
+    let (_, token) = store.customer("Live").await;
+    let reply = grpc_web::call(
+        &store.stock().url(),
+        "/videostore.stock.v1.StockService/Rent",
+        &stock::RentRequest { movie_id: 21, days: 1, request_id: "live-1".into() },
+        Some(&token),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.grpc_status(), Some(0), "{}", reply.grpc_message());
+    let change = tokio::time::timeout(std::time::Duration::from_secs(5), live.next_message())
+        .await
+        .expect("the change arrives while the stream stays open")
+        .unwrap()
+        .unwrap();
+    let change = stock::WatchAvailabilityResponse::decode(change).unwrap();
+    assert!(!change.snapshot);
+    assert_eq!(change.availabilities[0].copies_available, before - 1);
     store.stop().await;
 }

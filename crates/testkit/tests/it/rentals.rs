@@ -10,11 +10,7 @@ use videostore_proto::stock::{self as pb};
 use crate::stock::set_copies;
 
 fn rent(movie_id: i64, days: i32, request_id: &str) -> pb::RentRequest {
-    pb::RentRequest {
-        movie_id,
-        days,
-        request_id: request_id.into(),
-    }
+    pb::RentRequest { movie_id, days, request_id: request_id.into() }
 }
 
 #[tokio::test]
@@ -23,15 +19,8 @@ async fn rent_and_return_on_time_costs_the_rental_price_only() {
     set_copies(&store, 11, 2).await;
     let (customer_id, token) = store.customer("Fay").await;
     let mut stock = store.stock_client().await;
-    let rental = stock
-        .rent(authed(rent(11, 3, "a"), &token))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        (rental.customer_id, rental.movie_id, rental.days),
-        (customer_id, 11, 3)
-    );
+    let rental = stock.rent(authed(rent(11, 3, "a"), &token)).await.unwrap().into_inner();
+    assert_eq!((rental.customer_id, rental.movie_id, rental.days), (customer_id, 11, 3));
     assert_eq!(rental.state, pb::RentalState::Open as i32);
     assert_eq!(rental.price.unwrap().minor_units, 900, "3 days at 3.00");
     let due = rental.due_at.unwrap().seconds - rental.rented_at.unwrap().seconds;
@@ -50,12 +39,7 @@ async fn rent_and_return_on_time_costs_the_rental_price_only() {
 
     store.clock.advance(Duration::from_secs(2 * 24 * 3600));
     let returned = stock
-        .r#return(authed(
-            pb::ReturnRequest {
-                rental_id: rental.id,
-            },
-            &token,
-        ))
+        .r#return(authed(pb::ReturnRequest { rental_id: rental.id }, &token))
         .await
         .unwrap()
         .into_inner();
@@ -63,12 +47,7 @@ async fn rent_and_return_on_time_costs_the_rental_price_only() {
     assert_eq!(returned.late_fee.unwrap().minor_units, 0);
     assert_eq!(available(&mut stock).await, 2);
     let again = stock
-        .r#return(authed(
-            pb::ReturnRequest {
-                rental_id: rental.id,
-            },
-            &token,
-        ))
+        .r#return(authed(pb::ReturnRequest { rental_id: rental.id }, &token))
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
@@ -81,22 +60,11 @@ async fn late_return_charges_the_daily_price_for_every_day_started() {
     set_copies(&store, 12, 1).await;
     let (_, token) = store.customer("Gus").await;
     let mut stock = store.stock_client().await;
-    let rental = stock
-        .rent(authed(rent(12, 2, "late"), &token))
-        .await
-        .unwrap()
-        .into_inner();
+    let rental = stock.rent(authed(rent(12, 2, "late"), &token)).await.unwrap().into_inner();
     // Due after 2 days; back after 3 days and 1 hour: 1 day and 1 hour late, so 2 days started.
-    store
-        .clock
-        .advance(Duration::from_secs(3 * 24 * 3600 + 3600));
+    store.clock.advance(Duration::from_secs(3 * 24 * 3600 + 3600));
     let returned = stock
-        .r#return(authed(
-            pb::ReturnRequest {
-                rental_id: rental.id,
-            },
-            &token,
-        ))
+        .r#return(authed(pb::ReturnRequest { rental_id: rental.id }, &token))
         .await
         .unwrap()
         .into_inner();
@@ -113,33 +81,16 @@ async fn sold_out_unstocked_and_invalid_rentals_are_refused_clearly() {
     let (_, second) = store.customer("Ida").await;
     let mut stock = store.stock_client().await;
     stock.rent(authed(rent(13, 1, "x"), &first)).await.unwrap();
-    let sold_out = stock
-        .rent(authed(rent(13, 1, "y"), &second))
-        .await
-        .unwrap_err();
+    let sold_out = stock.rent(authed(rent(13, 1, "y"), &second)).await.unwrap_err();
     assert_eq!(sold_out.code(), Code::FailedPrecondition);
-    assert!(
-        sold_out.message().contains("sold out"),
-        "{}",
-        sold_out.message()
-    );
+    assert!(sold_out.message().contains("sold out"), "{}", sold_out.message());
     let buy = stock
-        .purchase(authed(
-            pb::PurchaseRequest {
-                movie_id: 13,
-                request_id: "p".into(),
-            },
-            &second,
-        ))
+        .purchase(authed(pb::PurchaseRequest { movie_id: 13, request_id: "p".into() }, &second))
         .await
         .unwrap_err();
     assert_eq!(buy.code(), Code::FailedPrecondition);
     assert_eq!(
-        stock
-            .rent(authed(rent(777_777, 1, "z"), &first))
-            .await
-            .unwrap_err()
-            .code(),
+        stock.rent(authed(rent(777_777, 1, "z"), &first)).await.unwrap_err().code(),
         Code::NotFound
     );
     for bad in [
@@ -154,10 +105,7 @@ async fn sold_out_unstocked_and_invalid_rentals_are_refused_clearly() {
             Code::InvalidArgument
         );
     }
-    assert_eq!(
-        stock.rent(rent(13, 1, "anon")).await.unwrap_err().code(),
-        Code::Unauthenticated
-    );
+    assert_eq!(stock.rent(rent(13, 1, "anon")).await.unwrap_err().code(), Code::Unauthenticated);
     store.stop().await;
 }
 
@@ -167,37 +115,15 @@ async fn a_retried_rent_or_purchase_has_one_effect() {
     set_copies(&store, 14, 5).await;
     let (_, token) = store.customer("Jo").await;
     let mut stock = store.stock_client().await;
-    let first = stock
-        .rent(authed(rent(14, 2, "same-id"), &token))
-        .await
-        .unwrap()
-        .into_inner();
-    let retry = stock
-        .rent(authed(rent(14, 2, "same-id"), &token))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = stock.rent(authed(rent(14, 2, "same-id"), &token)).await.unwrap().into_inner();
+    let retry = stock.rent(authed(rent(14, 2, "same-id"), &token)).await.unwrap().into_inner();
     assert_eq!(first, retry);
-    let misuse = stock
-        .rent(authed(rent(14, 5, "same-id"), &token))
-        .await
-        .unwrap_err();
+    let misuse = stock.rent(authed(rent(14, 5, "same-id"), &token)).await.unwrap_err();
     assert_eq!(misuse.code(), Code::InvalidArgument);
 
-    let buy = pb::PurchaseRequest {
-        movie_id: 14,
-        request_id: "buy-1".into(),
-    };
-    let bought = stock
-        .purchase(authed(buy.clone(), &token))
-        .await
-        .unwrap()
-        .into_inner();
-    let again = stock
-        .purchase(authed(buy, &token))
-        .await
-        .unwrap()
-        .into_inner();
+    let buy = pb::PurchaseRequest { movie_id: 14, request_id: "buy-1".into() };
+    let bought = stock.purchase(authed(buy.clone(), &token)).await.unwrap().into_inner();
+    let again = stock.purchase(authed(buy, &token)).await.unwrap().into_inner();
     assert_eq!(bought, again);
     assert_eq!(bought.price.unwrap().minor_units, 1500);
 
@@ -209,26 +135,14 @@ async fn a_retried_rent_or_purchase_has_one_effect() {
     // One rental out, one copy sold for good.
     assert_eq!((after.copies_owned, after.copies_available), (4, 3));
     let rentals: Vec<_> = stock
-        .list_my_rentals(authed(
-            pb::ListMyRentalsRequest {
-                include_returned: true,
-            },
-            &token,
-        ))
+        .list_my_rentals(authed(pb::ListMyRentalsRequest { include_returned: true }, &token))
         .await
         .unwrap()
         .into_inner()
         .collect()
         .await;
     assert_eq!(rentals.len(), 1);
-    assert!(
-        store
-            .stock_store()
-            .invariant_violations()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.stock_store().invariant_violations().await.unwrap().is_empty());
     store.stop().await;
 }
 
@@ -249,9 +163,7 @@ async fn sixty_customers_racing_for_three_copies_never_oversell() {
         let start = start.clone();
         tokio::spawn(async move {
             start.wait().await;
-            stock
-                .rent(authed(rent(15, 1, &format!("race-{index}")), &token))
-                .await
+            stock.rent(authed(rent(15, 1, &format!("race-{index}")), &token)).await
         })
     });
     let results = futures::future::join_all(racers).await;
@@ -259,12 +171,9 @@ async fn sixty_customers_racing_for_three_copies_never_oversell() {
     for result in results {
         match result.unwrap() {
             Ok(_) => won += 1,
-            Err(status) => assert_eq!(
-                status.code(),
-                Code::FailedPrecondition,
-                "{}",
-                status.message()
-            ),
+            Err(status) => {
+                assert_eq!(status.code(), Code::FailedPrecondition, "{}", status.message())
+            }
         }
     }
     assert_eq!(won, COPIES as usize);
@@ -276,14 +185,7 @@ async fn sixty_customers_racing_for_three_copies_never_oversell() {
         .unwrap()
         .into_inner();
     assert_eq!(after.copies_available, 0);
-    assert!(
-        store
-            .stock_store()
-            .invariant_violations()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.stock_store().invariant_violations().await.unwrap().is_empty());
     store.stop().await;
 }
 
@@ -295,39 +197,17 @@ async fn customers_see_and_return_only_their_own_rentals() {
     let (_, kim) = store.customer("Kim").await;
     let (_, lee) = store.customer("Lee").await;
     let mut stock = store.stock_client().await;
-    let kims = stock
-        .rent(authed(rent(16, 1, "k1"), &kim))
-        .await
-        .unwrap()
-        .into_inner();
-    let kims_second = stock
-        .rent(authed(rent(17, 5, "k2"), &kim))
-        .await
-        .unwrap()
-        .into_inner();
-    let lees = stock
-        .rent(authed(rent(16, 2, "l1"), &lee))
-        .await
-        .unwrap()
-        .into_inner();
+    let kims = stock.rent(authed(rent(16, 1, "k1"), &kim)).await.unwrap().into_inner();
+    let kims_second = stock.rent(authed(rent(17, 5, "k2"), &kim)).await.unwrap().into_inner();
+    let lees = stock.rent(authed(rent(16, 2, "l1"), &lee)).await.unwrap().into_inner();
 
-    let denied = stock
-        .r#return(authed(pb::ReturnRequest { rental_id: kims.id }, &lee))
-        .await
-        .unwrap_err();
+    let denied =
+        stock.r#return(authed(pb::ReturnRequest { rental_id: kims.id }, &lee)).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
-    stock
-        .r#return(authed(pb::ReturnRequest { rental_id: kims.id }, &kim))
-        .await
-        .unwrap();
+    stock.r#return(authed(pb::ReturnRequest { rental_id: kims.id }, &kim)).await.unwrap();
 
     let listed: Vec<pb::Rental> = stock
-        .list_my_rentals(authed(
-            pb::ListMyRentalsRequest {
-                include_returned: true,
-            },
-            &kim,
-        ))
+        .list_my_rentals(authed(pb::ListMyRentalsRequest { include_returned: true }, &kim))
         .await
         .unwrap()
         .into_inner()
@@ -341,12 +221,7 @@ async fn customers_see_and_return_only_their_own_rentals() {
     );
     assert!(listed.iter().all(|r| r.id != lees.id));
     let open_only: Vec<_> = stock
-        .list_my_rentals(authed(
-            pb::ListMyRentalsRequest {
-                include_returned: false,
-            },
-            &kim,
-        ))
+        .list_my_rentals(authed(pb::ListMyRentalsRequest { include_returned: false }, &kim))
         .await
         .unwrap()
         .into_inner()
@@ -355,16 +230,9 @@ async fn customers_see_and_return_only_their_own_rentals() {
     assert_eq!(open_only.len(), 1);
     // Staff may close anyone's rental.
     let staff = store.staff_token().await;
-    stock
-        .r#return(authed(pb::ReturnRequest { rental_id: lees.id }, &staff))
-        .await
-        .unwrap();
+    stock.r#return(authed(pb::ReturnRequest { rental_id: lees.id }, &staff)).await.unwrap();
     assert_eq!(
-        stock
-            .list_my_rentals(pb::ListMyRentalsRequest::default())
-            .await
-            .unwrap_err()
-            .code(),
+        stock.list_my_rentals(pb::ListMyRentalsRequest::default()).await.unwrap_err().code(),
         Code::Unauthenticated
     );
     store.stop().await;
@@ -392,11 +260,7 @@ async fn rentals_and_stock_survive_a_restart() {
         .into_inner();
     assert_eq!((after.copies_owned, after.copies_available), (2, 1));
     // The token still works, the rental is still there, and a retry still finds it.
-    let retry = stock
-        .rent(authed(rent(18, 4, "persist"), &token))
-        .await
-        .unwrap()
-        .into_inner();
+    let retry = stock.rent(authed(rent(18, 4, "persist"), &token)).await.unwrap().into_inner();
     assert_eq!(retry.id, rental.id);
     let listed: Vec<_> = stock
         .list_my_rentals(authed(pb::ListMyRentalsRequest::default(), &token))
@@ -436,17 +300,12 @@ async fn rental_desk_serves_walk_ins_and_reports_stock_changes() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
     let mut events = stock
-        .rental_desk(authed(
-            tokio_stream::wrappers::ReceiverStream::new(receiver),
-            &staff,
-        ))
+        .rental_desk(authed(tokio_stream::wrappers::ReceiverStream::new(receiver), &staff))
         .await
         .unwrap()
         .into_inner();
-    let command = |id: &str, action| pb::DeskCommand {
-        command_id: id.into(),
-        action: Some(action),
-    };
+    let command =
+        |id: &str, action| pb::DeskCommand { command_id: id.into(), action: Some(action) };
     sender
         .send(command(
             "c1",
@@ -485,18 +344,13 @@ async fn rental_desk_serves_walk_ins_and_reports_stock_changes() {
     let pb::desk_event::Event::Result(result) = next_event(&mut events).await else {
         panic!("result")
     };
-    assert_eq!(
-        (result.command_id.as_str(), result.code),
-        ("c2", Code::NotFound as i32)
-    );
+    assert_eq!((result.command_id.as_str(), result.code), ("c2", Code::NotFound as i32));
     assert!(result.message.contains("nobody@example.com"));
 
     sender
         .send(command(
             "c3",
-            pb::desk_command::Action::Return(pb::DeskReturn {
-                rental_id: rental.id,
-            }),
+            pb::desk_command::Action::Return(pb::DeskReturn { rental_id: rental.id }),
         ))
         .await
         .unwrap();
@@ -510,24 +364,12 @@ async fn rental_desk_serves_walk_ins_and_reports_stock_changes() {
     assert_eq!(change.copies_available, 1);
 
     // A change made elsewhere to a film this desk touched shows up too.
-    let online = stock
-        .rent(authed(rent(19, 1, "online"), &customer))
-        .await
-        .unwrap()
-        .into_inner();
+    let online = stock.rent(authed(rent(19, 1, "online"), &customer)).await.unwrap().into_inner();
     let pb::desk_event::Event::Availability(change) = next_event(&mut events).await else {
         panic!("change")
     };
     assert_eq!(change.copies_available, 0);
-    stock
-        .r#return(authed(
-            pb::ReturnRequest {
-                rental_id: online.id,
-            },
-            &customer,
-        ))
-        .await
-        .unwrap();
+    stock.r#return(authed(pb::ReturnRequest { rental_id: online.id }, &customer)).await.unwrap();
     drop(sender);
     store.stop().await;
 }

@@ -8,10 +8,7 @@ use tonic::Code;
 use videostore_proto::stock::{self as pb};
 
 fn eur(minor: i64) -> Option<pb::Money> {
-    Some(pb::Money {
-        currency_code: "EUR".into(),
-        minor_units: minor,
-    })
+    Some(pb::Money { currency_code: "EUR".into(), minor_units: minor })
 }
 
 pub(crate) async fn set_copies(store: &TestStore, movie_id: i64, copies: i32) -> pb::Availability {
@@ -45,18 +42,13 @@ async fn availability_of_stocked_and_unstocked_films() {
     assert!(one.stocked && one.copies_owned > 0 && one.copies_available == one.copies_owned);
     assert_eq!(one.rental_price_per_day.unwrap().currency_code, "EUR");
     let batch = stock
-        .batch_get_availability(pb::BatchGetAvailabilityRequest {
-            movie_ids: vec![2, 900_000, 1],
-        })
+        .batch_get_availability(pb::BatchGetAvailabilityRequest { movie_ids: vec![2, 900_000, 1] })
         .await
         .unwrap()
         .into_inner()
         .availabilities;
     assert_eq!(
-        batch
-            .iter()
-            .map(|a| (a.movie_id, a.stocked))
-            .collect::<Vec<_>>(),
+        batch.iter().map(|a| (a.movie_id, a.stocked)).collect::<Vec<_>>(),
         [(2, true), (900_000, false), (1, true)]
     );
     let status = stock
@@ -80,53 +72,26 @@ async fn set_inventory_is_staff_only_and_validated() {
         purchase_price: eur(1999),
     };
     assert_eq!(
-        stock
-            .set_inventory(request.clone())
-            .await
-            .unwrap_err()
-            .code(),
+        stock.set_inventory(request.clone()).await.unwrap_err().code(),
         Code::Unauthenticated
     );
     assert_eq!(
-        stock
-            .set_inventory(authed(request.clone(), &customer))
-            .await
-            .unwrap_err()
-            .code(),
+        stock.set_inventory(authed(request.clone(), &customer)).await.unwrap_err().code(),
         Code::PermissionDenied
     );
-    let set = stock
-        .set_inventory(authed(request.clone(), &staff))
-        .await
-        .unwrap()
-        .into_inner();
+    let set = stock.set_inventory(authed(request.clone(), &staff)).await.unwrap().into_inner();
     assert_eq!((set.copies_owned, set.copies_available), (3, 3));
     assert_eq!(set.purchase_price.unwrap().minor_units, 1999);
 
     for bad in [
+        pb::SetInventoryRequest { copies_owned: -1, ..request.clone() },
+        pb::SetInventoryRequest { rental_price_per_day: eur(-5), ..request.clone() },
         pb::SetInventoryRequest {
-            copies_owned: -1,
+            purchase_price: Some(pb::Money { currency_code: "USD".into(), minor_units: 10 }),
             ..request.clone()
         },
-        pb::SetInventoryRequest {
-            rental_price_per_day: eur(-5),
-            ..request.clone()
-        },
-        pb::SetInventoryRequest {
-            purchase_price: Some(pb::Money {
-                currency_code: "USD".into(),
-                minor_units: 10,
-            }),
-            ..request.clone()
-        },
-        pb::SetInventoryRequest {
-            rental_price_per_day: None,
-            ..request.clone()
-        },
-        pb::SetInventoryRequest {
-            movie_id: 0,
-            ..request.clone()
-        },
+        pb::SetInventoryRequest { rental_price_per_day: None, ..request.clone() },
+        pb::SetInventoryRequest { movie_id: 0, ..request.clone() },
     ] {
         let status = stock.set_inventory(authed(bad, &staff)).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
@@ -140,79 +105,39 @@ async fn watch_sends_the_current_state_then_each_committed_change() {
     set_copies(&store, 7, 2).await;
     let mut stock = store.stock_client().await;
     let mut watch = stock
-        .watch_availability(pb::WatchAvailabilityRequest {
-            movie_ids: vec![7, 8],
-        })
+        .watch_availability(pb::WatchAvailabilityRequest { movie_ids: vec![7, 8] })
         .await
         .unwrap()
         .into_inner();
     let first = watch.next().await.unwrap().unwrap();
     assert!(first.snapshot);
-    assert_eq!(
-        first
-            .availabilities
-            .iter()
-            .map(|a| a.movie_id)
-            .collect::<Vec<_>>(),
-        [7, 8]
-    );
+    assert_eq!(first.availabilities.iter().map(|a| a.movie_id).collect::<Vec<_>>(), [7, 8]);
     assert_eq!(first.availabilities[0].copies_available, 2);
 
     let (_, token) = store.customer("Eve").await;
     // A change to a film nobody watches here is not sent.
     stock
-        .rent(authed(
-            pb::RentRequest {
-                movie_id: 9,
-                days: 1,
-                request_id: "r9".into(),
-            },
-            &token,
-        ))
+        .rent(authed(pb::RentRequest { movie_id: 9, days: 1, request_id: "r9".into() }, &token))
         .await
         .unwrap();
     let rental = stock
-        .rent(authed(
-            pb::RentRequest {
-                movie_id: 7,
-                days: 1,
-                request_id: "r7".into(),
-            },
-            &token,
-        ))
+        .rent(authed(pb::RentRequest { movie_id: 7, days: 1, request_id: "r7".into() }, &token))
         .await
         .unwrap()
         .into_inner();
-    let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let change =
+        tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap().unwrap();
     assert!(!change.snapshot);
     assert_eq!(change.availabilities.len(), 1);
     assert_eq!(
-        (
-            change.availabilities[0].movie_id,
-            change.availabilities[0].copies_available
-        ),
+        (change.availabilities[0].movie_id, change.availabilities[0].copies_available),
         (7, 1)
     );
     let version = change.availabilities[0].version;
 
-    stock
-        .r#return(authed(
-            pb::ReturnRequest {
-                rental_id: rental.id,
-            },
-            &token,
-        ))
-        .await
-        .unwrap();
-    let back = tokio::time::timeout(Duration::from_secs(5), watch.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stock.r#return(authed(pb::ReturnRequest { rental_id: rental.id }, &token)).await.unwrap();
+    let back =
+        tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(back.availabilities[0].copies_available, 2);
     assert!(back.availabilities[0].version > version);
     store.stop().await;
@@ -236,12 +161,7 @@ async fn watch_of_everything_and_clean_end_at_shutdown() {
     assert_eq!(snapshot, 600);
     // Graceful shutdown ends the stream instead of hanging the server.
     store.stop_stock().await;
-    let end = tokio::time::timeout(Duration::from_secs(5), watch.next())
-        .await
-        .unwrap();
-    assert!(
-        end.is_none(),
-        "the stream ends cleanly (status OK), got {end:?}"
-    );
+    let end = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap();
+    assert!(end.is_none(), "the stream ends cleanly (status OK), got {end:?}");
     store.stop().await;
 }

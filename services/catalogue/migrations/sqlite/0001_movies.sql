@@ -12,7 +12,9 @@ CREATE TABLE movies (
     audience_rating REAL    NOT NULL,
     external_key    TEXT    UNIQUE,
     genres          TEXT    NOT NULL,
-    update_time_ms  INTEGER NOT NULL
+    update_time_ms  INTEGER NOT NULL,
+    -- The request id of the CreateMovie call that made the film, so a retry finds it.
+    create_request  TEXT    UNIQUE
 );
 
 CREATE INDEX movies_by_title  ON movies (title_key, id);

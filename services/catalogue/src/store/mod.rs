@@ -52,8 +52,14 @@ pub trait CatalogueStore: Send + Sync + 'static {
     async fn count(&self, filter: &Filter) -> Result<i64, StoreError>;
     /// Films sharing a genre with `movie`, best rated first.
     async fn related(&self, movie: &Movie, limit: usize) -> Result<Vec<Movie>, StoreError>;
-    /// Adds a film.
-    async fn create(&self, fields: &MovieFields, now: SystemTime) -> Result<Movie, StoreError>;
+    /// Adds a film. With a request id, a second call with the same id returns the film the first
+    /// one created (and `false`: nothing new was created).
+    async fn create(
+        &self,
+        fields: &MovieFields,
+        request_id: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(Movie, bool), StoreError>;
     /// Replaces a film's fields.
     async fn update(
         &self,

@@ -60,9 +60,7 @@ impl SqliteStore {
             .run(&writer)
             .await
             .context("migrating the catalogue database")?;
-        let readers = std::thread::available_parallelism()
-            .map_or(4, |n| n.get() * 2)
-            .max(4);
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4);
         let reader = SqlitePoolOptions::new()
             .max_connections(readers as u32)
             .connect_with(options.read_only(true))
@@ -73,8 +71,7 @@ impl SqliteStore {
 }
 
 fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn movie_from_row(row: &SqliteRow) -> Result<Movie, sqlx::Error> {
@@ -119,10 +116,7 @@ fn like_contains(word: &str) -> String {
 fn push_filter(builder: &mut QueryBuilder<'_, Sqlite>, filter: &Filter) {
     builder.push(" WHERE 1 = 1");
     for word in &filter.words {
-        builder
-            .push(" AND title_key LIKE ")
-            .push_bind(like_contains(word))
-            .push(" ESCAPE '\\'");
+        builder.push(" AND title_key LIKE ").push_bind(like_contains(word)).push(" ESCAPE '\\'");
     }
     if let Some(genre) = &filter.genre {
         builder
@@ -151,11 +145,8 @@ fn push_keyset(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
                 .push(")");
         }
         Order::Year | Order::Rating => {
-            let column = if query.order == Order::Year {
-                "release_year"
-            } else {
-                "audience_rating"
-            };
+            let column =
+                if query.order == Order::Year { "release_year" } else { "audience_rating" };
             let op = if query.descending { "<" } else { ">" };
             builder.push(format!(" AND ({column} {op} "));
             if query.order == Order::Year {
@@ -344,17 +335,36 @@ impl CatalogueStore for SqliteStore {
         Ok(rows.iter().map(movie_from_row).collect::<Result<_, _>>()?)
     }
 
-    async fn create(&self, fields: &MovieFields, now: SystemTime) -> Result<Movie, StoreError> {
+    async fn create(
+        &self,
+        fields: &MovieFields,
+        request_id: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(Movie, bool), StoreError> {
         let mut transaction = self.writer.begin().await?;
+        if let Some(request_id) = request_id {
+            let earlier =
+                sqlx::query(&format!("SELECT {COLUMNS} FROM movies WHERE create_request = ?"))
+                    .bind(request_id)
+                    .fetch_optional(&mut *transaction)
+                    .await?;
+            if let Some(row) = earlier {
+                return Ok((movie_from_row(&row)?, false));
+            }
+        }
         let id = insert(&mut transaction, fields, now)
             .await
             .map_err(|error| duplicate_key(error, fields))?;
+        if let Some(request_id) = request_id {
+            sqlx::query("UPDATE movies SET create_request = ? WHERE id = ?")
+                .bind(request_id)
+                .bind(id)
+                .execute(&mut *transaction)
+                .await?;
+        }
         transaction.commit().await?;
-        Ok(Movie {
-            id,
-            fields: fields.clone(),
-            update_time: now,
-        })
+        let movie = Movie { id, fields: fields.clone(), update_time: now };
+        Ok((movie, true))
     }
 
     async fn update(
@@ -371,11 +381,7 @@ impl CatalogueStore for SqliteStore {
             return Err(StoreError::NotFound(id));
         }
         transaction.commit().await?;
-        Ok(Movie {
-            id,
-            fields: fields.clone(),
-            update_time: now,
-        })
+        Ok(Movie { id, fields: fields.clone(), update_time: now })
     }
 
     async fn delete(&self, id: MovieId) -> Result<bool, StoreError> {
@@ -431,8 +437,6 @@ impl CatalogueStore for SqliteStore {
     }
 
     async fn total(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM movies")
-            .fetch_one(&self.reader)
-            .await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM movies").fetch_one(&self.reader).await?)
     }
 }

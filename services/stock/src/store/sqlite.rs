@@ -66,9 +66,7 @@ impl SqliteStore {
             .run(&writer)
             .await
             .context("migrating the stock database")?;
-        let readers = std::thread::available_parallelism()
-            .map_or(4, |n| n.get() * 2)
-            .max(4);
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4);
         let reader = SqlitePoolOptions::new()
             .max_connections(readers as u32)
             .connect_with(options.read_only(true))
@@ -79,8 +77,7 @@ impl SqliteStore {
 }
 
 fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn time(ms: i64) -> SystemTime {
@@ -129,11 +126,7 @@ fn purchase_from_row(row: &SqliteRow) -> Result<Purchase, sqlx::Error> {
 }
 
 fn role_from_text(text: &str) -> Role {
-    if text == "staff" {
-        Role::Staff
-    } else {
-        Role::Customer
-    }
+    if text == "staff" { Role::Staff } else { Role::Customer }
 }
 
 fn role_text(role: Role) -> &'static str {
@@ -190,10 +183,7 @@ async fn take_copy(
 #[async_trait]
 impl StockStore for SqliteStore {
     async fn availability(&self, ids: &[MovieId]) -> Result<Vec<Availability>, StoreError> {
-        let ids = format!(
-            "[{}]",
-            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
-        );
+        let ids = format!("[{}]", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
         let rows = sqlx::query(&format!(
             "SELECT {INVENTORY_COLUMNS} FROM inventory \
              WHERE movie_id IN (SELECT value FROM json_each(?))"
@@ -201,22 +191,15 @@ impl StockStore for SqliteStore {
         .bind(ids)
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows
-            .iter()
-            .map(availability_from_row)
-            .collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(availability_from_row).collect::<Result<_, _>>()?)
     }
 
     async fn all_availability(&self) -> Result<Vec<Availability>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {INVENTORY_COLUMNS} FROM inventory ORDER BY movie_id"
-        ))
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(availability_from_row)
-            .collect::<Result<_, _>>()?)
+        let rows =
+            sqlx::query(&format!("SELECT {INVENTORY_COLUMNS} FROM inventory ORDER BY movie_id"))
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(rows.iter().map(availability_from_row).collect::<Result<_, _>>()?)
     }
 
     async fn set_inventory(&self, inventory: &Inventory) -> Result<Availability, StoreError> {
@@ -293,16 +276,11 @@ impl StockStore for SqliteStore {
             if earlier.movie_id != rental.movie_id || earlier.days != rental.days {
                 return Err(StoreError::RequestIdReused(rental.request_id.clone()));
             }
-            return Ok(Outcome {
-                value: earlier,
-                changed: None,
-            });
+            return Ok(Outcome { value: earlier, changed: None });
         }
         let availability = take_copy(&mut transaction, rental.movie_id, false).await?;
         let due_at = rental.now + DAY * rental.days as u32;
-        let price = availability
-            .rental_price_minor
-            .saturating_mul(i64::from(rental.days));
+        let price = availability.rental_price_minor.saturating_mul(i64::from(rental.days));
         let row = sqlx::query(&format!(
             "INSERT INTO rentals (customer_id, movie_id, days, rented_ms, due_ms, currency, \
              price_per_day_minor, price_minor, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -321,10 +299,7 @@ impl StockStore for SqliteStore {
         .await?;
         let made = rental_from_row(&row)?;
         transaction.commit().await?;
-        Ok(Outcome {
-            value: made,
-            changed: Some(availability),
-        })
+        Ok(Outcome { value: made, changed: Some(availability) })
     }
 
     async fn return_rental(
@@ -334,12 +309,10 @@ impl StockStore for SqliteStore {
         now: SystemTime,
     ) -> Result<Outcome<Rental>, StoreError> {
         let mut transaction = self.writer.begin().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {RENTAL_COLUMNS} FROM rentals WHERE id = ?"
-        ))
-        .bind(rental_id)
-        .fetch_optional(&mut *transaction)
-        .await?;
+        let row = sqlx::query(&format!("SELECT {RENTAL_COLUMNS} FROM rentals WHERE id = ?"))
+            .bind(rental_id)
+            .fetch_optional(&mut *transaction)
+            .await?;
         let rental = match row {
             Some(row) => rental_from_row(&row)?,
             None if customer.is_some() => return Err(StoreError::NotYourRental(rental_id)),
@@ -371,10 +344,7 @@ impl StockStore for SqliteStore {
         .await?;
         let availability = availability_from_row(&row)?;
         transaction.commit().await?;
-        Ok(Outcome {
-            value: returned,
-            changed: Some(availability),
-        })
+        Ok(Outcome { value: returned, changed: Some(availability) })
     }
 
     async fn purchase(&self, purchase: &NewPurchase) -> Result<Outcome<Purchase>, StoreError> {
@@ -391,10 +361,7 @@ impl StockStore for SqliteStore {
             if earlier.movie_id != purchase.movie_id {
                 return Err(StoreError::RequestIdReused(purchase.request_id.clone()));
             }
-            return Ok(Outcome {
-                value: earlier,
-                changed: None,
-            });
+            return Ok(Outcome { value: earlier, changed: None });
         }
         let availability = take_copy(&mut transaction, purchase.movie_id, true).await?;
         let row = sqlx::query(&format!(
@@ -411,10 +378,7 @@ impl StockStore for SqliteStore {
         .await?;
         let made = purchase_from_row(&row)?;
         transaction.commit().await?;
-        Ok(Outcome {
-            value: made,
-            changed: Some(availability),
-        })
+        Ok(Outcome { value: made, changed: Some(availability) })
     }
 
     async fn rentals_of(
@@ -422,11 +386,7 @@ impl StockStore for SqliteStore {
         customer_id: AccountId,
         include_returned: bool,
     ) -> Result<Vec<Rental>, StoreError> {
-        let filter = if include_returned {
-            ""
-        } else {
-            " AND returned_ms IS NULL"
-        };
+        let filter = if include_returned { "" } else { " AND returned_ms IS NULL" };
         let rows = sqlx::query(&format!(
             "SELECT {RENTAL_COLUMNS} FROM rentals WHERE customer_id = ?{filter} \
              ORDER BY returned_ms IS NOT NULL, \
@@ -473,12 +433,10 @@ impl StockStore for SqliteStore {
     }
 
     async fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
+        let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(row.as_ref().map(account_from_row).transpose()?)
     }
 
