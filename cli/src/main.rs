@@ -560,6 +560,8 @@ async fn import(
     let summary =
         catalogue.import_movies(cli.authed(outbound)?).await.map_err(call_error)?.into_inner();
     progress.finish_and_clear();
+    let unlisted = summary.rejected_count - summary.rejected.len() as i64;
+    let rejected_total = problems.len() as i64 + summary.rejected_count;
     for rejected in summary.rejected {
         let row = sent_rows.get(rejected.index as usize).copied().unwrap_or(0);
         problems.push((row, rejected.external_key, rejected.reason));
@@ -570,13 +572,16 @@ async fn import(
         file.display(),
         summary.created,
         summary.updated,
-        problems.len()
+        rejected_total
     );
     for (row, key, reason) in &problems {
         let key = if key.is_empty() { String::new() } else { format!(" [{key}]") };
         println!("  row {row}{key}: {reason}");
     }
-    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    if unlisted > 0 {
+        println!("  … and {unlisted} more rejected rows not listed by the service.");
+    }
+    Ok(if rejected_total == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 async fn watch(cli: &Cli, movies: Vec<i64>, stop_after: Option<usize>) -> anyhow::Result<ExitCode> {
@@ -631,7 +636,12 @@ fn parse_desk_line(line: &str, counter: usize) -> Result<Option<stock::DeskComma
         Some("rent") => {
             let email = words.get(1).ok_or("usage: rent EMAIL FILM [DAYS]")?.to_string();
             let movie_id = number(words.get(2), "FILM")?;
-            let days = if words.len() > 3 { number(words.get(3), "DAYS")? as i32 } else { 3 };
+            let days = match words.get(3) {
+                Some(days) => {
+                    days.parse().map_err(|_| "DAYS must be a number from 1 to 90".to_owned())?
+                }
+                None => 3,
+            };
             stock::desk_command::Action::Rent(stock::DeskRent {
                 customer_email: email,
                 movie_id,

@@ -132,7 +132,13 @@ fn staff_password(data: &Path) -> Result<String> {
         std::fs::File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?;
     std::io::Read::read_exact(&mut random, &mut bytes).map_err(|e| format!("/dev/urandom: {e}"))?;
     let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&path, &password).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, password.as_bytes())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok(password)
 }
 

@@ -10,6 +10,28 @@ use std::{
     path::{Path, PathBuf},
 };
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_created_secret_is_reused_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create(None, dir.path()).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(load_or_create(None, dir.path()).unwrap(), first);
+        assert_eq!(load_or_create(Some("configured"), dir.path()).unwrap(), b"configured");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join("token-secret")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
+    }
+}
+
 use anyhow::Context;
 use rand::RngCore;
 
@@ -28,19 +50,23 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Resu
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    // Write a private temporary file, then link it into place: the secret appears whole or not
+    // at all, and if another service got there first its secret wins and ours is dropped.
+    let temporary = data_dir.join(format!(".token-secret.{}", std::process::id()));
     let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(&path) {
-        Ok(mut file) => {
-            file.write_all(hex.as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
-            Ok(hex.into_bytes())
-        }
-        // Another service created it between our read and our create: use theirs.
+    let mut file =
+        options.open(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
+    file.write_all(hex.as_bytes()).with_context(|| format!("writing {}", temporary.display()))?;
+    file.sync_all()?;
+    drop(file);
+    let linked = fs::hard_link(&temporary, &path);
+    let _ = fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => Ok(hex.into_bytes()),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::thread::sleep(std::time::Duration::from_millis(50));
             Ok(fs::read_to_string(&path)?.trim().as_bytes().to_vec())
         }
         Err(error) => Err(error).with_context(|| format!("creating {}", path.display())),

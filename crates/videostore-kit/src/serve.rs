@@ -74,6 +74,8 @@ pub fn cors_layer(origins: &AllowedOrigins) -> CorsLayer {
 pub struct StandardServices {
     /// Sets the serving status of the server's services.
     pub health: HealthReporter,
+    /// The service names reported, besides the server as a whole (`""`).
+    names: Vec<String>,
     routes: Routes,
 }
 
@@ -91,7 +93,15 @@ impl StandardServices {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let routes = Routes::new(health_service).add_service(reflection);
-        Ok(Self { health, routes })
+        Ok(Self { health, names: service_names.iter().map(|n| (*n).to_owned()).collect(), routes })
+    }
+
+    /// Reports every service of this server as not serving (at shutdown).
+    pub async fn set_not_serving(&self) {
+        self.health.set_service_status("", ServingStatus::NotServing).await;
+        for name in &self.names {
+            self.health.set_service_status(name, ServingStatus::NotServing).await;
+        }
     }
 
     /// The standard routes plus the service's own.
@@ -108,15 +118,20 @@ pub fn with_grpc_web(routes: Routes) -> axum::Router {
     routes.into_axum_router().layer(tonic_web::GrpcWebLayer::new())
 }
 
-/// Serves `routes` on `listener` until `shutdown` is cancelled, then lets in-flight calls finish.
+/// How long in-flight calls get to finish after shutdown starts; then connections are dropped.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Serves `routes` on `listener` until `shutdown` is cancelled, then lets in-flight calls finish
+/// (for at most [`SHUTDOWN_GRACE`]).
 ///
 /// `routes` is typically [`with_grpc_web`] of the service's gRPC routes, plus any plain HTTP
-/// routes. The caller binds the listener (port 0 in tests) so it knows the address before serving starts.
+/// routes. The caller binds the listener (port 0 in tests) so it knows the address before
+/// serving starts.
 pub async fn serve(
     listener: TcpListener,
     routes: axum::Router,
     origins: &AllowedOrigins,
-    health: HealthReporter,
+    standard: &StandardServices,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -125,16 +140,25 @@ pub async fn serve(
         async move {
             shutdown.cancelled().await;
             // Tell load balancers and `xtask up` first, then stop taking calls.
-            health.set_service_status("", ServingStatus::NotServing).await;
+            standard.set_not_serving().await;
         }
     };
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(cors_layer(origins))
         .add_routes(Routes::from(routes))
-        .serve_with_incoming_shutdown(incoming, on_shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, on_shutdown);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result?,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("in-flight calls did not finish within {SHUTDOWN_GRACE:?}; closing them");
+        }
+    }
     Ok(())
 }

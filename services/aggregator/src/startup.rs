@@ -6,7 +6,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
-use videostore_kit::serve::{self, AllowedOrigins, StandardServices};
+use videostore_kit::serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices};
 use videostore_proto::aggregator::storefront_service_server::StorefrontServiceServer;
 
 use crate::{config::Config, grpc::StorefrontApi, rest, storefront::Storefront};
@@ -45,7 +45,11 @@ impl Application {
         };
         let standard =
             StandardServices::new(&["videostore.aggregator.v1.StorefrontService"]).await?;
-        let grpc = standard.routes().add_service(StorefrontServiceServer::new(api));
+        let grpc = standard.routes().add_service(
+            StorefrontServiceServer::new(api)
+                .max_decoding_message_size(64 * 1024)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        );
         let router =
             serve::with_grpc_web(grpc).merge(rest::router(storefront, config.default_deadline()));
         let listener = TcpListener::bind(config.listen)
@@ -61,13 +65,6 @@ impl Application {
 
     /// Serves until the shutdown token is cancelled and in-flight calls have finished.
     pub async fn run(self) -> anyhow::Result<()> {
-        serve::serve(
-            self.listener,
-            self.router,
-            &self.origins,
-            self.standard.health.clone(),
-            self.shutdown,
-        )
-        .await
+        serve::serve(self.listener, self.router, &self.origins, &self.standard, self.shutdown).await
     }
 }

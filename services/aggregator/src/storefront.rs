@@ -52,7 +52,7 @@ impl Storefront {
             id: request.movie_id,
             related_limit: request.related_limit,
         });
-        detail_request.set_timeout(deadline);
+        detail_request.set_timeout(deadline.saturating_sub(ANSWER_MARGIN).max(ANSWER_MARGIN));
         let mut catalogue = self.catalogue.clone();
         // Both calls go out at once: the film's id is all stock needs.
         let (detail, stock) = tokio::join!(
@@ -82,7 +82,7 @@ impl Storefront {
             page_size: request.page_size,
             page_token: request.page_token,
         });
-        list_request.set_timeout(deadline);
+        list_request.set_timeout(deadline.saturating_sub(ANSWER_MARGIN).max(ANSWER_MARGIN));
         let page = self
             .catalogue
             .clone()

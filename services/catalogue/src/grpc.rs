@@ -32,6 +32,8 @@ const MAX_RELATED: usize = 20;
 const MAX_REQUEST_ID_CHARS: usize = 100;
 /// Imported rows are committed in transactions of this many rows.
 const IMPORT_BATCH: usize = 500;
+/// Most rejected rows listed in an import summary (all are counted).
+const MAX_REJECTED_LISTED: usize = 10_000;
 
 /// The catalogue's gRPC handlers.
 #[derive(Clone)]
@@ -62,6 +64,7 @@ impl From<StoreError> for ServiceError {
             StoreError::DuplicateKey(key) => ServiceError::AlreadyExists(format!(
                 "another film already has external key {key:?}"
             )),
+            StoreError::Invalid(invalid) => ServiceError::InvalidArgument(invalid.0),
             StoreError::Backend(cause) => ServiceError::Internal(cause),
         }
     }
@@ -219,6 +222,31 @@ fn apply_mask(current: RawMovie, patch: &pb::Movie, paths: &[String]) -> Result<
     Ok(merged)
 }
 
+/// Most bytes of films in one streamed message: well under the message size limit, whatever
+/// the batch size asked for.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Splits films into messages of at most [`MAX_BATCH_BYTES`] (at least one film each).
+fn split_by_size(movies: Vec<pb::Movie>) -> Vec<Vec<pb::Movie>> {
+    use prost::Message;
+    let mut batches = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for movie in movies {
+        let size = movie.encoded_len() + 4;
+        if !current.is_empty() && bytes + size > MAX_BATCH_BYTES {
+            batches.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(movie);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -348,11 +376,12 @@ impl CatalogueService for CatalogueApi {
                 after: None,
                 limit: batch,
             };
+            let shutting_down = || Status::unavailable("the catalogue is shutting down");
             loop {
                 let page = tokio::select! {
                     page = store.list(&query) => page,
                     () = shutdown.cancelled() => {
-                        let _ = sender.send(Err(Status::unavailable("the server is shutting down"))).await;
+                        let _ = sender.try_send(Err(shutting_down()));
                         return;
                     }
                 };
@@ -365,10 +394,16 @@ impl CatalogueService for CatalogueApi {
                 };
                 let last_page = page.len() < batch;
                 query.after = page.last().map(Cursor::after);
-                if !page.is_empty() {
-                    let movies = page.into_iter().map(to_proto).collect();
-                    if sender.send(Ok(pb::StreamMoviesResponse { movies })).await.is_err() {
-                        return; // The client went away.
+                for movies in split_by_size(page.into_iter().map(to_proto).collect()) {
+                    let sent = tokio::select! {
+                        sent = sender.send(Ok(pb::StreamMoviesResponse { movies })) => sent.is_ok(),
+                        () = shutdown.cancelled() => {
+                            let _ = sender.try_send(Err(shutting_down()));
+                            false
+                        }
+                    };
+                    if !sent {
+                        return; // The client went away, or the server is stopping.
                     }
                 }
                 if last_page {
@@ -398,23 +433,16 @@ impl CatalogueService for CatalogueApi {
                 let fields = match raw_from_proto(&row).validate(now) {
                     Ok(fields) => fields,
                     Err(reason) => {
-                        summary.rejected.push(pb::RejectedRow {
-                            index: row_index,
-                            external_key,
-                            reason: reason.0,
-                        });
+                        reject(&mut summary, row_index, &external_key, reason.0);
                         continue;
                     }
                 };
                 if let Some(key) = &fields.external_key {
                     if let Some(first) = keys_seen.get(key) {
-                        summary.rejected.push(pb::RejectedRow {
-                            index: row_index,
-                            external_key,
-                            reason: format!(
-                                "external_key {key:?} appears twice in this import (first at row {first})"
-                            ),
-                        });
+                        let reason = format!(
+                            "external_key {key:?} appears twice in this import (first at row {first})"
+                        );
+                        reject(&mut summary, row_index, &external_key, reason);
                         continue;
                     }
                     keys_seen.insert(key.clone(), row_index);
@@ -473,7 +501,11 @@ impl CatalogueService for CatalogueApi {
                     }
                 };
                 let failed = answer.is_err();
-                if sender.send(answer).await.is_err() || failed {
+                let sent = tokio::select! {
+                    sent = sender.send(answer) => sent.is_ok(),
+                    () = shutdown.cancelled() => false,
+                };
+                if !sent || failed {
                     return;
                 }
             }
@@ -516,16 +548,16 @@ impl CatalogueService for CatalogueApi {
         let patch = request.movie.ok_or_else(|| Status::invalid_argument("movie is required"))?;
         let id = check_id(patch.id)?;
         let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
-        let current = self
-            .store
-            .get(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| Status::not_found(format!("no film has id {id}")))?;
-        let merged = apply_mask(raw_from_fields(&current.fields), &patch, &paths)?;
+        // Check the mask before touching the store: inside the transaction only the merge and
+        // the film's own rules are left to check.
+        apply_mask(RawMovie::default(), &patch, &paths)?;
         let now = SystemTime::now();
-        let fields = merged.validate(now).map_err(invalid)?;
-        let updated = self.store.update(id, &fields, now).await.map_err(store_error)?;
+        let change = move |current: &MovieFields| -> Result<MovieFields, Invalid> {
+            let merged = apply_mask(raw_from_fields(current), &patch, &paths)
+                .map_err(|status| Invalid(status.message().to_owned()))?;
+            merged.validate(now)
+        };
+        let updated = self.store.update(id, &change, now).await.map_err(store_error)?;
         Ok(Response::new(to_proto(updated)))
     }
 
@@ -557,6 +589,16 @@ impl CatalogueService for CatalogueApi {
     }
 }
 
+/// Counts a rejected row, and lists it while the list is short enough to send.
+fn reject(summary: &mut pb::ImportMoviesResponse, index: i64, external_key: &str, reason: String) {
+    summary.rejected_count += 1;
+    if summary.rejected.len() < MAX_REJECTED_LISTED {
+        // The key is echoed to help find the row, but a rejected key may itself be huge.
+        let external_key: String = external_key.chars().take(100).collect();
+        summary.rejected.push(pb::RejectedRow { index, external_key, reason });
+    }
+}
+
 impl CatalogueApi {
     async fn flush_import(
         &self,
@@ -582,6 +624,19 @@ impl CatalogueApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn big_batches_are_split_to_stay_under_the_size_cap() {
+        let big = pb::Movie { synopsis: "s".repeat(20_000), ..Default::default() };
+        let batches = split_by_size(vec![big; 500]);
+        assert!(batches.len() >= 3);
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 500);
+        for batch in &batches {
+            let bytes: usize = batch.iter().map(|m| prost::Message::encoded_len(m) + 4).sum();
+            assert!(bytes <= MAX_BATCH_BYTES);
+        }
+        assert_eq!(split_by_size(vec![pb::Movie::default(); 3]).len(), 1);
+    }
 
     #[test]
     fn page_token_round_trips_and_is_bound_to_its_filter() {

@@ -63,7 +63,7 @@ impl Application {
             self.listener,
             serve::with_grpc_web(self.routes),
             &self.origins,
-            self.standard.health.clone(),
+            &self.standard,
             self.shutdown,
         )
         .await

@@ -1,7 +1,12 @@
 //! The gRPC surface: the only module that touches prost types. Handlers check requests and
 //! callers, call the store, publish committed changes, and map errors to statuses.
 
-use std::{collections::HashSet, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::Stream;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
@@ -271,67 +276,10 @@ impl StockService for StockApi {
             (!ids.is_empty()).then(|| ids.iter().copied().collect());
         let shared = Arc::clone(&self.0);
         // Subscribe before reading the snapshot, so no change committed in between is lost.
-        let mut changes = shared.events.subscribe();
+        let changes = shared.events.subscribe();
         let first = watch_snapshot(&shared, &ids).await?;
         let (sender, receiver) = mpsc::channel(8);
-        tokio::spawn(async move {
-            for message in first {
-                if sender.send(Ok(message)).await.is_err() {
-                    return;
-                }
-            }
-            loop {
-                let received = tokio::select! {
-                    received = changes.recv() => received,
-                    () = shared.shutdown.cancelled() => return,
-                    () = sender.closed() => return,
-                };
-                let message = match received {
-                    Ok(change) => {
-                        let mut batch = Vec::new();
-                        let wanted = |a: &Availability| {
-                            watched.as_ref().is_none_or(|set| set.contains(&a.movie_id))
-                        };
-                        if wanted(&change) {
-                            batch.push(availability_to_proto(&change));
-                        }
-                        // Coalesce changes that are already waiting into one message.
-                        while batch.len() < SNAPSHOT_CHUNK {
-                            match changes.try_recv() {
-                                Ok(change) if wanted(&change) => {
-                                    batch.push(availability_to_proto(&change))
-                                }
-                                Ok(_) => {}
-                                Err(_) => break,
-                            }
-                        }
-                        if batch.is_empty() {
-                            continue;
-                        }
-                        vec![pb::WatchAvailabilityResponse {
-                            snapshot: false,
-                            availabilities: batch,
-                        }]
-                    }
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::debug!(missed, "slow watcher: sending a fresh snapshot");
-                        match watch_snapshot(&shared, &ids).await {
-                            Ok(messages) => messages,
-                            Err(status) => {
-                                let _ = sender.send(Err(status)).await;
-                                return;
-                            }
-                        }
-                    }
-                    Err(RecvError::Closed) => return,
-                };
-                for message in message {
-                    if sender.send(Ok(message)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        tokio::spawn(run_watch(shared, ids, watched, changes, first, sender));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
@@ -406,68 +354,11 @@ impl StockService for StockApi {
         request: Request<Streaming<pb::DeskCommand>>,
     ) -> Result<Response<Self::RentalDeskStream>, Status> {
         let staff = self.0.keys.require_staff(request.metadata())?;
-        let mut commands = request.into_inner();
+        let commands = request.into_inner();
         let shared = Arc::clone(&self.0);
-        let mut changes = shared.events.subscribe();
+        let changes = shared.events.subscribe();
         let (sender, receiver) = mpsc::channel(32);
-        tokio::spawn(async move {
-            let mut touched: HashSet<MovieId> = HashSet::new();
-            let mut last_version: std::collections::HashMap<MovieId, i64> = Default::default();
-            loop {
-                tokio::select! {
-                    command = commands.message() => {
-                        let command = match command {
-                            Ok(Some(command)) => command,
-                            Ok(None) => return,
-                            Err(status) => {
-                                tracing::debug!(%status, "desk stream ended by the client");
-                                return;
-                            }
-                        };
-                        let (result, changed) = desk_command(&shared, &staff, command).await;
-                        let mut events = vec![pb::DeskEvent {
-                            event: Some(pb::desk_event::Event::Result(result)),
-                        }];
-                        if let Some(changed) = changed {
-                            touched.insert(changed.movie_id);
-                            last_version.insert(changed.movie_id, changed.version);
-                            events.push(pb::DeskEvent {
-                                event: Some(pb::desk_event::Event::Availability(
-                                    availability_to_proto(&changed),
-                                )),
-                            });
-                        }
-                        for event in events {
-                            if sender.send(Ok(event)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    change = changes.recv() => {
-                        let change = match change {
-                            Ok(change) => change,
-                            Err(RecvError::Lagged(_)) => continue,
-                            Err(RecvError::Closed) => return,
-                        };
-                        // Changes made elsewhere to films this desk has touched; our own were
-                        // sent with their results already.
-                        let seen = last_version.get(&change.movie_id).copied().unwrap_or(0);
-                        if touched.contains(&change.movie_id) && change.version > seen {
-                            last_version.insert(change.movie_id, change.version);
-                            let event = pb::DeskEvent {
-                                event: Some(pb::desk_event::Event::Availability(
-                                    availability_to_proto(&change),
-                                )),
-                            };
-                            if sender.send(Ok(event)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    () = shared.shutdown.cancelled() => return,
-                }
-            }
-        });
+        tokio::spawn(run_desk(shared, staff, commands, changes, sender));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
@@ -511,6 +402,189 @@ impl StockService for StockApi {
         tracing::info!(staff = %staff.email, movie_id, copies = inventory.copies_owned, "stock set");
         self.0.events.publish(availability.clone());
         Ok(Response::new(availability_to_proto(&availability)))
+    }
+}
+
+/// Sends `message` unless the client has gone or the server is shutting down; false to stop.
+async fn send_or_stop<T>(
+    sender: &mpsc::Sender<Result<T, Status>>,
+    message: Result<T, Status>,
+    shutdown: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        sent = sender.send(message) => sent.is_ok(),
+        () = shutdown.cancelled() => false,
+    }
+}
+
+/// Tells a streaming client that the server is going away, so it knows to reconnect.
+fn say_shutting_down<T>(sender: &mpsc::Sender<Result<T, Status>>) {
+    let _ =
+        sender.try_send(Err(Status::unavailable("the stock service is shutting down; reconnect")));
+}
+
+/// One `WatchAvailability` stream: the snapshot, then committed changes of the watched films.
+///
+/// Changes are published after their commit, so two commits may be announced out of order; the
+/// per-film version drops anything older than what the client already has.
+async fn run_watch(
+    shared: Arc<Shared>,
+    ids: Vec<MovieId>,
+    watched: Option<HashSet<MovieId>>,
+    mut changes: tokio::sync::broadcast::Receiver<Arc<Availability>>,
+    first: Vec<pb::WatchAvailabilityResponse>,
+    sender: mpsc::Sender<Result<pb::WatchAvailabilityResponse, Status>>,
+) {
+    let shutdown = &shared.shutdown;
+    let mut versions: HashMap<MovieId, i64> = HashMap::new();
+    let mut pending = first;
+    loop {
+        for message in pending.drain(..) {
+            if message.snapshot {
+                for availability in &message.availabilities {
+                    versions.insert(availability.movie_id, availability.version);
+                }
+            }
+            if !send_or_stop(&sender, Ok(message), shutdown).await {
+                if shutdown.is_cancelled() {
+                    say_shutting_down(&sender);
+                }
+                return;
+            }
+        }
+        let received = tokio::select! {
+            received = changes.recv() => received,
+            () = shutdown.cancelled() => {
+                say_shutting_down(&sender);
+                return;
+            }
+            () = sender.closed() => return,
+        };
+        let mut fresh = |change: &Availability| -> bool {
+            if watched.as_ref().is_some_and(|set| !set.contains(&change.movie_id)) {
+                return false;
+            }
+            let seen = versions.entry(change.movie_id).or_insert(0);
+            if change.version <= *seen {
+                return false;
+            }
+            *seen = change.version;
+            true
+        };
+        match received {
+            Ok(change) => {
+                let mut batch = Vec::new();
+                if fresh(&change) {
+                    batch.push(availability_to_proto(&change));
+                }
+                // Coalesce changes that are already waiting into one message.
+                while batch.len() < SNAPSHOT_CHUNK {
+                    match changes.try_recv() {
+                        Ok(change) if fresh(&change) => batch.push(availability_to_proto(&change)),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                if !batch.is_empty() {
+                    pending.push(pb::WatchAvailabilityResponse {
+                        snapshot: false,
+                        availabilities: batch,
+                    });
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "slow watcher: sending a fresh snapshot");
+                match watch_snapshot(&shared, &ids).await {
+                    Ok(messages) => pending = messages,
+                    Err(status) => {
+                        send_or_stop(&sender, Err(status), shutdown).await;
+                        return;
+                    }
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+fn availability_event(availability: &Availability) -> pb::DeskEvent {
+    pb::DeskEvent {
+        event: Some(pb::desk_event::Event::Availability(availability_to_proto(availability))),
+    }
+}
+
+/// One rental desk: runs commands in order, answering each with its result and the stock change
+/// it made, and passes on changes made elsewhere to the films this desk has touched.
+async fn run_desk(
+    shared: Arc<Shared>,
+    staff: Caller,
+    mut commands: Streaming<pb::DeskCommand>,
+    mut changes: tokio::sync::broadcast::Receiver<Arc<Availability>>,
+    sender: mpsc::Sender<Result<pb::DeskEvent, Status>>,
+) {
+    let shutdown = &shared.shutdown;
+    // Films this desk has touched, with the newest version it has sent for each.
+    let mut touched: HashMap<MovieId, i64> = HashMap::new();
+    loop {
+        let mut events = Vec::new();
+        tokio::select! {
+            command = commands.message() => {
+                let command = match command {
+                    Ok(Some(command)) => command,
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!(%status, "desk stream ended by the client");
+                        return;
+                    }
+                };
+                let (result, changed) = desk_command(&shared, &staff, command).await;
+                events.push(pb::DeskEvent { event: Some(pb::desk_event::Event::Result(result)) });
+                if let Some(changed) = changed {
+                    let seen = touched.entry(changed.movie_id).or_insert(0);
+                    if changed.version > *seen {
+                        *seen = changed.version;
+                        events.push(availability_event(&changed));
+                    }
+                }
+            }
+            change = changes.recv() => {
+                let updates: Vec<Availability> = match change {
+                    Ok(change) => vec![(*change).clone()],
+                    Err(RecvError::Lagged(_)) => {
+                        // Missed changes: read the touched films' stock again.
+                        let ids: Vec<MovieId> = touched.keys().copied().collect();
+                        match shared.store.availability(&ids).await {
+                            Ok(current) => current,
+                            Err(error) => {
+                                send_or_stop(&sender, Err(status(error)), shutdown).await;
+                                return;
+                            }
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                for update in updates {
+                    if let Some(seen) = touched.get_mut(&update.movie_id) {
+                        if update.version > *seen {
+                            *seen = update.version;
+                            events.push(availability_event(&update));
+                        }
+                    }
+                }
+            }
+            () = shutdown.cancelled() => {
+                say_shutting_down(&sender);
+                return;
+            }
+        }
+        for event in events {
+            if !send_or_stop(&sender, Ok(event), shutdown).await {
+                if shutdown.is_cancelled() {
+                    say_shutting_down(&sender);
+                }
+                return;
+            }
+        }
     }
 }
 

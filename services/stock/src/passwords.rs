@@ -18,16 +18,13 @@ pub async fn hash(password: String) -> anyhow::Result<String> {
 }
 
 /// Checks a password against a stored PHC string. With no stored hash (unknown email) it still
-/// spends the same effort, so response times do not reveal which emails have accounts.
+/// runs one verification, so response times do not reveal which emails have accounts.
 pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
     tokio::task::spawn_blocking(move || {
         let known = stored.is_some();
         let stored = match stored {
             Some(stored) => stored,
-            None => Argon2::default()
-                .hash_password(b"no such account", &SaltString::generate(&mut OsRng))
-                .map_err(|error| anyhow::anyhow!("hashing a password: {error}"))?
-                .to_string(),
+            None => dummy_hash()?.to_owned(),
         };
         let parsed = PasswordHash::new(&stored)
             .map_err(|error| anyhow::anyhow!("stored password hash is malformed: {error}"))?;
@@ -35,6 +32,20 @@ pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<
         Ok(known && matches)
     })
     .await?
+}
+
+/// A hash to verify against when the email is unknown, made once: one Argon2 run per sign-in
+/// either way.
+fn dummy_hash() -> anyhow::Result<&'static str> {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(hash) = DUMMY.get() {
+        return Ok(hash);
+    }
+    let hash = Argon2::default()
+        .hash_password(b"no such account", &SaltString::generate(&mut OsRng))
+        .map_err(|error| anyhow::anyhow!("hashing a password: {error}"))?
+        .to_string();
+    Ok(DUMMY.get_or_init(|| hash))
 }
 
 #[cfg(test)]

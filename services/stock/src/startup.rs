@@ -77,7 +77,11 @@ impl Application {
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(AccountServiceServer::new(AccountApi(shared)));
+            .add_service(
+                AccountServiceServer::new(AccountApi(shared))
+                    .max_decoding_message_size(64 * 1024)
+                    .max_encoding_message_size(64 * 1024),
+            );
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -100,7 +104,7 @@ impl Application {
             self.listener,
             serve::with_grpc_web(self.routes),
             &self.origins,
-            self.standard.health.clone(),
+            &self.standard,
             self.shutdown,
         )
         .await

@@ -353,6 +353,19 @@ async fn staff_create_update_delete() {
         client.get_movie(pb::GetMovieRequest { id: created.id }).await.unwrap_err().code(),
         Code::NotFound
     );
+    // A deleted film's id is never reused: its stock and rentals must not pass to a new film.
+    let next = client
+        .create_movie(authed(
+            pb::CreateMovieRequest {
+                movie: Some(film("After", 2010, "after-1")),
+                ..Default::default()
+            },
+            &staff,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(next.id > created.id, "{} reused", next.id);
     store.stop().await;
 }
 

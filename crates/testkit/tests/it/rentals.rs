@@ -383,3 +383,50 @@ async fn next_event(events: &mut tonic::Streaming<pb::DeskEvent>) -> pb::desk_ev
         .event
         .expect("an event")
 }
+
+#[tokio::test]
+async fn twenty_buyers_for_two_copies_buy_exactly_two() {
+    let store = TestStore::start().await;
+    set_copies(&store, 23, 2).await;
+    let mut buyers = Vec::new();
+    for index in 0..20 {
+        buyers.push(store.customer(&format!("Buyer{index}")).await.1);
+    }
+    let channel = TestStore::channel(store.stock().addr).await;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(buyers.len()));
+    let attempts = buyers.into_iter().enumerate().map(|(index, token)| {
+        let mut stock = pb::stock_service_client::StockServiceClient::new(channel.clone());
+        let start = start.clone();
+        tokio::spawn(async move {
+            start.wait().await;
+            stock
+                .purchase(authed(
+                    pb::PurchaseRequest { movie_id: 23, request_id: format!("buy-{index}") },
+                    &token,
+                ))
+                .await
+        })
+    });
+    let mut bought = 0;
+    for attempt in futures::future::join_all(attempts).await {
+        match attempt.unwrap() {
+            Ok(_) => bought += 1,
+            Err(status) => assert_eq!(status.code(), Code::FailedPrecondition),
+        }
+    }
+    assert_eq!(bought, 2);
+    let after = store
+        .stock_client()
+        .await
+        .get_availability(pb::GetAvailabilityRequest { movie_id: 23 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (after.copies_owned, after.copies_available),
+        (0, 0),
+        "bought copies leave stock for good"
+    );
+    assert!(store.stock_store().invariant_violations().await.unwrap().is_empty());
+    store.stop().await;
+}

@@ -161,7 +161,67 @@ async fn watch_of_everything_and_clean_end_at_shutdown() {
     assert_eq!(snapshot, 600);
     // Graceful shutdown ends the stream instead of hanging the server.
     store.stop_stock().await;
+    // The stream ends with UNAVAILABLE, so a client knows to reconnect rather than stop.
     let end = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap();
-    assert!(end.is_none(), "the stream ends cleanly (status OK), got {end:?}");
+    let status = end.expect("a final status").expect_err("an error status");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    store.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_never_see_stock_go_backwards_under_concurrent_changes() {
+    let store = TestStore::start().await;
+    set_copies(&store, 22, 40).await;
+    let mut watch = store
+        .stock_client()
+        .await
+        .watch_availability(pb::WatchAvailabilityRequest { movie_ids: vec![22] })
+        .await
+        .unwrap()
+        .into_inner();
+    let snapshot = watch.next().await.unwrap().unwrap();
+    let mut version = snapshot.availabilities[0].version;
+    let (_, token) = store.customer("Busy").await;
+    let channel = TestStore::channel(store.stock().addr).await;
+    let renters = (0..30).map(|index| {
+        let mut stock = pb::stock_service_client::StockServiceClient::new(channel.clone());
+        let token = token.clone();
+        tokio::spawn(async move {
+            stock
+                .rent(authed(
+                    pb::RentRequest { movie_id: 22, days: 1, request_id: format!("busy-{index}") },
+                    &token,
+                ))
+                .await
+                .unwrap()
+        })
+    });
+    futures::future::join_all(renters).await;
+    let mut last = snapshot.availabilities[0].copies_available;
+    while last != 10 {
+        let message = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .expect("changes keep coming until the final state")
+            .unwrap()
+            .unwrap();
+        for availability in message.availabilities {
+            assert!(
+                availability.version > version,
+                "version went from {version} to {}",
+                availability.version
+            );
+            assert!(availability.copies_available < last, "stock went backwards");
+            version = availability.version;
+            last = availability.copies_available;
+        }
+    }
+    let now = store
+        .stock_client()
+        .await
+        .get_availability(pb::GetAvailabilityRequest { movie_id: 22 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((now.copies_available, now.version), (10, version));
     store.stop().await;
 }

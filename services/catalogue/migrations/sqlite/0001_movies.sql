@@ -1,7 +1,9 @@
 -- Films. `title_key` is the folded title (lower case, accents removed) used for search and
 -- ordering; `genres` keeps the display order, `movie_genres` serves the genre filter.
 CREATE TABLE movies (
-    id              INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: a deleted film's id is never given to a new film, whose stock and
+    -- rentals (kept by the stock service under that id) would otherwise become its own.
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     title           TEXT    NOT NULL,
     title_key       TEXT    NOT NULL,
     release_year    INTEGER NOT NULL,

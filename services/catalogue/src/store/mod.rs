@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 pub use self::sqlite::SqliteStore;
-use crate::domain::{Filter, ListQuery, Movie, MovieFields, MovieId};
+use crate::domain::{Filter, Invalid, ListQuery, Movie, MovieFields, MovieId};
 
 /// What can go wrong in storage, in terms a handler can act on.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,9 @@ pub enum StoreError {
     /// Another film already has that external key.
     #[error("another film already has external key {0:?}")]
     DuplicateKey(String),
+    /// The change asked for breaks a rule of the domain.
+    #[error("{0}")]
+    Invalid(Invalid),
     /// The database failed.
     #[error(transparent)]
     Backend(#[from] anyhow::Error),
@@ -38,6 +41,9 @@ pub enum Upserted {
     /// The film with the row's external key was updated.
     Updated(MovieId),
 }
+
+/// Computes a film's new fields from its current ones, or says why the change is invalid.
+pub type FieldChange = dyn Fn(&MovieFields) -> Result<MovieFields, Invalid> + Send + Sync;
 
 /// Film storage.
 #[async_trait]
@@ -60,11 +66,12 @@ pub trait CatalogueStore: Send + Sync + 'static {
         request_id: Option<&str>,
         now: SystemTime,
     ) -> Result<(Movie, bool), StoreError>;
-    /// Replaces a film's fields.
+    /// Reads a film, computes its new fields with `change`, and writes them, in one transaction
+    /// (so concurrent partial updates cannot undo each other).
     async fn update(
         &self,
         id: MovieId,
-        fields: &MovieFields,
+        change: &FieldChange,
         now: SystemTime,
     ) -> Result<Movie, StoreError>;
     /// Removes a film; false when there was none.

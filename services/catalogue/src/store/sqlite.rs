@@ -18,7 +18,7 @@ use sqlx::{
     },
 };
 
-use super::{CatalogueStore, StoreError, Upserted};
+use super::{CatalogueStore, FieldChange, StoreError, Upserted};
 use crate::domain::{Filter, ListQuery, Movie, MovieFields, MovieId, Order, Rating, fold};
 
 /// Separates genres in the `genres` column; validation forbids control characters in names.
@@ -68,6 +68,12 @@ impl SqliteStore {
             .with_context(|| format!("opening {url} for reading"))?;
         Ok(Self { reader, writer })
     }
+}
+
+/// `time` at the precision the database keeps (milliseconds), so what a write returns equals
+/// what a later read returns.
+fn stored_time(time: SystemTime) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(millis(time).max(0) as u64)
 }
 
 fn millis(time: SystemTime) -> i64 {
@@ -341,6 +347,7 @@ impl CatalogueStore for SqliteStore {
         request_id: Option<&str>,
         now: SystemTime,
     ) -> Result<(Movie, bool), StoreError> {
+        let now = stored_time(now);
         let mut transaction = self.writer.begin().await?;
         if let Some(request_id) = request_id {
             let earlier =
@@ -370,18 +377,23 @@ impl CatalogueStore for SqliteStore {
     async fn update(
         &self,
         id: MovieId,
-        fields: &MovieFields,
+        change: &FieldChange,
         now: SystemTime,
     ) -> Result<Movie, StoreError> {
+        let now = stored_time(now);
         let mut transaction = self.writer.begin().await?;
-        let updated = replace(&mut transaction, id, fields, now)
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM movies WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await?
+            .ok_or(StoreError::NotFound(id))?;
+        let current = movie_from_row(&row)?;
+        let fields = change(&current.fields).map_err(StoreError::Invalid)?;
+        replace(&mut transaction, id, &fields, now)
             .await
-            .map_err(|error| duplicate_key(error, fields))?;
-        if !updated {
-            return Err(StoreError::NotFound(id));
-        }
+            .map_err(|error| duplicate_key(error, &fields))?;
         transaction.commit().await?;
-        Ok(Movie { id, fields: fields.clone(), update_time: now })
+        Ok(Movie { id, fields, update_time: now })
     }
 
     async fn delete(&self, id: MovieId) -> Result<bool, StoreError> {

@@ -11,7 +11,7 @@ CREATE TABLE inventory (
 );
 
 CREATE TABLE accounts (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     email         TEXT    NOT NULL UNIQUE COLLATE NOCASE,
     name          TEXT    NOT NULL,
     password_hash TEXT    NOT NULL,
@@ -20,7 +20,7 @@ CREATE TABLE accounts (
 );
 
 CREATE TABLE rentals (
-    id                 INTEGER PRIMARY KEY,
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
     customer_id        INTEGER NOT NULL REFERENCES accounts (id),
     movie_id           INTEGER NOT NULL REFERENCES inventory (movie_id),
     days               INTEGER NOT NULL CHECK (days > 0),
@@ -39,7 +39,7 @@ CREATE INDEX rentals_open_by_movie ON rentals (movie_id) WHERE returned_ms IS NU
 CREATE INDEX rentals_by_customer ON rentals (customer_id, returned_ms);
 
 CREATE TABLE purchases (
-    id           INTEGER PRIMARY KEY,
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
     customer_id  INTEGER NOT NULL REFERENCES accounts (id),
     movie_id     INTEGER NOT NULL REFERENCES inventory (movie_id),
     currency     TEXT    NOT NULL,
