@@ -59,6 +59,19 @@ fn run(mut command: Command, what: &str) -> Result {
 /// `cargo xtask test`: every test of the workspace.
 fn test(extra: &[String]) -> Result {
     let started = Instant::now();
+    // The contracts crate must build for the browser without server or transport code.
+    ensure_wasm_target()?;
+    let mut check = cargo();
+    check.args([
+        "check",
+        "--locked",
+        "-p",
+        "videostore-proto",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]);
+    run(check, "checking the contracts build for wasm32")?;
+
     let mut command = cargo();
     // Unit and integration tests of every crate; the crates have no doc tests to run.
     command.args(["test", "--workspace", "--locked", "--lib", "--bins", "--tests"]).args(extra);
@@ -84,6 +97,23 @@ fn test(extra: &[String]) -> Result {
     }
     eprintln!("xtask: all {passed} tests passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Adds the wasm32 target to the toolchain if it is missing (fast when present).
+fn ensure_wasm_target() -> Result {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup: {e}"))?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t.trim() == "wasm32-unknown-unknown")
+    {
+        return Ok(());
+    }
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", "wasm32-unknown-unknown"]);
+    run(add, "rustup target add wasm32-unknown-unknown")
 }
 
 /// `test result: ok. 34 passed; 0 failed; …` → (34, 0).

@@ -9,7 +9,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{service::Routes, transport::server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    trace::TraceLayer,
+};
 
 /// Largest message a server accepts or sends. Big enough for a 5,000-film batch, small enough
 /// that a hostile client cannot make a server buffer gigabytes.
@@ -147,6 +150,8 @@ pub async fn serve(
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        // One span per call (method, path); failures and latencies at DEBUG (`RUST_LOG=debug`).
+        .layer(TraceLayer::new_for_grpc())
         .layer(cors_layer(origins))
         .add_routes(Routes::from(routes))
         .serve_with_incoming_shutdown(incoming, on_shutdown);
