@@ -148,3 +148,207 @@ async fn live_availability_streams_over_http1_as_changes_commit() {
     assert_eq!(change.availabilities[0].copies_available, before - 1);
     store.stop().await;
 }
+
+/// Every unary and server-streaming RPC once over gRPC-Web on HTTP/1.1, as the browser calls
+/// them. (Client and bidirectional streaming cannot be made from a browser.)
+#[tokio::test]
+async fn every_browser_callable_rpc_answers_over_grpc_web() {
+    use videostore_proto::aggregator as agg;
+    let store = TestStore::start().await;
+    let staff = store.staff_token().await;
+    let (_, customer) = store.customer("Browser").await;
+    let catalogue = store.catalogue.url();
+    let stock_url = store.stock().url();
+    let front = store.aggregator.url();
+
+    async fn ok<M: prost::Message + Default>(
+        base: &str,
+        path: &str,
+        request: &impl prost::Message,
+        token: Option<&str>,
+    ) -> Vec<M> {
+        let reply = grpc_web::call(base, path, request, token, Some("http://localhost:8080"))
+            .await
+            .unwrap();
+        assert_eq!(reply.http_status, 200, "{path}");
+        assert_eq!(reply.grpc_status(), Some(0), "{path}: {}", reply.grpc_message());
+        reply.decode()
+    }
+    const CAT: &str = "/videostore.catalogue.v1.CatalogueService/";
+    const STOCK: &str = "/videostore.stock.v1.StockService/";
+    const ACCOUNTS: &str = "/videostore.stock.v1.AccountService/";
+    const FRONT: &str = "/videostore.aggregator.v1.StorefrontService/";
+
+    let movie: Vec<cat::Movie> =
+        ok(&catalogue, &format!("{CAT}GetMovie"), &cat::GetMovieRequest { id: 1 }, None).await;
+    assert_eq!(movie[0].id, 1);
+    let detail: Vec<cat::MovieDetail> = ok(
+        &catalogue,
+        &format!("{CAT}GetMovieDetail"),
+        &cat::GetMovieDetailRequest { id: 1, related_limit: 2 },
+        None,
+    )
+    .await;
+    assert_eq!(detail[0].related.len(), 2);
+    let batch: Vec<cat::BatchGetMoviesResponse> = ok(
+        &catalogue,
+        &format!("{CAT}BatchGetMovies"),
+        &cat::BatchGetMoviesRequest { ids: vec![2, 3] },
+        None,
+    )
+    .await;
+    assert_eq!(batch[0].movies.len(), 2);
+    let list: Vec<cat::ListMoviesResponse> = ok(
+        &catalogue,
+        &format!("{CAT}ListMovies"),
+        &cat::ListMoviesRequest { page_size: 7, ..Default::default() },
+        None,
+    )
+    .await;
+    assert_eq!(list[0].movies.len(), 7);
+    let genres: Vec<cat::ListGenresResponse> =
+        ok(&catalogue, &format!("{CAT}ListGenres"), &cat::ListGenresRequest {}, None).await;
+    assert!(!genres[0].genres.is_empty());
+    let new_film =
+        cat::Movie { title: "Made in a browser".into(), release_year: 2024, ..Default::default() };
+    let created: Vec<cat::Movie> = ok(
+        &catalogue,
+        &format!("{CAT}CreateMovie"),
+        &cat::CreateMovieRequest { movie: Some(new_film), ..Default::default() },
+        Some(&staff),
+    )
+    .await;
+    let id = created[0].id;
+    let updated: Vec<cat::Movie> = ok(
+        &catalogue,
+        &format!("{CAT}UpdateMovie"),
+        &cat::UpdateMovieRequest {
+            movie: Some(cat::Movie { id, director: "A. Browser".into(), ..Default::default() }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["director".into()] }),
+        },
+        Some(&staff),
+    )
+    .await;
+    assert_eq!(updated[0].director, "A. Browser");
+    let deleted = grpc_web::call(
+        &catalogue,
+        &format!("{CAT}DeleteMovie"),
+        &cat::DeleteMovieRequest { id },
+        Some(&staff),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted.grpc_status(), Some(0), "{}", deleted.grpc_message());
+
+    let availability: Vec<stock::Availability> = ok(
+        &stock_url,
+        &format!("{STOCK}GetAvailability"),
+        &stock::GetAvailabilityRequest { movie_id: 30 },
+        None,
+    )
+    .await;
+    assert!(availability[0].stocked);
+    let many: Vec<stock::BatchGetAvailabilityResponse> = ok(
+        &stock_url,
+        &format!("{STOCK}BatchGetAvailability"),
+        &stock::BatchGetAvailabilityRequest { movie_ids: vec![30, 31] },
+        None,
+    )
+    .await;
+    assert_eq!(many[0].availabilities.len(), 2);
+    let eur = |minor| Some(stock::Money { currency_code: "EUR".into(), minor_units: minor });
+    let set: Vec<stock::Availability> = ok(
+        &stock_url,
+        &format!("{STOCK}SetInventory"),
+        &stock::SetInventoryRequest {
+            movie_id: 30,
+            copies_owned: 4,
+            rental_price_per_day: eur(199),
+            purchase_price: eur(999),
+        },
+        Some(&staff),
+    )
+    .await;
+    assert_eq!(set[0].copies_owned, 4);
+    let rental: Vec<stock::Rental> = ok(
+        &stock_url,
+        &format!("{STOCK}Rent"),
+        &stock::RentRequest { movie_id: 30, days: 3, request_id: "browser-rent".into() },
+        Some(&customer),
+    )
+    .await;
+    let mine: Vec<stock::Rental> = ok(
+        &stock_url,
+        &format!("{STOCK}ListMyRentals"),
+        &stock::ListMyRentalsRequest { include_returned: true },
+        Some(&customer),
+    )
+    .await;
+    assert_eq!(
+        mine.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [rental[0].id],
+        "streamed, one message per rental"
+    );
+    let returned: Vec<stock::Rental> = ok(
+        &stock_url,
+        &format!("{STOCK}Return"),
+        &stock::ReturnRequest { rental_id: rental[0].id },
+        Some(&customer),
+    )
+    .await;
+    assert_eq!(returned[0].state, stock::RentalState::Returned as i32);
+    let bought: Vec<stock::Purchase> = ok(
+        &stock_url,
+        &format!("{STOCK}Purchase"),
+        &stock::PurchaseRequest { movie_id: 30, request_id: "browser-buy".into() },
+        Some(&customer),
+    )
+    .await;
+    assert_eq!(bought[0].price.as_ref().unwrap().minor_units, 999);
+
+    let account: Vec<stock::Account> = ok(
+        &stock_url,
+        &format!("{ACCOUNTS}Register"),
+        &stock::RegisterRequest {
+            email: "web@example.com".into(),
+            name: "Web".into(),
+            password: "web password".into(),
+        },
+        None,
+    )
+    .await;
+    let signed_in: Vec<stock::SignInResponse> = ok(
+        &stock_url,
+        &format!("{ACCOUNTS}SignIn"),
+        &stock::SignInRequest { email: "web@example.com".into(), password: "web password".into() },
+        None,
+    )
+    .await;
+    let me: Vec<stock::Account> = ok(
+        &stock_url,
+        &format!("{ACCOUNTS}GetMe"),
+        &stock::GetMeRequest {},
+        Some(&signed_in[0].token),
+    )
+    .await;
+    assert_eq!(me[0].id, account[0].id);
+
+    let page: Vec<agg::MoviePage> = ok(
+        &front,
+        &format!("{FRONT}GetMoviePage"),
+        &agg::GetMoviePageRequest { movie_id: 30, related_limit: 1 },
+        None,
+    )
+    .await;
+    assert_eq!(page[0].stock.as_ref().unwrap().availability.as_ref().unwrap().copies_owned, 3);
+    let shelf: Vec<agg::ListStorefrontResponse> = ok(
+        &front,
+        &format!("{FRONT}ListStorefront"),
+        &agg::ListStorefrontRequest { page_size: 4, ..Default::default() },
+        None,
+    )
+    .await;
+    assert_eq!(shelf[0].items.len(), 4);
+    store.stop().await;
+}
