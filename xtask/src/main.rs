@@ -1,8 +1,12 @@
 //! `cargo xtask <command>`: the project's automation, in Rust so it runs wherever cargo does.
 //!
-//! - `up`: builds the services in release and runs the whole store on the embedded database,
-//!   until Ctrl-C.
-//! - `test`: installs what the tests need (if missing) and runs every test of the workspace.
+//! - `up`: builds the browser app and the services in release and runs the whole store on the
+//!   embedded database, until Ctrl-C.
+//! - `test`: installs what the tests need (if missing), builds the browser app, and runs every
+//!   test of the workspace, the browser tests in headless Chromium among them.
+//! - `tools`: installs the pinned tools only (wasm32 target, trunk, wasm-bindgen-cli, wasm-opt,
+//!   and with `--browser` Chromium and ChromeDriver). Fast when they are present.
+//! - `web`: builds the browser app (`trunk build --release`) into `dist/`.
 
 use std::{
     env,
@@ -16,6 +20,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod tools;
+
 type Result<T = ()> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
@@ -23,8 +29,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("up") => up(),
         Some("test") => test(&args[1..]),
+        Some("tools") => tools::ensure(args.iter().any(|a| a == "--browser")),
+        Some("web") => tools::ensure(false).and_then(|()| tools::build_web()),
         _ => {
-            eprintln!("usage: cargo xtask <up | test [cargo test args]>");
+            eprintln!("usage: cargo xtask <up | test [cargo test args] | tools [--browser] | web>");
             return ExitCode::from(2);
         }
     };
@@ -38,20 +46,20 @@ fn main() -> ExitCode {
 }
 
 /// The workspace root (the parent of this crate's folder).
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(root());
     command
 }
 
-fn run(mut command: Command, what: &str) -> Result {
+pub(crate) fn run(mut command: Command, what: &str) -> Result {
     let status = command.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("{what} failed ({status})")) }
 }
@@ -59,22 +67,18 @@ fn run(mut command: Command, what: &str) -> Result {
 /// `cargo xtask test`: every test of the workspace.
 fn test(extra: &[String]) -> Result {
     let started = Instant::now();
-    // The contracts crate must build for the browser without server or transport code.
-    ensure_wasm_target()?;
-    let mut check = cargo();
-    check.args([
-        "check",
-        "--locked",
-        "-p",
-        "videostore-proto",
-        "--target",
-        "wasm32-unknown-unknown",
-    ]);
-    run(check, "checking the contracts build for wasm32")?;
+    // The browser app (which also proves the contracts build for wasm32 without server or
+    // transport code), and the tools and browser its tests need.
+    tools::ensure(true)?;
+    tools::build_web()?;
 
     let mut command = cargo();
-    // Unit and integration tests of every crate; the crates have no doc tests to run.
-    command.args(["test", "--workspace", "--locked", "--lib", "--bins", "--tests"]).args(extra);
+    // Unit and integration tests of every crate but the wasm-only app (its logic is tested
+    // natively in videostore-display, its behaviour in headless Chromium); no doc tests exist.
+    command
+        .args(["test", "--workspace", "--exclude", "web", "--locked", "--lib", "--bins", "--tests"])
+        .env("PATH", tools::path_with_tools())
+        .args(extra);
     command.stdout(std::process::Stdio::piped());
     let mut child = command.spawn().map_err(|e| format!("cargo test: cannot start: {e}"))?;
     let (mut passed, mut failed) = (0u64, 0u64);
@@ -97,23 +101,6 @@ fn test(extra: &[String]) -> Result {
     }
     eprintln!("xtask: all {passed} tests passed in {:.0?}", started.elapsed());
     Ok(())
-}
-
-/// Adds the wasm32 target to the toolchain if it is missing (fast when present).
-fn ensure_wasm_target() -> Result {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map_err(|e| format!("rustup: {e}"))?;
-    if String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|t| t.trim() == "wasm32-unknown-unknown")
-    {
-        return Ok(());
-    }
-    let mut add = Command::new("rustup");
-    add.args(["target", "add", "wasm32-unknown-unknown"]);
-    run(add, "rustup target add wasm32-unknown-unknown")
 }
 
 /// `test result: ok. 34 passed; 0 failed; …` → (34, 0).
@@ -174,6 +161,8 @@ fn staff_password(data: &Path) -> Result<String> {
 
 /// `cargo xtask up`: the whole store on the embedded database, until Ctrl-C.
 fn up() -> Result {
+    tools::ensure(false)?;
+    tools::build_web()?;
     let mut build = cargo();
     build.args([
         "build",

@@ -119,8 +119,18 @@ impl TestStore {
         Self::start_with(Duration::from_millis(300)).await
     }
 
+    /// Like [`TestStore::start`], with the stock service's clock starting at `clock_start`
+    /// (e.g. days in the past, to make rentals overdue by the wall clock).
+    pub async fn start_at(clock_start: SystemTime) -> Self {
+        Self::start_full(Duration::from_millis(300), clock_start).await
+    }
+
     /// Like [`TestStore::start`], with the aggregator's stock timeout set.
     pub async fn start_with(stock_timeout: Duration) -> Self {
+        Self::start_full(stock_timeout, SystemTime::now()).await
+    }
+
+    async fn start_full(stock_timeout: Duration, clock_start: SystemTime) -> Self {
         // Logs only on request (TEST_LOG=1), so a failing test's output stays readable.
         if std::env::var_os("TEST_LOG").is_some() {
             videostore_kit::telemetry::init("tests");
@@ -132,7 +142,7 @@ impl TestStore {
             (0..64).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
         };
         let catalogue = Self::spawn_catalogue(dir.path().to_path_buf(), &secret).await;
-        let clock = Arc::new(ManualClock::new(SystemTime::now()));
+        let clock = Arc::new(ManualClock::new(clock_start));
         let (stock, stock_store) =
             spawn_stock(dir.path(), &secret, "127.0.0.1:0".parse().unwrap(), Arc::clone(&clock))
                 .await;
@@ -181,6 +191,9 @@ impl TestStore {
             stock_timeout_ms: stock_timeout.as_millis() as u64,
             default_deadline_ms: 2000,
             cors_origins: "*".into(),
+            web_dir: web_dir(),
+            public_catalogue_url: None,
+            public_stock_url: None,
         };
         let app = aggregator::startup::Application::build(config, shutdown.clone())
             .await
@@ -283,6 +296,13 @@ impl TestStore {
         self.aggregator.stop().await;
         self.catalogue.stop().await;
     }
+}
+
+/// The built browser app: `VIDEOSTORE_WEB_DIR`, else `dist/` at the workspace root.
+pub fn web_dir() -> PathBuf {
+    std::env::var_os("VIDEOSTORE_WEB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist"))
 }
 
 /// `message` with `authorization: Bearer <token>`.

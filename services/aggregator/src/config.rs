@@ -25,11 +25,20 @@ pub struct Config {
     /// milliseconds.
     #[arg(long, env = "AGGREGATOR_DEFAULT_DEADLINE_MS", default_value_t = 3000)]
     pub default_deadline_ms: u64,
+    /// Folder of the built browser app (trunk's `dist`), served at `/`.
+    #[arg(long, env = "AGGREGATOR_WEB_DIR", default_value = "dist")]
+    pub web_dir: std::path::PathBuf,
+    /// The catalogue's address as browsers reach it; defaults to `--catalogue-addr`.
+    #[arg(long, env = "PUBLIC_CATALOGUE_URL")]
+    pub public_catalogue_url: Option<String>,
+    /// Stock's address as browsers reach it; defaults to `--stock-addr`.
+    #[arg(long, env = "PUBLIC_STOCK_URL")]
+    pub public_stock_url: Option<String>,
     /// Browser origins allowed to call over gRPC-Web and REST, comma-separated, or `*`.
     #[arg(
         long,
         env = "VIDEOSTORE_CORS_ORIGINS",
-        default_value = "http://localhost:8080,http://127.0.0.1:8080"
+        default_value = "http://localhost:8080,http://127.0.0.1:8080,http://localhost:8000,http://127.0.0.1:8000"
     )]
     pub cors_origins: String,
 }

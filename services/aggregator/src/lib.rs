@@ -8,9 +8,11 @@
 //!   the caller's deadline; stock failures degrade to "availability unknown".
 //! - `grpc`: `StorefrontService` handlers.
 //! - `rest`: `GET /api/movies` and `GET /api/movies/{id}`.
+//! - `web`: the browser app (trunk's `dist/`), with the services' addresses written in.
 
 pub mod config;
 mod grpc;
 mod rest;
 pub mod startup;
 mod storefront;
+mod web;

@@ -9,7 +9,7 @@ use tonic::transport::{Channel, Endpoint};
 use videostore_kit::serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices};
 use videostore_proto::aggregator::storefront_service_server::StorefrontServiceServer;
 
-use crate::{config::Config, grpc::StorefrontApi, rest, storefront::Storefront};
+use crate::{config::Config, grpc::StorefrontApi, rest, storefront::Storefront, web};
 
 /// An aggregator bound to its port, ready to run.
 pub struct Application {
@@ -50,8 +50,19 @@ impl Application {
                 .max_decoding_message_size(64 * 1024)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
-        let router =
+        let mut router =
             serve::with_grpc_web(grpc).merge(rest::router(storefront, config.default_deadline()));
+        let endpoints = web::PublicEndpoints {
+            catalogue: config
+                .public_catalogue_url
+                .clone()
+                .unwrap_or_else(|| config.catalogue_addr.clone()),
+            stock: config.public_stock_url.clone().unwrap_or_else(|| config.stock_addr.clone()),
+            aggregator: String::new(),
+        };
+        if let Some(app) = web::router(config.web_dir.clone(), &endpoints) {
+            router = router.merge(app);
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

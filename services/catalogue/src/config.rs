@@ -23,7 +23,7 @@ pub struct Config {
     #[arg(
         long,
         env = "VIDEOSTORE_CORS_ORIGINS",
-        default_value = "http://localhost:8080,http://127.0.0.1:8080"
+        default_value = "http://localhost:8080,http://127.0.0.1:8080,http://localhost:8000,http://127.0.0.1:8000"
     )]
     pub cors_origins: String,
     /// Fill an empty catalogue with the sample films on start.

@@ -29,7 +29,7 @@ pub struct Config {
     #[arg(
         long,
         env = "VIDEOSTORE_CORS_ORIGINS",
-        default_value = "http://localhost:8080,http://127.0.0.1:8080"
+        default_value = "http://localhost:8080,http://127.0.0.1:8080,http://localhost:8000,http://127.0.0.1:8000"
     )]
     pub cors_origins: String,
     /// Stock the sample films (ids 1 to 600) that are not stocked yet, on start.

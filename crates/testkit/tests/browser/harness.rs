@@ -1,0 +1,155 @@
+//! ChromeDriver, Chromium sessions, waiting, and screenshots.
+
+use std::{
+    future::Future,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// Serialises the browser tests of this binary.
+pub(crate) async fn lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// A ChromeDriver process on a free local port.
+pub(crate) struct Browser {
+    driver: Child,
+    url: String,
+    profiles: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts ChromeDriver and waits until it accepts connections.
+    pub(crate) async fn start() -> Self {
+        assert!(
+            std::path::Path::new(&testkit::web_dir()).join("index.html").exists(),
+            "the web app is not built: run `cargo xtask test` (it builds it with trunk)"
+        );
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs (cargo xtask test installs Debian's chromium-driver)");
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { driver, url, profiles: tempfile::tempdir().unwrap() }
+    }
+
+    /// A new headless Chromium with its own empty profile.
+    pub(crate) async fn session(&self) -> Client {
+        let profile = tempfile::tempdir_in(self.profiles.path()).unwrap().keep();
+        let capabilities = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let capabilities = capabilities.as_object().unwrap().clone();
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session");
+        client
+    }
+
+    /// Stops ChromeDriver (and with it any Chromium left).
+    pub(crate) fn stop(mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
+
+/// Polls `check` every 50 ms until it holds; fails the test after 15 s.
+pub(crate) async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The text of the first element matching `css`, or empty.
+pub(crate) async fn text_of(page: &Client, css: &str) -> String {
+    match page.find(Locator::Css(css)).await {
+        Ok(element) => element.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The header's live-connection state (`idle`, `connecting`, `live`, `reconnecting`).
+pub(crate) async fn live_state(page: &Client) -> String {
+    match page.find(Locator::Css("[data-live]")).await {
+        Ok(element) => element.attr("data-live").await.ok().flatten().unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The titles of the film cards on the page.
+pub(crate) async fn card_titles(page: &Client) -> Vec<String> {
+    let mut titles = Vec::new();
+    if let Ok(cards) = page.find_all(Locator::Css("li.card h2")).await {
+        for card in cards {
+            titles.push(card.text().await.unwrap_or_default());
+        }
+    }
+    titles
+}
+
+/// Registers through the account page (which signs in too).
+pub(crate) async fn register(page: &Client, base: &str, name: &str, email: &str, password: &str) {
+    page.goto(&format!("{base}/account")).await.unwrap();
+    page.wait()
+        .for_element(Locator::Css("input[name=name]"))
+        .await
+        .unwrap()
+        .send_keys(name)
+        .await
+        .unwrap();
+    page.find(Locator::Css("input[name=new-email]")).await.unwrap().send_keys(email).await.unwrap();
+    page.find(Locator::Css("input[name=new-password]"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    page.find(Locator::Css("button[name=register]")).await.unwrap().click().await.unwrap();
+    page.wait().for_element(Locator::Css("button[name=sign-out]")).await.unwrap();
+}
+
+/// Saves a PNG of the page under `target/screenshots/`.
+pub(crate) async fn screenshot(page: &Client, name: &str) {
+    let png = page.screenshot().await.unwrap();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}

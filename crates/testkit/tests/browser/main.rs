@@ -1,0 +1,302 @@
+//! End-to-end tests of the browser app in real headless Chromium (Debian's chromium and
+//! chromedriver), against the real services on ephemeral ports, the aggregator serving the
+//! release build from `dist/`. `cargo xtask test` installs Chromium and builds the app first.
+//!
+//! One Chromium at a time: the tests take a lock, so two cores are not shared by several
+//! browsers (the live-update test opens two sessions, one per customer).
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use harness::{Browser, screenshot, wait_for};
+use testkit::{TestStore, authed};
+use videostore_proto::{catalogue as cat, stock};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browse_search_filter_and_open_a_film_by_deep_link() {
+    let _one_at_a_time = harness::lock().await;
+    let store = TestStore::start().await;
+    let browser = Browser::start().await;
+    let page = browser.session().await;
+    let base = store.aggregator.url();
+
+    let started = Instant::now();
+    page.goto(&base).await.unwrap();
+    page.wait().for_element(Locator::Css("li.card")).await.unwrap();
+    eprintln!("first film card rendered {:?} after navigation", started.elapsed());
+    let cards = page.find_all(Locator::Css("li.card")).await.unwrap();
+    assert_eq!(cards.len(), 24, "a full first page");
+    let badge = page.find(Locator::Css("li.card .badge")).await.unwrap().text().await.unwrap();
+    assert!(badge.contains("available") || badge.contains("Last copy"), "{badge}");
+    screenshot(&page, "storefront").await;
+
+    // Search as you type: the URL keeps the query, every card matches, accents ignored.
+    let search = page.find(Locator::Css("input[name=q]")).await.unwrap();
+    search.send_keys("amelie").await.unwrap();
+    wait_for("the search to apply", || async {
+        let url = page.current_url().await.unwrap();
+        let titles = harness::card_titles(&page).await;
+        url.as_str().contains("q=amelie")
+            && !titles.is_empty()
+            && titles.iter().all(|t| t.contains("Amélie"))
+    })
+    .await;
+
+    // A genre filter narrows it further and lives in the URL too.
+    let genre = page.find(Locator::Css("select[name=genre]")).await.unwrap();
+    genre.select_by_value("Drama").await.unwrap();
+    wait_for("the genre filter", || async {
+        page.current_url().await.unwrap().as_str().contains("genre=Drama")
+    })
+    .await;
+    let bookmark = page.current_url().await.unwrap();
+
+    // The bookmarked search opens the same results in a new visit.
+    page.goto(bookmark.as_str()).await.unwrap();
+    page.wait().for_element(Locator::Css("input[name=q]")).await.unwrap();
+    let value =
+        page.find(Locator::Css("input[name=q]")).await.unwrap().prop("value").await.unwrap();
+    assert_eq!(value.as_deref(), Some("amelie"));
+
+    // A deep link to a film.
+    let film = store
+        .catalogue_client()
+        .await
+        .get_movie(cat::GetMovieRequest { id: 5 })
+        .await
+        .unwrap()
+        .into_inner();
+    page.goto(&format!("{base}/movies/5")).await.unwrap();
+    let title = page
+        .wait()
+        .for_element(Locator::Css("article.movie h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(title, film.title);
+    page.wait().for_element(Locator::Css("aside .badge")).await.unwrap();
+    screenshot(&page, "film-page").await;
+
+    page.close().await.unwrap();
+    browser.stop();
+    store.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rent_in_one_browser_changes_the_badge_in_another_live() {
+    let _one_at_a_time = harness::lock().await;
+    let store = TestStore::start().await;
+    let staff = store.staff_token().await;
+    store
+        .stock_client()
+        .await
+        .set_inventory(authed(
+            stock::SetInventoryRequest {
+                movie_id: 40,
+                copies_owned: 1,
+                rental_price_per_day: Some(stock::Money {
+                    currency_code: "EUR".into(),
+                    minor_units: 250,
+                }),
+                purchase_price: Some(stock::Money {
+                    currency_code: "EUR".into(),
+                    minor_units: 1200,
+                }),
+            },
+            &staff,
+        ))
+        .await
+        .unwrap();
+    let browser = Browser::start().await;
+    let base = store.aggregator.url();
+    let film = format!("{base}/movies/40");
+
+    // The renter registers and signs in through the page.
+    let renter = browser.session().await;
+    harness::register(&renter, &base, "Renter", "renter@example.com", "renter password").await;
+    renter.goto(&film).await.unwrap();
+    // The watcher just looks at the film.
+    let watcher = browser.session().await;
+    watcher.goto(&film).await.unwrap();
+    let badge = |page: &fantoccini::Client| {
+        let page = page.clone();
+        async move {
+            page.find(Locator::Css("aside .badge")).await.ok()?.attr("data-available").await.ok()?
+        }
+    };
+    wait_for("the watcher's badge", || async { badge(&watcher).await.as_deref() == Some("1") })
+        .await;
+    wait_for("the watcher's live stream", || async {
+        harness::live_state(&watcher).await == "live"
+    })
+    .await;
+
+    // Rent the last copy: the price is shown before confirming.
+    renter
+        .wait()
+        .for_element(Locator::Css("button[name=rent]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let question = renter
+        .wait()
+        .for_element(Locator::Css("[role=dialog] p"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(question, "Rent for 3 days for 7.50 EUR?");
+    renter.find(Locator::Css("button[name=confirm]")).await.unwrap().click().await.unwrap();
+    let done = renter.wait().for_element(Locator::Css("[data-outcome=ok]")).await.unwrap();
+    let committed = Instant::now();
+    assert!(done.text().await.unwrap().starts_with("Rented for 3 days (7.50 EUR)"));
+    wait_for("the watcher's badge to say sold out", || async {
+        badge(&watcher).await.as_deref() == Some("0")
+    })
+    .await;
+    eprintln!("rent committed → other page's badge changed: {:?}", committed.elapsed());
+    let text = watcher.find(Locator::Css("aside .badge")).await.unwrap().text().await.unwrap();
+    assert_eq!(text, "Sold out");
+
+    // Return it from My rentals: the badge comes back.
+    renter.goto(&format!("{base}/rentals")).await.unwrap();
+    renter
+        .wait()
+        .for_element(Locator::Css("button[name=return]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = renter
+        .wait()
+        .for_element(Locator::Css("[data-outcome=ok]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(notice, "Returned on time. Thank you!");
+    wait_for("the watcher's badge to come back", || async {
+        badge(&watcher).await.as_deref() == Some("1")
+    })
+    .await;
+
+    renter.close().await.unwrap();
+    watcher.close().await.unwrap();
+    browser.stop();
+    store.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn my_rentals_marks_overdue_and_shows_the_late_fee() {
+    let _one_at_a_time = harness::lock().await;
+    // The shop's clock stands five days behind the browser's: a two-day rental made "now" in the
+    // shop was due three days (and the seconds since the clock was set) ago by the browser's
+    // clock, so the fourth day of lateness has started.
+    let five_days = Duration::from_secs(5 * 24 * 3600);
+    let store = TestStore::start_at(std::time::SystemTime::now() - five_days).await;
+    let browser = Browser::start().await;
+    let base = store.aggregator.url();
+    let page = browser.session().await;
+    harness::register(&page, &base, "Late", "late@example.com", "late password").await;
+    page.goto(&format!("{base}/movies/12")).await.unwrap();
+    let days = page.wait().for_element(Locator::Css("input[name=days]")).await.unwrap();
+    days.clear().await.unwrap();
+    days.send_keys("2").await.unwrap();
+    page.find(Locator::Css("button[name=rent]")).await.unwrap().click().await.unwrap();
+    page.wait()
+        .for_element(Locator::Css("button[name=confirm]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page.wait().for_element(Locator::Css("[data-outcome=ok]")).await.unwrap();
+    let price = store
+        .stock_client()
+        .await
+        .get_availability(stock::GetAvailabilityRequest { movie_id: 12 })
+        .await
+        .unwrap()
+        .into_inner()
+        .rental_price_per_day
+        .unwrap();
+
+    page.goto(&format!("{base}/rentals")).await.unwrap();
+    let row = page.wait().for_element(Locator::Css("tr[data-rental-id]")).await.unwrap();
+    assert_eq!(row.attr("class").await.unwrap().as_deref(), Some("overdue"));
+    let text = row.text().await.unwrap();
+    assert!(text.contains("overdue by 4 days") && text.contains("Overdue"), "{text}");
+    screenshot(&page, "my-rentals").await;
+
+    // Returned a minute later by the shop's clock, in the fourth day of lateness: four days at
+    // the daily price.
+    store.clock.advance(five_days + Duration::from_secs(60));
+    page.find(Locator::Css("button[name=return]")).await.unwrap().click().await.unwrap();
+    let notice = page
+        .wait()
+        .for_element(Locator::Css("[data-outcome=ok]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let fee = videostore_display::money::format_minor(price.minor_units * 4, &price.currency_code);
+    assert_eq!(notice, format!("Returned late: a late fee of {fee} was charged."));
+    wait_for("the fee in the table", || async {
+        harness::text_of(&page, "tr[data-rental-id]").await.contains(&fee)
+    })
+    .await;
+    browser.stop();
+    store.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_stock_down_the_page_says_so_and_recovers() {
+    let _one_at_a_time = harness::lock().await;
+    let mut store = TestStore::start().await;
+    let browser = Browser::start().await;
+    let base = store.aggregator.url();
+    let page = browser.session().await;
+    page.goto(&format!("{base}/movies/7")).await.unwrap();
+    page.wait().for_element(Locator::Css("aside .badge")).await.unwrap();
+    wait_for("the live stream", || async { harness::live_state(&page).await == "live" }).await;
+
+    store.stop_stock().await;
+    wait_for("the page to say it is reconnecting", || async {
+        harness::live_state(&page).await == "reconnecting"
+    })
+    .await;
+    page.goto(&format!("{base}/movies/8")).await.unwrap();
+    let alert = page
+        .wait()
+        .for_element(Locator::Css("aside [role=alert]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(alert.contains("Stock service unavailable"), "{alert}");
+    assert_eq!(harness::text_of(&page, "aside .badge").await, "Availability unknown");
+
+    store.start_stock().await;
+    wait_for("the live stream to come back", || async {
+        harness::live_state(&page).await == "live"
+    })
+    .await;
+    wait_for("the badge to be known again", || async {
+        harness::text_of(&page, "aside .badge").await.contains("available")
+            || harness::text_of(&page, "aside .badge").await.contains("Last copy")
+    })
+    .await;
+    browser.stop();
+    store.stop().await;
+}

@@ -1,0 +1,13 @@
+//! How the video store shows things to people, shared by the CLI and the browser app so both say
+//! the same thing the same way.
+//!
+//! # Layout
+//! - [`money`]: integer minor units as `3.99 EUR`.
+//! - [`time`]: timestamps as dates, due dates and "overdue".
+//! - [`rating`]: MPAA labels.
+//! - [`query`]: the store front's filters as a URL query string (bookmarkable searches).
+
+pub mod money;
+pub mod query;
+pub mod rating;
+pub mod time;

@@ -1,0 +1,331 @@
+//! Every call the app makes, over gRPC-Web to the services directly (and the aggregator for
+//! combined views). Errors become [`ApiError`], a message a person can act on.
+
+use std::sync::{Arc, Mutex};
+
+use tonic::{Code, Request, Status};
+use tonic_web_wasm_client::Client;
+use videostore_display::query::StorefrontQuery;
+use videostore_proto::{
+    aggregator::{self as agg, storefront_service_client::StorefrontServiceClient},
+    catalogue::{self as cat, catalogue_service_client::CatalogueServiceClient},
+    stock::{
+        self, account_service_client::AccountServiceClient,
+        stock_service_client::StockServiceClient,
+    },
+};
+
+/// Where the services are, from the page's `videostore-config` meta tag.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub(crate) struct Endpoints {
+    /// Catalogue base URL.
+    pub(crate) catalogue: String,
+    /// Stock base URL.
+    pub(crate) stock: String,
+    /// Aggregator base URL.
+    pub(crate) aggregator: String,
+}
+
+impl Endpoints {
+    /// Reads the meta tag; without one (under `trunk serve`), the default ports on this host.
+    pub(crate) fn from_page() -> Self {
+        let document = web_sys::window().and_then(|w| w.document());
+        let configured = document
+            .and_then(|d| d.query_selector("meta[name=videostore-config]").ok().flatten())
+            .and_then(|meta| meta.get_attribute("content"))
+            .filter(|content| !content.trim().is_empty())
+            .and_then(|content| serde_json::from_str(&content).ok());
+        let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
+        let configured = configured.map(|mut endpoints: Self| {
+            if endpoints.aggregator.is_empty() {
+                endpoints.aggregator = origin.clone();
+            }
+            endpoints
+        });
+        configured.unwrap_or_else(|| {
+            let location = web_sys::window().map(|w| w.location());
+            let protocol =
+                location.as_ref().and_then(|l| l.protocol().ok()).unwrap_or("http:".into());
+            let host =
+                location.as_ref().and_then(|l| l.hostname().ok()).unwrap_or("localhost".into());
+            Self {
+                catalogue: format!("{protocol}//{host}:50051"),
+                stock: format!("{protocol}//{host}:50052"),
+                aggregator: format!("{protocol}//{host}:8080"),
+            }
+        })
+    }
+}
+
+/// What went wrong, for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    /// The gRPC code.
+    pub(crate) code: Code,
+    /// A message to show.
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Status> for ApiError {
+    fn from(status: Status) -> Self {
+        let message = match status.code() {
+            Code::Unavailable | Code::Unknown
+                if status.message().is_empty()
+                    || status.message().contains("fetch")
+                    || status.message().contains("malformed") =>
+            {
+                "Service unavailable: the shop cannot be reached right now. Try again in a moment."
+                    .to_owned()
+            }
+            Code::Unavailable => format!("Service unavailable: {}", status.message()),
+            Code::Unauthenticated => format!("Signed out: {} Please sign in.", status.message()),
+            Code::PermissionDenied => format!("Not allowed: {}", status.message()),
+            Code::FailedPrecondition if status.message().contains("sold out") => {
+                "Sold out: no copy is available right now.".to_owned()
+            }
+            Code::DeadlineExceeded => "The shop took too long to answer. Try again.".to_owned(),
+            Code::Internal => "Something went wrong on our side. Try again.".to_owned(),
+            _ => status.message().to_owned(),
+        };
+        Self { code: status.code(), message }
+    }
+}
+
+/// A signed-in customer or staff member.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Session {
+    /// Bearer token.
+    pub(crate) token: String,
+    /// Display name.
+    pub(crate) name: String,
+    /// Email.
+    pub(crate) email: String,
+    /// Whether the account is staff.
+    pub(crate) staff: bool,
+}
+
+const SESSION_KEY: &str = "videostore.session";
+
+fn storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.session_storage().ok()?
+}
+
+impl Session {
+    /// The session kept in this browser tab, if any.
+    pub(crate) fn load() -> Option<Self> {
+        let text = storage()?.get_item(SESSION_KEY).ok()??;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Keeps the session for this browser tab.
+    pub(crate) fn save(&self) {
+        if let (Some(storage), Ok(text)) = (storage(), serde_json::to_string(self)) {
+            let _ = storage.set_item(SESSION_KEY, &text);
+        }
+    }
+
+    /// Forgets it.
+    pub(crate) fn clear() {
+        if let Some(storage) = storage() {
+            let _ = storage.remove_item(SESSION_KEY);
+        }
+    }
+}
+
+/// The gRPC-Web clients.
+#[derive(Clone)]
+pub(crate) struct Api {
+    endpoints: Endpoints,
+    session: Arc<Mutex<Option<Session>>>,
+}
+
+fn authed<T>(message: T, session: &Option<Session>) -> Result<Request<T>, ApiError> {
+    let Some(session) = session else {
+        return Err(ApiError {
+            code: Code::Unauthenticated,
+            message: "Signed out: please sign in first.".into(),
+        });
+    };
+    let mut request = Request::new(message);
+    let value = format!("Bearer {}", session.token).parse().map_err(|_| ApiError {
+        code: Code::Unauthenticated,
+        message: "Signed out: please sign in again.".into(),
+    })?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+impl Api {
+    /// Clients for `endpoints`.
+    pub(crate) fn new(endpoints: Endpoints) -> Self {
+        Self { endpoints, session: Arc::new(Mutex::new(Session::load())) }
+    }
+
+    /// Uses `session` for the calls that need one.
+    pub(crate) fn set_session(&self, session: Option<Session>) {
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = session;
+    }
+
+    /// The session in use.
+    pub(crate) fn current_session(&self) -> Option<Session> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn catalogue(&self) -> CatalogueServiceClient<Client> {
+        CatalogueServiceClient::new(Client::new(self.endpoints.catalogue.clone()))
+    }
+
+    fn stock(&self) -> StockServiceClient<Client> {
+        StockServiceClient::new(Client::new(self.endpoints.stock.clone()))
+    }
+
+    fn accounts(&self) -> AccountServiceClient<Client> {
+        AccountServiceClient::new(Client::new(self.endpoints.stock.clone()))
+    }
+
+    fn storefront(&self) -> StorefrontServiceClient<Client> {
+        StorefrontServiceClient::new(Client::new(self.endpoints.aggregator.clone()))
+    }
+
+    /// A page of the store front, films with their stock.
+    pub(crate) async fn list_storefront(
+        &self,
+        query: &StorefrontQuery,
+        page_size: i32,
+    ) -> Result<agg::ListStorefrontResponse, ApiError> {
+        let order = match query.order.as_str() {
+            "year" => cat::MovieOrder::Year,
+            "rating" => cat::MovieOrder::Rating,
+            _ => cat::MovieOrder::Title,
+        };
+        let request = agg::ListStorefrontRequest {
+            filter: Some(cat::MovieFilter {
+                query: query.text.clone(),
+                genre: query.genre.clone(),
+                min_year: query.from,
+                max_year: query.to,
+            }),
+            order_by: order as i32,
+            descending: query.descending,
+            page_size,
+            page_token: query.page.clone(),
+        };
+        Ok(self.storefront().list_storefront(request).await?.into_inner())
+    }
+
+    /// A film page.
+    pub(crate) async fn movie_page(&self, movie_id: i64) -> Result<agg::MoviePage, ApiError> {
+        let request = agg::GetMoviePageRequest { movie_id, related_limit: 6 };
+        Ok(self.storefront().get_movie_page(request).await?.into_inner())
+    }
+
+    /// Films by id (for titles in lists of rentals).
+    pub(crate) async fn movies(&self, ids: Vec<i64>) -> Result<Vec<cat::Movie>, ApiError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .catalogue()
+            .batch_get_movies(cat::BatchGetMoviesRequest { ids })
+            .await?
+            .into_inner()
+            .movies)
+    }
+
+    /// Every genre.
+    pub(crate) async fn genres(&self) -> Result<Vec<cat::Genre>, ApiError> {
+        Ok(self.catalogue().list_genres(cat::ListGenresRequest {}).await?.into_inner().genres)
+    }
+
+    /// Creates a customer account.
+    pub(crate) async fn register(
+        &self,
+        email: String,
+        name: String,
+        password: String,
+    ) -> Result<stock::Account, ApiError> {
+        Ok(self
+            .accounts()
+            .register(stock::RegisterRequest { email, name, password })
+            .await?
+            .into_inner())
+    }
+
+    /// Signs in.
+    pub(crate) async fn sign_in(
+        &self,
+        email: String,
+        password: String,
+    ) -> Result<Session, ApiError> {
+        let response =
+            self.accounts().sign_in(stock::SignInRequest { email, password }).await?.into_inner();
+        let account = response.account.unwrap_or_default();
+        Ok(Session {
+            token: response.token,
+            name: account.name,
+            email: account.email,
+            staff: account.role == stock::Role::Staff as i32,
+        })
+    }
+
+    /// Rents a copy.
+    pub(crate) async fn rent(
+        &self,
+        movie_id: i64,
+        days: i32,
+        request_id: String,
+    ) -> Result<stock::Rental, ApiError> {
+        let request =
+            authed(stock::RentRequest { movie_id, days, request_id }, &self.current_session())?;
+        Ok(self.stock().rent(request).await?.into_inner())
+    }
+
+    /// Buys a copy.
+    pub(crate) async fn buy(
+        &self,
+        movie_id: i64,
+        request_id: String,
+    ) -> Result<stock::Purchase, ApiError> {
+        let request =
+            authed(stock::PurchaseRequest { movie_id, request_id }, &self.current_session())?;
+        Ok(self.stock().purchase(request).await?.into_inner())
+    }
+
+    /// Returns a rental.
+    pub(crate) async fn return_rental(&self, rental_id: i64) -> Result<stock::Rental, ApiError> {
+        let request = authed(stock::ReturnRequest { rental_id }, &self.current_session())?;
+        Ok(self.stock().r#return(request).await?.into_inner())
+    }
+
+    /// The signed-in customer's rentals (streamed; collected here).
+    pub(crate) async fn my_rentals(&self) -> Result<Vec<stock::Rental>, ApiError> {
+        let request = authed(
+            stock::ListMyRentalsRequest { include_returned: true },
+            &self.current_session(),
+        )?;
+        let mut stream = self.stock().list_my_rentals(request).await?.into_inner();
+        let mut rentals = Vec::new();
+        while let Some(rental) = stream.message().await? {
+            rentals.push(rental);
+        }
+        Ok(rentals)
+    }
+
+    /// Opens the live availability stream for `movie_ids`.
+    pub(crate) async fn watch(
+        &self,
+        movie_ids: Vec<i64>,
+    ) -> Result<tonic::Streaming<stock::WatchAvailabilityResponse>, ApiError> {
+        Ok(self
+            .stock()
+            .watch_availability(stock::WatchAvailabilityRequest { movie_ids })
+            .await?
+            .into_inner())
+    }
+}

@@ -1,0 +1,122 @@
+//! Register, sign in and sign out. The token is kept for this browser tab (session storage).
+
+use leptos::{prelude::*, task::spawn_local};
+
+use crate::{
+    SessionState,
+    api::{Api, Session},
+    components::status::ErrorMessage,
+};
+
+/// The account page.
+#[component]
+pub(crate) fn Account() -> impl IntoView {
+    let api = expect_context::<Api>();
+    let session = expect_context::<SessionState>().0;
+    let message = RwSignal::new(None::<Result<String, String>>);
+    let busy = RwSignal::new(false);
+
+    let email = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let new_name = RwSignal::new(String::new());
+    let new_email = RwSignal::new(String::new());
+    let new_password = RwSignal::new(String::new());
+
+    let sign_in = {
+        let api = api.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            busy.set(true);
+            let api = api.clone();
+            spawn_local(async move {
+                match api.sign_in(email.get_untracked(), password.get_untracked()).await {
+                    Ok(signed_in) => {
+                        signed_in.save();
+                        api.set_session(Some(signed_in.clone()));
+                        message.set(Some(Ok(format!("Signed in as {}.", signed_in.name))));
+                        session.set(Some(signed_in));
+                    }
+                    Err(error) => message.set(Some(Err(error.message))),
+                }
+                busy.set(false);
+            });
+        }
+    };
+    let register = {
+        let api = api.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            busy.set(true);
+            let api = api.clone();
+            spawn_local(async move {
+                let (name, address, secret) = (
+                    new_name.get_untracked(),
+                    new_email.get_untracked(),
+                    new_password.get_untracked(),
+                );
+                let result = match api.register(address.clone(), name, secret.clone()).await {
+                    Ok(_) => api.sign_in(address, secret).await,
+                    Err(error) => Err(error),
+                };
+                match result {
+                    Ok(signed_in) => {
+                        signed_in.save();
+                        api.set_session(Some(signed_in.clone()));
+                        message.set(Some(Ok(format!(
+                            "Welcome, {}! You are signed in.",
+                            signed_in.name
+                        ))));
+                        session.set(Some(signed_in));
+                    }
+                    Err(error) => message.set(Some(Err(error.message))),
+                }
+                busy.set(false);
+            });
+        }
+    };
+    let sign_out = move |_| {
+        Session::clear();
+        api.set_session(None);
+        session.set(None);
+        message.set(Some(Ok("Signed out.".into())));
+    };
+
+    view! {
+        <h1>"Account"</h1>
+        {move || message.get().map(|m| match m {
+            Ok(text) => view! { <p class="status info" role="status">{text}</p> }.into_any(),
+            Err(text) => view! { <ErrorMessage message=text/> }.into_any(),
+        })}
+        <Show
+            when=move || session.get().is_none()
+            fallback=move || {
+                let sign_out = sign_out.clone();
+                view! {
+                    <p>{move || session.get().map(|s| format!("Signed in as {} ({}){}.", s.name, s.email, if s.staff { ", staff" } else { "" }))}</p>
+                    <button name="sign-out" on:click=sign_out>"Sign out"</button>
+                }
+            }
+        >
+            <div class="account-forms">
+                <form on:submit=sign_in.clone() aria-label="Sign in">
+                    <h2>"Sign in"</h2>
+                    <label>"Email"<input type="email" name="email" required autocomplete="username"
+                        on:input=move |ev| email.set(event_target_value(&ev)) prop:value=move || email.get()/></label>
+                    <label>"Password"<input type="password" name="password" required autocomplete="current-password"
+                        on:input=move |ev| password.set(event_target_value(&ev)) prop:value=move || password.get()/></label>
+                    <button type="submit" name="sign-in" disabled=move || busy.get()>"Sign in"</button>
+                </form>
+                <form on:submit=register.clone() aria-label="Register">
+                    <h2>"New here? Register"</h2>
+                    <label>"Name"<input type="text" name="name" required autocomplete="name"
+                        on:input=move |ev| new_name.set(event_target_value(&ev)) prop:value=move || new_name.get()/></label>
+                    <label>"Email"<input type="email" name="new-email" required autocomplete="email"
+                        on:input=move |ev| new_email.set(event_target_value(&ev)) prop:value=move || new_email.get()/></label>
+                    <label>"Password (8+ characters)"<input type="password" name="new-password" required minlength="8" autocomplete="new-password"
+                        on:input=move |ev| new_password.set(event_target_value(&ev)) prop:value=move || new_password.get()/></label>
+                    <button type="submit" name="register" disabled=move || busy.get()>"Register"</button>
+                </form>
+            </div>
+        </Show>
+    }
+}

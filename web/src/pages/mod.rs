@@ -1,0 +1,6 @@
+//! One module per page.
+
+pub(crate) mod account;
+pub(crate) mod movie;
+pub(crate) mod rentals;
+pub(crate) mod storefront;

@@ -1,0 +1,159 @@
+//! The pinned tools the browser app and its tests need, installed once into fixed places and
+//! skipped when the pinned version is already there:
+//!
+//! | tool | version | from | where |
+//! |---|---|---|---|
+//! | wasm32 target | the toolchain's | rustup | the toolchain |
+//! | trunk | [`TRUNK`] | crates.io (`cargo install --locked`, ~14 min once) | `~/.cargo/bin` |
+//! | wasm-bindgen-cli | = wasm-bindgen in Cargo.lock | crates.io (~6 min once) | `~/.cargo/bin` |
+//! | wasm-opt | binaryen [`BINARYEN`] | npm | `~/.cache/videostore-tools/binaryen` |
+//! | Chromium, ChromeDriver | Debian's | apt | `/usr/bin` |
+
+use std::{env, ffi::OsString, path::PathBuf, process::Command};
+
+use crate::{Result, cargo, root, run};
+
+/// trunk's pinned version (0.22 needs a newer rustc than the machine's).
+const TRUNK: &str = "0.21.14";
+/// binaryen's pinned version on npm; Trunk.toml pins `wasm_opt = "version_132"` to match.
+const BINARYEN: &str = "132.0.0";
+
+fn home() -> PathBuf {
+    env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+}
+
+fn cargo_bin() -> PathBuf {
+    env::var_os("CARGO_HOME").map_or_else(|| home().join(".cargo"), PathBuf::from).join("bin")
+}
+
+fn binaryen_dir() -> PathBuf {
+    env::var_os("VIDEOSTORE_TOOLS_DIR")
+        .map_or_else(|| home().join(".cache/videostore-tools"), PathBuf::from)
+        .join("binaryen")
+}
+
+/// PATH with the pinned tools first.
+pub(crate) fn path_with_tools() -> OsString {
+    let mut paths = vec![binaryen_dir().join("node_modules/.bin"), cargo_bin()];
+    if let Some(path) = env::var_os("PATH") {
+        paths.extend(env::split_paths(&path));
+    }
+    env::join_paths(paths).expect("PATH entries are valid")
+}
+
+/// What `program --version` prints, if it runs.
+fn version_of(program: &str) -> Option<String> {
+    let output =
+        Command::new(program).arg("--version").env("PATH", path_with_tools()).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The wasm-bindgen version Cargo.lock resolved, which the CLI must match exactly.
+fn locked_wasm_bindgen() -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|e| format!("Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == r#"name = "wasm-bindgen""# {
+            if let Some(version) = lines.next().and_then(|l| l.trim().strip_prefix("version = ")) {
+                return Ok(version.trim_matches('"').to_owned());
+            }
+        }
+    }
+    Err("Cargo.lock has no wasm-bindgen".into())
+}
+
+fn ensure_wasm_target() -> Result {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup: {e}"))?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t.trim() == "wasm32-unknown-unknown")
+    {
+        return Ok(());
+    }
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", "wasm32-unknown-unknown"]);
+    run(add, "rustup target add wasm32-unknown-unknown")
+}
+
+fn ensure_cargo_tool(program: &str, version: &str, install: &[&str]) -> Result {
+    if version_of(program).is_some_and(|found| found.split_whitespace().any(|word| word == version))
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {program} {version} (once; this takes several minutes)");
+    let mut command = cargo();
+    command.args(install);
+    run(command, &format!("cargo install {program}"))
+}
+
+fn ensure_binaryen() -> Result {
+    let wanted = format!("version_{}", BINARYEN.split('.').next().unwrap_or_default());
+    if version_of("wasm-opt").is_some_and(|found| found.contains(&wanted)) {
+        return Ok(());
+    }
+    let dir = binaryen_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    eprintln!("xtask: installing wasm-opt (npm binaryen@{BINARYEN}) into {}", dir.display());
+    let mut npm = Command::new("npm");
+    npm.args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .arg(format!("binaryen@{BINARYEN}"));
+    run(npm, "npm install binaryen")
+}
+
+fn ensure_chromium() -> Result {
+    let present = |path: &str| std::path::Path::new(path).exists();
+    if present("/usr/bin/chromium") && present("/usr/bin/chromedriver") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian's chromium and chromium-driver for the browser tests");
+    let mut update = Command::new("apt-get");
+    update.arg("update").arg("-qq");
+    run(update, "apt-get update")?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-qq", "chromium", "chromium-driver"])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run(install, "apt-get install chromium chromium-driver")
+}
+
+/// Installs whatever is missing; with `browser`, Chromium and ChromeDriver too.
+pub(crate) fn ensure(browser: bool) -> Result {
+    ensure_wasm_target()?;
+    let wasm_bindgen = locked_wasm_bindgen()?;
+    let trunk_toml = std::fs::read_to_string(root().join("Trunk.toml"))
+        .map_err(|e| format!("Trunk.toml: {e}"))?;
+    if !trunk_toml.contains(&format!(r#"wasm_bindgen = "{wasm_bindgen}""#)) {
+        return Err(format!(
+            "Trunk.toml must pin wasm_bindgen = \"{wasm_bindgen}\", the version in Cargo.lock"
+        ));
+    }
+    ensure_cargo_tool("trunk", TRUNK, &["install", "trunk", "--version", TRUNK, "--locked"])?;
+    // Without --locked: a dependency locked by wasm-bindgen-cli is missing from the registry.
+    ensure_cargo_tool(
+        "wasm-bindgen",
+        &wasm_bindgen,
+        &["install", "wasm-bindgen-cli", "--version", &wasm_bindgen],
+    )?;
+    ensure_binaryen()?;
+    if browser {
+        ensure_chromium()?;
+    }
+    Ok(())
+}
+
+/// `trunk build --release`: the browser app into `dist/`.
+pub(crate) fn build_web() -> Result {
+    let mut trunk = Command::new("trunk");
+    trunk
+        .args(["build", "--release"])
+        .current_dir(root())
+        .env("PATH", path_with_tools())
+        // trunk must use the tools pinned above, never download its own.
+        .env("TRUNK_OFFLINE", "true");
+    run(trunk, "trunk build --release")
+}
