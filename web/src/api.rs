@@ -317,6 +317,53 @@ impl Api {
         Ok(rentals)
     }
 
+    /// Staff: adds a film.
+    pub(crate) async fn create_movie(&self, movie: cat::Movie) -> Result<cat::Movie, ApiError> {
+        let request = authed(
+            cat::CreateMovieRequest {
+                movie: Some(movie),
+                request_id: uuid::Uuid::new_v4().to_string(),
+            },
+            &self.current_session(),
+        )?;
+        Ok(self.catalogue().create_movie(request).await?.into_inner())
+    }
+
+    /// One film.
+    pub(crate) async fn movie(&self, id: i64) -> Result<cat::Movie, ApiError> {
+        Ok(self.catalogue().get_movie(cat::GetMovieRequest { id }).await?.into_inner())
+    }
+
+    /// Staff: replaces a film's writable fields.
+    pub(crate) async fn update_movie(&self, movie: cat::Movie) -> Result<cat::Movie, ApiError> {
+        let request = authed(
+            cat::UpdateMovieRequest { movie: Some(movie), update_mask: None },
+            &self.current_session(),
+        )?;
+        Ok(self.catalogue().update_movie(request).await?.into_inner())
+    }
+
+    /// Staff: sets copies owned and prices.
+    pub(crate) async fn set_inventory(
+        &self,
+        request: stock::SetInventoryRequest,
+    ) -> Result<stock::Availability, ApiError> {
+        let request = authed(request, &self.current_session())?;
+        Ok(self.stock().set_inventory(request).await?.into_inner())
+    }
+
+    /// The stock of one film.
+    pub(crate) async fn availability(
+        &self,
+        movie_id: i64,
+    ) -> Result<stock::Availability, ApiError> {
+        Ok(self
+            .stock()
+            .get_availability(stock::GetAvailabilityRequest { movie_id })
+            .await?
+            .into_inner())
+    }
+
     /// Opens the live availability stream for `movie_ids`.
     pub(crate) async fn watch(
         &self,

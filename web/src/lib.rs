@@ -5,7 +5,7 @@
 //! - [`App`]: the router and the shared state (API clients, session, live stock).
 //! - `api`: every call the app makes, and errors as human messages.
 //! - `live`: one live availability stream for all the films on screen.
-//! - `pages/`: store front, film page, account, my rentals.
+//! - `pages/`: store front, film page, account, my rentals, staff.
 //! - `components/`: the availability badge and status messages.
 
 // `#[component]` makes public prop structs for crate-private components.
@@ -49,6 +49,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/movies/:id") view=pages::movie::MoviePage/>
                     <Route path=path!("/account") view=pages::account::Account/>
                     <Route path=path!("/rentals") view=pages::rentals::Rentals/>
+                    <Route path=path!("/staff") view=pages::staff::Staff/>
                 </Routes>
             </main>
         </Router>
@@ -72,6 +73,7 @@ fn Header() -> impl IntoView {
             <nav aria-label="Main">
                 <a href="/">"Films"</a>
                 <a href="/rentals">"My rentals"</a>
+                {move || session.get().is_some_and(|s| s.staff).then(|| view! { <a href="/staff">"Staff"</a> })}
                 <a href="/account">
                     {move || match session.get() {
                         Some(s) => format!("{} (account)", s.name),

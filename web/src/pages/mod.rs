@@ -3,4 +3,5 @@
 pub(crate) mod account;
 pub(crate) mod movie;
 pub(crate) mod rentals;
+pub(crate) mod staff;
 pub(crate) mod storefront;

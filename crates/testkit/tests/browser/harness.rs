@@ -85,7 +85,7 @@ impl Drop for Browser {
     }
 }
 
-/// Polls `check` every 50 ms until it holds; fails the test after 15 s.
+/// Polls `check` every 10 ms until it holds; fails the test after 15 s.
 pub(crate) async fn wait_for<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -94,7 +94,7 @@ where
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !check().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -152,4 +152,24 @@ pub(crate) async fn screenshot(page: &Client, name: &str) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// Signs in through the account page.
+pub(crate) async fn sign_in(page: &Client, base: &str, email: &str, password: &str) {
+    page.goto(&format!("{base}/account")).await.unwrap();
+    page.wait()
+        .for_element(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys(email)
+        .await
+        .unwrap();
+    page.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    page.find(Locator::Css("button[name=sign-in]")).await.unwrap().click().await.unwrap();
+    page.wait().for_element(Locator::Css("button[name=sign-out]")).await.unwrap();
 }
