@@ -91,7 +91,11 @@ impl From<Status> for ApiError {
             }
             Code::DeadlineExceeded => "The shop took too long to answer. Try again.".to_owned(),
             Code::Internal => "Something went wrong on our side. Try again.".to_owned(),
-            _ => status.message().to_owned(),
+            _ if !status.message().is_empty() => status.message().to_owned(),
+            Code::NotFound => "Not found.".to_owned(),
+            Code::InvalidArgument => "Please check what you entered.".to_owned(),
+            Code::AlreadyExists => "That exists already.".to_owned(),
+            _ => format!("The request failed ({:?}). Try again.", status.code()),
         };
         Self { code: status.code(), message }
     }
@@ -334,10 +338,16 @@ impl Api {
         Ok(self.catalogue().get_movie(cat::GetMovieRequest { id }).await?.into_inner())
     }
 
-    /// Staff: replaces a film's writable fields.
-    pub(crate) async fn update_movie(&self, movie: cat::Movie) -> Result<cat::Movie, ApiError> {
+    /// Staff: changes the named fields of a film (others, like its external key, stay).
+    pub(crate) async fn update_movie(
+        &self,
+        movie: cat::Movie,
+        fields: &[&str],
+    ) -> Result<cat::Movie, ApiError> {
+        let paths = fields.iter().map(|field| (*field).to_owned()).collect();
+        let update_mask = Some(prost_types::FieldMask { paths });
         let request = authed(
-            cat::UpdateMovieRequest { movie: Some(movie), update_mask: None },
+            cat::UpdateMovieRequest { movie: Some(movie), update_mask },
             &self.current_session(),
         )?;
         Ok(self.catalogue().update_movie(request).await?.into_inner())

@@ -23,6 +23,9 @@ fn home() -> PathBuf {
 }
 
 fn cargo_bin() -> PathBuf {
+    if let Some(root) = env::var_os("CARGO_INSTALL_ROOT") {
+        return PathBuf::from(root).join("bin");
+    }
     env::var_os("CARGO_HOME").map_or_else(|| home().join(".cargo"), PathBuf::from).join("bin")
 }
 
@@ -41,10 +44,22 @@ pub(crate) fn path_with_tools() -> OsString {
     env::join_paths(paths).expect("PATH entries are valid")
 }
 
+/// `name` as found on [`path_with_tools`], so a tool installed a moment ago is found even when
+/// the caller's PATH lacks its folder.
+fn program(name: &str) -> PathBuf {
+    env::split_paths(&path_with_tools())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 /// What `program --version` prints, if it runs.
-fn version_of(program: &str) -> Option<String> {
-    let output =
-        Command::new(program).arg("--version").env("PATH", path_with_tools()).output().ok()?;
+fn version_of(name: &str) -> Option<String> {
+    let output = Command::new(program(name))
+        .arg("--version")
+        .env("PATH", path_with_tools())
+        .output()
+        .ok()?;
     output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
@@ -95,14 +110,31 @@ fn ensure_binaryen() -> Result {
     if version_of("wasm-opt").is_some_and(|found| found.contains(&wanted)) {
         return Ok(());
     }
+    if version_of("npm").is_none() {
+        // binaryen's npm package needs Node.js to install and to run wasm-opt.
+        apt_install(&["nodejs", "npm"])?;
+    }
     let dir = binaryen_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     eprintln!("xtask: installing wasm-opt (npm binaryen@{BINARYEN}) into {}", dir.display());
-    let mut npm = Command::new("npm");
+    let mut npm = Command::new(program("npm"));
     npm.args(["install", "--no-audit", "--no-fund", "--prefix"])
         .arg(&dir)
         .arg(format!("binaryen@{BINARYEN}"));
     run(npm, "npm install binaryen")
+}
+
+/// Installs Debian packages (the machines run as root; elsewhere, say what to install).
+fn apt_install(packages: &[&str]) -> Result {
+    eprintln!("xtask: installing Debian packages {}", packages.join(" "));
+    let mut update = Command::new("apt-get");
+    update.arg("update").arg("-qq");
+    run(update, "apt-get update").map_err(|e| {
+        format!("{e}: install {} yourself (as root: apt-get install {0})", packages.join(" "))
+    })?;
+    let mut install = Command::new("apt-get");
+    install.args(["install", "-y", "-qq"]).args(packages).env("DEBIAN_FRONTEND", "noninteractive");
+    run(install, &format!("apt-get install {}", packages.join(" ")))
 }
 
 fn ensure_chromium() -> Result {
@@ -110,15 +142,7 @@ fn ensure_chromium() -> Result {
     if present("/usr/bin/chromium") && present("/usr/bin/chromedriver") {
         return Ok(());
     }
-    eprintln!("xtask: installing Debian's chromium and chromium-driver for the browser tests");
-    let mut update = Command::new("apt-get");
-    update.arg("update").arg("-qq");
-    run(update, "apt-get update")?;
-    let mut install = Command::new("apt-get");
-    install
-        .args(["install", "-y", "-qq", "chromium", "chromium-driver"])
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    run(install, "apt-get install chromium chromium-driver")
+    apt_install(&["chromium", "chromium-driver"])
 }
 
 /// Installs whatever is missing; with `browser`, Chromium and ChromeDriver too.
@@ -148,12 +172,7 @@ pub(crate) fn ensure(browser: bool) -> Result {
 
 /// `trunk build --release`: the browser app into `dist/`.
 pub(crate) fn build_web() -> Result {
-    let mut trunk = Command::new("trunk");
-    trunk
-        .args(["build", "--release"])
-        .current_dir(root())
-        .env("PATH", path_with_tools())
-        // trunk must use the tools pinned above, never download its own.
-        .env("TRUNK_OFFLINE", "true");
+    let mut trunk = Command::new(program("trunk"));
+    trunk.args(["build", "--release"]).current_dir(root()).env("PATH", path_with_tools());
     run(trunk, "trunk build --release")
 }

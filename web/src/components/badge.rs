@@ -18,15 +18,26 @@ fn describe(availability: Option<&Availability>) -> (&'static str, String) {
 
 /// A film's availability, updating live.
 #[component]
-pub(crate) fn AvailabilityBadge(movie_id: i64, initial: Option<Availability>) -> impl IntoView {
+pub(crate) fn AvailabilityBadge(
+    movie_id: i64,
+    initial: Option<Availability>,
+    /// Announce changes to screen readers (the film page's main badge only, not every card).
+    #[prop(optional)]
+    announce: bool,
+) -> impl IntoView {
     let live = expect_context::<Live>();
-    let current = Signal::derive(move || live.get(movie_id).or_else(|| initial.clone()));
+    // The newer of what the page loaded and what the live stream sent.
+    let current = Signal::derive(move || match (live.get(movie_id), initial.clone()) {
+        (Some(streamed), Some(loaded)) if loaded.version > streamed.version => Some(loaded),
+        (Some(streamed), _) => Some(streamed),
+        (None, loaded) => loaded,
+    });
     view! {
         <span
             class=move || format!("badge {}", describe(current.get().as_ref()).0)
             data-movie-id=movie_id
+            aria-live=announce.then_some("polite")
             data-available=move || current.get().map(|a| a.copies_available.to_string()).unwrap_or_default()
-            aria-live="polite"
         >
             {move || describe(current.get().as_ref()).1}
         </span>

@@ -44,7 +44,12 @@ pub(crate) fn MoviePage() -> impl IntoView {
             page.set(Load::Loading);
             let api = api.clone();
             spawn_local(async move {
-                match api.movie_page(id).await {
+                let loaded = api.movie_page(id).await;
+                // A newer film was asked for meanwhile (a related-film link): drop this one.
+                if movie_id.try_get_untracked().flatten() != Some(id) {
+                    return;
+                }
+                match loaded {
                     Ok(loaded) => {
                         let mut ids = vec![id];
                         ids.extend(loaded.related.iter().map(|m| m.id));
@@ -75,12 +80,15 @@ fn Details(page: Page) -> impl IntoView {
     let id = movie.id;
     let stock = page.stock.unwrap_or_default();
     let initial = stock.availability.clone();
-    let known = stock.known;
     let current = {
         let initial = initial.clone();
         move || live.get(id).or_else(|| initial.clone())
     };
-    let days = RwSignal::new(3i32);
+    // The days field as typed; the number is read from it (never rewritten while typing).
+    let days_text = RwSignal::new("3".to_owned());
+    let days = Memo::new(move |_| {
+        days_text.with(|text| text.trim().parse::<i32>().ok().filter(|d| (1..=90).contains(d)))
+    });
     let pending = RwSignal::new(Pending::Nothing);
     let outcome = RwSignal::new(None::<Result<String, String>>);
     let busy = RwSignal::new(false);
@@ -102,6 +110,9 @@ fn Details(page: Page) -> impl IntoView {
         let api = api.clone();
         move |_| {
             let action = pending.get_untracked();
+            if action == Pending::Nothing || busy.get_untracked() {
+                return; // A second click on Confirm.
+            }
             pending.set(Pending::Nothing);
             busy.set(true);
             outcome.set(None);
@@ -156,8 +167,11 @@ fn Details(page: Page) -> impl IntoView {
                 </ul>
             </div>
             <aside aria-label="Rent or buy">
-                <AvailabilityBadge movie_id=id initial=initial.clone()/>
-                {(!known).then(|| view! { <p class="status error" role="alert">"Stock service unavailable: availability and prices are unknown right now."</p> })}
+                <AvailabilityBadge movie_id=id initial=initial.clone() announce=true/>
+                {
+                    let current = current.clone();
+                    move || current().is_none().then(|| view! { <p class="status error" role="alert">"Stock service unavailable: availability and prices are unknown right now."</p> })
+                }
                 <p>{
                     let rent_price = rent_price.clone();
                     move || format!("Rent: {} per day", money::format(rent_price().as_ref()))
@@ -173,28 +187,33 @@ fn Details(page: Page) -> impl IntoView {
                     <label>
                         "Days"
                         <input type="number" name="days" min="1" max="90"
-                            prop:value=move || days.get().to_string()
-                            on:input=move |ev| days.set(event_target_value(&ev).parse().unwrap_or(1).clamp(1, 90)) />
+                            aria-invalid=move || days.get().is_none().then_some("true")
+                            prop:value=move || days_text.get()
+                            on:input=move |ev| days_text.set(event_target_value(&ev)) />
                     </label>
                     <button
                         name="rent"
                         disabled={
                             let available = available.clone();
-                            move || busy.get() || !available()
+                            move || busy.get() || !available() || days.get().is_none()
                         }
                         on:click={
                             let rent_price = rent_price.clone();
                             move |_| {
                                 if let Some(price) = rent_price() {
-                                    let days = days.get_untracked();
-                                    pending.set(Pending::Rent { days, total: money::times(&price, days) });
+                                    if let Some(days) = days.get_untracked() {
+                                        pending.set(Pending::Rent { days, total: money::times(&price, days) });
+                                    }
                                 }
                             }
                         }
                     >
                         {
                             let rent_price = rent_price.clone();
-                            move || format!("Rent for {} days — {}", days.get(), rent_price().map(|p| money::format(Some(&money::times(&p, days.get())))).unwrap_or_default())
+                            move || match days.get() {
+                                Some(days) => format!("Rent for {days} days — {}", rent_price().map(|p| money::format(Some(&money::times(&p, days)))).unwrap_or_default()),
+                                None => "Rent: choose 1 to 90 days".to_owned(),
+                            }
                         }
                     </button>
                     <button

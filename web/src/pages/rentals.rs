@@ -28,6 +28,7 @@ pub(crate) fn Rentals() -> impl IntoView {
     let rentals = RwSignal::new(Load::<Vec<Rental>>::Loading);
     let titles = RwSignal::new(HashMap::<i64, String>::new());
     let notice = RwSignal::new(None::<Result<String, String>>);
+    let returning = RwSignal::new(false);
 
     let load = {
         let api = api.clone();
@@ -65,6 +66,10 @@ pub(crate) fn Rentals() -> impl IntoView {
     }
 
     let return_rental = move |rental_id: i64| {
+        if returning.get_untracked() {
+            return;
+        }
+        returning.set(true);
         let api = api.clone();
         let load = load.clone();
         spawn_local(async move {
@@ -82,6 +87,7 @@ pub(crate) fn Rentals() -> impl IntoView {
                 }
                 Err(error) => notice.set(Some(Err(error.message))),
             }
+            returning.set(false);
         });
     };
 
@@ -100,7 +106,7 @@ pub(crate) fn Rentals() -> impl IntoView {
                 let return_rental = return_rental.clone();
                 view! {
                     <table class="rentals">
-                        <thead><tr><th>"Film"</th><th>"Rented"</th><th>"Due"</th><th>"Price"</th><th>"State"</th><th>"Late fee"</th><th></th></tr></thead>
+                        <thead><tr><th>"Film"</th><th>"Rented"</th><th>"Due"</th><th>"Price"</th><th>"State"</th><th>"Late fee"</th><th><span class="visually-hidden">"Action"</span></th></tr></thead>
                         <tbody>
                             {list.into_iter().map(|rental| {
                                 let open = rental.state == RentalState::Open as i32;
@@ -118,7 +124,11 @@ pub(crate) fn Rentals() -> impl IntoView {
                                         <td>{money::format(rental.price.as_ref())}</td>
                                         <td>{if overdue { "Overdue".to_owned() } else if open { "Open".to_owned() } else { format!("Returned {}", time::date(rental.returned_at.as_ref())) }}</td>
                                         <td>{rental.late_fee.as_ref().filter(|f| f.minor_units > 0).map(|f| money::format(Some(f))).unwrap_or_else(|| "—".into())}</td>
-                                        <td>{open.then(|| view! { <button name="return" on:click=move |_| return_rental(id)>"Return"</button> })}</td>
+                                        <td>{open.then(|| view! {
+                                            <button name="return" disabled=move || returning.get()
+                                                aria-label=move || format!("Return {}", titles.with(|t| t.get(&movie_id).cloned()).unwrap_or_else(|| format!("film {movie_id}")))
+                                                on:click=move |_| return_rental(id)>"Return"</button>
+                                        })}</td>
                                     </tr>
                                 }
                             }).collect_view()}

@@ -211,7 +211,17 @@ fn EditFilm() -> impl IntoView {
         };
         let api = api.clone();
         spawn_local(async move {
-            outcome.set(Some(match api.update_movie(movie).await {
+            let fields = [
+                "title",
+                "release_year",
+                "genres",
+                "runtime_minutes",
+                "director",
+                "rating",
+                "synopsis",
+                "audience_rating",
+            ];
+            outcome.set(Some(match api.update_movie(movie, &fields).await {
                 Ok(saved) => Ok(format!("Saved “{}”.", saved.title)),
                 Err(error) => Err(error.message),
             }));

@@ -41,8 +41,14 @@ pub(crate) fn Storefront() -> impl IntoView {
         });
     }
 
-    // Load the page whenever the URL's query changes; a newer query aborts the older call.
+    // Load the page whenever the URL's query changes; a newer query aborts the older call, and
+    // so does leaving the page.
     let in_flight = StoredValue::new(None::<AbortHandle>);
+    on_cleanup(move || {
+        if let Some(Some(call)) = in_flight.try_get_value() {
+            call.abort();
+        }
+    });
     Effect::new(move |_| {
         let query = query.get();
         let api = api.clone();
@@ -81,21 +87,40 @@ pub(crate) fn Storefront() -> impl IntoView {
         );
     };
 
-    // The search box updates the URL after a pause in typing.
+    // The search box updates the URL after a pause in typing. The pending update is dropped if
+    // the page goes away first, and the box follows the URL on back/forward.
     let typed = RwSignal::new(query.get_untracked().text);
-    let typing = StoredValue::new(0u64);
+    Effect::new(move |_| {
+        let text = query.get().text;
+        if typed.get_untracked() != text {
+            typed.set(text);
+        }
+    });
+    let typing = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let typing = typing.clone();
+        on_cleanup(move || {
+            typing.store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
     let on_search = {
         let go = go.clone();
         move |text: String| {
+            use std::sync::atomic::Ordering;
             typed.set(text.clone());
-            let generation = typing.get_value() + 1;
-            typing.set_value(generation);
+            let generation = typing.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+            if generation == u64::MAX {
+                return; // The page is gone.
+            }
             let go = go.clone();
+            let typing = typing.clone();
             spawn_local(async move {
                 gloo_timers::future::TimeoutFuture::new(DEBOUNCE_MS).await;
-                if typing.get_value() == generation {
-                    let next = StorefrontQuery { text, ..query.get_untracked() }.first_page();
-                    go(next, true);
+                if typing.load(Ordering::SeqCst) != generation {
+                    return; // More typing since, or the page is gone.
+                }
+                if let Some(current) = query.try_get_untracked() {
+                    go(StorefrontQuery { text, ..current }.first_page(), true);
                 }
             });
         }
@@ -199,12 +224,14 @@ pub(crate) fn Storefront() -> impl IntoView {
             Load::Failed(message) => view! { <ErrorMessage message/> }.into_any(),
             Load::Ready(page) => {
                 let count = page.total_size;
+                let stock_down = page.items.iter().any(|item| item.stock.as_ref().is_none_or(|s| !s.known));
                 let next = (!page.next_page_token.is_empty())
                     .then(|| StorefrontQuery { page: page.next_page_token.clone(), ..query.get_untracked() }.to_query_string());
                 let first = (!query.get_untracked().page.is_empty())
                     .then(|| query.get_untracked().first_page().to_query_string());
                 view! {
                     <p class="meta" role="status">{format!("{count} films")}</p>
+                    {stock_down.then(|| view! { <p class="status error" role="alert">"Stock service unavailable: availability is unknown right now."</p> })}
                     <ul class="grid" aria-label="Films">
                         {page.items.into_iter().filter_map(|item| {
                             let movie = item.movie?;

@@ -336,6 +336,10 @@ async fn with_stock_down_the_page_says_so_and_recovers() {
             || harness::text_of(&page, "aside .badge").await.contains("Last copy")
     })
     .await;
+    wait_for("the unavailable notice to go", || async {
+        harness::text_of(&page, "aside [role=alert]").await.is_empty()
+    })
+    .await;
     browser.stop();
     store.stop().await;
 }
