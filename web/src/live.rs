@@ -91,6 +91,7 @@ async fn sleep_or_change(millis: u32, changes: &mut mpsc::UnboundedReceiver<()>)
 async fn run(api: Api, live: Live, mut changes: mpsc::UnboundedReceiver<()>) {
     const FIRST_RETRY_MS: u32 = 500;
     const MAX_RETRY_MS: u32 = 8_000;
+    const SILENCE_MS: u32 = 40_000;
     let mut retry = FIRST_RETRY_MS;
     loop {
         // Coalesce bursts of changes to the set into one re-open.
@@ -128,7 +129,18 @@ async fn run(api: Api, live: Live, mut changes: mpsc::UnboundedReceiver<()>) {
         live.state.set(LiveState::Live);
         retry = FIRST_RETRY_MS;
         loop {
-            let next = stream.message().fuse();
+            // The server sends a heartbeat every 15 s; silence for much longer means the
+            // connection died without closing (a sleeping laptop, a dropped network).
+            let next = async {
+                let message = stream.message().fuse();
+                let silence = gloo_timers::future::TimeoutFuture::new(SILENCE_MS).fuse();
+                futures::pin_mut!(message, silence);
+                futures::select! {
+                    message = message => message.map_err(|_| ()),
+                    _ = silence => Err(()),
+                }
+            }
+            .fuse();
             let change = changes.next().fuse();
             futures::pin_mut!(next, change);
             let dropped = futures::select! {
@@ -137,7 +149,7 @@ async fn run(api: Api, live: Live, mut changes: mpsc::UnboundedReceiver<()>) {
                         live.apply(message);
                         false
                     }
-                    Ok(None) | Err(_) => true,
+                    Ok(None) | Err(()) => true,
                 },
                 _ = change => break, // Re-open with the new set (dropping this fetch aborts it).
             };

@@ -76,10 +76,19 @@ pub struct TestStore {
     pub aggregator: Service,
     /// Where stock listened last; a restart reuses it so the aggregator finds it again.
     stock_addr: SocketAddr,
+    heartbeat_ms: u64,
     stock_store: Option<Arc<dyn stock::store::StockStore>>,
 }
 
-fn stock_config(data: &std::path::Path, secret: &str, listen: SocketAddr) -> stock::config::Config {
+/// The production heartbeat; tests that need a quicker one say so.
+const HEARTBEAT_MS: u64 = 15_000;
+
+fn stock_config(
+    data: &std::path::Path,
+    secret: &str,
+    listen: SocketAddr,
+    heartbeat_ms: u64,
+) -> stock::config::Config {
     stock::config::Config {
         listen,
         data_dir: data.to_path_buf(),
@@ -90,6 +99,7 @@ fn stock_config(data: &std::path::Path, secret: &str, listen: SocketAddr) -> sto
         seed: true,
         staff_email: Some(STAFF_EMAIL.into()),
         staff_password: Some(STAFF_PASSWORD.into()),
+        watch_heartbeat_ms: heartbeat_ms,
     }
 }
 
@@ -98,10 +108,11 @@ async fn spawn_stock(
     secret: &str,
     listen: SocketAddr,
     clock: Arc<ManualClock>,
+    heartbeat_ms: u64,
 ) -> (Service, Arc<dyn stock::store::StockStore>) {
     let shutdown = CancellationToken::new();
     let app = stock::startup::Application::build(
-        stock_config(data, secret, listen),
+        stock_config(data, secret, listen, heartbeat_ms),
         clock,
         shutdown.clone(),
     )
@@ -122,15 +133,25 @@ impl TestStore {
     /// Like [`TestStore::start`], with the stock service's clock starting at `clock_start`
     /// (e.g. days in the past, to make rentals overdue by the wall clock).
     pub async fn start_at(clock_start: SystemTime) -> Self {
-        Self::start_full(Duration::from_millis(300), clock_start).await
+        Self::start_full(Duration::from_millis(300), clock_start, HEARTBEAT_MS).await
+    }
+
+    /// Like [`TestStore::start`], with idle watch streams sending a heartbeat this often.
+    pub async fn start_with_heartbeat(every: Duration) -> Self {
+        Self::start_full(Duration::from_millis(300), SystemTime::now(), every.as_millis() as u64)
+            .await
     }
 
     /// Like [`TestStore::start`], with the aggregator's stock timeout set.
     pub async fn start_with(stock_timeout: Duration) -> Self {
-        Self::start_full(stock_timeout, SystemTime::now()).await
+        Self::start_full(stock_timeout, SystemTime::now(), HEARTBEAT_MS).await
     }
 
-    async fn start_full(stock_timeout: Duration, clock_start: SystemTime) -> Self {
+    async fn start_full(
+        stock_timeout: Duration,
+        clock_start: SystemTime,
+        heartbeat_ms: u64,
+    ) -> Self {
         // Logs only on request (TEST_LOG=1), so a failing test's output stays readable.
         if std::env::var_os("TEST_LOG").is_some() {
             videostore_kit::telemetry::init("tests");
@@ -143,13 +164,19 @@ impl TestStore {
         };
         let catalogue = Self::spawn_catalogue(dir.path().to_path_buf(), &secret).await;
         let clock = Arc::new(ManualClock::new(clock_start));
-        let (stock, stock_store) =
-            spawn_stock(dir.path(), &secret, "127.0.0.1:0".parse().unwrap(), Arc::clone(&clock))
-                .await;
+        let (stock, stock_store) = spawn_stock(
+            dir.path(),
+            &secret,
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::clone(&clock),
+            heartbeat_ms,
+        )
+        .await;
         let aggregator =
             Self::spawn_aggregator(&catalogue.url(), &stock.url(), stock_timeout).await;
         Self {
             stock_addr: stock.addr,
+            heartbeat_ms,
             dir,
             secret,
             clock,
@@ -213,9 +240,14 @@ impl TestStore {
     /// Starts the stock service again on the same port and data folder.
     pub async fn start_stock(&mut self) {
         assert!(self.stock.is_none(), "stock is already running");
-        let (stock, store) =
-            spawn_stock(self.dir.path(), &self.secret, self.stock_addr, Arc::clone(&self.clock))
-                .await;
+        let (stock, store) = spawn_stock(
+            self.dir.path(),
+            &self.secret,
+            self.stock_addr,
+            Arc::clone(&self.clock),
+            self.heartbeat_ms,
+        )
+        .await;
         self.stock = Some(stock);
         self.stock_store = Some(store);
     }

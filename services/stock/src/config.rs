@@ -32,6 +32,9 @@ pub struct Config {
         default_value = "http://localhost:8080,http://127.0.0.1:8080,http://localhost:8000,http://127.0.0.1:8000"
     )]
     pub cors_origins: String,
+    /// How often an idle WatchAvailability stream sends a heartbeat, in milliseconds.
+    #[arg(long, env = "STOCK_WATCH_HEARTBEAT_MS", default_value_t = 15_000)]
+    pub watch_heartbeat_ms: u64,
     /// Stock the sample films (ids 1 to 600) that are not stocked yet, on start.
     #[arg(long, env = "STOCK_SEED", default_value_t = true, action = clap::ArgAction::Set)]
     pub seed: bool,

@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) token_ttl: Duration,
     /// Cancelled at shutdown, so long streams end.
     pub(crate) shutdown: CancellationToken,
+    /// How often an idle watch stream sends a heartbeat.
+    pub(crate) heartbeat: Duration,
 }
 
 /// `videostore.stock.v1.StockService`.
@@ -438,7 +440,15 @@ async fn run_watch(
     let shutdown = &shared.shutdown;
     let mut versions: HashMap<MovieId, i64> = HashMap::new();
     let mut pending = first;
+    // An idle stream sends an empty message now and then, so clients can tell a quiet stream
+    // from a dead connection.
+    let every = shared.heartbeat;
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if !pending.is_empty() {
+            heartbeat.reset();
+        }
         for message in pending.drain(..) {
             if message.snapshot {
                 for availability in &message.availabilities {
@@ -454,6 +464,10 @@ async fn run_watch(
         }
         let received = tokio::select! {
             received = changes.recv() => received,
+            _ = heartbeat.tick() => {
+                pending.push(pb::WatchAvailabilityResponse { snapshot: false, availabilities: Vec::new() });
+                continue;
+            }
             () = shutdown.cancelled() => {
                 say_shutting_down(&sender);
                 return;

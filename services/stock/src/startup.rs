@@ -64,6 +64,7 @@ impl Application {
             clock,
             token_ttl: Duration::from_secs(config.token_ttl_minutes.max(1) * 60),
             shutdown: shutdown.clone(),
+            heartbeat: Duration::from_millis(config.watch_heartbeat_ms.max(10)),
         });
         let standard = StandardServices::new(&[
             "videostore.stock.v1.StockService",

@@ -225,3 +225,25 @@ async fn watchers_never_see_stock_go_backwards_under_concurrent_changes() {
     assert_eq!((now.copies_available, now.version), (10, version));
     store.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_watch_sends_heartbeats() {
+    let store = TestStore::start_with_heartbeat(Duration::from_millis(100)).await;
+    let mut watch = store
+        .stock_client()
+        .await
+        .watch_availability(pb::WatchAvailabilityRequest { movie_ids: vec![3] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(watch.next().await.unwrap().unwrap().snapshot);
+    for _ in 0..2 {
+        let beat = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(!beat.snapshot && beat.availabilities.is_empty(), "{beat:?}");
+    }
+    store.stop().await;
+}
