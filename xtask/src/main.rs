@@ -7,6 +7,8 @@
 //! - `tools`: installs the pinned tools only (wasm32 target, trunk, wasm-bindgen-cli, wasm-opt,
 //!   and with `--browser` Chromium and ChromeDriver). Fast when they are present.
 //! - `web`: builds the browser app (`trunk build --release`) into `dist/`.
+//! - `bench [--quick]`: builds the services in release and runs the benchmarks, writing
+//!   `target/bench/report.md` and `results.json`; `test` runs the quick mode as a smoke test.
 
 use std::{
     env,
@@ -31,8 +33,11 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("tools") => tools::ensure(args.iter().any(|a| a == "--browser")),
         Some("web") => tools::ensure(false).and_then(|()| tools::build_web()),
+        Some("bench") => bench(args.iter().any(|a| a == "--quick")),
         _ => {
-            eprintln!("usage: cargo xtask <up | test [cargo test args] | tools [--browser] | web>");
+            eprintln!(
+                "usage: cargo xtask <up | test [cargo test args] | bench [--quick] | tools [--browser] | web>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -71,6 +76,8 @@ fn test(extra: &[String]) -> Result {
     // transport code), and the tools and browser its tests need.
     tools::ensure(true)?;
     tools::build_web()?;
+    // The benchmark harness, once, in its quick mode: a smoke test that it still works.
+    bench(true)?;
 
     let mut command = cargo();
     // Unit and integration tests of every crate but the wasm-only app (its logic is tested
@@ -118,6 +125,38 @@ fn parse_test_result(line: &str) -> Option<(u64, u64)> {
             .and_then(|n| n.trim().parse().ok())
     };
     Some((count(" passed")?, count(" failed")?))
+}
+
+/// `cargo xtask bench [--quick]`: release builds, then the load generator in its own process.
+fn bench(quick: bool) -> Result {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "bench",
+        "-p",
+        "catalogue",
+        "-p",
+        "stock",
+        "-p",
+        "aggregator",
+    ]);
+    run(build, "building the benchmark and the services")?;
+    let bin = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("release");
+    let out = bin.parent().expect("target dir").join("bench");
+    let mut bench = Command::new(bin.join("bench"));
+    bench.arg("run").arg("--bin-dir").arg(&bin).arg("--out").arg(&out).current_dir(root());
+    if quick {
+        bench.arg("--quick");
+    }
+    run(bench, "the benchmark")?;
+    println!("{}", std::fs::read_to_string(out.join("report.md")).unwrap_or_default());
+    Ok(())
 }
 
 /// Where each service listens, from the same variables the services read.

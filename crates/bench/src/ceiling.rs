@@ -1,0 +1,104 @@
+//! The reference ceiling: a minimal tonic server answering `GetMovie` with one fixed film of
+//! the same size as a real one, and nothing else. Unary figures are reported as a ratio to it,
+//! so they hold on a noisy machine.
+
+use std::net::SocketAddr;
+
+use tonic::{Request, Response, Status, Streaming};
+use videostore_proto::catalogue::{
+    self as pb,
+    catalogue_service_server::{CatalogueService, CatalogueServiceServer},
+};
+
+struct Ceiling {
+    film: pb::Movie,
+}
+
+fn unimplemented<T>() -> Result<T, Status> {
+    Err(Status::unimplemented("the reference ceiling only answers GetMovie"))
+}
+
+type Stream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl CatalogueService for Ceiling {
+    async fn get_movie(
+        &self,
+        _: Request<pb::GetMovieRequest>,
+    ) -> Result<Response<pb::Movie>, Status> {
+        Ok(Response::new(self.film.clone()))
+    }
+    async fn get_movie_detail(
+        &self,
+        _: Request<pb::GetMovieDetailRequest>,
+    ) -> Result<Response<pb::MovieDetail>, Status> {
+        unimplemented()
+    }
+    async fn batch_get_movies(
+        &self,
+        _: Request<pb::BatchGetMoviesRequest>,
+    ) -> Result<Response<pb::BatchGetMoviesResponse>, Status> {
+        unimplemented()
+    }
+    async fn list_movies(
+        &self,
+        _: Request<pb::ListMoviesRequest>,
+    ) -> Result<Response<pb::ListMoviesResponse>, Status> {
+        unimplemented()
+    }
+    type StreamMoviesStream = Stream<pb::StreamMoviesResponse>;
+    async fn stream_movies(
+        &self,
+        _: Request<pb::StreamMoviesRequest>,
+    ) -> Result<Response<Self::StreamMoviesStream>, Status> {
+        unimplemented()
+    }
+    async fn import_movies(
+        &self,
+        _: Request<Streaming<pb::ImportMoviesRequest>>,
+    ) -> Result<Response<pb::ImportMoviesResponse>, Status> {
+        unimplemented()
+    }
+    type LookupMoviesStream = Stream<pb::LookupMoviesResponse>;
+    async fn lookup_movies(
+        &self,
+        _: Request<Streaming<pb::LookupMoviesRequest>>,
+    ) -> Result<Response<Self::LookupMoviesStream>, Status> {
+        unimplemented()
+    }
+    async fn create_movie(
+        &self,
+        _: Request<pb::CreateMovieRequest>,
+    ) -> Result<Response<pb::Movie>, Status> {
+        unimplemented()
+    }
+    async fn update_movie(
+        &self,
+        _: Request<pb::UpdateMovieRequest>,
+    ) -> Result<Response<pb::Movie>, Status> {
+        unimplemented()
+    }
+    async fn delete_movie(
+        &self,
+        _: Request<pb::DeleteMovieRequest>,
+    ) -> Result<Response<()>, Status> {
+        unimplemented()
+    }
+    async fn list_genres(
+        &self,
+        _: Request<pb::ListGenresRequest>,
+    ) -> Result<Response<pb::ListGenresResponse>, Status> {
+        unimplemented()
+    }
+}
+
+/// Serves the ceiling on `listen` until the process is killed.
+pub(crate) async fn serve(listen: SocketAddr, film: pb::Movie) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(CatalogueServiceServer::new(Ceiling { film }))
+        .serve_with_incoming(incoming)
+        .await?;
+    Ok(())
+}

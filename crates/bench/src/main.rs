@@ -1,0 +1,344 @@
+//! `bench`: the video store's benchmark harness (run it through `cargo xtask bench [--quick]`).
+//!
+//! It starts the real services from their release binaries on free local ports over a fresh
+//! database, plus a reference ceiling server, drives load at them from this process, checks the
+//! rental invariant afterwards, and writes `report.md` and `results.json`.
+//!
+//! Scenarios so far: unary throughput and latency (GetMovie direct, GetMoviePage through the
+//! aggregator, the REST facade) at several concurrencies as a ratio to the ceiling; committed
+//! rent+return pairs per second with 64 customers; resident memory idle and at peak.
+
+mod ceiling;
+mod load;
+mod report;
+mod services;
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use tonic::{Request, transport::Channel};
+use videostore_proto::{
+    aggregator::{GetMoviePageRequest, storefront_service_client::StorefrontServiceClient},
+    catalogue::{GetMovieRequest, catalogue_service_client::CatalogueServiceClient},
+    stock::{
+        self, account_service_client::AccountServiceClient,
+        stock_service_client::StockServiceClient,
+    },
+};
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Benchmarks of the video store's real services")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the benchmarks.
+    Run {
+        /// A 1–2 minute smoke run instead of the full one.
+        #[arg(long)]
+        quick: bool,
+        /// Where report.md and results.json go.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+        /// Folder of the release binaries (catalogue, stock, aggregator, bench).
+        #[arg(long, default_value = "target/release")]
+        bin_dir: PathBuf,
+    },
+    /// Serves the reference ceiling (started by `run`).
+    Ceiling {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// The film to answer with, protobuf-encoded.
+        #[arg(long)]
+        film: PathBuf,
+    },
+}
+
+/// One unary target at one concurrency.
+#[derive(Debug, Clone, Serialize)]
+struct UnaryResult {
+    target: &'static str,
+    #[serde(flatten)]
+    measured: load::Measured,
+    /// Throughput as a fraction of the ceiling's at the same concurrency.
+    throughput_vs_ceiling: f64,
+    /// p99 as a multiple of the ceiling's p99 at the same concurrency.
+    p99_vs_ceiling: f64,
+}
+
+/// The rentals scenario.
+#[derive(Debug, Clone, Serialize)]
+struct RentalsResult {
+    customers: usize,
+    seconds: f64,
+    pairs: u64,
+    pairs_per_second: f64,
+    failed_calls: u64,
+    sold_out_refusals: u64,
+    invariant_holds: bool,
+    open_rentals_left: i64,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+struct Results {
+    mode: &'static str,
+    machine: String,
+    unary: Vec<UnaryResult>,
+    rentals: RentalsResult,
+    memory: Vec<services::Memory>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Ceiling { listen, film } => {
+            let film = prost::Message::decode(std::fs::read(film)?.as_slice())?;
+            ceiling::serve(listen, film).await
+        }
+        Command::Run { quick, out, bin_dir } => run(quick, out, bin_dir).await,
+    }
+}
+
+async fn channels(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::with_capacity(count);
+    for _ in 0..count {
+        channels.push(
+            Channel::from_shared(format!("http://{addr}"))?.tcp_nodelay(true).connect().await?,
+        );
+    }
+    Ok(channels)
+}
+
+async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> {
+    let (concurrencies, seconds, rental_seconds): (&[usize], u64, u64) =
+        if quick { (&[1, 64], 2, 3) } else { (&[1, 16, 64, 256], 8, 15) };
+    let duration = Duration::from_secs(seconds);
+    let mut running = services::Running::start(&bin_dir).await?;
+    eprintln!("bench: services up; measuring idle memory");
+    let idle = running.memory("idle")?;
+
+    // Unary throughput and latency, as a ratio to the ceiling at the same concurrency.
+    const CONNECTIONS: usize = 4;
+    let ceiling = channels(running.ceiling, CONNECTIONS).await?;
+    let catalogue = channels(running.catalogue, CONNECTIONS).await?;
+    let aggregator = channels(running.aggregator, CONNECTIONS).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
+    let rest_base = format!("http://{}", running.aggregator);
+    let mut unary = Vec::new();
+    for &concurrency in concurrencies {
+        eprintln!("bench: unary at concurrency {concurrency}");
+        let get_movie = |pool: Vec<Channel>| {
+            move |worker: usize| {
+                let mut client = CatalogueServiceClient::new(pool[worker % pool.len()].clone());
+                async move {
+                    let id = 1 + (rand::random::<u32>() % 600) as i64;
+                    client.get_movie(GetMovieRequest { id }).await.is_ok()
+                }
+            }
+        };
+        let reference = load::run(concurrency, duration, get_movie(ceiling.clone())).await;
+        let direct = load::run(concurrency, duration, get_movie(catalogue.clone())).await;
+        let pool = aggregator.clone();
+        let page = load::run(concurrency, duration, move |worker| {
+            let mut client = StorefrontServiceClient::new(pool[worker % pool.len()].clone());
+            async move {
+                let movie_id = 1 + (rand::random::<u32>() % 600) as i64;
+                let mut request = Request::new(GetMoviePageRequest { movie_id, related_limit: 6 });
+                request.set_timeout(Duration::from_secs(5));
+                client.get_movie_page(request).await.is_ok_and(|page| {
+                    page.get_ref().stock.as_ref().is_some_and(|stock| stock.known)
+                })
+            }
+        })
+        .await;
+        let (http, base) = (http.clone(), rest_base.clone());
+        let rest = load::run(concurrency, duration, move |_| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let id = 1 + rand::random::<u32>() % 600;
+                match http.get(format!("{base}/api/movies/{id}")).send().await {
+                    Ok(response) => {
+                        response.status().is_success() && response.bytes().await.is_ok()
+                    }
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+        for (target, measured) in [
+            ("reference ceiling GetMovie", reference.clone()),
+            ("catalogue GetMovie", direct),
+            ("aggregator GetMoviePage", page),
+            ("aggregator REST GET /api/movies/{id}", rest),
+        ] {
+            unary.push(UnaryResult {
+                target,
+                throughput_vs_ceiling: measured.throughput / reference.throughput.max(1.0),
+                p99_vs_ceiling: measured.p99_us as f64 / reference.p99_us.max(1) as f64,
+                measured,
+            });
+        }
+    }
+
+    eprintln!("bench: rentals with 64 customers");
+    let rentals = rentals(&running, Duration::from_secs(rental_seconds)).await?;
+    let peak = running.memory("peak (after all scenarios)")?;
+    running.stop();
+
+    let results = Results {
+        mode: if quick { "quick" } else { "full" },
+        machine: services::machine(),
+        unary,
+        rentals,
+        memory: idle.into_iter().chain(peak).collect(),
+    };
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&results)?)?;
+    std::fs::write(out.join("report.md"), report::markdown(&results))?;
+    eprintln!(
+        "bench: wrote {} and {}",
+        out.join("report.md").display(),
+        out.join("results.json").display()
+    );
+    anyhow::ensure!(
+        results.rentals.invariant_holds,
+        "the rental invariant does not hold after the run"
+    );
+    anyhow::ensure!(
+        results.unary.iter().all(|u| u.measured.calls > 0),
+        "a unary target answered no call"
+    );
+    Ok(())
+}
+
+/// 64 customers renting and returning as fast as they can; then the invariant.
+async fn rentals(running: &services::Running, duration: Duration) -> anyhow::Result<RentalsResult> {
+    const CUSTOMERS: usize = 64;
+    const FILMS: i64 = 8;
+    let stock_channels = channels(running.stock, 4).await?;
+    let mut accounts = AccountServiceClient::new(stock_channels[0].clone());
+    let staff = accounts
+        .sign_in(stock::SignInRequest {
+            email: services::STAFF_EMAIL.into(),
+            password: services::STAFF_PASSWORD.into(),
+        })
+        .await?
+        .into_inner()
+        .token;
+    let mut stock_client = StockServiceClient::new(stock_channels[0].clone());
+    for movie_id in 1..=FILMS {
+        let mut request = Request::new(stock::SetInventoryRequest {
+            movie_id,
+            copies_owned: 10_000,
+            rental_price_per_day: Some(stock::Money {
+                currency_code: "EUR".into(),
+                minor_units: 199,
+            }),
+            purchase_price: Some(stock::Money { currency_code: "EUR".into(), minor_units: 999 }),
+        });
+        request.metadata_mut().insert("authorization", format!("Bearer {staff}").parse()?);
+        stock_client.set_inventory(request).await?;
+    }
+    let mut tokens = Vec::with_capacity(CUSTOMERS);
+    for index in 0..CUSTOMERS {
+        let email = format!("bench{index}@example.com");
+        accounts
+            .register(stock::RegisterRequest {
+                email: email.clone(),
+                name: format!("Bench {index}"),
+                password: "bench password".into(),
+            })
+            .await?;
+        let token = accounts
+            .sign_in(stock::SignInRequest { email, password: "bench password".into() })
+            .await?
+            .into_inner()
+            .token;
+        tokens.push(token);
+    }
+    let tokens = Arc::new(tokens);
+    let tokens_for_check = Arc::clone(&tokens);
+    let pool = stock_channels.clone();
+    let sold_out = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let refusals = Arc::clone(&sold_out);
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let measured = load::run(CUSTOMERS, duration, move |worker| {
+        let mut client = StockServiceClient::new(pool[worker % pool.len()].clone());
+        let token = tokens[worker].clone();
+        let refusals = Arc::clone(&refusals);
+        let sequence = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move {
+            let authed = |message| {
+                let mut request = Request::new(message);
+                request
+                    .metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+                request
+            };
+            let movie_id = 1 + (worker as i64 % FILMS);
+            let rental = match client
+                .rent(authed(stock::RentRequest {
+                    movie_id,
+                    days: 1,
+                    request_id: format!("bench-{worker}-{sequence}"),
+                }))
+                .await
+            {
+                Ok(rental) => rental.into_inner(),
+                Err(status) => {
+                    if status.code() == tonic::Code::FailedPrecondition {
+                        refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return false;
+                }
+            };
+            let returned = Request::new(stock::ReturnRequest { rental_id: rental.id });
+            let mut returned = returned;
+            returned
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+            client.r#return(returned).await.is_ok()
+        }
+    })
+    .await;
+
+    // The invariant, checked from outside: for every film, copies available = copies owned −
+    // open rentals (counted from every customer's own list).
+    let availability = stock_client
+        .batch_get_availability(stock::BatchGetAvailabilityRequest {
+            movie_ids: (1..=FILMS).collect(),
+        })
+        .await?
+        .into_inner()
+        .availabilities;
+    let mut open = std::collections::HashMap::<i64, i64>::new();
+    for token in tokens_for_check.iter() {
+        let mut request = Request::new(stock::ListMyRentalsRequest { include_returned: false });
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse()?);
+        let mut stream = stock_client.list_my_rentals(request).await?.into_inner();
+        while let Some(rental) = stream.message().await? {
+            *open.entry(rental.movie_id).or_default() += 1;
+        }
+    }
+    let open_left: i64 = open.values().sum();
+    let invariant_holds = availability.iter().all(|a| {
+        i64::from(a.copies_available)
+            == i64::from(a.copies_owned) - open.get(&a.movie_id).copied().unwrap_or(0)
+    });
+    Ok(RentalsResult {
+        customers: CUSTOMERS,
+        seconds: duration.as_secs_f64(),
+        pairs: measured.calls,
+        pairs_per_second: measured.throughput,
+        failed_calls: measured.errors,
+        sold_out_refusals: sold_out.load(std::sync::atomic::Ordering::Relaxed),
+        invariant_holds,
+        open_rentals_left: open_left,
+    })
+}

@@ -1,0 +1,79 @@
+//! `report.md`: the tables a person reads.
+
+use std::fmt::Write;
+
+use crate::Results;
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+/// The report.
+pub(crate) fn markdown(results: &Results) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Video store benchmark ({} run)\n", results.mode);
+    let _ = writeln!(
+        out,
+        "Machine: {}. Services: release builds, each its own process; load from a separate process on the same machine (127.0.0.1). Command: `cargo xtask bench{}`.\n",
+        results.machine,
+        if results.mode == "quick" { " --quick" } else { "" }
+    );
+    let _ = writeln!(out, "## Unary throughput and latency\n");
+    let _ = writeln!(
+        out,
+        "Ratios are to the reference ceiling (a bare tonic server answering GetMovie with a fixed, same-size film) at the same concurrency, in the same run.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| target | in flight | calls/s | × ceiling | p50 ms | p99 ms | p99.9 ms | p99 × ceiling | errors |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for u in &results.unary {
+        let m = &u.measured;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.2} | {} | {} | {} | {:.2} | {} |",
+            u.target,
+            m.concurrency,
+            m.throughput,
+            u.throughput_vs_ceiling,
+            ms(m.p50_us),
+            ms(m.p99_us),
+            ms(m.p999_us),
+            u.p99_vs_ceiling,
+            m.errors
+        );
+    }
+    let r = &results.rentals;
+    let _ = writeln!(out, "\n## Rentals on the embedded database (SQLite)\n");
+    let _ = writeln!(
+        out,
+        "{} customers renting and returning for {:.0} s: **{:.0} committed rent+return pairs/s** ({} pairs, {} failed calls, {} sold-out refusals). Invariant (copies available = owned − open rentals, checked from outside): **{}**; open rentals left: {}.\n",
+        r.customers,
+        r.seconds,
+        r.pairs_per_second,
+        r.pairs,
+        r.failed_calls,
+        r.sold_out_refusals,
+        if r.invariant_holds { "holds" } else { "BROKEN" },
+        r.open_rentals_left
+    );
+    let _ = writeln!(out, "## Resident memory\n");
+    let _ = writeln!(out, "| service | when | RSS MiB | peak RSS MiB |");
+    let _ = writeln!(out, "|---|---|---:|---:|");
+    for m in &results.memory {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {:.1} |",
+            m.service,
+            m.when,
+            m.rss_kib as f64 / 1024.0,
+            m.peak_rss_kib as f64 / 1024.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n## Not measured yet\n\nBulk delivery of 100,000 and 500,000 films (REST, unary, per-film stream, batched stream, gRPC-Web), live-availability fan-out to 1,000 and 10,000 subscribers, wrk comparison and SVG plots: the next increments of the benchmark."
+    );
+    out
+}

@@ -1,0 +1,190 @@
+//! Starting the release binaries on free local ports over a fresh database, waiting until they
+//! report SERVING, reading their memory, and stopping them.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// The staff account the benchmark creates.
+pub(crate) const STAFF_EMAIL: &str = "bench-staff@example.com";
+/// Its password.
+pub(crate) const STAFF_PASSWORD: &str = "bench staff password";
+
+/// Resident memory of one service at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Memory {
+    pub(crate) service: &'static str,
+    pub(crate) when: &'static str,
+    /// Resident set now, KiB (VmRSS).
+    pub(crate) rss_kib: u64,
+    /// Highest resident set so far, KiB (VmHWM).
+    pub(crate) peak_rss_kib: u64,
+}
+
+/// The services under test.
+pub(crate) struct Running {
+    pub(crate) catalogue: SocketAddr,
+    pub(crate) stock: SocketAddr,
+    pub(crate) aggregator: SocketAddr,
+    pub(crate) ceiling: SocketAddr,
+    children: Vec<(&'static str, Child)>,
+    _data: tempfile::TempDir,
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+async fn wait_serving(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(channel) =
+            tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect().await
+        {
+            if let Ok(response) = HealthClient::new(channel)
+                .check(HealthCheckRequest { service: String::new() })
+                .await
+            {
+                if response.into_inner().status == ServingStatus::Serving as i32 {
+                    return Ok(());
+                }
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{addr} did not report SERVING within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok()
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// `model name` and core count, for the report.
+pub(crate) fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+impl Running {
+    /// Starts catalogue, stock, aggregator and the ceiling from `bin_dir`.
+    pub(crate) async fn start(bin_dir: &Path) -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let (catalogue, stock, aggregator, ceiling) =
+            (free_port()?, free_port()?, free_port()?, free_port()?);
+        let secret = "bench-secret-bench-secret-bench-secret-0123456789";
+        let spawn = |name: &'static str| -> anyhow::Result<(&'static str, Child)> {
+            let child = Command::new(bin_dir.join(name))
+                .env("VIDEOSTORE_DATA_DIR", data.path())
+                .env("VIDEOSTORE_TOKEN_SECRET", secret)
+                .env("CATALOGUE_LISTEN_ADDR", catalogue.to_string())
+                .env("STOCK_LISTEN_ADDR", stock.to_string())
+                .env("AGGREGATOR_LISTEN_ADDR", aggregator.to_string())
+                .env("CATALOGUE_SERVICE_ADDR", format!("http://{catalogue}"))
+                .env("STOCK_SERVICE_ADDR", format!("http://{stock}"))
+                .env("VIDEOSTORE_STAFF_EMAIL", STAFF_EMAIL)
+                .env("VIDEOSTORE_STAFF_PASSWORD", STAFF_PASSWORD)
+                .env("AGGREGATOR_WEB_DIR", data.path().join("no-web-app"))
+                // Per-request logs would measure the terminal, not the service.
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    anyhow::anyhow!("starting {}: {e} (build with cargo xtask bench)", name)
+                })?;
+            Ok((name, child))
+        };
+        let mut children = vec![spawn("catalogue")?, spawn("stock")?, spawn("aggregator")?];
+        for addr in [catalogue, stock, aggregator] {
+            wait_serving(addr).await?;
+        }
+        // The ceiling answers with a real film of the real size.
+        let film = {
+            let channel = tonic::transport::Channel::from_shared(format!("http://{catalogue}"))?
+                .connect()
+                .await?;
+            videostore_proto::catalogue::catalogue_service_client::CatalogueServiceClient::new(
+                channel,
+            )
+            .get_movie(videostore_proto::catalogue::GetMovieRequest { id: 1 })
+            .await?
+            .into_inner()
+        };
+        let film_path = data.path().join("ceiling-film.pb");
+        std::fs::write(&film_path, prost::Message::encode_to_vec(&film))?;
+        let child = Command::new(bin_dir.join("bench"))
+            .args(["ceiling", "--listen", &ceiling.to_string(), "--film"])
+            .arg(&film_path)
+            .spawn()?;
+        children.push(("ceiling", child));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(ceiling).await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "the ceiling did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Self { catalogue, stock, aggregator, ceiling, children, _data: data })
+    }
+
+    /// Resident memory of each service now.
+    pub(crate) fn memory(&self, when: &'static str) -> anyhow::Result<Vec<Memory>> {
+        Ok(self
+            .children
+            .iter()
+            .filter(|(name, _)| *name != "ceiling")
+            .map(|(service, child)| Memory {
+                service,
+                when,
+                rss_kib: status_kib(child.id(), "VmRSS:"),
+                peak_rss_kib: status_kib(child.id(), "VmHWM:"),
+            })
+            .collect())
+    }
+
+    /// SIGTERM to every service, then wait.
+    pub(crate) fn stop(&mut self) {
+        for (_, child) in &self.children {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        }
+        for (_, child) in &mut self.children {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
