@@ -58,6 +58,14 @@ pub(crate) fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where cargo puts release binaries.
+fn release_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("release")
+}
+
 pub(crate) fn cargo() -> Command {
     let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(root());
@@ -144,10 +152,7 @@ fn bench(quick: bool) -> Result {
         "aggregator",
     ]);
     run(build, "building the benchmark and the services")?;
-    let bin = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-        .join("release");
+    let bin = release_dir();
     let out = bin.parent().expect("target dir").join("bench");
     let mut bench = Command::new(bin.join("bench"));
     bench.arg("run").arg("--bin-dir").arg(&bin).arg("--out").arg(&out).current_dir(root());
@@ -219,10 +224,7 @@ fn up() -> Result {
     run(build, "building the services")?;
 
     let root = root();
-    let bin = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("release");
+    let bin = release_dir();
     let data =
         env::var_os("VIDEOSTORE_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("data"));
     std::fs::create_dir_all(&data).map_err(|e| format!("creating {}: {e}", data.display()))?;

@@ -63,6 +63,16 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// One gRPC-Web data frame: flag 0, a big-endian length, the encoded message.
+fn frame(request: &impl prost::Message) -> Bytes {
+    let body = request.encode_to_vec();
+    let mut framed = BytesMut::with_capacity(body.len() + 5);
+    framed.put_u8(0);
+    framed.put_u32(body.len() as u32);
+    framed.put_slice(&body);
+    framed.freeze()
+}
+
 /// Calls `path` (e.g. `/videostore.catalogue.v1.CatalogueService/GetMovie`) on `base_url` with one
 /// request message, over HTTP/1.1, optionally with a bearer token and an `Origin`.
 pub async fn call(
@@ -73,17 +83,12 @@ pub async fn call(
     origin: Option<&str>,
 ) -> anyhow::Result<Reply> {
     let client = reqwest::Client::builder().http1_only().build()?;
-    let body = request.encode_to_vec();
-    let mut framed = BytesMut::with_capacity(body.len() + 5);
-    framed.put_u8(0);
-    framed.put_u32(body.len() as u32);
-    framed.put_slice(&body);
     let mut builder = client
         .post(format!("{base_url}{path}"))
         .header("content-type", "application/grpc-web+proto")
         .header("x-grpc-web", "1")
         .header("x-user-agent", "grpc-web-test")
-        .body(framed.freeze());
+        .body(frame(request));
     if let Some(token) = token {
         builder = builder.header("authorization", format!("Bearer {token}"));
     }
@@ -169,16 +174,11 @@ pub async fn open_stream(
     request: &impl prost::Message,
 ) -> anyhow::Result<FrameStream> {
     let client = reqwest::Client::builder().http1_only().build()?;
-    let body = request.encode_to_vec();
-    let mut framed = BytesMut::with_capacity(body.len() + 5);
-    framed.put_u8(0);
-    framed.put_u32(body.len() as u32);
-    framed.put_slice(&body);
     let response = client
         .post(format!("{base_url}{path}"))
         .header("content-type", "application/grpc-web+proto")
         .header("x-grpc-web", "1")
-        .body(framed.freeze())
+        .body(frame(request))
         .send()
         .await?;
     anyhow::ensure!(response.version() == reqwest::Version::HTTP_11, "expected HTTP/1.1");
