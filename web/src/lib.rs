@@ -31,6 +31,18 @@ use crate::{
 #[derive(Clone, Copy)]
 pub(crate) struct SessionState(pub(crate) RwSignal<Option<Session>>);
 
+impl SessionState {
+    /// Keeps `session` in the tab's storage, the API clients and the page state alike.
+    pub(crate) fn set(&self, api: &Api, session: Option<Session>) {
+        match &session {
+            Some(session) => session.save(),
+            None => Session::clear(),
+        }
+        api.set_session(session.clone());
+        self.0.set(session);
+    }
+}
+
 /// The app: header, routes and shared state.
 #[component]
 pub fn App() -> impl IntoView {

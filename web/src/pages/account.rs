@@ -2,17 +2,14 @@
 
 use leptos::{prelude::*, task::spawn_local};
 
-use crate::{
-    SessionState,
-    api::{Api, Session},
-    components::status::ErrorMessage,
-};
+use crate::{SessionState, api::Api, components::status::ErrorMessage};
 
 /// The account page.
 #[component]
 pub(crate) fn Account() -> impl IntoView {
     let api = expect_context::<Api>();
-    let session = expect_context::<SessionState>().0;
+    let state = expect_context::<SessionState>();
+    let session = state.0;
     let message = RwSignal::new(None::<Result<String, String>>);
     let busy = RwSignal::new(false);
 
@@ -31,10 +28,8 @@ pub(crate) fn Account() -> impl IntoView {
             spawn_local(async move {
                 match api.sign_in(email.get_untracked(), password.get_untracked()).await {
                     Ok(signed_in) => {
-                        signed_in.save();
-                        api.set_session(Some(signed_in.clone()));
                         message.set(Some(Ok(format!("Signed in as {}.", signed_in.name))));
-                        session.set(Some(signed_in));
+                        state.set(&api, Some(signed_in));
                     }
                     Err(error) => message.set(Some(Err(error.message))),
                 }
@@ -60,13 +55,11 @@ pub(crate) fn Account() -> impl IntoView {
                 };
                 match result {
                     Ok(signed_in) => {
-                        signed_in.save();
-                        api.set_session(Some(signed_in.clone()));
                         message.set(Some(Ok(format!(
                             "Welcome, {}! You are signed in.",
                             signed_in.name
                         ))));
-                        session.set(Some(signed_in));
+                        state.set(&api, Some(signed_in));
                     }
                     Err(error) => message.set(Some(Err(error.message))),
                 }
@@ -75,9 +68,7 @@ pub(crate) fn Account() -> impl IntoView {
         }
     };
     let sign_out = move |_| {
-        Session::clear();
-        api.set_session(None);
-        session.set(None);
+        state.set(&api, None);
         message.set(Some(Ok("Signed out.".into())));
     };
 
