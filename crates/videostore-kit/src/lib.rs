@@ -10,6 +10,8 @@
 //! - [`deadline`]: the caller's `grpc-timeout`, for propagating deadlines downstream.
 //! - [`telemetry`]: structured logging with `tracing`.
 //! - [`sample`]: the sample data a new store opens with, shared by catalogue and stock.
+//! - `sqlite` (feature `sqlite`): the embedded database — a writer and a reader pool on
+//!   blocking threads, with schema migrations.
 //! - [`secret`]: the token signing key, from configuration or created once under the data folder.
 
 pub mod auth;
@@ -19,4 +21,6 @@ pub mod sample;
 pub mod secret;
 pub mod serve;
 pub mod shutdown;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod telemetry;

@@ -557,7 +557,7 @@ impl CatalogueService for CatalogueApi {
                 .map_err(|status| Invalid(status.message().to_owned()))?;
             merged.validate(now)
         };
-        let updated = self.store.update(id, &change, now).await.map_err(store_error)?;
+        let updated = self.store.update(id, Box::new(change), now).await.map_err(store_error)?;
         Ok(Response::new(to_proto(updated)))
     }
 

@@ -27,12 +27,6 @@ pub enum StoreError {
     Backend(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Backend(error.into())
-    }
-}
-
 /// The outcome of one imported row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upserted {
@@ -71,7 +65,7 @@ pub trait CatalogueStore: Send + Sync + 'static {
     async fn update(
         &self,
         id: MovieId,
-        change: &FieldChange,
+        change: Box<FieldChange>,
         now: SystemTime,
     ) -> Result<Movie, StoreError>;
     /// Removes a film; false when there was none.

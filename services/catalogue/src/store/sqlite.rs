@@ -1,72 +1,69 @@
 //! The embedded SQLite backend.
 //!
-//! SQLite allows one writer at a time, so writes go through a one-connection pool (they queue in
-//! the pool instead of failing with SQLITE_BUSY) and reads through a pool of their own; WAL mode
-//! lets the readers run while the writer commits.
+//! Writes go through the single writer connection (they queue there instead of failing with
+//! SQLITE_BUSY) and reads through a pool of read-only connections; WAL mode lets the readers run
+//! while the writer commits. Every method is one job on one connection, so a listing of any size
+//! is one statement stepped on a blocking thread.
 
-use std::{
-    str::FromStr,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::{
-    QueryBuilder, Row, Sqlite, SqlitePool,
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-    },
+use videostore_kit::sqlite::{
+    Database, Migrations, is_unique_violation,
+    rusqlite::{self, Connection, OptionalExtension, Row, TransactionBehavior, types::Value},
 };
 
 use super::{CatalogueStore, FieldChange, StoreError, Upserted};
 use crate::domain::{Filter, ListQuery, Movie, MovieFields, MovieId, Order, Rating, fold};
 
+/// The schema, one migration per file.
+const MIGRATIONS: Migrations = &[include_str!("../../migrations/sqlite/0001_movies.sql")];
+
 /// Separates genres in the `genres` column; validation forbids control characters in names.
 const GENRE_SEPARATOR: char = '\u{1f}';
 
+/// The columns [`movie_from_row`] reads, in its order.
 const COLUMNS: &str = "id, title, release_year, runtime_minutes, director, rating, synopsis, \
                        audience_rating, external_key, genres, update_time_ms";
 
 /// Films in a SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    reader: SqlitePool,
-    writer: SqlitePool,
+    database: Database,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path/to/file.db`) and brings
     /// its schema up to date.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .with_context(|| format!("invalid SQLite URL {url:?}"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        if let Some(parent) = options.get_filename().parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-        }
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
+        let url = url.to_owned();
+        let database = tokio::task::spawn_blocking(move || Database::open(&url, MIGRATIONS))
             .await
-            .with_context(|| format!("opening {url}"))?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
-            .await
-            .context("migrating the catalogue database")?;
-        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4);
-        let reader = SqlitePoolOptions::new()
-            .max_connections(readers as u32)
-            .connect_with(options.read_only(true))
-            .await
-            .with_context(|| format!("opening {url} for reading"))?;
-        Ok(Self { reader, writer })
+            .context("opening the catalogue database")??;
+        Ok(Self { database })
+    }
+
+    async fn read<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.database.reader.run(move |connection| job(connection)).await?
+    }
+
+    async fn write<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.database.writer.run(job).await?
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Backend(error.into())
     }
 }
 
@@ -80,29 +77,61 @@ fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-fn movie_from_row(row: &SqliteRow) -> Result<Movie, sqlx::Error> {
-    let genres: String = row.try_get("genres")?;
-    let update_ms: i64 = row.try_get("update_time_ms")?;
-    let audience_rating: f64 = row.try_get("audience_rating")?;
+fn movie_from_row(row: &Row<'_>) -> rusqlite::Result<Movie> {
+    let genres: String = row.get(9)?;
+    let update_ms: i64 = row.get(10)?;
+    let audience_rating: f64 = row.get(7)?;
     Ok(Movie {
-        id: row.try_get("id")?,
+        id: row.get(0)?,
         fields: MovieFields {
-            title: row.try_get("title")?,
-            release_year: row.try_get("release_year")?,
+            title: row.get(1)?,
+            release_year: row.get(2)?,
             genres: genres
                 .split(GENRE_SEPARATOR)
                 .filter(|genre| !genre.is_empty())
                 .map(str::to_owned)
                 .collect(),
-            runtime_minutes: row.try_get("runtime_minutes")?,
-            director: row.try_get("director")?,
-            rating: Rating(row.try_get("rating")?),
-            synopsis: row.try_get("synopsis")?,
+            runtime_minutes: row.get(3)?,
+            director: row.get(4)?,
+            rating: Rating(row.get(5)?),
+            synopsis: row.get(6)?,
             audience_rating: audience_rating as f32,
-            external_key: row.try_get("external_key")?,
+            external_key: row.get(8)?,
         },
         update_time: UNIX_EPOCH + Duration::from_millis(update_ms.max(0) as u64),
     })
+}
+
+/// SQL text with its positional parameters, built up piece by piece.
+#[derive(Default)]
+struct Sql {
+    text: String,
+    params: Vec<Value>,
+}
+
+impl Sql {
+    fn new(text: impl Into<String>) -> Self {
+        Self { text: text.into(), params: Vec::new() }
+    }
+
+    fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.text.push('?');
+        self.params.push(value.into());
+        self
+    }
+
+    fn query_movies(&self, connection: &Connection) -> Result<Vec<Movie>, StoreError> {
+        let mut statement = connection.prepare_cached(&self.text)?;
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(self.params.iter()), movie_from_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
@@ -119,58 +148,49 @@ fn like_contains(word: &str) -> String {
     pattern
 }
 
-fn push_filter(builder: &mut QueryBuilder<'_, Sqlite>, filter: &Filter) {
-    builder.push(" WHERE 1 = 1");
+fn push_filter(sql: &mut Sql, filter: &Filter) {
+    sql.push(" WHERE 1 = 1");
     for word in &filter.words {
-        builder.push(" AND title_key LIKE ").push_bind(like_contains(word)).push(" ESCAPE '\\'");
+        sql.push(" AND title_key LIKE ").bind(like_contains(word)).push(" ESCAPE '\\'");
     }
     if let Some(genre) = &filter.genre {
-        builder
-            .push(" AND id IN (SELECT movie_id FROM movie_genres WHERE genre = ")
-            .push_bind(genre.clone())
+        sql.push(" AND id IN (SELECT movie_id FROM movie_genres WHERE genre = ")
+            .bind(genre.clone())
             .push(")");
     }
     if let Some(min) = filter.min_year {
-        builder.push(" AND release_year >= ").push_bind(min);
+        sql.push(" AND release_year >= ").bind(i64::from(min));
     }
     if let Some(max) = filter.max_year {
-        builder.push(" AND release_year <= ").push_bind(max);
+        sql.push(" AND release_year <= ").bind(i64::from(max));
     }
 }
 
-fn push_keyset(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
+fn push_keyset(sql: &mut Sql, query: &ListQuery) {
     let Some(after) = &query.after else { return };
+    let op = if query.descending { "<" } else { ">" };
     match query.order {
         Order::Title => {
-            let op = if query.descending { "<" } else { ">" };
-            builder
-                .push(format!(" AND (title_key, id) {op} ("))
-                .push_bind(after.title_key.clone())
+            sql.push(&format!(" AND (title_key, id) {op} ("))
+                .bind(after.title_key.clone())
                 .push(", ")
-                .push_bind(after.id)
+                .bind(after.id)
                 .push(")");
         }
         Order::Year | Order::Rating => {
-            let column =
-                if query.order == Order::Year { "release_year" } else { "audience_rating" };
-            let op = if query.descending { "<" } else { ">" };
-            builder.push(format!(" AND ({column} {op} "));
-            if query.order == Order::Year {
-                builder.push_bind(after.year);
+            let (column, value) = if query.order == Order::Year {
+                ("release_year", Value::Integer(i64::from(after.year)))
             } else {
-                builder.push_bind(after.rating);
-            }
-            builder.push(format!(" OR ({column} = "));
-            if query.order == Order::Year {
-                builder.push_bind(after.year);
-            } else {
-                builder.push_bind(after.rating);
-            }
-            builder
+                ("audience_rating", Value::Real(after.rating))
+            };
+            sql.push(&format!(" AND ({column} {op} "))
+                .bind(value.clone())
+                .push(&format!(" OR ({column} = "))
+                .bind(value)
                 .push(" AND (title_key, id) > (")
-                .push_bind(after.title_key.clone())
+                .bind(after.title_key.clone())
                 .push(", ")
-                .push_bind(after.id)
+                .bind(after.id)
                 .push(")))");
         }
     }
@@ -198,147 +218,155 @@ fn joined_genres(fields: &MovieFields) -> String {
     joined
 }
 
-async fn write_genres(
-    connection: &mut sqlx::SqliteConnection,
+fn write_genres(
+    connection: &Connection,
     id: MovieId,
     fields: &MovieFields,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM movie_genres WHERE movie_id = ?")
-        .bind(id)
-        .execute(&mut *connection)
-        .await?;
+) -> rusqlite::Result<()> {
+    connection.prepare_cached("DELETE FROM movie_genres WHERE movie_id = ?")?.execute([id])?;
+    let mut insert = connection
+        .prepare_cached("INSERT OR IGNORE INTO movie_genres (movie_id, genre) VALUES (?, ?)")?;
     for genre in &fields.genres {
-        sqlx::query("INSERT OR IGNORE INTO movie_genres (movie_id, genre) VALUES (?, ?)")
-            .bind(id)
-            .bind(genre)
-            .execute(&mut *connection)
-            .await?;
+        insert.execute(rusqlite::params![id, genre])?;
     }
     Ok(())
 }
 
-async fn insert(
-    connection: &mut sqlx::SqliteConnection,
+fn insert(
+    connection: &Connection,
     fields: &MovieFields,
     now: SystemTime,
-) -> Result<MovieId, sqlx::Error> {
-    let id: MovieId = sqlx::query_scalar(
-        "INSERT INTO movies (title, title_key, release_year, runtime_minutes, director, rating, \
-         synopsis, audience_rating, external_key, genres, update_time_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(&fields.title)
-    .bind(fold(&fields.title))
-    .bind(fields.release_year)
-    .bind(fields.runtime_minutes)
-    .bind(&fields.director)
-    .bind(fields.rating.0)
-    .bind(&fields.synopsis)
-    .bind(f64::from(fields.audience_rating))
-    .bind(&fields.external_key)
-    .bind(joined_genres(fields))
-    .bind(millis(now))
-    .fetch_one(&mut *connection)
-    .await?;
-    write_genres(connection, id, fields).await?;
+) -> rusqlite::Result<MovieId> {
+    let id = connection
+        .prepare_cached(
+            "INSERT INTO movies (title, title_key, release_year, runtime_minutes, director, \
+             rating, synopsis, audience_rating, external_key, genres, update_time_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )?
+        .query_row(
+            rusqlite::params![
+                fields.title,
+                fold(&fields.title),
+                fields.release_year,
+                fields.runtime_minutes,
+                fields.director,
+                fields.rating.0,
+                fields.synopsis,
+                f64::from(fields.audience_rating),
+                fields.external_key,
+                joined_genres(fields),
+                millis(now),
+            ],
+            |row| row.get(0),
+        )?;
+    write_genres(connection, id, fields)?;
     Ok(id)
 }
 
 /// Returns whether a row was updated.
-async fn replace(
-    connection: &mut sqlx::SqliteConnection,
+fn replace(
+    connection: &Connection,
     id: MovieId,
     fields: &MovieFields,
     now: SystemTime,
-) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query(
-        "UPDATE movies SET title = ?, title_key = ?, release_year = ?, runtime_minutes = ?, \
-         director = ?, rating = ?, synopsis = ?, audience_rating = ?, external_key = ?, \
-         genres = ?, update_time_ms = ? WHERE id = ?",
-    )
-    .bind(&fields.title)
-    .bind(fold(&fields.title))
-    .bind(fields.release_year)
-    .bind(fields.runtime_minutes)
-    .bind(&fields.director)
-    .bind(fields.rating.0)
-    .bind(&fields.synopsis)
-    .bind(f64::from(fields.audience_rating))
-    .bind(&fields.external_key)
-    .bind(joined_genres(fields))
-    .bind(millis(now))
-    .bind(id)
-    .execute(&mut *connection)
-    .await?
-    .rows_affected();
+) -> rusqlite::Result<bool> {
+    let updated = connection
+        .prepare_cached(
+            "UPDATE movies SET title = ?, title_key = ?, release_year = ?, runtime_minutes = ?, \
+             director = ?, rating = ?, synopsis = ?, audience_rating = ?, external_key = ?, \
+             genres = ?, update_time_ms = ? WHERE id = ?",
+        )?
+        .execute(rusqlite::params![
+            fields.title,
+            fold(&fields.title),
+            fields.release_year,
+            fields.runtime_minutes,
+            fields.director,
+            fields.rating.0,
+            fields.synopsis,
+            f64::from(fields.audience_rating),
+            fields.external_key,
+            joined_genres(fields),
+            millis(now),
+            id,
+        ])?;
     if updated == 0 {
         return Ok(false);
     }
-    write_genres(connection, id, fields).await?;
+    write_genres(connection, id, fields)?;
     Ok(true)
 }
 
-fn duplicate_key(error: sqlx::Error, fields: &MovieFields) -> StoreError {
-    match &error {
-        sqlx::Error::Database(database) if database.is_unique_violation() => {
-            StoreError::DuplicateKey(fields.external_key.clone().unwrap_or_default())
-        }
-        _ => error.into(),
+fn duplicate_key(error: rusqlite::Error, fields: &MovieFields) -> StoreError {
+    if is_unique_violation(&error) {
+        StoreError::DuplicateKey(fields.external_key.clone().unwrap_or_default())
+    } else {
+        error.into()
     }
+}
+
+fn get_one(connection: &Connection, id: MovieId) -> rusqlite::Result<Option<Movie>> {
+    connection
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM movies WHERE id = ?"))?
+        .query_row([id], movie_from_row)
+        .optional()
 }
 
 #[async_trait]
 impl CatalogueStore for SqliteStore {
     async fn get(&self, id: MovieId) -> Result<Option<Movie>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM movies WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.as_ref().map(movie_from_row).transpose()?)
+        self.read(move |connection| Ok(get_one(connection, id)?)).await
     }
 
     async fn get_many(&self, ids: &[MovieId]) -> Result<Vec<Movie>, StoreError> {
         let ids = serde_json::to_string(ids).context("encoding ids")?;
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM movies WHERE id IN (SELECT value FROM json_each(?))"
-        ))
-        .bind(ids)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.iter().map(movie_from_row).collect::<Result<_, _>>()?)
+        self.read(move |connection| {
+            let mut sql = Sql::new(format!(
+                "SELECT {COLUMNS} FROM movies WHERE id IN (SELECT value FROM json_each("
+            ));
+            sql.bind(ids).push("))");
+            sql.query_movies(connection)
+        })
+        .await
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Movie>, StoreError> {
-        let mut builder = QueryBuilder::new(format!("SELECT {COLUMNS} FROM movies"));
-        push_filter(&mut builder, &query.filter);
-        push_keyset(&mut builder, query);
-        builder.push(order_clause(query));
-        builder.push(" LIMIT ").push_bind(query.limit as i64);
-        let rows = builder.build().fetch_all(&self.reader).await?;
-        Ok(rows.iter().map(movie_from_row).collect::<Result<_, _>>()?)
+        let mut sql = Sql::new(format!("SELECT {COLUMNS} FROM movies"));
+        push_filter(&mut sql, &query.filter);
+        push_keyset(&mut sql, query);
+        sql.push(order_clause(query));
+        if let Ok(limit) = i64::try_from(query.limit) {
+            sql.push(" LIMIT ").bind(limit);
+        }
+        self.read(move |connection| sql.query_movies(connection)).await
     }
 
     async fn count(&self, filter: &Filter) -> Result<i64, StoreError> {
-        let mut builder = QueryBuilder::new("SELECT COUNT(*) FROM movies");
-        push_filter(&mut builder, filter);
-        Ok(builder.build_query_scalar().fetch_one(&self.reader).await?)
+        let mut sql = Sql::new("SELECT COUNT(*) FROM movies");
+        push_filter(&mut sql, filter);
+        self.read(move |connection| {
+            Ok(connection
+                .prepare_cached(&sql.text)?
+                .query_row(rusqlite::params_from_iter(sql.params.iter()), |row| row.get(0))?)
+        })
+        .await
     }
 
     async fn related(&self, movie: &Movie, limit: usize) -> Result<Vec<Movie>, StoreError> {
         if movie.fields.genres.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut builder = QueryBuilder::new(format!("SELECT {COLUMNS} FROM movies WHERE id <> "));
-        builder.push_bind(movie.id);
-        builder.push(" AND id IN (SELECT movie_id FROM movie_genres WHERE genre IN (");
-        let mut separated = builder.separated(", ");
-        for genre in &movie.fields.genres {
-            separated.push_bind(genre.clone());
+        let mut sql = Sql::new(format!("SELECT {COLUMNS} FROM movies WHERE id <> "));
+        sql.bind(movie.id).push(" AND id IN (SELECT movie_id FROM movie_genres WHERE genre IN (");
+        for (index, genre) in movie.fields.genres.iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.bind(genre.clone());
         }
-        builder.push(")) ORDER BY audience_rating DESC, title_key ASC, id ASC LIMIT ");
-        builder.push_bind(limit as i64);
-        let rows = builder.build().fetch_all(&self.reader).await?;
-        Ok(rows.iter().map(movie_from_row).collect::<Result<_, _>>()?)
+        sql.push(")) ORDER BY audience_rating DESC, title_key ASC, id ASC LIMIT ")
+            .bind(limit as i64);
+        self.read(move |connection| sql.query_movies(connection)).await
     }
 
     async fn create(
@@ -348,61 +376,57 @@ impl CatalogueStore for SqliteStore {
         now: SystemTime,
     ) -> Result<(Movie, bool), StoreError> {
         let now = stored_time(now);
-        let mut transaction = self.writer.begin().await?;
-        if let Some(request_id) = request_id {
-            let earlier =
-                sqlx::query(&format!("SELECT {COLUMNS} FROM movies WHERE create_request = ?"))
-                    .bind(request_id)
-                    .fetch_optional(&mut *transaction)
-                    .await?;
-            if let Some(row) = earlier {
-                return Ok((movie_from_row(&row)?, false));
+        let (fields, request_id) = (fields.clone(), request_id.map(str::to_owned));
+        self.write(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(request_id) = &request_id {
+                let earlier = transaction
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM movies WHERE create_request = ?"
+                    ))?
+                    .query_row([request_id], movie_from_row)
+                    .optional()?;
+                if let Some(earlier) = earlier {
+                    return Ok((earlier, false));
+                }
             }
-        }
-        let id = insert(&mut transaction, fields, now)
-            .await
-            .map_err(|error| duplicate_key(error, fields))?;
-        if let Some(request_id) = request_id {
-            sqlx::query("UPDATE movies SET create_request = ? WHERE id = ?")
-                .bind(request_id)
-                .bind(id)
-                .execute(&mut *transaction)
-                .await?;
-        }
-        transaction.commit().await?;
-        let movie = Movie { id, fields: fields.clone(), update_time: now };
-        Ok((movie, true))
+            let id = insert(&transaction, &fields, now).map_err(|e| duplicate_key(e, &fields))?;
+            if let Some(request_id) = &request_id {
+                transaction
+                    .prepare_cached("UPDATE movies SET create_request = ? WHERE id = ?")?
+                    .execute(rusqlite::params![request_id, id])?;
+            }
+            transaction.commit()?;
+            Ok((Movie { id, fields, update_time: now }, true))
+        })
+        .await
     }
 
     async fn update(
         &self,
         id: MovieId,
-        change: &FieldChange,
+        change: Box<FieldChange>,
         now: SystemTime,
     ) -> Result<Movie, StoreError> {
         let now = stored_time(now);
-        let mut transaction = self.writer.begin().await?;
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM movies WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&mut *transaction)
-            .await?
-            .ok_or(StoreError::NotFound(id))?;
-        let current = movie_from_row(&row)?;
-        let fields = change(&current.fields).map_err(StoreError::Invalid)?;
-        replace(&mut transaction, id, &fields, now)
-            .await
-            .map_err(|error| duplicate_key(error, &fields))?;
-        transaction.commit().await?;
-        Ok(Movie { id, fields, update_time: now })
+        self.write(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current = get_one(&transaction, id)?.ok_or(StoreError::NotFound(id))?;
+            let fields = change(&current.fields).map_err(StoreError::Invalid)?;
+            replace(&transaction, id, &fields, now).map_err(|e| duplicate_key(e, &fields))?;
+            transaction.commit()?;
+            Ok(Movie { id, fields, update_time: now })
+        })
+        .await
     }
 
     async fn delete(&self, id: MovieId) -> Result<bool, StoreError> {
-        let deleted = sqlx::query("DELETE FROM movies WHERE id = ?")
-            .bind(id)
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
-        Ok(deleted > 0)
+        self.write(move |connection| {
+            Ok(connection.prepare_cached("DELETE FROM movies WHERE id = ?")?.execute([id])? > 0)
+        })
+        .await
     }
 
     async fn upsert_batch(
@@ -410,45 +434,50 @@ impl CatalogueStore for SqliteStore {
         rows: &[MovieFields],
         now: SystemTime,
     ) -> Result<Vec<Upserted>, StoreError> {
-        let mut outcomes = Vec::with_capacity(rows.len());
-        let mut transaction = self.writer.begin().await?;
-        for fields in rows {
-            let existing: Option<MovieId> = match &fields.external_key {
-                Some(key) => {
-                    sqlx::query_scalar("SELECT id FROM movies WHERE external_key = ?")
-                        .bind(key)
-                        .fetch_optional(&mut *transaction)
-                        .await?
-                }
-                None => None,
-            };
-            let outcome = match existing {
-                Some(id) => {
-                    replace(&mut transaction, id, fields, now).await?;
-                    Upserted::Updated(id)
-                }
-                None => Upserted::Created(insert(&mut transaction, fields, now).await?),
-            };
-            outcomes.push(outcome);
-        }
-        transaction.commit().await?;
-        Ok(outcomes)
+        let rows = rows.to_vec();
+        self.write(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut outcomes = Vec::with_capacity(rows.len());
+            for fields in &rows {
+                let existing: Option<MovieId> = match &fields.external_key {
+                    Some(key) => transaction
+                        .prepare_cached("SELECT id FROM movies WHERE external_key = ?")?
+                        .query_row([key], |row| row.get(0))
+                        .optional()?,
+                    None => None,
+                };
+                outcomes.push(match existing {
+                    Some(id) => {
+                        replace(&transaction, id, fields, now)?;
+                        Upserted::Updated(id)
+                    }
+                    None => Upserted::Created(insert(&transaction, fields, now)?),
+                });
+            }
+            transaction.commit()?;
+            Ok(outcomes)
+        })
+        .await
     }
 
     async fn genres(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT MIN(genre) AS name, COUNT(*) AS movies FROM movie_genres \
-             GROUP BY genre ORDER BY genre",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|row| Ok((row.try_get("name")?, row.try_get("movies")?)))
-            .collect::<Result<_, sqlx::Error>>()?)
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT MIN(genre), COUNT(*) FROM movie_genres GROUP BY genre ORDER BY genre",
+            )?;
+            let genres = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(genres)
+        })
+        .await
     }
 
     async fn total(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM movies").fetch_one(&self.reader).await?)
+        self.read(|connection| {
+            Ok(connection.query_row("SELECT COUNT(*) FROM movies", [], |row| row.get(0))?)
+        })
+        .await
     }
 }

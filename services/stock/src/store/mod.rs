@@ -54,12 +54,6 @@ pub enum StoreError {
     Backend(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Backend(error.into())
-    }
-}
-
 /// A rental to make.
 #[derive(Debug, Clone)]
 pub struct NewRental {
