@@ -2,6 +2,10 @@
 //!
 //! - `GET /api/movies?q=&genre=&min_year=&max_year=&order=title|year|rating&desc=true&page_size=&page_token=`
 //! - `GET /api/movies/{id}`
+//! - `GET /api/movies/export?q=&genre=&min_year=&max_year=&order=&desc=`: every matching film as
+//!   one JSON array, streamed from the catalogue batch by batch (the aggregator holds one batch
+//!   at a time, whatever the size of the catalogue). A failure after the first byte cuts the
+//!   response short, so a client never mistakes a partial array for the whole.
 //!
 //! Errors come back as `{"error": {"code": "NOT_FOUND", "message": "…"}}` with the matching HTTP
 //! status.
@@ -31,6 +35,7 @@ struct Rest {
 pub(crate) fn router(storefront: Storefront, deadline: Duration) -> Router {
     Router::new()
         .route("/api/movies", get(list_movies))
+        .route("/api/movies/export", get(export_movies))
         .route("/api/movies/{id}", get(get_movie))
         .with_state(Rest { storefront, deadline })
 }
@@ -47,6 +52,18 @@ struct ListParams {
     desc: bool,
     page_size: i32,
     page_token: String,
+}
+
+/// Query parameters of `GET /api/movies/export`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ExportParams {
+    q: String,
+    genre: String,
+    min_year: i32,
+    max_year: i32,
+    order: String,
+    desc: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,6 +248,80 @@ async fn list_movies(
         next_page_token: page.next_page_token,
         total_size: page.total_size,
     }))
+}
+
+/// One batch of films as JSON array elements, each preceded by `[` (the very first) or `,`.
+fn export_chunk(movies: Vec<catalogue::Movie>, first: &mut bool) -> axum::body::Bytes {
+    let mut out = Vec::with_capacity(movies.len() * 320);
+    for movie in movies {
+        out.push(if std::mem::take(first) { b'[' } else { b',' });
+        serde_json::to_writer(&mut out, &movie_json(movie, None))
+            .expect("serialising to memory cannot fail");
+    }
+    out.into()
+}
+
+async fn export_movies(
+    State(rest): State<Rest>,
+    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, RestError> {
+    let Query(params) = params.map_err(|rejection| {
+        RestError(Status::invalid_argument(format!("bad query string: {}", rejection.body_text())))
+    })?;
+    let request = catalogue::StreamMoviesRequest {
+        filter: Some(catalogue::MovieFilter {
+            query: params.q,
+            genre: params.genre,
+            min_year: params.min_year,
+            max_year: params.max_year,
+        }),
+        order_by: order(&params.order)? as i32,
+        descending: params.desc,
+        batch_size: 5000,
+    };
+    let mut batches = rest.storefront.stream_movies(request).await.map_err(RestError)?;
+    // The first batch decides the status: a bad filter or a catalogue that is down is an error
+    // response, not a broken body.
+    let first_batch = batches.message().await.map_err(RestError)?;
+    let body = json_array_body(first_batch, batches);
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// The JSON array, batch by batch; an error mid-way ends the body with an error, which cuts the
+/// HTTP response short.
+fn json_array_body(
+    first_batch: Option<catalogue::StreamMoviesResponse>,
+    batches: tonic::Streaming<catalogue::StreamMoviesResponse>,
+) -> impl futures::Stream<Item = Result<axum::body::Bytes, Status>> + Send + 'static {
+    let state = (first_batch, Some(batches), true);
+    futures::stream::unfold(state, |(pending, batches, mut first)| async move {
+        let mut batches = batches?;
+        let batch = match pending {
+            Some(batch) => Some(batch),
+            None => match batches.message().await {
+                Ok(batch) => batch,
+                Err(status) => {
+                    tracing::warn!(%status, "film export broke off");
+                    return Some((Err(status), (None, None, first)));
+                }
+            },
+        };
+        match batch {
+            Some(batch) => {
+                let chunk = export_chunk(batch.movies, &mut first);
+                Some((Ok(chunk), (None, Some(batches), first)))
+            }
+            // The end: close the array (an empty export is `[]`).
+            None => {
+                let close: &'static [u8] = if first { b"[]" } else { b"]" };
+                Some((Ok(axum::body::Bytes::from_static(close)), (None, None, false)))
+            }
+        }
+    })
 }
 
 async fn get_movie(

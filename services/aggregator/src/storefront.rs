@@ -29,10 +29,19 @@ impl Storefront {
     /// Clients over lazily connected channels, so the services may start in any order.
     pub(crate) fn new(catalogue: Channel, stock: Channel, stock_timeout: Duration) -> Self {
         Self {
-            catalogue: CatalogueServiceClient::new(catalogue),
+            catalogue: CatalogueServiceClient::new(catalogue)
+                .max_decoding_message_size(videostore_kit::serve::MAX_MESSAGE_BYTES),
             stock: StockServiceClient::new(stock),
             stock_timeout,
         }
+    }
+
+    /// Every film matching `request`, in batches, straight from the catalogue.
+    pub(crate) async fn stream_movies(
+        &self,
+        request: catalogue::StreamMoviesRequest,
+    ) -> Result<tonic::Streaming<catalogue::StreamMoviesResponse>, Status> {
+        Ok(self.catalogue.clone().stream_movies(request).await?.into_inner())
     }
 
     /// A film page within `deadline`.

@@ -23,6 +23,10 @@ const MAX_PAGE_SIZE: usize = 100;
 /// Default and largest batch of StreamMovies.
 const DEFAULT_BATCH_SIZE: usize = 500;
 const MAX_BATCH_SIZE: usize = 5000;
+/// Films read from the database per statement while streaming, whatever the message size.
+const READ_PAGE: usize = 5000;
+/// Most bytes an ExportMovies answer may have (the service's encoding limit is set to match).
+pub(crate) const MAX_EXPORT_BYTES: usize = 256 * 1024 * 1024;
 /// Largest BatchGetMovies.
 const MAX_BATCH_GET: usize = 1000;
 /// Default and largest related-films list.
@@ -369,12 +373,15 @@ impl CatalogueService for CatalogueApi {
         let store = Arc::clone(&self.store);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            // Read the database in big pages whatever the message size asked for (a page is
+            // one statement on one connection), and cut each page into messages.
+            let page_size = batch.max(READ_PAGE);
             let mut query = ListQuery {
                 filter,
                 order,
                 descending: request.descending,
                 after: None,
-                limit: batch,
+                limit: page_size,
             };
             let shutting_down = || Status::unavailable("the catalogue is shutting down");
             loop {
@@ -392,18 +399,22 @@ impl CatalogueService for CatalogueApi {
                         return;
                     }
                 };
-                let last_page = page.len() < batch;
+                let last_page = page.len() < page_size;
                 query.after = page.last().map(Cursor::after);
-                for movies in split_by_size(page.into_iter().map(to_proto).collect()) {
-                    let sent = tokio::select! {
-                        sent = sender.send(Ok(pb::StreamMoviesResponse { movies })) => sent.is_ok(),
-                        () = shutdown.cancelled() => {
-                            let _ = sender.try_send(Err(shutting_down()));
-                            false
+                let mut films = page.into_iter().map(to_proto).peekable();
+                while films.peek().is_some() {
+                    let chunk: Vec<pb::Movie> = films.by_ref().take(batch).collect();
+                    for movies in split_by_size(chunk) {
+                        let sent = tokio::select! {
+                            sent = sender.send(Ok(pb::StreamMoviesResponse { movies })) => sent.is_ok(),
+                            () = shutdown.cancelled() => {
+                                let _ = sender.try_send(Err(shutting_down()));
+                                false
+                            }
+                        };
+                        if !sent {
+                            return; // The client went away, or the server is stopping.
                         }
-                    };
-                    if !sent {
-                        return; // The client went away, or the server is stopping.
                     }
                 }
                 if last_page {
@@ -412,6 +423,35 @@ impl CatalogueService for CatalogueApi {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn export_movies(
+        &self,
+        request: Request<pb::ExportMoviesRequest>,
+    ) -> Result<Response<pb::ExportMoviesResponse>, Status> {
+        use prost::Message;
+        let request = request.into_inner();
+        let query = ListQuery {
+            filter: filter_from_proto(request.filter.as_ref())?,
+            order: order_from_proto(request.order_by)?,
+            descending: request.descending,
+            after: None,
+            limit: usize::MAX,
+        };
+        let movies = self.store.list(&query).await.map_err(store_error)?;
+        let response =
+            pb::ExportMoviesResponse { movies: movies.into_iter().map(to_proto).collect() };
+        let bytes = response.encoded_len();
+        if bytes > MAX_EXPORT_BYTES {
+            return Err(Status::failed_precondition(format!(
+                "{} films are {} MiB, more than the {} MiB one message may carry; \
+                 read them with StreamMovies",
+                response.movies.len(),
+                bytes >> 20,
+                MAX_EXPORT_BYTES >> 20
+            )));
+        }
+        Ok(Response::new(response))
     }
 
     async fn import_movies(

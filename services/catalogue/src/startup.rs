@@ -14,9 +14,9 @@ use videostore_proto::catalogue::catalogue_service_server::CatalogueServiceServe
 
 use crate::{
     config::Config,
-    grpc::CatalogueApi,
+    grpc::{self, CatalogueApi},
     seed,
-    store::{CatalogueStore, SqliteStore},
+    store::{CachedStore, CatalogueStore, SqliteStore},
 };
 
 /// A catalogue server bound to its port, ready to run.
@@ -39,12 +39,13 @@ impl Application {
         if config.seed {
             seed_if_empty(&store).await?;
         }
-        let api = CatalogueApi::new(Arc::new(store), keys, shutdown.clone());
+        let api = CatalogueApi::new(Arc::new(CachedStore::new(store)), keys, shutdown.clone());
         let standard = StandardServices::new(&["videostore.catalogue.v1.CatalogueService"]).await?;
         let routes = standard.routes().add_service(
             CatalogueServiceServer::new(api)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                // Only ExportMovies answers can be this big; it checks its own limit first.
+                .max_encoding_message_size(grpc::MAX_EXPORT_BYTES + 1024),
         );
         let listener = TcpListener::bind(config.listen)
             .await

@@ -192,6 +192,53 @@ async fn rest_facade_lists_and_shows_films_as_json() {
 }
 
 #[tokio::test]
+async fn rest_export_streams_every_matching_film_as_one_json_array() {
+    let store = TestStore::start().await;
+    let base = store.aggregator.url();
+    let http = reqwest::Client::new();
+    let response = http.get(format!("{base}/api/movies/export")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let all: Vec<serde_json::Value> = response.json().await.unwrap();
+    assert_eq!(all.len(), 600);
+    let ids: std::collections::HashSet<i64> =
+        all.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 600, "each film once");
+    let titles: Vec<String> =
+        all.iter().map(|m| catalogue::domain::fold(m["title"].as_str().unwrap())).collect();
+    assert!(titles.windows(2).all(|w| w[0] <= w[1]), "in title order");
+
+    let horror: Vec<serde_json::Value> = http
+        .get(format!("{base}/api/movies/export?genre=horror&order=rating&desc=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!horror.is_empty() && horror.len() < 600);
+    assert!(horror.iter().all(|m| m["genres"].as_array().unwrap().iter().any(|g| g == "Horror")));
+    let ratings: Vec<f64> = horror.iter().map(|m| m["audience_rating"].as_f64().unwrap()).collect();
+    assert!(ratings.windows(2).all(|w| w[0] >= w[1]));
+
+    let none: Vec<serde_json::Value> = http
+        .get(format!("{base}/api/movies/export?q=no%20such%20film%20anywhere"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    let bad = http.get(format!("{base}/api/movies/export?order=price")).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "INVALID_ARGUMENT");
+    store.stop().await;
+}
+
+#[tokio::test]
 async fn every_service_reports_health_and_serves_reflection() {
     use tonic_health_client::{HealthCheckRequest, HealthClient, serving};
     let store = TestStore::start().await;

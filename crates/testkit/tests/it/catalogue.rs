@@ -239,6 +239,64 @@ async fn stream_movies_delivers_every_match_in_batches() {
 }
 
 #[tokio::test]
+async fn one_film_per_message_and_one_message_for_all_agree_with_the_listing() {
+    let store = TestStore::start().await;
+    let mut client = store.catalogue_client().await.max_decoding_message_size(64 << 20);
+    let drama = || Some(MovieFilter { genre: "drama".into(), ..Default::default() });
+    let total = client
+        .list_movies(pb::ListMoviesRequest { filter: drama(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .total_size;
+    assert!(total > 5);
+
+    // The old way: one film per message.
+    let mut stream = client
+        .stream_movies(pb::StreamMoviesRequest {
+            filter: drama(),
+            order_by: MovieOrder::Year as i32,
+            descending: true,
+            batch_size: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch.unwrap();
+        assert_eq!(batch.movies.len(), 1);
+        streamed.push(batch.movies[0].id);
+    }
+
+    // One message with everything, in the same order.
+    let exported = client
+        .export_movies(pb::ExportMoviesRequest {
+            filter: drama(),
+            order_by: MovieOrder::Year as i32,
+            descending: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .movies;
+    assert_eq!(exported.len() as i64, total);
+    assert!(exported.iter().all(|m| m.genres.iter().any(|g| g == "Drama")));
+    assert!(exported.windows(2).all(|w| w[0].release_year >= w[1].release_year));
+    assert_eq!(exported.iter().map(|m| m.id).collect::<Vec<_>>(), streamed);
+
+    let everything =
+        client.export_movies(pb::ExportMoviesRequest::default()).await.unwrap().into_inner();
+    assert_eq!(everything.movies.len(), 600);
+    let bad = client
+        .export_movies(pb::ExportMoviesRequest { order_by: 99, ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    store.stop().await;
+}
+
+#[tokio::test]
 async fn lookup_answers_each_id_as_it_arrives() {
     let store = TestStore::start().await;
     let mut client = store.catalogue_client().await;

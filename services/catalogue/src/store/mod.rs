@@ -1,13 +1,14 @@
 //! The storage seam. Handlers talk to [`CatalogueStore`] only; SQLite is the embedded default and
 //! another backend (PostgreSQL) slots in as another implementation of the same trait.
 
+mod cache;
 mod sqlite;
 
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-pub use self::sqlite::SqliteStore;
+pub use self::{cache::CachedStore, sqlite::SqliteStore};
 use crate::domain::{Filter, Invalid, ListQuery, Movie, MovieFields, MovieId};
 
 /// What can go wrong in storage, in terms a handler can act on.

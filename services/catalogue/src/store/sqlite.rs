@@ -18,7 +18,10 @@ use super::{CatalogueStore, FieldChange, StoreError, Upserted};
 use crate::domain::{Filter, ListQuery, Movie, MovieFields, MovieId, Order, Rating, fold};
 
 /// The schema, one migration per file.
-const MIGRATIONS: Migrations = &[include_str!("../../migrations/sqlite/0001_movies.sql")];
+const MIGRATIONS: Migrations = &[
+    include_str!("../../migrations/sqlite/0001_movies.sql"),
+    include_str!("../../migrations/sqlite/0002_related_index.sql"),
+];
 
 /// Separates genres in the `genres` column; validation forbids control characters in names.
 const GENRE_SEPARATOR: char = '\u{1f}';
@@ -224,10 +227,18 @@ fn write_genres(
     fields: &MovieFields,
 ) -> rusqlite::Result<()> {
     connection.prepare_cached("DELETE FROM movie_genres WHERE movie_id = ?")?.execute([id])?;
-    let mut insert = connection
-        .prepare_cached("INSERT OR IGNORE INTO movie_genres (movie_id, genre) VALUES (?, ?)")?;
+    let mut insert = connection.prepare_cached(
+        "INSERT OR IGNORE INTO movie_genres (movie_id, genre, audience_rating, title_key) \
+         VALUES (?, ?, ?, ?)",
+    )?;
+    let title_key = fold(&fields.title);
     for genre in &fields.genres {
-        insert.execute(rusqlite::params![id, genre])?;
+        insert.execute(rusqlite::params![
+            id,
+            genre,
+            f64::from(fields.audience_rating),
+            title_key
+        ])?;
     }
     Ok(())
 }
@@ -356,15 +367,22 @@ impl CatalogueStore for SqliteStore {
         if movie.fields.genres.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut sql = Sql::new(format!("SELECT {COLUMNS} FROM movies WHERE id <> "));
-        sql.bind(movie.id).push(" AND id IN (SELECT movie_id FROM movie_genres WHERE genre IN (");
+        // The best `limit` of each genre come from the genre's rating index; the best
+        // `limit` of their union are the answer.
+        let mut sql = Sql::new(format!("SELECT {COLUMNS} FROM movies WHERE id IN ("));
         for (index, genre) in movie.fields.genres.iter().enumerate() {
             if index > 0 {
-                sql.push(", ");
+                sql.push(" UNION ");
             }
-            sql.bind(genre.clone());
+            sql.push("SELECT movie_id FROM (SELECT movie_id FROM movie_genres WHERE genre = ")
+                .bind(genre.clone())
+                .push(" AND movie_id <> ")
+                .bind(movie.id)
+                .push(" ORDER BY audience_rating DESC, title_key ASC, movie_id ASC LIMIT ")
+                .bind(limit as i64)
+                .push(")");
         }
-        sql.push(")) ORDER BY audience_rating DESC, title_key ASC, id ASC LIMIT ")
+        sql.push(") ORDER BY audience_rating DESC, title_key ASC, id ASC LIMIT ")
             .bind(limit as i64);
         self.read(move |connection| sql.query_movies(connection)).await
     }

@@ -1,0 +1,243 @@
+//! A read cache in front of any [`CatalogueStore`]: single films and film-page "related" lists,
+//! the two reads every film page makes.
+//!
+//! Coherence: this process is the only writer of its database (every write goes through the
+//! wrapped store below), and every write drops what it may have changed — the films it touched
+//! and all related lists — after it commits. A read that missed fills the cache only if no write
+//! finished while it was reading (an epoch counter), so a value read before a write can never be
+//! cached after it. Listings, searches and counts are not cached: they go to the database.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::SystemTime,
+};
+
+use async_trait::async_trait;
+use quick_cache::sync::Cache;
+
+use super::{CatalogueStore, FieldChange, StoreError, Upserted};
+use crate::domain::{Filter, ListQuery, Movie, MovieFields, MovieId};
+
+/// Films kept at most; a film is about 0.5 KB in memory.
+const FILMS: usize = 20_000;
+/// Related lists kept at most.
+const RELATED: usize = 5_000;
+
+/// `S` with a read cache.
+pub struct CachedStore<S> {
+    inner: S,
+    films: Cache<MovieId, Movie>,
+    related: Cache<(MovieId, usize), Arc<Vec<Movie>>>,
+    /// Bumped (under `fill`) after every write.
+    epoch: AtomicU64,
+    /// Serialises cache fills with invalidations.
+    fill: Mutex<()>,
+}
+
+impl<S: CatalogueStore> CachedStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            films: Cache::new(FILMS),
+            related: Cache::new(RELATED),
+            epoch: AtomicU64::new(0),
+            fill: Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.fill.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `fill` only if no write has finished since `epoch` was read.
+    fn fill_if_current(&self, epoch: u64, fill: impl FnOnce()) {
+        let _guard = self.lock();
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            fill();
+        }
+    }
+
+    /// After a write (whatever its outcome): forget `films` and every related list.
+    fn invalidate(&self, films: impl IntoIterator<Item = MovieId>) {
+        let _guard = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for id in films {
+            self.films.remove(&id);
+        }
+        self.related.clear();
+    }
+
+    fn invalidate_all(&self) {
+        let _guard = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.films.clear();
+        self.related.clear();
+    }
+}
+
+#[async_trait]
+impl<S: CatalogueStore> CatalogueStore for CachedStore<S> {
+    async fn get(&self, id: MovieId) -> Result<Option<Movie>, StoreError> {
+        if let Some(movie) = self.films.get(&id) {
+            return Ok(Some(movie));
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let found = self.inner.get(id).await?;
+        if let Some(movie) = &found {
+            self.fill_if_current(epoch, || self.films.insert(id, movie.clone()));
+        }
+        Ok(found)
+    }
+
+    async fn get_many(&self, ids: &[MovieId]) -> Result<Vec<Movie>, StoreError> {
+        self.inner.get_many(ids).await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Movie>, StoreError> {
+        self.inner.list(query).await
+    }
+
+    async fn count(&self, filter: &Filter) -> Result<i64, StoreError> {
+        self.inner.count(filter).await
+    }
+
+    async fn related(&self, movie: &Movie, limit: usize) -> Result<Vec<Movie>, StoreError> {
+        let key = (movie.id, limit);
+        if let Some(related) = self.related.get(&key) {
+            return Ok(related.as_ref().clone());
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let related = self.inner.related(movie, limit).await?;
+        self.fill_if_current(epoch, || self.related.insert(key, Arc::new(related.clone())));
+        Ok(related)
+    }
+
+    async fn create(
+        &self,
+        fields: &MovieFields,
+        request_id: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(Movie, bool), StoreError> {
+        let created = self.inner.create(fields, request_id, now).await;
+        self.invalidate([]);
+        created
+    }
+
+    async fn update(
+        &self,
+        id: MovieId,
+        change: Box<FieldChange>,
+        now: SystemTime,
+    ) -> Result<Movie, StoreError> {
+        let updated = self.inner.update(id, change, now).await;
+        self.invalidate([id]);
+        updated
+    }
+
+    async fn delete(&self, id: MovieId) -> Result<bool, StoreError> {
+        let deleted = self.inner.delete(id).await;
+        self.invalidate([id]);
+        deleted
+    }
+
+    async fn upsert_batch(
+        &self,
+        rows: &[MovieFields],
+        now: SystemTime,
+    ) -> Result<Vec<Upserted>, StoreError> {
+        let upserted = self.inner.upsert_batch(rows, now).await;
+        match &upserted {
+            Ok(outcomes) => self.invalidate(outcomes.iter().filter_map(|outcome| match outcome {
+                Upserted::Updated(id) => Some(*id),
+                Upserted::Created(_) => None,
+            })),
+            // The batch rolled back, or its commit's outcome is unknown: trust nothing cached.
+            Err(_) => self.invalidate_all(),
+        }
+        upserted
+    }
+
+    async fn genres(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.inner.genres().await
+    }
+
+    async fn total(&self) -> Result<i64, StoreError> {
+        self.inner.total().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        domain::{Invalid, Order},
+        store::SqliteStore,
+    };
+
+    async fn store() -> (tempfile::TempDir, CachedStore<SqliteStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("catalogue.db").display());
+        let inner = SqliteStore::open(&url).await.unwrap();
+        inner.upsert_batch(&crate::seed::films(), SystemTime::now()).await.unwrap();
+        (dir, CachedStore::new(inner))
+    }
+
+    /// The related films as the definition says: sharing a genre, best rated first, then by
+    /// folded title and id.
+    async fn related_by_definition(store: &CachedStore<SqliteStore>, movie: &Movie) -> Vec<i64> {
+        let everything = ListQuery {
+            filter: Filter::default(),
+            order: Order::Rating,
+            descending: true,
+            after: None,
+            limit: usize::MAX,
+        };
+        let lower = |genres: &[String]| -> Vec<String> {
+            genres.iter().map(|g| g.to_lowercase()).collect()
+        };
+        let wanted = lower(&movie.fields.genres);
+        store
+            .list(&everything)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| {
+                m.id != movie.id && lower(&m.fields.genres).iter().any(|g| wanted.contains(g))
+            })
+            .map(|m| m.id)
+            .take(6)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn reads_after_writes_see_the_writes() {
+        let (_dir, store) = store().await;
+        let film = store.get(7).await.unwrap().unwrap();
+        let related = store.related(&film, 6).await.unwrap();
+        let ids: Vec<_> = related.iter().map(|m| m.id).collect();
+        assert_eq!(ids, related_by_definition(&store, &film).await);
+
+        // Make the last related film the best rated of all (and first by title among the best
+        // rated): it must move to the front.
+        let promoted = *ids.last().unwrap();
+        let change = |current: &MovieFields| -> Result<MovieFields, Invalid> {
+            Ok(MovieFields { audience_rating: 10.0, title: "0 promoted".into(), ..current.clone() })
+        };
+        store.update(promoted, Box::new(change), SystemTime::now()).await.unwrap();
+        assert_eq!(store.get(promoted).await.unwrap().unwrap().fields.title, "0 promoted");
+        let again = store.related(&film, 6).await.unwrap();
+        assert_eq!(again[0].id, promoted);
+        assert_eq!(
+            again.iter().map(|m| m.id).collect::<Vec<_>>(),
+            related_by_definition(&store, &film).await
+        );
+
+        assert!(store.delete(promoted).await.unwrap());
+        assert!(store.get(promoted).await.unwrap().is_none());
+        assert!(store.related(&film, 6).await.unwrap().iter().all(|m| m.id != promoted));
+    }
+}
