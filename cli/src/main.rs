@@ -170,7 +170,7 @@ enum Movies {
         /// Released in or before.
         #[arg(long)]
         to: Option<i32>,
-        /// title, year or rating.
+        /// title, year, rating or id.
         #[arg(long, default_value = "title")]
         order: String,
         /// Reverse the order.
@@ -409,7 +409,8 @@ fn order(name: &str) -> anyhow::Result<cat::MovieOrder> {
         "title" => cat::MovieOrder::Title,
         "year" => cat::MovieOrder::Year,
         "rating" => cat::MovieOrder::Rating,
-        other => bail!("--order {other:?} is not one of title, year, rating"),
+        "id" => cat::MovieOrder::Id,
+        other => bail!("--order {other:?} is not one of title, year, rating, id"),
     })
 }
 

@@ -1,6 +1,8 @@
 //! The reference ceiling: a minimal tonic server answering `GetMovie` with one fixed film of
 //! the same size as a real one, and nothing else. Unary figures are reported as a ratio to it,
-//! so they hold on a noisy machine.
+//! so they hold on a noisy machine. For bulk delivery it also streams N copies of that film,
+//! one per message, straight from memory (N from the `x-films` request header): the transport's
+//! own ceiling, with no database behind it.
 
 use std::net::SocketAddr;
 
@@ -49,8 +51,25 @@ impl CatalogueService for Ceiling {
     type StreamMoviesStream = Stream<pb::StreamMoviesResponse>;
     async fn stream_movies(
         &self,
-        _: Request<pb::StreamMoviesRequest>,
+        request: Request<pb::StreamMoviesRequest>,
     ) -> Result<Response<Self::StreamMoviesStream>, Status> {
+        let films: usize = request
+            .metadata()
+            .get("x-films")
+            .and_then(|value| value.to_str().ok()?.parse().ok())
+            .ok_or_else(|| Status::invalid_argument("x-films header missing"))?;
+        let film = self.film.clone();
+        let stream = futures::stream::iter((0..films).map(move |index| {
+            let mut movie = film.clone();
+            movie.id = index as i64 + 1;
+            Ok(pb::StreamMoviesResponse { movies: vec![movie] })
+        }));
+        Ok(Response::new(Box::pin(stream)))
+    }
+    async fn export_movies(
+        &self,
+        _: Request<pb::ExportMoviesRequest>,
+    ) -> Result<Response<pb::ExportMoviesResponse>, Status> {
         unimplemented()
     }
     async fn import_movies(

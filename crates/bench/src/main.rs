@@ -8,6 +8,7 @@
 //! aggregator, the REST facade) at several concurrencies as a ratio to the ceiling; committed
 //! rent+return pairs per second with 64 customers; resident memory idle and at peak.
 
+mod bulk;
 mod ceiling;
 mod load;
 mod report;
@@ -45,6 +46,18 @@ enum Command {
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
         /// Folder of the release binaries (catalogue, stock, aggregator, bench).
+        #[arg(long, default_value = "target/release")]
+        bin_dir: PathBuf,
+    },
+    /// Only the bulk delivery scenario at one size, printed (for profiling a change).
+    Bulk {
+        /// Films in the catalogue.
+        #[arg(long, default_value_t = 500_000)]
+        films: usize,
+        /// Runs per transport.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Folder of the release binaries.
         #[arg(long, default_value = "target/release")]
         bin_dir: PathBuf,
     },
@@ -91,8 +104,13 @@ struct Results {
     machine: String,
     unary: Vec<UnaryResult>,
     rentals: RentalsResult,
+    bulk: Vec<bulk::BulkResult>,
     memory: Vec<services::Memory>,
 }
+
+/// The same allocator as the services: the client's decoding is part of every bulk timing.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -102,6 +120,21 @@ async fn main() -> anyhow::Result<()> {
             ceiling::serve(listen, film).await
         }
         Command::Run { quick, out, bin_dir } => run(quick, out, bin_dir).await,
+        Command::Bulk { films, runs, bin_dir } => {
+            let mut running = services::Running::start(&bin_dir, false).await?;
+            let staff = staff_token(running.stock).await?;
+            let catalogue = channels(running.catalogue, 1).await?.remove(0);
+            let started = std::time::Instant::now();
+            bulk::import(catalogue.clone(), &staff, 0, films).await?;
+            eprintln!("bench: {films} films imported in {:.1} s", started.elapsed().as_secs_f64());
+            bulk::wait_for_total(catalogue, films).await?;
+            eprintln!("bench: catalogue pid {}", running.pid("catalogue").unwrap_or(0));
+            bulk::measure(films, runs, running.catalogue, running.aggregator, running.ceiling)
+                .await?;
+            eprintln!("{:?}", running.memory("after")?);
+            running.stop();
+            Ok(())
+        }
     }
 }
 
@@ -119,7 +152,7 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
     let (concurrencies, seconds, rental_seconds): (&[usize], u64, u64) =
         if quick { (&[1, 64], 2, 3) } else { (&[1, 16, 64, 256], 8, 15) };
     let duration = Duration::from_secs(seconds);
-    let mut running = services::Running::start(&bin_dir).await?;
+    let mut running = services::Running::start(&bin_dir, true).await?;
     eprintln!("bench: services up; measuring idle memory");
     let idle = running.memory("idle")?;
 
@@ -188,15 +221,55 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
 
     eprintln!("bench: rentals with 64 customers");
     let rentals = rentals(&running, Duration::from_secs(rental_seconds)).await?;
-    let peak = running.memory("peak (after all scenarios)")?;
+    let peak = running.memory("after unary and rentals")?;
     running.stop();
+
+    // Bulk delivery, over a catalogue of exactly N films.
+    let (sizes, runs): (&[usize], usize) =
+        if quick { (&[20_000], 1) } else { (&[100_000, 500_000], 3) };
+    let mut bulk_running = services::Running::start(&bin_dir, false).await?;
+    let mut bulk = Vec::new();
+    let mut bulk_memory = Vec::new();
+    let staff = staff_token(bulk_running.stock).await?;
+    let mut imported = 0;
+    for &films in sizes {
+        eprintln!("bench: importing films {imported}..{films}");
+        let catalogue = channels(bulk_running.catalogue, 1).await?.remove(0);
+        let started = std::time::Instant::now();
+        bulk::import(catalogue.clone(), &staff, imported, films).await?;
+        eprintln!(
+            "bench:   {} films imported in {:.1} s",
+            films - imported,
+            started.elapsed().as_secs_f64()
+        );
+        imported = films;
+        bulk::wait_for_total(catalogue, films).await?;
+        eprintln!("bench: bulk delivery of {films} films");
+        bulk.extend(
+            bulk::measure(
+                films,
+                runs,
+                bulk_running.catalogue,
+                bulk_running.aggregator,
+                bulk_running.ceiling,
+            )
+            .await?,
+        );
+        bulk_memory.extend(bulk_running.memory(if films == sizes[0] {
+            "after bulk delivery (first size)"
+        } else {
+            "after bulk delivery (largest size)"
+        })?);
+    }
+    bulk_running.stop();
 
     let results = Results {
         mode: if quick { "quick" } else { "full" },
         machine: services::machine(),
         unary,
         rentals,
-        memory: idle.into_iter().chain(peak).collect(),
+        bulk,
+        memory: idle.into_iter().chain(peak).chain(bulk_memory).collect(),
     };
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&results)?)?;
@@ -215,6 +288,19 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
         "a unary target answered no call"
     );
     Ok(())
+}
+
+/// A staff token from the stock service at `stock`.
+async fn staff_token(stock: SocketAddr) -> anyhow::Result<String> {
+    let channel = channels(stock, 1).await?.remove(0);
+    Ok(AccountServiceClient::new(channel)
+        .sign_in(stock::SignInRequest {
+            email: services::STAFF_EMAIL.into(),
+            password: services::STAFF_PASSWORD.into(),
+        })
+        .await?
+        .into_inner()
+        .token)
 }
 
 /// 64 customers renting and returning as fast as they can; then the invariant.

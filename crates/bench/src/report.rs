@@ -58,6 +58,49 @@ pub(crate) fn markdown(results: &Results) -> String {
         if r.invariant_holds { "holds" } else { "BROKEN" },
         r.open_rentals_left
     );
+    let _ = writeln!(out, "## Bulk delivery: the old comparison, redone\n");
+    let _ = writeln!(
+        out,
+        "N films from the catalogue's database (SQLite) to a Rust client, timed from the request to the last film decoded; median of {} run(s). The old figures are the prototype's (Python gateway, timed by hand in Postman).\n",
+        results.bulk.first().map_or(0, |b| b.runs)
+    );
+    let _ = writeln!(
+        out,
+        "| films | transport | ours, s | best, s | MB on the wire | messages | old, s | old ÷ ours |"
+    );
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|");
+    for b in &results.bulk {
+        let old = crate::bulk::OLD.iter().find(|(n, ..)| *n == b.films).and_then(
+            |(_, rest, unary, stream)| {
+                if b.transport.starts_with("REST") {
+                    Some(*rest)
+                } else if b.transport.contains("unary") {
+                    Some(*unary)
+                } else if b.transport.contains("one film per message (the old way)") {
+                    Some(*stream)
+                } else {
+                    None
+                }
+            },
+        );
+        let (old_s, ratio) = match old {
+            Some(old) => (format!("{old:.2}"), format!("{:.0}×", old / b.seconds.max(1e-9))),
+            None => ("".into(), "".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.3} | {:.3} | {:.1} | {} | {} | {} |",
+            b.films,
+            b.transport,
+            b.seconds,
+            b.best_seconds,
+            b.bytes as f64 / 1e6,
+            b.messages,
+            old_s,
+            ratio
+        );
+    }
+    let _ = writeln!(out);
     let _ = writeln!(out, "## Resident memory\n");
     let _ = writeln!(out, "| service | when | RSS MiB | peak RSS MiB |");
     let _ = writeln!(out, "|---|---|---:|---:|");
@@ -73,7 +116,7 @@ pub(crate) fn markdown(results: &Results) -> String {
     }
     let _ = writeln!(
         out,
-        "\n## Not measured yet\n\nBulk delivery of 100,000 and 500,000 films (REST, unary, per-film stream, batched stream, gRPC-Web), live-availability fan-out to 1,000 and 10,000 subscribers, wrk comparison and SVG plots: the next increments of the benchmark."
+        "\n## Not measured yet\n\nLive-availability fan-out to 1,000 and 10,000 subscribers, wrk comparison and SVG plots: the next increments of the benchmark."
     );
     out
 }

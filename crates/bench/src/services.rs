@@ -90,8 +90,9 @@ pub(crate) fn machine() -> String {
 }
 
 impl Running {
-    /// Starts catalogue, stock, aggregator and the ceiling from `bin_dir`.
-    pub(crate) async fn start(bin_dir: &Path) -> anyhow::Result<Self> {
+    /// Starts catalogue, stock, aggregator and the ceiling from `bin_dir`; with `seed`, the
+    /// catalogue opens with its 600 sample films, without, empty (the bulk scenario fills it).
+    pub(crate) async fn start(bin_dir: &Path, seed: bool) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
         let (catalogue, stock, aggregator, ceiling) =
             (free_port()?, free_port()?, free_port()?, free_port()?);
@@ -108,6 +109,7 @@ impl Running {
                 .env("VIDEOSTORE_STAFF_EMAIL", STAFF_EMAIL)
                 .env("VIDEOSTORE_STAFF_PASSWORD", STAFF_PASSWORD)
                 .env("AGGREGATOR_WEB_DIR", data.path().join("no-web-app"))
+                .env("CATALOGUE_SEED", seed.to_string())
                 // Per-request logs would measure the terminal, not the service.
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
@@ -122,7 +124,9 @@ impl Running {
             wait_serving(addr).await?;
         }
         // The ceiling answers with a real film of the real size.
-        let film = {
+        let film = if !seed {
+            crate::bulk::film(1)
+        } else {
             let channel = tonic::transport::Channel::from_shared(format!("http://{catalogue}"))?
                 .connect()
                 .await?;
@@ -146,6 +150,11 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(Self { catalogue, stock, aggregator, ceiling, children, _data: data })
+    }
+
+    /// The process id of a service.
+    pub(crate) fn pid(&self, service: &str) -> Option<u32> {
+        self.children.iter().find(|(name, _)| *name == service).map(|(_, child)| child.id())
     }
 
     /// Resident memory of each service now.

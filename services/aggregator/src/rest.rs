@@ -1,6 +1,6 @@
 //! The REST/JSON facade, on the same port as gRPC:
 //!
-//! - `GET /api/movies?q=&genre=&min_year=&max_year=&order=title|year|rating&desc=true&page_size=&page_token=`
+//! - `GET /api/movies?q=&genre=&min_year=&max_year=&order=title|year|rating|id&desc=true&page_size=&page_token=`
 //! - `GET /api/movies/{id}`
 //! - `GET /api/movies/export?q=&genre=&min_year=&max_year=&order=&desc=`: every matching film as
 //!   one JSON array, streamed from the catalogue batch by batch (the aggregator holds one batch
@@ -208,9 +208,10 @@ fn order(name: &str) -> Result<catalogue::MovieOrder, RestError> {
         "" | "title" => catalogue::MovieOrder::Title,
         "year" => catalogue::MovieOrder::Year,
         "rating" => catalogue::MovieOrder::Rating,
+        "id" => catalogue::MovieOrder::Id,
         other => {
             return Err(RestError(Status::invalid_argument(format!(
-                "order {other:?} is not one of title, year, rating"
+                "order {other:?} is not one of title, year, rating, id"
             ))));
         }
     })

@@ -206,6 +206,8 @@ pub enum Order {
     Year,
     /// By audience rating, then folded title, then id.
     Rating,
+    /// By id: the order films were added in.
+    Id,
 }
 
 /// A validated film filter.

@@ -35,7 +35,7 @@ const MAX_RELATED: usize = 20;
 /// Longest CreateMovie request id.
 const MAX_REQUEST_ID_CHARS: usize = 100;
 /// Imported rows are committed in transactions of this many rows.
-const IMPORT_BATCH: usize = 500;
+const IMPORT_BATCH: usize = 5000;
 /// Most rejected rows listed in an import summary (all are counted).
 const MAX_REJECTED_LISTED: usize = 10_000;
 
@@ -140,6 +140,7 @@ fn order_from_proto(order: i32) -> Result<Order, Status> {
         Ok(pb::MovieOrder::Unspecified | pb::MovieOrder::Title) => Ok(Order::Title),
         Ok(pb::MovieOrder::Year) => Ok(Order::Year),
         Ok(pb::MovieOrder::Rating) => Ok(Order::Rating),
+        Ok(pb::MovieOrder::Id) => Ok(Order::Id),
         Err(_) => Err(Status::invalid_argument(format!("order_by {order} is not a known order"))),
     }
 }
@@ -230,14 +231,24 @@ fn apply_mask(current: RawMovie, patch: &pb::Movie, paths: &[String]) -> Result<
 /// the batch size asked for.
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
+/// An upper bound of a film's encoded size, much cheaper than `encoded_len` (which the encoder
+/// computes again anyway): text bytes plus the most the numbers, tags and lengths can take.
+fn approximate_size(movie: &pb::Movie) -> usize {
+    let text = movie.title.len()
+        + movie.director.len()
+        + movie.synopsis.len()
+        + movie.external_key.len()
+        + movie.genres.iter().map(|genre| genre.len() + 3).sum::<usize>();
+    text + 96
+}
+
 /// Splits films into messages of at most [`MAX_BATCH_BYTES`] (at least one film each).
 fn split_by_size(movies: Vec<pb::Movie>) -> Vec<Vec<pb::Movie>> {
-    use prost::Message;
     let mut batches = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0;
     for movie in movies {
-        let size = movie.encoded_len() + 4;
+        let size = approximate_size(&movie);
         if !current.is_empty() && bytes + size > MAX_BATCH_BYTES {
             batches.push(std::mem::take(&mut current));
             bytes = 0;
@@ -372,10 +383,14 @@ impl CatalogueService for CatalogueApi {
         let (sender, receiver) = mpsc::channel(4);
         let store = Arc::clone(&self.store);
         let shutdown = self.shutdown.clone();
+        // Read the database in big pages whatever the message size asked for (a page is one
+        // statement on one connection), one page ahead of the sender, which cuts each page into
+        // messages: the next read overlaps the encoding and sending of the last.
+        let (pages_in, mut pages) = mpsc::channel::<Vec<Movie>>(1);
+        let page_size = batch.max(READ_PAGE);
+        let read_shutdown = shutdown.clone();
+        let read_errors = sender.clone();
         tokio::spawn(async move {
-            // Read the database in big pages whatever the message size asked for (a page is
-            // one statement on one connection), and cut each page into messages.
-            let page_size = batch.max(READ_PAGE);
             let mut query = ListQuery {
                 filter,
                 order,
@@ -383,24 +398,37 @@ impl CatalogueService for CatalogueApi {
                 after: None,
                 limit: page_size,
             };
-            let shutting_down = || Status::unavailable("the catalogue is shutting down");
             loop {
                 let page = tokio::select! {
                     page = store.list(&query) => page,
-                    () = shutdown.cancelled() => {
-                        let _ = sender.try_send(Err(shutting_down()));
-                        return;
-                    }
+                    () = read_shutdown.cancelled() => return,
                 };
                 let page = match page {
                     Ok(page) => page,
                     Err(error) => {
-                        let _ = sender.send(Err(store_error(error))).await;
+                        let _ = read_errors.send(Err(store_error(error))).await;
                         return;
                     }
                 };
                 let last_page = page.len() < page_size;
                 query.after = page.last().map(Cursor::after);
+                if pages_in.send(page).await.is_err() || last_page {
+                    return; // The sender stopped, or that was everything.
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let shutting_down = || Status::unavailable("the catalogue is shutting down");
+            loop {
+                let page = tokio::select! {
+                    page = pages.recv() => page,
+                    () = shutdown.cancelled() => {
+                        let _ = sender.try_send(Err(shutting_down()));
+                        return;
+                    }
+                };
+                // No page: the reader finished (or failed, and said so on `sender`).
+                let Some(page) = page else { return };
                 let mut films = page.into_iter().map(to_proto).peekable();
                 while films.peek().is_some() {
                     let chunk: Vec<pb::Movie> = films.by_ref().take(batch).collect();
@@ -416,9 +444,6 @@ impl CatalogueService for CatalogueApi {
                             return; // The client went away, or the server is stopping.
                         }
                     }
-                }
-                if last_page {
-                    return;
                 }
             }
         });
@@ -463,6 +488,9 @@ impl CatalogueService for CatalogueApi {
         let mut summary = pb::ImportMoviesResponse::default();
         let mut keys_seen: HashMap<String, i64> = HashMap::new();
         let mut pending: Vec<MovieFields> = Vec::with_capacity(IMPORT_BATCH);
+        // One batch is written while the next is read and checked; at most one is in flight,
+        // so batches commit in stream order.
+        let mut writing: Option<tokio::task::JoinHandle<Result<Vec<Upserted>, Status>>> = None;
         let mut index: i64 = 0;
         let now = SystemTime::now();
         while let Some(message) = stream.message().await? {
@@ -489,11 +517,20 @@ impl CatalogueService for CatalogueApi {
                 }
                 pending.push(fields);
                 if pending.len() >= IMPORT_BATCH {
-                    self.flush_import(&mut pending, &mut summary, now).await?;
+                    count_written(writing.take(), &mut summary).await?;
+                    let batch = std::mem::replace(&mut pending, Vec::with_capacity(IMPORT_BATCH));
+                    let store = Arc::clone(&self.store);
+                    writing = Some(tokio::spawn(async move {
+                        store.upsert_batch(&batch, now).await.map_err(store_error)
+                    }));
                 }
             }
         }
-        self.flush_import(&mut pending, &mut summary, now).await?;
+        count_written(writing.take(), &mut summary).await?;
+        if !pending.is_empty() {
+            let outcomes = self.store.upsert_batch(&pending, now).await.map_err(store_error)?;
+            count_outcomes(outcomes, &mut summary);
+        }
         tracing::info!(
             staff = %caller.email,
             created = summary.created,
@@ -639,25 +676,27 @@ fn reject(summary: &mut pb::ImportMoviesResponse, index: i64, external_key: &str
     }
 }
 
-impl CatalogueApi {
-    async fn flush_import(
-        &self,
-        pending: &mut Vec<MovieFields>,
-        summary: &mut pb::ImportMoviesResponse,
-        now: SystemTime,
-    ) -> Result<(), Status> {
-        if pending.is_empty() {
-            return Ok(());
+/// Waits for the batch being written, if any, and counts what it did.
+async fn count_written(
+    writing: Option<tokio::task::JoinHandle<Result<Vec<Upserted>, Status>>>,
+    summary: &mut pb::ImportMoviesResponse,
+) -> Result<(), Status> {
+    if let Some(writing) = writing {
+        let outcomes = writing.await.map_err(|error| {
+            tracing::error!(%error, "an import batch task failed");
+            Status::internal("the import failed")
+        })??;
+        count_outcomes(outcomes, summary);
+    }
+    Ok(())
+}
+
+fn count_outcomes(outcomes: Vec<Upserted>, summary: &mut pb::ImportMoviesResponse) {
+    for outcome in outcomes {
+        match outcome {
+            Upserted::Created(_) => summary.created += 1,
+            Upserted::Updated(_) => summary.updated += 1,
         }
-        let outcomes = self.store.upsert_batch(pending, now).await.map_err(store_error)?;
-        for outcome in outcomes {
-            match outcome {
-                Upserted::Created(_) => summary.created += 1,
-                Upserted::Updated(_) => summary.updated += 1,
-            }
-        }
-        pending.clear();
-        Ok(())
     }
 }
 

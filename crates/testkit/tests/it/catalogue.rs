@@ -47,6 +47,7 @@ async fn paging_visits_every_match_once_in_order() {
         (MovieOrder::Year, true),
         (MovieOrder::Rating, true),
         (MovieOrder::Year, false),
+        (MovieOrder::Id, true),
     ] {
         let mut seen = Vec::new();
         let mut token = String::new();
@@ -86,6 +87,7 @@ async fn paging_visits_every_match_once_in_order() {
                 (MovieOrder::Year, true) => assert!(a.release_year >= b.release_year),
                 (MovieOrder::Year, false) => assert!(a.release_year <= b.release_year),
                 (MovieOrder::Rating, true) => assert!(a.audience_rating >= b.audience_rating),
+                (MovieOrder::Id, _) => assert!(a.id > b.id),
                 _ => assert!(fold(&a.title) <= fold(&b.title), "{} before {}", a.title, b.title),
             }
         }

@@ -173,6 +173,9 @@ fn push_keyset(sql: &mut Sql, query: &ListQuery) {
     let Some(after) = &query.after else { return };
     let op = if query.descending { "<" } else { ">" };
     match query.order {
+        Order::Id => {
+            sql.push(&format!(" AND id {op} ")).bind(after.id);
+        }
         Order::Title => {
             sql.push(&format!(" AND (title_key, id) {op} ("))
                 .bind(after.title_key.clone())
@@ -207,6 +210,8 @@ fn order_clause(query: &ListQuery) -> &'static str {
         (Order::Year, true) => " ORDER BY release_year DESC, title_key ASC, id ASC",
         (Order::Rating, false) => " ORDER BY audience_rating ASC, title_key ASC, id ASC",
         (Order::Rating, true) => " ORDER BY audience_rating DESC, title_key ASC, id ASC",
+        (Order::Id, false) => " ORDER BY id ASC",
+        (Order::Id, true) => " ORDER BY id DESC",
     }
 }
 

@@ -1,0 +1,318 @@
+//! Scenario 1, the old comparison redone: N films from the catalogue's database to a client over
+//! each transport, timed from the request to the last film decoded.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tonic::{Request, transport::Channel};
+use videostore_proto::catalogue::{self as pb, catalogue_service_client::CatalogueServiceClient};
+
+/// One transport at one size.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct BulkResult {
+    pub(crate) films: usize,
+    pub(crate) transport: &'static str,
+    /// Median over the runs, seconds.
+    pub(crate) seconds: f64,
+    /// Fastest run, seconds.
+    pub(crate) best_seconds: f64,
+    pub(crate) runs: usize,
+    /// Bytes on the wire (the body; for gRPC the length-prefixed messages).
+    pub(crate) bytes: u64,
+    /// Messages (or JSON elements) received.
+    pub(crate) messages: u64,
+}
+
+/// The old prototype's figures (REST/JSON, gRPC unary, gRPC stream one film per message), by N.
+pub(crate) const OLD: &[(usize, f64, f64, f64)] =
+    &[(100_000, 1.05, 0.918, 4.45), (500_000, 5.26, 4.39, 25.24)];
+
+const GENRES: &[&str] = &[
+    "Drama",
+    "Comedy",
+    "Thriller",
+    "Horror",
+    "Romance",
+    "Science Fiction",
+    "Documentary",
+    "Animation",
+    "Adventure",
+    "Crime",
+    "Fantasy",
+    "Western",
+];
+const WORDS: &[&str] = &[
+    "Silent", "River", "Midnight", "Garden", "Empire", "Winter", "Glass", "Harbour", "Echo",
+    "Crimson", "Paper", "Lantern", "Northern", "Shadow", "Orchard", "Velvet",
+];
+
+/// Film number `index` of the benchmark's catalogue: deterministic, about as big as a sample
+/// film (title, director, one to three genres, a two-sentence synopsis).
+pub(crate) fn film(index: usize) -> pb::Movie {
+    let word = |n: usize| WORDS[(index / n + n) % WORDS.len()];
+    let genres =
+        (0..1 + index % 3).map(|g| GENRES[(index + g * 5) % GENRES.len()].into()).collect();
+    pb::Movie {
+        id: 0,
+        title: format!("The {} {} {index}", word(1), word(7)),
+        release_year: 1950 + (index % 76) as i32,
+        genres,
+        runtime_minutes: 80 + (index % 100) as i32,
+        director: format!("{} {}", word(3), word(5)),
+        rating: 1 + (index % 5) as i32,
+        synopsis: format!(
+            "A {} story of a {} keeper who finds a {} letter by the {}. Nothing is what it seems.",
+            word(2).to_lowercase(),
+            word(4).to_lowercase(),
+            word(6).to_lowercase(),
+            word(8).to_lowercase()
+        ),
+        audience_rating: (20 + index % 81) as f32 / 10.0,
+        external_key: format!("bench-{index:07}"),
+        update_time: None,
+    }
+}
+
+/// Imports films `from..to` through ImportMovies (client streaming), 1,000 per message.
+pub(crate) async fn import(
+    channel: Channel,
+    staff_token: &str,
+    from: usize,
+    to: usize,
+) -> anyhow::Result<()> {
+    let messages = (from..to).step_by(1000).map(move |start| pb::ImportMoviesRequest {
+        movies: (start..(start + 1000).min(to)).map(film).collect(),
+    });
+    let mut request = Request::new(futures::stream::iter(messages));
+    request.metadata_mut().insert("authorization", format!("Bearer {staff_token}").parse()?);
+    let summary = CatalogueServiceClient::new(channel)
+        .max_encoding_message_size(64 << 20)
+        .import_movies(request)
+        .await?
+        .into_inner();
+    anyhow::ensure!(
+        summary.rejected_count == 0 && (summary.created + summary.updated) as usize == to - from,
+        "import of films {from}..{to}: {summary:?}"
+    );
+    Ok(())
+}
+
+/// What one delivery received.
+struct Received {
+    films: usize,
+    bytes: u64,
+    messages: u64,
+}
+
+/// A film as the REST facade spells it.
+#[derive(Deserialize)]
+#[allow(dead_code)] // Decoded field by field, as a client would; not every field is read.
+struct RestFilm {
+    id: i64,
+    title: String,
+    release_year: i32,
+    genres: Vec<String>,
+    runtime_minutes: i32,
+    director: String,
+    rating: String,
+    synopsis: String,
+    audience_rating: f32,
+}
+
+async fn rest(http: &reqwest::Client, aggregator: &str) -> anyhow::Result<Received> {
+    let body = http
+        .get(format!("http://{aggregator}/api/movies/export?order=id"))
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let films: Vec<RestFilm> = serde_json::from_slice(&body).context("decoding the JSON array")?;
+    Ok(Received { films: films.len(), bytes: body.len() as u64, messages: films.len() as u64 })
+}
+
+async fn unary(channel: Channel) -> anyhow::Result<Received> {
+    let response = CatalogueServiceClient::new(channel)
+        .max_decoding_message_size(512 << 20)
+        .export_movies(pb::ExportMoviesRequest {
+            order_by: pb::MovieOrder::Id as i32,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(Received {
+        films: response.movies.len(),
+        bytes: prost::Message::encoded_len(&response) as u64 + 5,
+        messages: 1,
+    })
+}
+
+async fn stream(
+    channel: Channel,
+    batch_size: i32,
+    films_header: Option<usize>,
+) -> anyhow::Result<Received> {
+    let mut request = Request::new(pb::StreamMoviesRequest {
+        order_by: pb::MovieOrder::Id as i32,
+        batch_size,
+        ..Default::default()
+    });
+    if let Some(films) = films_header {
+        request.metadata_mut().insert("x-films", films.to_string().parse()?);
+    }
+    let mut stream = CatalogueServiceClient::new(channel)
+        .max_decoding_message_size(16 << 20)
+        .stream_movies(request)
+        .await?
+        .into_inner();
+    let mut received = Received { films: 0, bytes: 0, messages: 0 };
+    while let Some(batch) = stream.message().await? {
+        received.films += batch.movies.len();
+        received.bytes += prost::Message::encoded_len(&batch) as u64 + 5;
+        received.messages += 1;
+    }
+    Ok(received)
+}
+
+/// StreamMovies over gRPC-Web on HTTP/1.1, as the browser receives it: length-prefixed frames in
+/// the response body, decoded as they arrive, the trailers frame last.
+async fn grpc_web(http: &reqwest::Client, catalogue: &str) -> anyhow::Result<Received> {
+    let message =
+        pb::StreamMoviesRequest { order_by: pb::MovieOrder::Id as i32, ..Default::default() };
+    let encoded = prost::Message::encode_to_vec(&message);
+    let mut body = Vec::with_capacity(encoded.len() + 5);
+    body.push(0);
+    body.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+    body.extend_from_slice(&encoded);
+    let response = http
+        .post(format!("http://{catalogue}/videostore.catalogue.v1.CatalogueService/StreamMovies"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(body)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut chunks = response.bytes_stream();
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut received = Received { films: 0, bytes: 0, messages: 0 };
+    let mut status = None;
+    while let Some(chunk) = chunks.next().await {
+        buffer.extend_from_slice(&chunk?);
+        let mut at = 0;
+        while buffer.len() - at >= 5 {
+            let flag = buffer[at];
+            let length = u32::from_be_bytes(buffer[at + 1..at + 5].try_into()?) as usize;
+            if buffer.len() - at - 5 < length {
+                break;
+            }
+            let frame = &buffer[at + 5..at + 5 + length];
+            if flag & 0x80 != 0 {
+                let trailers = String::from_utf8_lossy(frame);
+                status = trailers.lines().find_map(|line| {
+                    line.strip_prefix("grpc-status:").map(|v| v.trim().to_owned())
+                });
+            } else {
+                let batch: pb::StreamMoviesResponse = prost::Message::decode(frame)?;
+                received.films += batch.movies.len();
+                received.messages += 1;
+            }
+            received.bytes += 5 + length as u64;
+            at += 5 + length;
+        }
+        buffer.drain(..at);
+    }
+    anyhow::ensure!(status.as_deref() == Some("0"), "gRPC-Web stream ended with {status:?}");
+    Ok(received)
+}
+
+/// Every transport at `films` films, `runs` times each.
+pub(crate) async fn measure(
+    films: usize,
+    runs: usize,
+    catalogue: std::net::SocketAddr,
+    aggregator: std::net::SocketAddr,
+    ceiling: std::net::SocketAddr,
+) -> anyhow::Result<Vec<BulkResult>> {
+    let connect = |addr: std::net::SocketAddr| async move {
+        Channel::from_shared(format!("http://{addr}"))?
+            .tcp_nodelay(true)
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(8 << 20))
+            .connect()
+            .await
+            .context("connecting")
+    };
+    let catalogue_channel = connect(catalogue).await?;
+    let ceiling_channel = connect(ceiling).await?;
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let (catalogue_addr, aggregator_addr) = (catalogue.to_string(), aggregator.to_string());
+    let mut results = Vec::new();
+    for transport in [
+        "REST/JSON (aggregator, streamed JSON array)",
+        "gRPC unary (ExportMovies, one message)",
+        "gRPC stream, one film per message (the old way)",
+        "gRPC stream, batches of 500 (StreamMovies default)",
+        "gRPC stream, batches of 5000 (the largest batch)",
+        "gRPC-Web stream, batches of 500 (as the browser gets it)",
+        "reference ceiling: stream from memory, one film per message",
+    ] {
+        let mut times = Vec::with_capacity(runs);
+        let mut last = None;
+        for _ in 0..runs {
+            let started = Instant::now();
+            let received = match transport.split(' ').next() {
+                Some("REST/JSON") => rest(&http, &aggregator_addr).await?,
+                Some("gRPC-Web") => grpc_web(&http, &catalogue_addr).await?,
+                Some("reference") => stream(ceiling_channel.clone(), 1, Some(films)).await?,
+                _ if transport.contains("unary") => unary(catalogue_channel.clone()).await?,
+                _ if transport.contains("one film") => {
+                    stream(catalogue_channel.clone(), 1, None).await?
+                }
+                _ if transport.contains("5000") => {
+                    stream(catalogue_channel.clone(), 5000, None).await?
+                }
+                _ => stream(catalogue_channel.clone(), 0, None).await?,
+            };
+            times.push(started.elapsed());
+            anyhow::ensure!(
+                received.films == films,
+                "{transport}: {} films arrived, not {films}",
+                received.films
+            );
+            last = Some(received);
+        }
+        times.sort();
+        let received = last.expect("at least one run");
+        let median = times[times.len() / 2];
+        eprintln!("bench:   {films} films, {transport}: {:.3} s", median.as_secs_f64());
+        results.push(BulkResult {
+            films,
+            transport,
+            seconds: median.as_secs_f64(),
+            best_seconds: times[0].as_secs_f64(),
+            runs,
+            bytes: received.bytes,
+            messages: received.messages,
+        });
+    }
+    Ok(results)
+}
+
+/// Waits until the catalogue has `films` films (imports commit in batches).
+pub(crate) async fn wait_for_total(channel: Channel, films: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let total = CatalogueServiceClient::new(channel.clone())
+            .list_movies(pb::ListMoviesRequest { page_size: 1, ..Default::default() })
+            .await?
+            .into_inner()
+            .total_size;
+        if total as usize == films {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the catalogue has {total} films, not {films}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
