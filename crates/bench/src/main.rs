@@ -10,6 +10,7 @@
 
 mod bulk;
 mod ceiling;
+mod fanout;
 mod load;
 mod report;
 mod services;
@@ -105,6 +106,7 @@ struct Results {
     unary: Vec<UnaryResult>,
     rentals: RentalsResult,
     bulk: Vec<bulk::BulkResult>,
+    fanout: Vec<fanout::FanoutResult>,
     memory: Vec<services::Memory>,
 }
 
@@ -222,6 +224,45 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
     eprintln!("bench: rentals with 64 customers");
     let rentals = rentals(&running, Duration::from_secs(rental_seconds)).await?;
     let peak = running.memory("after unary and rentals")?;
+
+    // Live availability fan-out.
+    let (audiences, rents): (&[usize], usize) =
+        if quick { (&[500], 3) } else { (&[1_000, 10_000], 10) };
+    let staff = staff_token(running.stock).await?;
+    let customer = register(running.stock, "fanout@example.com").await?;
+    let mut fanout = Vec::new();
+    let mut fanout_memory = Vec::new();
+    for (index, &subscribers) in audiences.iter().enumerate() {
+        eprintln!("bench: fan-out to {subscribers} subscribers");
+        let result = fanout::measure(
+            running.stock,
+            running.pid("stock").unwrap_or(0),
+            &staff,
+            &customer,
+            100 + index as i64,
+            subscribers,
+            rents,
+        )
+        .await?;
+        eprintln!(
+            "bench:   p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} B per subscriber",
+            result.p50_us as f64 / 1000.0,
+            result.p99_us as f64 / 1000.0,
+            result.max_us as f64 / 1000.0,
+            result.bytes_per_subscriber
+        );
+        fanout.push(result);
+        fanout_memory.extend(
+            running
+                .memory(if index == 0 {
+                    "after fan-out (first size)"
+                } else {
+                    "after fan-out (largest)"
+                })?
+                .into_iter()
+                .filter(|m| m.service == "stock"),
+        );
+    }
     running.stop();
 
     // Bulk delivery, over a catalogue of exactly N films.
@@ -269,7 +310,8 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
         unary,
         rentals,
         bulk,
-        memory: idle.into_iter().chain(peak).chain(bulk_memory).collect(),
+        fanout,
+        memory: idle.into_iter().chain(peak).chain(fanout_memory).chain(bulk_memory).collect(),
     };
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&results)?)?;
@@ -287,7 +329,26 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
         results.unary.iter().all(|u| u.measured.calls > 0),
         "a unary target answered no call"
     );
+    anyhow::ensure!(results.fanout.iter().all(|f| f.missed == 0), "a subscriber missed a change");
     Ok(())
+}
+
+/// Registers a customer and returns their token.
+async fn register(stock: SocketAddr, email: &str) -> anyhow::Result<String> {
+    let channel = channels(stock, 1).await?.remove(0);
+    let mut accounts = AccountServiceClient::new(channel);
+    accounts
+        .register(stock::RegisterRequest {
+            email: email.into(),
+            name: "Bench customer".into(),
+            password: "bench password".into(),
+        })
+        .await?;
+    Ok(accounts
+        .sign_in(stock::SignInRequest { email: email.into(), password: "bench password".into() })
+        .await?
+        .into_inner()
+        .token)
 }
 
 /// A staff token from the stock service at `stock`.

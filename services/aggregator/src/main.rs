@@ -3,11 +3,6 @@
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc: the services allocate and free many small strings per call (films, frames), where
-/// glibc's allocator spent a quarter of a bulk export in `malloc_consolidate` and friends.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = aggregator::config::Config::parse();

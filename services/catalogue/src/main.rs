@@ -3,8 +3,9 @@
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc: the services allocate and free many small strings per call (films, frames), where
-/// glibc's allocator spent a quarter of a bulk export in `malloc_consolidate` and friends.
+/// mimalloc: a bulk read allocates and frees several strings per film, where glibc's allocator
+/// spent a quarter of an export in `malloc_consolidate` and friends. (Stock and the aggregator
+/// keep the system allocator: it returns memory sooner, which their idle footprint prefers.)
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -5,11 +5,6 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc: the services allocate and free many small strings per call (films, frames), where
-/// glibc's allocator spent a quarter of a bulk export in `malloc_consolidate` and friends.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = stock::config::Config::parse();
