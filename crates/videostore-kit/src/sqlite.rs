@@ -9,6 +9,13 @@
 //!
 //! Jobs are cancellation-safe: the blocking side owns the connection and puts it back when the
 //! job ends, even if the caller has stopped waiting or the job panicked.
+//!
+//! The writer is a thread that owns the read-write connection. Besides exclusive jobs
+//! ([`Writer::run`], which manage their own transaction), it takes small transactional jobs
+//! ([`Writer::transact`]) and commits whatever is queued together (group commit): each job runs
+//! in a savepoint of one shared transaction and is rolled back alone if it fails; its caller
+//! hears back only after the COMMIT, and hears of a failed COMMIT. Under load, one commit and
+//! one thread hand-off serve many rentals instead of one each.
 
 use std::{
     path::{Path, PathBuf},
@@ -30,8 +37,8 @@ pub type Migrations = &'static [&'static str];
 pub struct Database {
     /// Read-only connections, for queries.
     pub reader: Pool,
-    /// The single read-write connection; every write goes through it.
-    pub writer: Pool,
+    /// The thread that owns the read-write connection; every write goes through it.
+    pub writer: Writer,
 }
 
 impl std::fmt::Debug for Database {
@@ -124,7 +131,7 @@ impl Database {
             .with_context(|| format!("migrating the database {}", path.display()))?;
         let count = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4);
         let readers = (0..count).map(|_| open_reader(&path)).collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self { reader: Pool::new(readers), writer: Pool::new(vec![writer]) })
+        Ok(Self { reader: Pool::new(readers), writer: Writer::start(writer)? })
     }
 }
 
@@ -191,6 +198,156 @@ impl Pool {
     }
 }
 
+/// Most jobs committed together.
+const GROUP_LIMIT: usize = 256;
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+enum WriteJob {
+    /// Runs alone, with the connection to itself.
+    Exclusive(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Runs in a savepoint of a shared transaction: says whether it succeeded (keep its
+    /// changes) and how to answer once the commit's outcome is known.
+    Grouped(Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>),
+}
+
+/// The writer thread's handle; cloning shares the thread.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: std::sync::mpsc::Sender<WriteJob>,
+}
+
+impl Writer {
+    fn start(connection: Connection) -> anyhow::Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(connection, &queue))
+            .context("starting the database writer thread")?;
+        Ok(Self { jobs })
+    }
+
+    fn submit(&self, job: WriteJob) -> anyhow::Result<()> {
+        self.jobs.send(job).map_err(|_| anyhow::anyhow!("the database writer has stopped"))
+    }
+
+    /// Runs `job` alone with the read-write connection (it manages its own transaction).
+    pub async fn run<T, F>(&self, job: F) -> anyhow::Result<T>
+    where
+        F: FnOnce(&mut Connection) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.submit(WriteJob::Exclusive(Box::new(move |connection| {
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(connection)));
+            if !connection.is_autocommit() {
+                let _ = connection.execute_batch("ROLLBACK");
+            }
+            let _ = done.send(outcome.map_err(|_| anyhow::anyhow!("a database job panicked")));
+        })))?;
+        result.await.map_err(|_| anyhow::anyhow!("the database writer has stopped"))?
+    }
+
+    /// Runs `job` in a transaction, committed together with whatever other jobs are queued. An
+    /// `Err` from the job undoes just its own changes and comes back as `Ok(Err(..))`; the
+    /// outer error is for the database failing (the commit included).
+    pub async fn transact<T, E, F>(&self, job: F) -> anyhow::Result<Result<T, E>>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (done, result) = tokio::sync::oneshot::channel::<anyhow::Result<Result<T, E>>>();
+        self.submit(WriteJob::Grouped(Box::new(move |connection| {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(connection))) {
+                Ok(Ok(value)) => (
+                    true,
+                    Box::new(move |commit: Result<(), String>| {
+                        let _ = done.send(
+                            commit.map(|()| Ok(value)).map_err(|error| anyhow::anyhow!(error)),
+                        );
+                    }) as Reply,
+                ),
+                Ok(Err(error)) => (
+                    false,
+                    Box::new(move |_| {
+                        let _ = done.send(Ok(Err(error)));
+                    }),
+                ),
+                Err(_) => (
+                    false,
+                    Box::new(move |_| {
+                        let _ = done.send(Err(anyhow::anyhow!("a database job panicked")));
+                    }),
+                ),
+            }
+        })))?;
+        result.await.map_err(|_| anyhow::anyhow!("the database writer has stopped"))?
+    }
+}
+
+/// The writer thread: exclusive jobs one by one, grouped jobs in shared transactions.
+fn write_loop(mut connection: Connection, queue: &std::sync::mpsc::Receiver<WriteJob>) {
+    let mut next = None;
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return, // Every handle is gone: the database is closed.
+            },
+        };
+        match job {
+            WriteJob::Exclusive(job) => job(&mut connection),
+            WriteJob::Grouped(first) => {
+                let mut group = vec![first];
+                while group.len() < GROUP_LIMIT {
+                    match queue.try_recv() {
+                        Ok(WriteJob::Grouped(job)) => group.push(job),
+                        Ok(exclusive) => {
+                            next = Some(exclusive);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit_group(&connection, group);
+            }
+        }
+    }
+}
+
+fn commit_group(
+    connection: &Connection,
+    group: Vec<Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>>,
+) {
+    let mut replies = Vec::with_capacity(group.len());
+    let outcome = (|| -> rusqlite::Result<()> {
+        connection.execute_batch("BEGIN IMMEDIATE")?;
+        for job in group {
+            connection.execute_batch("SAVEPOINT job")?;
+            let (keep, reply) = job(connection);
+            replies.push(reply);
+            if keep {
+                connection.execute_batch("RELEASE job")?;
+            } else {
+                connection.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            }
+        }
+        connection.execute_batch("COMMIT")
+    })();
+    let outcome = outcome.map_err(|error| {
+        if !connection.is_autocommit() {
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+        error.to_string()
+    });
+    for reply in replies {
+        reply(outcome.clone());
+    }
+}
+
 /// Whether `error` is a UNIQUE constraint violation.
 pub fn is_unique_violation(error: &rusqlite::Error) -> bool {
     matches!(
@@ -248,13 +405,40 @@ mod tests {
             })
             .await;
         assert!(panicked.is_err());
+
+        // Grouped jobs: each keeps or loses only its own changes.
+        let jobs: Vec<_> = (0..50)
+            .map(|n| {
+                let writer = database.writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .transact(move |c| {
+                            c.execute("INSERT INTO t (name, extra) VALUES (?, ?)", (format!("g{n}"), n as i64))
+                                .map_err(|e| e.to_string())?;
+                            if n % 5 == 0 { Err(format!("job {n} refused")) } else { Ok(n) }
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut kept = 0;
+        for (n, job) in jobs.into_iter().enumerate() {
+            match job.await.unwrap().unwrap() {
+                Ok(value) => {
+                    assert_eq!(value, n);
+                    kept += 1;
+                }
+                Err(reason) => assert_eq!(reason, format!("job {n} refused")),
+            }
+        }
+        assert_eq!(kept, 40);
         let names: i64 = database
             .reader
             .run(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)))
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(names, 1, "the panicked job's insert was rolled back");
+        assert_eq!(names, 41, "the panicked job's and the refused jobs' inserts were undone");
         drop(database);
         let again = Database::open(&url, MIGRATIONS).unwrap();
         let version: i64 = again

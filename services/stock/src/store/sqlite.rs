@@ -1,8 +1,8 @@
 //! The embedded SQLite backend.
 //!
-//! Every write goes through the single writer connection: concurrent renters queue there and each
-//! transaction sees the previous one's commit, which together with the conditional decrement
-//! makes an oversell impossible. Reads use a pool of read-only connections; WAL mode lets them
+//! Every write goes through the single writer thread: concurrent renters queue there, and each
+//! runs after the previous one (in the same group commit or an earlier one), which together with
+//! the conditional decrement makes an oversell impossible. Reads use a pool of read-only connections; WAL mode lets them
 //! run while the writer commits. Each method is one job on one connection.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use videostore_kit::sqlite::{
     Database, Migrations, is_unique_violation,
-    rusqlite::{self, Connection, OptionalExtension, Row, TransactionBehavior, params},
+    rusqlite::{self, Connection, OptionalExtension, Row, params},
 };
 
 use super::{NewAccount, NewPurchase, NewRental, Outcome, StockStore, StoreError};
@@ -54,22 +54,14 @@ impl SqliteStore {
         self.database.reader.run(move |connection| job(connection)).await?
     }
 
-    /// Runs `job` in an IMMEDIATE transaction on the writer, committed when it returns `Ok`.
+    /// Runs `job` in a transaction on the writer, committed (with whatever other writes are
+    /// queued: group commit) when it returns `Ok`; an `Err` undoes just its own changes.
     async fn transact<T, F>(&self, job: F) -> Result<T, StoreError>
     where
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        self.database
-            .writer
-            .run(move |connection| {
-                let transaction =
-                    connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let value = job(&transaction)?;
-                transaction.commit()?;
-                Ok(value)
-            })
-            .await?
+        self.database.writer.transact(job).await?
     }
 }
 
