@@ -137,6 +137,9 @@ fn parse_test_result(line: &str) -> Option<(u64, u64)> {
 
 /// `cargo xtask bench [--quick]`: release builds, then the load generator in its own process.
 fn bench(quick: bool) -> Result {
+    if !quick {
+        tools::ensure_wrk()?;
+    }
     let mut build = cargo();
     build.args([
         "build",

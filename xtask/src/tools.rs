@@ -8,6 +8,7 @@
 //! | wasm-bindgen-cli | = wasm-bindgen in Cargo.lock | crates.io (~6 min once) | `~/.cargo/bin` |
 //! | wasm-opt | binaryen [`BINARYEN`] | npm | `~/.cache/videostore-tools/binaryen` |
 //! | Chromium, ChromeDriver | Debian's | apt | `/usr/bin` |
+//! | wrk (full benchmark only) | Debian's | apt | `/usr/bin` |
 
 use std::{env, ffi::OsString, path::PathBuf, process::Command};
 
@@ -143,6 +144,14 @@ fn ensure_chromium() -> Result {
         return Ok(());
     }
     apt_install(&["chromium", "chromium-driver"])
+}
+
+/// wrk, for the benchmark's rerun of the old chain's `wrk -t1 -c10` test.
+pub(crate) fn ensure_wrk() -> Result {
+    if std::path::Path::new("/usr/bin/wrk").exists() {
+        return Ok(());
+    }
+    apt_install(&["wrk"])
 }
 
 /// Installs whatever is missing; with `browser`, Chromium and ChromeDriver too.

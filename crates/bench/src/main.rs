@@ -12,8 +12,10 @@ mod bulk;
 mod ceiling;
 mod fanout;
 mod load;
+mod plot;
 mod report;
 mod services;
+mod wrk;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -107,6 +109,8 @@ struct Results {
     rentals: RentalsResult,
     bulk: Vec<bulk::BulkResult>,
     fanout: Vec<fanout::FanoutResult>,
+    /// `wrk -t1 -c10` on the REST film endpoint, or why it did not run.
+    wrk: Result<wrk::WrkResult, String>,
     memory: Vec<services::Memory>,
 }
 
@@ -221,6 +225,13 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
         }
     }
 
+    eprintln!("bench: wrk -t1 -c10 on the REST film endpoint");
+    let wrk = wrk::run(&rest_base, "/api/movies/42", duration);
+    match &wrk {
+        Ok(w) => eprintln!("bench:   {:.0} requests/s", w.requests_per_second),
+        Err(reason) => eprintln!("bench:   skipped: {reason}"),
+    }
+
     eprintln!("bench: rentals with 64 customers");
     let rentals = rentals(&running, Duration::from_secs(rental_seconds)).await?;
     let peak = running.memory("after unary and rentals")?;
@@ -311,11 +322,13 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
         rentals,
         bulk,
         fanout,
+        wrk,
         memory: idle.into_iter().chain(peak).chain(fanout_memory).chain(bulk_memory).collect(),
     };
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&results)?)?;
     std::fs::write(out.join("report.md"), report::markdown(&results))?;
+    plot::write_all(&results, &out)?;
     eprintln!(
         "bench: wrote {} and {}",
         out.join("report.md").display(),

@@ -44,6 +44,30 @@ pub(crate) fn markdown(results: &Results) -> String {
             m.errors
         );
     }
+    let _ = writeln!(out, "\n### The old chain's test: `wrk -t1 -c10`\n");
+    match &results.wrk {
+        Ok(w) => {
+            let _ = writeln!(
+                out,
+                "`wrk -t1 -c10 -d{}s --latency` on `GET {}` (the aggregator's REST endpoint for one film: REST in, two gRPC calls out): **{:.0} requests/s**, p50 {:.2} ms, p99 {:.2} ms, {} errors. The old chain (FastAPI calling gRPC per request) served {:.0} requests/s: {:.1}× as many now.",
+                w.seconds,
+                w.url_path,
+                w.requests_per_second,
+                w.p50_ms,
+                w.p99_ms,
+                w.errors,
+                crate::wrk::OLD_CHAIN_RPS,
+                w.requests_per_second / crate::wrk::OLD_CHAIN_RPS
+            );
+        }
+        Err(reason) => {
+            let _ = writeln!(out, "Not measured: {reason}.");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nPlots: `throughput.svg` (calls/s against calls in flight), `latency.svg` (p50/p99/p99.9 at the highest concurrency), `bulk.svg` (the comparison below)."
+    );
     let r = &results.rentals;
     let _ = writeln!(out, "\n## Rentals on the embedded database (SQLite)\n");
     let _ = writeln!(
@@ -141,9 +165,5 @@ pub(crate) fn markdown(results: &Results) -> String {
             m.peak_rss_kib as f64 / 1024.0
         );
     }
-    let _ = writeln!(
-        out,
-        "\n## Not measured yet\n\nThe wrk comparison and SVG plots: the next increment of the benchmark."
-    );
     out
 }

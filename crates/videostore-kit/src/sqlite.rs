@@ -259,8 +259,10 @@ impl Writer {
         E: Send + 'static,
     {
         let (done, result) = tokio::sync::oneshot::channel::<anyhow::Result<Result<T, E>>>();
-        self.submit(WriteJob::Grouped(Box::new(move |connection| {
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(connection))) {
+        self.submit(WriteJob::Grouped(Box::new(
+            move |connection| match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job(connection)
+            })) {
                 Ok(Ok(value)) => (
                     true,
                     Box::new(move |commit: Result<(), String>| {
@@ -281,8 +283,8 @@ impl Writer {
                         let _ = done.send(Err(anyhow::anyhow!("a database job panicked")));
                     }),
                 ),
-            }
-        })))?;
+            },
+        )))?;
         result.await.map_err(|_| anyhow::anyhow!("the database writer has stopped"))?
     }
 }
@@ -413,8 +415,11 @@ mod tests {
                 tokio::spawn(async move {
                     writer
                         .transact(move |c| {
-                            c.execute("INSERT INTO t (name, extra) VALUES (?, ?)", (format!("g{n}"), n as i64))
-                                .map_err(|e| e.to_string())?;
+                            c.execute(
+                                "INSERT INTO t (name, extra) VALUES (?, ?)",
+                                (format!("g{n}"), n as i64),
+                            )
+                            .map_err(|e| e.to_string())?;
                             if n % 5 == 0 { Err(format!("job {n} refused")) } else { Ok(n) }
                         })
                         .await
