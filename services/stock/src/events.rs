@@ -1,14 +1,23 @@
-//! Committed stock changes, fanned out to every live watcher.
+//! Committed stock changes, fanned out to every live watcher, and the latest of each kept for
+//! reads.
 //!
 //! Writers publish the availability their transaction committed; each `WatchAvailability` stream
 //! and rental desk subscribes. A watcher that falls too far behind is told so (`Lagged`) and
 //! re-reads a snapshot instead of silently missing changes.
+//!
+//! The same committed values answer availability reads ([`AvailabilityEvents::latest`]): every
+//! write that changes a film's stock publishes it, and a value only ever replaces an older
+//! version, so a read that raced a write (and read the row before it) can never overwrite what
+//! the write published. Films nobody has read or changed are not held.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
 
 use tokio::sync::broadcast;
 
-use crate::domain::Availability;
+use crate::domain::{Availability, MovieId};
 
 /// How many changes a slow watcher may fall behind before it must resynchronise.
 const BUFFERED_CHANGES: usize = 4096;
@@ -17,6 +26,7 @@ const BUFFERED_CHANGES: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct AvailabilityEvents {
     sender: broadcast::Sender<Arc<Availability>>,
+    latest: Arc<RwLock<HashMap<MovieId, Arc<Availability>>>>,
 }
 
 impl Default for AvailabilityEvents {
@@ -29,12 +39,36 @@ impl AvailabilityEvents {
     /// A fan-out with no subscribers.
     pub fn new() -> Self {
         let (sender, _) = broadcast::channel(BUFFERED_CHANGES);
-        Self { sender }
+        Self { sender, latest: Arc::default() }
     }
 
     /// Announces a committed change. Having no watchers is fine.
     pub fn publish(&self, availability: Availability) {
-        let _ = self.sender.send(Arc::new(availability));
+        let availability = Arc::new(availability);
+        self.remember_shared(&availability);
+        let _ = self.sender.send(availability);
+    }
+
+    /// Keeps `availability`, read from the database, unless a newer version is known.
+    pub fn remember(&self, availability: Availability) {
+        self.remember_shared(&Arc::new(availability));
+    }
+
+    fn remember_shared(&self, availability: &Arc<Availability>) {
+        let mut latest = self.latest.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let newer = latest
+            .get(&availability.movie_id)
+            .is_none_or(|known| known.version < availability.version);
+        if newer {
+            latest.insert(availability.movie_id, Arc::clone(availability));
+        }
+    }
+
+    /// The latest committed stock of each of `ids` that is known here (`None` where the
+    /// database must be asked).
+    pub fn latest(&self, ids: &[MovieId]) -> Vec<Option<Arc<Availability>>> {
+        let latest = self.latest.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.iter().map(|id| latest.get(id).cloned()).collect()
     }
 
     /// A receiver of every change published from now on.

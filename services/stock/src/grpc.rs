@@ -231,13 +231,26 @@ impl Shared {
     }
 
     /// Current stock of `ids` (stocked or not), in the order asked.
+    /// Known films come from the latest committed values; the rest from the database.
     async fn snapshot(&self, ids: &[MovieId]) -> Result<Vec<pb::Availability>, Status> {
-        let found = self.store.availability(ids).await.map_err(status)?;
-        let by_id: std::collections::HashMap<MovieId, &Availability> =
-            found.iter().map(|a| (a.movie_id, a)).collect();
+        let mut known = self.events.latest(ids);
+        let missing: Vec<MovieId> =
+            ids.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(id, _)| *id).collect();
+        let mut read: std::collections::HashMap<MovieId, Availability> =
+            std::collections::HashMap::new();
+        if !missing.is_empty() {
+            for availability in self.store.availability(&missing).await.map_err(status)? {
+                self.events.remember(availability.clone());
+                read.insert(availability.movie_id, availability);
+            }
+        }
         Ok(ids
             .iter()
-            .map(|id| by_id.get(id).map_or_else(|| unstocked(*id), |a| availability_to_proto(a)))
+            .zip(known.iter_mut())
+            .map(|(id, known)| match known.take() {
+                Some(availability) => availability_to_proto(&availability),
+                None => read.get(id).map_or_else(|| unstocked(*id), availability_to_proto),
+            })
             .collect())
     }
 }
