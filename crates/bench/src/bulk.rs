@@ -234,6 +234,7 @@ pub(crate) async fn measure(
     catalogue: std::net::SocketAddr,
     aggregator: std::net::SocketAddr,
     ceiling: std::net::SocketAddr,
+    only: Option<&str>,
 ) -> anyhow::Result<Vec<BulkResult>> {
     let connect = |addr: std::net::SocketAddr| async move {
         Channel::from_shared(format!("http://{addr}"))?
@@ -258,6 +259,9 @@ pub(crate) async fn measure(
         "gRPC-Web stream, batches of 500 (as the browser gets it)",
         "reference ceiling: stream from memory, one film per message",
     ] {
+        if only.is_some_and(|only| !transport.contains(only)) {
+            continue;
+        }
         let mut times = Vec::with_capacity(runs);
         let mut last = None;
         for _ in 0..runs {

@@ -60,6 +60,21 @@ enum Command {
         /// Runs per transport.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Only the transports whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
+        /// Folder of the release binaries.
+        #[arg(long, default_value = "target/release")]
+        bin_dir: PathBuf,
+    },
+    /// Only the fan-out scenario at one size, printed (for profiling a change).
+    Fanout {
+        /// Subscribers.
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        /// Rents, one after another.
+        #[arg(long, default_value_t = 10)]
+        rents: usize,
         /// Folder of the release binaries.
         #[arg(long, default_value = "target/release")]
         bin_dir: PathBuf,
@@ -126,7 +141,25 @@ async fn main() -> anyhow::Result<()> {
             ceiling::serve(listen, film).await
         }
         Command::Run { quick, out, bin_dir } => run(quick, out, bin_dir).await,
-        Command::Bulk { films, runs, bin_dir } => {
+        Command::Fanout { subscribers, rents, bin_dir } => {
+            let mut running = services::Running::start(&bin_dir, true).await?;
+            let staff = staff_token(running.stock).await?;
+            let customer = register(running.stock, "fanout@example.com").await?;
+            let result = fanout::measure(
+                running.stock,
+                running.pid("stock").unwrap_or(0),
+                &staff,
+                &customer,
+                100,
+                subscribers,
+                rents,
+            )
+            .await?;
+            eprintln!("{result:?}");
+            running.stop();
+            Ok(())
+        }
+        Command::Bulk { films, runs, bin_dir, only } => {
             let mut running = services::Running::start(&bin_dir, false).await?;
             let staff = staff_token(running.stock).await?;
             let catalogue = channels(running.catalogue, 1).await?.remove(0);
@@ -135,8 +168,15 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("bench: {films} films imported in {:.1} s", started.elapsed().as_secs_f64());
             bulk::wait_for_total(catalogue, films).await?;
             eprintln!("bench: catalogue pid {}", running.pid("catalogue").unwrap_or(0));
-            bulk::measure(films, runs, running.catalogue, running.aggregator, running.ceiling)
-                .await?;
+            bulk::measure(
+                films,
+                runs,
+                running.catalogue,
+                running.aggregator,
+                running.ceiling,
+                only.as_deref(),
+            )
+            .await?;
             eprintln!("{:?}", running.memory("after")?);
             running.stop();
             Ok(())
@@ -304,6 +344,7 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
                 bulk_running.catalogue,
                 bulk_running.aggregator,
                 bulk_running.ceiling,
+                None,
             )
             .await?,
         );

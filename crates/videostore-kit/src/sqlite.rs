@@ -142,6 +142,10 @@ fn open_reader(path: &Path) -> anyhow::Result<Connection> {
     )
     .with_context(|| format!("opening {} for reading", path.display()))?;
     configure(&connection)?;
+    // Readers map the file instead of copying pages through read(2): a scan of 500,000 films
+    // then costs no system call per page. The mapping is address space, not memory; pages are
+    // the kernel's page cache, shared and reclaimable.
+    connection.pragma_update(None, "mmap_size", 1_i64 << 30)?;
     Ok(connection)
 }
 

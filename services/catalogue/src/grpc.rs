@@ -244,11 +244,14 @@ fn approximate_size(movie: &pb::Movie) -> usize {
 
 /// Splits films into messages of at most [`MAX_BATCH_BYTES`] (at least one film each).
 fn split_by_size(movies: Vec<pb::Movie>) -> Vec<Vec<pb::Movie>> {
+    let sizes: Vec<usize> = movies.iter().map(approximate_size).collect();
+    if sizes.iter().sum::<usize>() <= MAX_BATCH_BYTES {
+        return vec![movies]; // The usual case: no film moves.
+    }
     let mut batches = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0;
-    for movie in movies {
-        let size = approximate_size(&movie);
+    for (movie, size) in movies.into_iter().zip(sizes) {
         if !current.is_empty() && bytes + size > MAX_BATCH_BYTES {
             batches.push(std::mem::take(&mut current));
             bytes = 0;

@@ -293,9 +293,26 @@ impl StockService for StockApi {
         // Subscribe before reading the snapshot, so no change committed in between is lost.
         let changes = shared.events.subscribe();
         let first = watch_snapshot(&shared, &ids).await?;
-        let (sender, receiver) = mpsc::channel(8);
-        tokio::spawn(run_watch(shared, ids, watched, changes, first, sender));
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        let every = shared.heartbeat;
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let watch = Watch {
+            shared,
+            ids,
+            watched,
+            changes,
+            versions: HashMap::new(),
+            pending: first.into(),
+            heartbeat,
+            finished: false,
+        };
+        // The response stream is the watch itself: no task or channel per subscriber, so a
+        // change reaches each of 10,000 subscribers with one wake-up and one encode.
+        let stream = futures::stream::unfold(watch, |mut watch| async move {
+            let next = watch.next().await?;
+            Some((next, watch))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn rent(
@@ -442,95 +459,103 @@ fn say_shutting_down<T>(sender: &mpsc::Sender<Result<T, Status>>) {
 ///
 /// Changes are published after their commit, so two commits may be announced out of order; the
 /// per-film version drops anything older than what the client already has.
-async fn run_watch(
+struct Watch {
     shared: Arc<Shared>,
     ids: Vec<MovieId>,
+    /// `None`: every film.
     watched: Option<HashSet<MovieId>>,
-    mut changes: tokio::sync::broadcast::Receiver<Arc<Availability>>,
-    first: Vec<pb::WatchAvailabilityResponse>,
-    sender: mpsc::Sender<Result<pb::WatchAvailabilityResponse, Status>>,
-) {
-    let shutdown = &shared.shutdown;
-    let mut versions: HashMap<MovieId, i64> = HashMap::new();
-    let mut pending = first;
-    // An idle stream sends an empty message now and then, so clients can tell a quiet stream
-    // from a dead connection.
-    let every = shared.heartbeat;
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        if !pending.is_empty() {
-            heartbeat.reset();
-        }
-        for message in pending.drain(..) {
-            if message.snapshot {
-                for availability in &message.availabilities {
-                    versions.insert(availability.movie_id, availability.version);
-                }
+    changes: tokio::sync::broadcast::Receiver<Arc<Availability>>,
+    /// The newest version sent of each film.
+    versions: HashMap<MovieId, i64>,
+    /// Messages ready to go (the snapshot, or a re-snapshot after lagging).
+    pending: std::collections::VecDeque<pb::WatchAvailabilityResponse>,
+    /// An idle stream sends an empty message now and then, so clients can tell a quiet stream
+    /// from a dead connection.
+    heartbeat: tokio::time::Interval,
+    finished: bool,
+}
+
+impl Watch {
+    /// The next message, or `None` when the stream is over.
+    async fn next(&mut self) -> Option<Result<pb::WatchAvailabilityResponse, Status>> {
+        loop {
+            if self.finished {
+                return None;
             }
-            if !send_or_stop(&sender, Ok(message), shutdown).await {
-                if shutdown.is_cancelled() {
-                    say_shutting_down(&sender);
-                }
-                return;
-            }
-        }
-        let received = tokio::select! {
-            received = changes.recv() => received,
-            _ = heartbeat.tick() => {
-                pending.push(pb::WatchAvailabilityResponse { snapshot: false, availabilities: Vec::new() });
-                continue;
-            }
-            () = shutdown.cancelled() => {
-                say_shutting_down(&sender);
-                return;
-            }
-            () = sender.closed() => return,
-        };
-        let mut fresh = |change: &Availability| -> bool {
-            if watched.as_ref().is_some_and(|set| !set.contains(&change.movie_id)) {
-                return false;
-            }
-            let seen = versions.entry(change.movie_id).or_insert(0);
-            if change.version <= *seen {
-                return false;
-            }
-            *seen = change.version;
-            true
-        };
-        match received {
-            Ok(change) => {
-                let mut batch = Vec::new();
-                if fresh(&change) {
-                    batch.push(availability_to_proto(&change));
-                }
-                // Coalesce changes that are already waiting into one message.
-                while batch.len() < SNAPSHOT_CHUNK {
-                    match changes.try_recv() {
-                        Ok(change) if fresh(&change) => batch.push(availability_to_proto(&change)),
-                        Ok(_) => {}
-                        Err(_) => break,
+            if let Some(message) = self.pending.pop_front() {
+                if message.snapshot {
+                    for availability in &message.availabilities {
+                        self.versions.insert(availability.movie_id, availability.version);
                     }
                 }
-                if !batch.is_empty() {
-                    pending.push(pb::WatchAvailabilityResponse {
+                self.heartbeat.reset();
+                return Some(Ok(message));
+            }
+            let received = tokio::select! {
+                received = self.changes.recv() => received,
+                _ = self.heartbeat.tick() => {
+                    return Some(Ok(pb::WatchAvailabilityResponse {
                         snapshot: false,
-                        availabilities: batch,
-                    });
+                        availabilities: Vec::new(),
+                    }));
                 }
-            }
-            Err(RecvError::Lagged(missed)) => {
-                tracing::debug!(missed, "slow watcher: sending a fresh snapshot");
-                match watch_snapshot(&shared, &ids).await {
-                    Ok(messages) => pending = messages,
-                    Err(status) => {
-                        send_or_stop(&sender, Err(status), shutdown).await;
-                        return;
+                () = self.shared.shutdown.cancelled() => {
+                    self.finished = true;
+                    return Some(Err(Status::unavailable(
+                        "the stock service is shutting down; reconnect",
+                    )));
+                }
+            };
+            match received {
+                Ok(change) => {
+                    let mut batch = Vec::new();
+                    if self.fresh(&change) {
+                        batch.push(availability_to_proto(&change));
+                    }
+                    // Coalesce changes that are already waiting into one message.
+                    while batch.len() < SNAPSHOT_CHUNK {
+                        match self.changes.try_recv() {
+                            Ok(change) if self.fresh(&change) => {
+                                batch.push(availability_to_proto(&change));
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    if !batch.is_empty() {
+                        self.heartbeat.reset();
+                        return Some(Ok(pb::WatchAvailabilityResponse {
+                            snapshot: false,
+                            availabilities: batch,
+                        }));
                     }
                 }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "slow watcher: sending a fresh snapshot");
+                    match watch_snapshot(&self.shared, &self.ids).await {
+                        Ok(messages) => self.pending = messages.into(),
+                        Err(status) => {
+                            self.finished = true;
+                            return Some(Err(status));
+                        }
+                    }
+                }
+                Err(RecvError::Closed) => return None,
             }
-            Err(RecvError::Closed) => return,
         }
+    }
+
+    /// Whether `change` is for a watched film and newer than what was sent.
+    fn fresh(&mut self, change: &Availability) -> bool {
+        if self.watched.as_ref().is_some_and(|set| !set.contains(&change.movie_id)) {
+            return false;
+        }
+        let seen = self.versions.entry(change.movie_id).or_insert(0);
+        if change.version <= *seen {
+            return false;
+        }
+        *seen = change.version;
+        true
     }
 }
 
