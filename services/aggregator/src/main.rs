@@ -3,6 +3,11 @@
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: every page is a fan-out of small allocations (two calls out, one in); glibc's
+/// malloc and free were a fifth of the aggregator's time under load (perf).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = aggregator::config::Config::parse();
