@@ -18,6 +18,7 @@ pub(crate) fn markdown(results: &Results) -> String {
         results.machine,
         if results.mode == "quick" { " --quick" } else { "" }
     );
+    targets(&mut out, results);
     let _ = writeln!(out, "## Unary throughput and latency\n");
     let _ = writeln!(
         out,
@@ -166,4 +167,116 @@ pub(crate) fn markdown(results: &Results) -> String {
         );
     }
     out
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "not measured in this mode",
+    }
+}
+
+/// The issue's targets, each checked against this run, and what bounds the ones missed.
+fn targets(out: &mut String, results: &Results) {
+    let _ = writeln!(out, "## Targets\n");
+    let _ = writeln!(out, "| target | this run | |\n|---|---|---|");
+    let at = |target: &str, concurrency: usize| {
+        results.unary.iter().find(|u| u.target == target && u.measured.concurrency == concurrency)
+    };
+    let get_movie = at("catalogue GetMovie", 64);
+    let _ = writeln!(
+        out,
+        "| GetMovie ≥ 0.8× ceiling at 64 in flight, p99 ≤ 1.5× | {} | {} |",
+        get_movie.map_or("—".into(), |u| format!(
+            "{:.2}×, p99 {:.2}×",
+            u.throughput_vs_ceiling, u.p99_vs_ceiling
+        )),
+        verdict(get_movie.map(|u| u.throughput_vs_ceiling >= 0.8 && u.p99_vs_ceiling <= 1.5))
+    );
+    let page = at("aggregator GetMoviePage", 64);
+    let _ = writeln!(
+        out,
+        "| GetMoviePage ≥ 0.4× ceiling at 64 in flight | {} | {} |",
+        page.map_or("—".into(), |u| format!("{:.2}×", u.throughput_vs_ceiling)),
+        verdict(page.map(|u| u.throughput_vs_ceiling >= 0.4))
+    );
+    let _ = writeln!(
+        out,
+        "| REST film endpoint ≥ 6,000 req/s, `wrk -t1 -c10` | {} | {} |",
+        results
+            .wrk
+            .as_ref()
+            .map_or("—".into(), |w| format!("{:.0} req/s", w.requests_per_second)),
+        verdict(results.wrk.as_ref().ok().map(|w| w.requests_per_second >= 6000.0))
+    );
+    let bulk = |needle: &str| {
+        results
+            .bulk
+            .iter()
+            .find(|b| b.films == 500_000 && b.transport.contains(needle))
+            .map(|b| b.seconds)
+    };
+    let (batched, unary, rest) =
+        (bulk("batches of 500 (StreamMovies"), bulk("unary"), bulk("REST"));
+    let seconds = |value: Option<f64>| value.map_or("—".into(), |s| format!("{s:.2} s"));
+    for (name, value, limit) in
+        [("batched stream", batched, 0.4), ("unary", unary, 0.6), ("REST/JSON", rest, 1.0)]
+    {
+        let _ = writeln!(
+            out,
+            "| 500,000 films, {name} ≤ {limit} s | {} | {} |",
+            seconds(value),
+            verdict(value.map(|v| v <= limit))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| batched stream at least as fast as unary (500,000) | {} vs {} | {} |",
+        seconds(batched),
+        seconds(unary),
+        verdict(batched.zip(unary).map(|(b, u)| b <= u))
+    );
+    let r = &results.rentals;
+    let _ = writeln!(
+        out,
+        "| rentals ≥ 2,000/s, zero oversell | {:.0}/s, invariant {} | {} |",
+        r.pairs_per_second,
+        if r.invariant_holds { "holds" } else { "BROKEN" },
+        verdict(Some(r.pairs_per_second >= 2000.0 && r.invariant_holds))
+    );
+    let ten_k = results.fanout.iter().find(|f| f.subscribers == 10_000);
+    let _ = writeln!(
+        out,
+        "| 10,000 subscribers, p99 ≤ 100 ms, ≤ 20 KB each | {} | {} |",
+        ten_k.map_or("—".into(), |f| format!(
+            "p99 {:.0} ms, {:.1} KB each, {} missed",
+            f.p99_us as f64 / 1000.0,
+            f.bytes_per_subscriber as f64 / 1000.0,
+            f.missed
+        )),
+        verdict(
+            ten_k.map(|f| f.p99_us <= 100_000 && f.bytes_per_subscriber <= 20_000 && f.missed == 0)
+        )
+    );
+    let idle: Vec<_> = results.memory.iter().filter(|m| m.when == "idle").collect();
+    let _ = writeln!(
+        out,
+        "| each service ≤ 30 MB idle | {} | {} |",
+        idle.iter()
+            .map(|m| format!("{} {:.1} MiB", m.service, m.rss_kib as f64 / 1024.0))
+            .collect::<Vec<_>>()
+            .join(", "),
+        verdict(Some(idle.iter().all(|m| m.rss_kib * 1024 <= 30_000_000)))
+    );
+    let _ = writeln!(
+        out,
+        "\nWhat bounds the misses (perf on the 2-core machine, load generator included): a film \
+         page through the aggregator is three gRPC exchanges, ~200 µs of CPU in hyper/h2/tonic \
+         plumbing per page with no single hot spot left; bulk delivery is bound by the catalogue \
+         stepping SQLite rows and allocating each text field (~70 % of its CPU), while even the \
+         reference ceiling streaming from memory needs ~0.55 s for 500,000 films here; the \
+         10,000-subscriber burst costs one HTTP/2 frame, one body-layer stack and one client \
+         decode per subscriber, ~15 µs of CPU each.\n"
+    );
 }
