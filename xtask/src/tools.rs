@@ -70,10 +70,10 @@ fn locked_wasm_bindgen() -> Result<String> {
         .map_err(|e| format!("Cargo.lock: {e}"))?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line.trim() == r#"name = "wasm-bindgen""# {
-            if let Some(version) = lines.next().and_then(|l| l.trim().strip_prefix("version = ")) {
-                return Ok(version.trim_matches('"').to_owned());
-            }
+        if line.trim() == r#"name = "wasm-bindgen""#
+            && let Some(version) = lines.next().and_then(|l| l.trim().strip_prefix("version = "))
+        {
+            return Ok(version.trim_matches('"').to_owned());
         }
     }
     Err("Cargo.lock has no wasm-bindgen".into())

@@ -48,15 +48,12 @@ async fn wait_serving(addr: SocketAddr) -> anyhow::Result<()> {
     loop {
         if let Ok(channel) =
             tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect().await
-        {
-            if let Ok(response) = HealthClient::new(channel)
+            && let Ok(response) = HealthClient::new(channel)
                 .check(HealthCheckRequest { service: String::new() })
                 .await
-            {
-                if response.into_inner().status == ServingStatus::Serving as i32 {
-                    return Ok(());
-                }
-            }
+            && response.into_inner().status == ServingStatus::Serving as i32
+        {
+            return Ok(());
         }
         anyhow::ensure!(Instant::now() < deadline, "{addr} did not report SERVING within 60 s");
         tokio::time::sleep(Duration::from_millis(100)).await;

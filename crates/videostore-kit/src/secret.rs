@@ -10,28 +10,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_created_secret_is_reused_and_private() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = load_or_create(None, dir.path()).unwrap();
-        assert_eq!(first.len(), 64);
-        assert_eq!(load_or_create(None, dir.path()).unwrap(), first);
-        assert_eq!(load_or_create(Some("configured"), dir.path()).unwrap(), b"configured");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join("token-secret")).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        let leftovers = fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(leftovers, 1, "no temporary file is left behind");
-    }
-}
-
 use anyhow::Context;
 use rand::RngCore;
 
@@ -70,5 +48,27 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Resu
             Ok(fs::read_to_string(&path)?.trim().as_bytes().to_vec())
         }
         Err(error) => Err(error).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_created_secret_is_reused_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create(None, dir.path()).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(load_or_create(None, dir.path()).unwrap(), first);
+        assert_eq!(load_or_create(Some("configured"), dir.path()).unwrap(), b"configured");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join("token-secret")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
     }
 }

@@ -111,11 +111,11 @@ impl Database {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(url: &str, migrations: Migrations) -> anyhow::Result<Self> {
         let path = file_from_url(url)?;
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
         let mut writer = Connection::open(&path)
             .with_context(|| format!("opening the database {}", path.display()))?;
@@ -207,12 +207,15 @@ const GROUP_LIMIT: usize = 256;
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 
+/// A job of a group commit: says whether to keep its changes, and how to answer its caller.
+type GroupedJob = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
 enum WriteJob {
     /// Runs alone, with the connection to itself.
     Exclusive(Box<dyn FnOnce(&mut Connection) + Send>),
     /// Runs in a savepoint of a shared transaction: says whether it succeeded (keep its
     /// changes) and how to answer once the commit's outcome is known.
-    Grouped(Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>),
+    Grouped(GroupedJob),
 }
 
 /// The writer thread's handle; cloning shares the thread.
@@ -324,10 +327,7 @@ fn write_loop(mut connection: Connection, queue: &std::sync::mpsc::Receiver<Writ
     }
 }
 
-fn commit_group(
-    connection: &Connection,
-    group: Vec<Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>>,
-) {
+fn commit_group(connection: &Connection, group: Vec<GroupedJob>) {
     let mut replies = Vec::with_capacity(group.len());
     let outcome = (|| -> rusqlite::Result<()> {
         connection.execute_batch("BEGIN IMMEDIATE")?;

@@ -616,11 +616,11 @@ async fn run_desk(
                     Err(RecvError::Closed) => return,
                 };
                 for update in updates {
-                    if let Some(seen) = touched.get_mut(&update.movie_id) {
-                        if update.version > *seen {
-                            *seen = update.version;
-                            events.push(availability_event(&update));
-                        }
+                    if let Some(seen) = touched.get_mut(&update.movie_id)
+                        && update.version > *seen
+                    {
+                        *seen = update.version;
+                        events.push(availability_event(&update));
                     }
                 }
             }

@@ -64,12 +64,12 @@ impl Browser {
             }
         });
         let capabilities = capabilities.as_object().unwrap().clone();
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(capabilities)
             .connect(&self.url)
             .await
-            .expect("a Chromium session");
-        client
+            .expect("a Chromium session")
     }
 
     /// Stops ChromeDriver (and with it any Chromium left).

@@ -401,10 +401,10 @@ async fn staff_create_update_delete() {
 
     let delete = pb::DeleteMovieRequest { id: created.id };
     assert_eq!(
-        client.delete_movie(authed(delete.clone(), &customer)).await.unwrap_err().code(),
+        client.delete_movie(authed(delete, &customer)).await.unwrap_err().code(),
         Code::PermissionDenied
     );
-    client.delete_movie(authed(delete.clone(), &staff)).await.unwrap();
+    client.delete_movie(authed(delete, &staff)).await.unwrap();
     assert_eq!(
         client.delete_movie(authed(delete, &staff)).await.unwrap_err().code(),
         Code::NotFound
