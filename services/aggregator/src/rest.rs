@@ -217,20 +217,33 @@ fn order(name: &str) -> Result<catalogue::MovieOrder, RestError> {
     })
 }
 
+/// The query string, or a 400 saying what is wrong with it.
+fn query_string<T>(
+    params: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, RestError> {
+    let Query(params) = params.map_err(|rejection| {
+        RestError(Status::invalid_argument(format!("bad query string: {}", rejection.body_text())))
+    })?;
+    Ok(params)
+}
+
+/// The catalogue filter the `q`, `genre`, `min_year` and `max_year` parameters ask for.
+fn filter(
+    q: String,
+    genre: String,
+    min_year: i32,
+    max_year: i32,
+) -> Option<catalogue::MovieFilter> {
+    Some(catalogue::MovieFilter { query: q, genre, min_year, max_year })
+}
+
 async fn list_movies(
     State(rest): State<Rest>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ListJson>, RestError> {
-    let Query(params) = params.map_err(|rejection| {
-        RestError(Status::invalid_argument(format!("bad query string: {}", rejection.body_text())))
-    })?;
+    let params = query_string(params)?;
     let request = pb::ListStorefrontRequest {
-        filter: Some(catalogue::MovieFilter {
-            query: params.q,
-            genre: params.genre,
-            min_year: params.min_year,
-            max_year: params.max_year,
-        }),
+        filter: filter(params.q, params.genre, params.min_year, params.max_year),
         order_by: order(&params.order)? as i32,
         descending: params.desc,
         page_size: params.page_size,
@@ -266,16 +279,9 @@ async fn export_movies(
     State(rest): State<Rest>,
     params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, RestError> {
-    let Query(params) = params.map_err(|rejection| {
-        RestError(Status::invalid_argument(format!("bad query string: {}", rejection.body_text())))
-    })?;
+    let params = query_string(params)?;
     let request = catalogue::StreamMoviesRequest {
-        filter: Some(catalogue::MovieFilter {
-            query: params.q,
-            genre: params.genre,
-            min_year: params.min_year,
-            max_year: params.max_year,
-        }),
+        filter: filter(params.q, params.genre, params.min_year, params.max_year),
         order_by: order(&params.order)? as i32,
         descending: params.desc,
         batch_size: 5000,
