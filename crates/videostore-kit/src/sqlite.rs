@@ -108,6 +108,15 @@ fn migrate(connection: &mut Connection, migrations: Migrations) -> anyhow::Resul
 }
 
 impl Database {
+    /// [`Database::open`] on a blocking thread (it does file I/O and runs migrations), for
+    /// async start-up code.
+    pub async fn open_blocking_off(url: &str, migrations: Migrations) -> anyhow::Result<Self> {
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || Self::open(&url, migrations))
+            .await
+            .context("the task opening the database failed")?
+    }
+
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(url: &str, migrations: Migrations) -> anyhow::Result<Self> {
         let path = file_from_url(url)?;

@@ -40,10 +40,9 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path/to/file.db`) and brings
     /// its schema up to date.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let url = url.to_owned();
-        let database = tokio::task::spawn_blocking(move || Database::open(&url, MIGRATIONS))
+        let database = Database::open_blocking_off(url, MIGRATIONS)
             .await
-            .context("opening the catalogue database")??;
+            .context("opening the catalogue database")?;
         Ok(Self { database })
     }
 

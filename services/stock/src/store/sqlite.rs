@@ -39,10 +39,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let url = url.to_owned();
-        let database = tokio::task::spawn_blocking(move || Database::open(&url, MIGRATIONS))
+        let database = Database::open_blocking_off(url, MIGRATIONS)
             .await
-            .map_err(|e| anyhow::anyhow!("opening the stock database: {e}"))??;
+            .map_err(|e| e.context("opening the stock database"))?;
         Ok(Self { database })
     }
 
