@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+
+use crate::services::cpu_seconds;
 use tonic::{Request, transport::Channel};
 use videostore_proto::catalogue::{self as pb, catalogue_service_client::CatalogueServiceClient};
 
@@ -23,6 +25,10 @@ pub(crate) struct BulkResult {
     pub(crate) bytes: u64,
     /// Messages (or JSON elements) received.
     pub(crate) messages: u64,
+    /// CPU seconds per run spent by the serving processes (catalogue, plus the aggregator for
+    /// REST; the ceiling for its rows) and by the client (this process).
+    pub(crate) server_cpu_seconds: f64,
+    pub(crate) client_cpu_seconds: f64,
 }
 
 /// The old prototype's figures (REST/JSON, gRPC unary, gRPC stream one film per message), by N.
@@ -133,7 +139,7 @@ async fn rest(http: &reqwest::Client, aggregator: &str) -> anyhow::Result<Receiv
     Ok(Received { films: films.len(), bytes: body.len() as u64, messages: films.len() as u64 })
 }
 
-async fn unary(channel: Channel) -> anyhow::Result<Received> {
+async fn unary(channel: Channel, measure_bytes: bool) -> anyhow::Result<Received> {
     let response = CatalogueServiceClient::new(channel)
         .max_decoding_message_size(512 << 20)
         .export_movies(pb::ExportMoviesRequest {
@@ -144,7 +150,7 @@ async fn unary(channel: Channel) -> anyhow::Result<Received> {
         .into_inner();
     Ok(Received {
         films: response.movies.len(),
-        bytes: prost::Message::encoded_len(&response) as u64 + 5,
+        bytes: if measure_bytes { prost::Message::encoded_len(&response) as u64 + 5 } else { 0 },
         messages: 1,
     })
 }
@@ -153,6 +159,7 @@ async fn stream(
     channel: Channel,
     batch_size: i32,
     films_header: Option<usize>,
+    measure_bytes: bool,
 ) -> anyhow::Result<Received> {
     let mut request = Request::new(pb::StreamMoviesRequest {
         order_by: pb::MovieOrder::Id as i32,
@@ -170,7 +177,9 @@ async fn stream(
     let mut received = Received { films: 0, bytes: 0, messages: 0 };
     while let Some(batch) = stream.message().await? {
         received.films += batch.movies.len();
-        received.bytes += prost::Message::encoded_len(&batch) as u64 + 5;
+        if measure_bytes {
+            received.bytes += prost::Message::encoded_len(&batch) as u64 + 5;
+        }
         received.messages += 1;
     }
     Ok(received)
@@ -231,11 +240,10 @@ async fn grpc_web(http: &reqwest::Client, catalogue: &str) -> anyhow::Result<Rec
 pub(crate) async fn measure(
     films: usize,
     runs: usize,
-    catalogue: std::net::SocketAddr,
-    aggregator: std::net::SocketAddr,
-    ceiling: std::net::SocketAddr,
+    running: &crate::services::Running,
     only: Option<&str>,
 ) -> anyhow::Result<Vec<BulkResult>> {
+    let (catalogue, aggregator, ceiling) = (running.catalogue, running.aggregator, running.ceiling);
     let connect = |addr: std::net::SocketAddr| async move {
         Channel::from_shared(format!("http://{addr}"))?
             .tcp_nodelay(true)
@@ -258,39 +266,75 @@ pub(crate) async fn measure(
         "gRPC stream, batches of 5000 (the largest batch)",
         "gRPC-Web stream, batches of 500 (as the browser gets it)",
         "reference ceiling: stream from memory, one film per message",
+        "reference ceiling: stream from memory, batches of 5000",
     ] {
         if only.is_some_and(|only| !transport.contains(only)) {
             continue;
         }
+        let servers: Vec<u32> = if transport.starts_with("reference") {
+            vec!["ceiling"]
+        } else if transport.starts_with("REST") {
+            vec!["catalogue", "aggregator"]
+        } else {
+            vec!["catalogue"]
+        }
+        .into_iter()
+        .filter_map(|name| running.pid(name))
+        .collect();
+        let server_cpu = || servers.iter().map(|&pid| cpu_seconds(pid)).sum::<f64>();
+        let client_cpu = || cpu_seconds(std::process::id());
+        // One untimed run first: it warms the caches and measures the bytes on the wire (which
+        // takes a walk over every film the timed runs leave out).
+        let mut measured = None;
+        let (mut server_before, mut client_before) = (0.0, 0.0);
         let mut times = Vec::with_capacity(runs);
-        let mut last = None;
-        for _ in 0..runs {
+        for run in 0..=runs {
+            let warm_up = run == 0;
+            if run == 1 {
+                (server_before, client_before) = (server_cpu(), client_cpu());
+            }
             let started = Instant::now();
             let received = match transport.split(' ').next() {
                 Some("REST/JSON") => rest(&http, &aggregator_addr).await?,
                 Some("gRPC-Web") => grpc_web(&http, &catalogue_addr).await?,
-                Some("reference") => stream(ceiling_channel.clone(), 1, Some(films)).await?,
-                _ if transport.contains("unary") => unary(catalogue_channel.clone()).await?,
+                Some("reference") if transport.contains("5000") => {
+                    stream(ceiling_channel.clone(), 5000, Some(films), warm_up).await?
+                }
+                Some("reference") => {
+                    stream(ceiling_channel.clone(), 1, Some(films), warm_up).await?
+                }
+                _ if transport.contains("unary") => {
+                    unary(catalogue_channel.clone(), warm_up).await?
+                }
                 _ if transport.contains("one film") => {
-                    stream(catalogue_channel.clone(), 1, None).await?
+                    stream(catalogue_channel.clone(), 1, None, warm_up).await?
                 }
                 _ if transport.contains("5000") => {
-                    stream(catalogue_channel.clone(), 5000, None).await?
+                    stream(catalogue_channel.clone(), 5000, None, warm_up).await?
                 }
-                _ => stream(catalogue_channel.clone(), 0, None).await?,
+                _ => stream(catalogue_channel.clone(), 0, None, warm_up).await?,
             };
-            times.push(started.elapsed());
+            let elapsed = started.elapsed();
             anyhow::ensure!(
                 received.films == films,
                 "{transport}: {} films arrived, not {films}",
                 received.films
             );
-            last = Some(received);
+            if warm_up {
+                measured = Some(received);
+            } else {
+                times.push(elapsed);
+            }
         }
+        let server_cpu_seconds = (server_cpu() - server_before) / runs as f64;
+        let client_cpu_seconds = (client_cpu() - client_before) / runs as f64;
         times.sort();
-        let received = last.expect("at least one run");
+        let received = measured.expect("the warm-up run");
         let median = times[times.len() / 2];
-        eprintln!("bench:   {films} films, {transport}: {:.3} s", median.as_secs_f64());
+        eprintln!(
+            "bench:   {films} films, {transport}: {:.3} s (CPU per run: server {server_cpu_seconds:.2} s, client {client_cpu_seconds:.2} s)",
+            median.as_secs_f64()
+        );
         results.push(BulkResult {
             films,
             transport,
@@ -299,21 +343,28 @@ pub(crate) async fn measure(
             runs,
             bytes: received.bytes,
             messages: received.messages,
+            server_cpu_seconds,
+            client_cpu_seconds,
         });
     }
     Ok(results)
+}
+
+/// How many films the catalogue has.
+pub(crate) async fn total(channel: Channel) -> anyhow::Result<usize> {
+    Ok(CatalogueServiceClient::new(channel)
+        .list_movies(pb::ListMoviesRequest { page_size: 1, ..Default::default() })
+        .await?
+        .into_inner()
+        .total_size as usize)
 }
 
 /// Waits until the catalogue has `films` films (imports commit in batches).
 pub(crate) async fn wait_for_total(channel: Channel, films: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let total = CatalogueServiceClient::new(channel.clone())
-            .list_movies(pb::ListMoviesRequest { page_size: 1, ..Default::default() })
-            .await?
-            .into_inner()
-            .total_size;
-        if total as usize == films {
+        let total = total(channel.clone()).await?;
+        if total == films {
             return Ok(());
         }
         anyhow::ensure!(Instant::now() < deadline, "the catalogue has {total} films, not {films}");

@@ -58,11 +58,17 @@ impl CatalogueService for Ceiling {
             .get("x-films")
             .and_then(|value| value.to_str().ok()?.parse().ok())
             .ok_or_else(|| Status::invalid_argument("x-films header missing"))?;
+        let batch = request.get_ref().batch_size.max(1) as usize;
         let film = self.film.clone();
-        let stream = futures::stream::iter((0..films).map(move |index| {
-            let mut movie = film.clone();
-            movie.id = index as i64 + 1;
-            Ok(pb::StreamMoviesResponse { movies: vec![movie] })
+        let stream = futures::stream::iter((0..films).step_by(batch).map(move |first| {
+            let movies = (first..(first + batch).min(films))
+                .map(|index| {
+                    let mut movie = film.clone();
+                    movie.id = index as i64 + 1;
+                    movie
+                })
+                .collect();
+            Ok(pb::StreamMoviesResponse { movies })
         }));
         Ok(Response::new(Box::pin(stream)))
     }

@@ -163,20 +163,17 @@ async fn main() -> anyhow::Result<()> {
             let mut running = services::Running::start(&bin_dir, false).await?;
             let staff = staff_token(running.stock).await?;
             let catalogue = channels(running.catalogue, 1).await?.remove(0);
-            let started = std::time::Instant::now();
-            bulk::import(catalogue.clone(), &staff, 0, films).await?;
-            eprintln!("bench: {films} films imported in {:.1} s", started.elapsed().as_secs_f64());
+            if bulk::total(catalogue.clone()).await? != films {
+                let started = std::time::Instant::now();
+                bulk::import(catalogue.clone(), &staff, 0, films).await?;
+                eprintln!(
+                    "bench: {films} films imported in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
             bulk::wait_for_total(catalogue, films).await?;
             eprintln!("bench: catalogue pid {}", running.pid("catalogue").unwrap_or(0));
-            bulk::measure(
-                films,
-                runs,
-                running.catalogue,
-                running.aggregator,
-                running.ceiling,
-                only.as_deref(),
-            )
-            .await?;
+            bulk::measure(films, runs, &running, only.as_deref()).await?;
             eprintln!("{:?}", running.memory("after")?);
             running.stop();
             Ok(())
@@ -337,17 +334,7 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
         imported = films;
         bulk::wait_for_total(catalogue, films).await?;
         eprintln!("bench: bulk delivery of {films} films");
-        bulk.extend(
-            bulk::measure(
-                films,
-                runs,
-                bulk_running.catalogue,
-                bulk_running.aggregator,
-                bulk_running.ceiling,
-                None,
-            )
-            .await?,
-        );
+        bulk.extend(bulk::measure(films, runs, &bulk_running, None).await?);
         bulk_memory.extend(bulk_running.memory(if films == sizes[0] {
             "after bulk delivery (first size)"
         } else {

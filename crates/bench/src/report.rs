@@ -86,14 +86,14 @@ pub(crate) fn markdown(results: &Results) -> String {
     let _ = writeln!(out, "## Bulk delivery: the old comparison, redone\n");
     let _ = writeln!(
         out,
-        "N films from the catalogue's database (SQLite) to a Rust client, timed from the request to the last film decoded; median of {} run(s). The old figures are the prototype's (Python gateway, timed by hand in Postman).\n",
+        "N films from the catalogue's database (SQLite) to a Rust client, timed from the request to the last film decoded; median of {} run(s) after one untimed warm-up run. CPU is seconds per run, of the serving processes (catalogue; plus the aggregator for REST; the ceiling for its rows) and of the client. The old figures are the prototype's (Python gateway, timed by hand in Postman).\n",
         results.bulk.first().map_or(0, |b| b.runs)
     );
     let _ = writeln!(
         out,
-        "| films | transport | ours, s | best, s | MB on the wire | messages | old, s | old ÷ ours |"
+        "| films | transport | ours, s | best, s | CPU server, s | CPU client, s | MB on the wire | messages | old, s | old ÷ ours |"
     );
-    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for b in &results.bulk {
         let old = crate::bulk::OLD.iter().find(|(n, ..)| *n == b.films).and_then(
             |(_, rest, unary, stream)| {
@@ -114,11 +114,13 @@ pub(crate) fn markdown(results: &Results) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.3} | {:.3} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {:.3} | {:.3} | {:.2} | {:.2} | {:.1} | {} | {} | {} |",
             b.films,
             b.transport,
             b.seconds,
             b.best_seconds,
+            b.server_cpu_seconds,
+            b.client_cpu_seconds,
             b.bytes as f64 / 1e6,
             b.messages,
             old_s,

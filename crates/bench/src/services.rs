@@ -36,7 +36,23 @@ pub(crate) struct Running {
     pub(crate) aggregator: SocketAddr,
     pub(crate) ceiling: SocketAddr,
     children: Vec<(&'static str, Child)>,
-    _data: tempfile::TempDir,
+    /// The databases' folder: a fresh temporary one, or `BENCH_DATA_DIR` when set (kept between
+    /// runs, so `bench bulk` can skip a long import while profiling).
+    _data: Data,
+}
+
+enum Data {
+    Fresh(tempfile::TempDir),
+    Kept(std::path::PathBuf),
+}
+
+impl Data {
+    fn path(&self) -> &Path {
+        match self {
+            Data::Fresh(dir) => dir.path(),
+            Data::Kept(path) => path,
+        }
+    }
 }
 
 fn free_port() -> anyhow::Result<SocketAddr> {
@@ -71,6 +87,16 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time process `pid` has used so far (user + system), seconds.
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 =
+        after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+    ticks as f64 / 100.0 // USER_HZ is 100 on Linux.
+}
+
 /// Resident memory of process `pid` now, KiB.
 pub(crate) fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS:")
@@ -95,7 +121,13 @@ impl Running {
     /// Starts catalogue, stock, aggregator and the ceiling from `bin_dir`; with `seed`, the
     /// catalogue opens with its 600 sample films, without, empty (the bulk scenario fills it).
     pub(crate) async fn start(bin_dir: &Path, seed: bool) -> anyhow::Result<Self> {
-        let data = tempfile::tempdir()?;
+        let data = match std::env::var_os("BENCH_DATA_DIR") {
+            Some(path) => {
+                std::fs::create_dir_all(&path)?;
+                Data::Kept(path.into())
+            }
+            None => Data::Fresh(tempfile::tempdir()?),
+        };
         let (catalogue, stock, aggregator, ceiling) =
             (free_port()?, free_port()?, free_port()?, free_port()?);
         let secret = "bench-secret-bench-secret-bench-secret-0123456789";

@@ -4,7 +4,8 @@
 use std::{collections::HashMap, pin::Pin, sync::Arc, time::SystemTime};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use futures::Stream;
+use futures::{Stream, StreamExt};
+use prost::bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +15,8 @@ use videostore_proto::catalogue::{self as pb, catalogue_service_server::Catalogu
 
 use crate::{
     domain::{Cursor, Filter, Invalid, ListQuery, Movie, MovieFields, MovieId, Order, RawMovie},
-    store::{CatalogueStore, StoreError, Upserted},
+    store::{CatalogueStore, StoreError, Upserted, WirePage},
+    wire::EncodedMovies,
 };
 
 /// Default and largest page of ListMovies.
@@ -231,41 +233,27 @@ fn apply_mask(current: RawMovie, patch: &pb::Movie, paths: &[String]) -> Result<
 /// the batch size asked for.
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// An upper bound of a film's encoded size, much cheaper than `encoded_len` (which the encoder
-/// computes again anyway): text bytes plus the most the numbers, tags and lengths can take.
-fn approximate_size(movie: &pb::Movie) -> usize {
-    let text = movie.title.len()
-        + movie.director.len()
-        + movie.synopsis.len()
-        + movie.external_key.len()
-        + movie.genres.iter().map(|genre| genre.len() + 3).sum::<usize>();
-    text + 96
-}
-
-/// Splits films into messages of at most [`MAX_BATCH_BYTES`] (at least one film each).
-fn split_by_size(movies: Vec<pb::Movie>) -> Vec<Vec<pb::Movie>> {
-    let sizes: Vec<usize> = movies.iter().map(approximate_size).collect();
-    if sizes.iter().sum::<usize>() <= MAX_BATCH_BYTES {
-        return vec![movies]; // The usual case: no film moves.
-    }
-    let mut batches = Vec::new();
-    let mut current = Vec::new();
-    let mut bytes = 0;
-    for (movie, size) in movies.into_iter().zip(sizes) {
-        if !current.is_empty() && bytes + size > MAX_BATCH_BYTES {
-            batches.push(std::mem::take(&mut current));
-            bytes = 0;
+/// Cuts a page of films in wire form into messages of at most `batch` films and
+/// [`MAX_BATCH_BYTES`] (at least one film each), without copying them.
+fn cut(page: WirePage, batch: usize) -> impl Iterator<Item = EncodedMovies> {
+    let bytes = Bytes::from(page.bytes);
+    let ends = page.ends;
+    let (mut start, mut next) = (0, 0);
+    std::iter::from_fn(move || {
+        let first = next;
+        let mut end = *ends.get(next)?;
+        next += 1;
+        while next < ends.len() && next - first < batch && ends[next] - start <= MAX_BATCH_BYTES {
+            end = ends[next];
+            next += 1;
         }
-        bytes += size;
-        current.push(movie);
-    }
-    if !current.is_empty() {
-        batches.push(current);
-    }
-    batches
+        let message = EncodedMovies::new(bytes.slice(start..end));
+        start = end;
+        Some(message)
+    })
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl CatalogueService for CatalogueApi {
@@ -375,111 +363,23 @@ impl CatalogueService for CatalogueApi {
 
     type StreamMoviesStream = BoxStream<pb::StreamMoviesResponse>;
 
+    /// Decodes the batches [`CatalogueApi::stream_wire`] makes. The server routes StreamMovies
+    /// to the wire form directly (see `wire.rs`); this is for a server mounted without it.
     async fn stream_movies(
         &self,
         request: Request<pb::StreamMoviesRequest>,
     ) -> Result<Response<Self::StreamMoviesStream>, Status> {
-        let request = request.into_inner();
-        let filter = filter_from_proto(request.filter.as_ref())?;
-        let order = order_from_proto(request.order_by)?;
-        let batch = bounded(request.batch_size, "batch_size", DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE)?;
-        let (sender, receiver) = mpsc::channel(4);
-        let store = Arc::clone(&self.store);
-        let shutdown = self.shutdown.clone();
-        // Read the database in big pages whatever the message size asked for (a page is one
-        // statement on one connection), one page ahead of the sender, which cuts each page into
-        // messages: the next read overlaps the encoding and sending of the last.
-        let (pages_in, mut pages) = mpsc::channel::<Vec<Movie>>(1);
-        let page_size = batch.max(READ_PAGE);
-        let read_shutdown = shutdown.clone();
-        let read_errors = sender.clone();
-        tokio::spawn(async move {
-            let mut query = ListQuery {
-                filter,
-                order,
-                descending: request.descending,
-                after: None,
-                limit: page_size,
-            };
-            loop {
-                let page = tokio::select! {
-                    page = store.list(&query) => page,
-                    () = read_shutdown.cancelled() => return,
-                };
-                let page = match page {
-                    Ok(page) => page,
-                    Err(error) => {
-                        let _ = read_errors.send(Err(store_error(error))).await;
-                        return;
-                    }
-                };
-                let last_page = page.len() < page_size;
-                query.after = page.last().map(Cursor::after);
-                if pages_in.send(page).await.is_err() || last_page {
-                    return; // The sender stopped, or that was everything.
-                }
-            }
-        });
-        tokio::spawn(async move {
-            let shutting_down = || Status::unavailable("the catalogue is shutting down");
-            loop {
-                let page = tokio::select! {
-                    page = pages.recv() => page,
-                    () = shutdown.cancelled() => {
-                        let _ = sender.try_send(Err(shutting_down()));
-                        return;
-                    }
-                };
-                // No page: the reader finished (or failed, and said so on `sender`).
-                let Some(page) = page else { return };
-                let mut films = page.into_iter().map(to_proto).peekable();
-                while films.peek().is_some() {
-                    let chunk: Vec<pb::Movie> = films.by_ref().take(batch).collect();
-                    for movies in split_by_size(chunk) {
-                        let sent = tokio::select! {
-                            sent = sender.send(Ok(pb::StreamMoviesResponse { movies })) => sent.is_ok(),
-                            () = shutdown.cancelled() => {
-                                let _ = sender.try_send(Err(shutting_down()));
-                                false
-                            }
-                        };
-                        if !sent {
-                            return; // The client went away, or the server is stopping.
-                        }
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        let batches = self.stream_wire(request.into_inner())?;
+        Ok(Response::new(Box::pin(batches.map(|batch| batch?.decode()))))
     }
 
+    /// Decodes the answer [`CatalogueApi::export_wire`] makes (see `stream_movies`).
     async fn export_movies(
         &self,
         request: Request<pb::ExportMoviesRequest>,
     ) -> Result<Response<pb::ExportMoviesResponse>, Status> {
-        use prost::Message;
-        let request = request.into_inner();
-        let query = ListQuery {
-            filter: filter_from_proto(request.filter.as_ref())?,
-            order: order_from_proto(request.order_by)?,
-            descending: request.descending,
-            after: None,
-            limit: usize::MAX,
-        };
-        let movies = self.store.list(&query).await.map_err(store_error)?;
-        let response =
-            pb::ExportMoviesResponse { movies: movies.into_iter().map(to_proto).collect() };
-        let bytes = response.encoded_len();
-        if bytes > MAX_EXPORT_BYTES {
-            return Err(Status::failed_precondition(format!(
-                "{} films are {} MiB, more than the {} MiB one message may carry; \
-                 read them with StreamMovies",
-                response.movies.len(),
-                bytes >> 20,
-                MAX_EXPORT_BYTES >> 20
-            )));
-        }
-        Ok(Response::new(response))
+        let movies = self.export_wire(request.into_inner()).await?.decode()?;
+        Ok(Response::new(pb::ExportMoviesResponse { movies: movies.movies }))
     }
 
     async fn import_movies(
@@ -669,6 +569,108 @@ impl CatalogueService for CatalogueApi {
     }
 }
 
+impl CatalogueApi {
+    /// StreamMovies: every film matching the request, in messages of the stored wire form.
+    pub(crate) fn stream_wire(
+        &self,
+        request: pb::StreamMoviesRequest,
+    ) -> Result<BoxStream<EncodedMovies>, Status> {
+        let filter = filter_from_proto(request.filter.as_ref())?;
+        let order = order_from_proto(request.order_by)?;
+        let batch = bounded(request.batch_size, "batch_size", DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE)?;
+        let (sender, receiver) = mpsc::channel(4);
+        let store = Arc::clone(&self.store);
+        let shutdown = self.shutdown.clone();
+        // Read the database in big pages whatever the message size asked for (a page is one
+        // statement on one connection), one page ahead of the sender, which cuts each page into
+        // messages without copying them: the next read overlaps the sending of the last.
+        let (pages_in, mut pages) = mpsc::channel::<WirePage>(1);
+        let page_size = batch.max(READ_PAGE);
+        let read_shutdown = shutdown.clone();
+        let read_errors = sender.clone();
+        tokio::spawn(async move {
+            let mut query = ListQuery {
+                filter,
+                order,
+                descending: request.descending,
+                after: None,
+                limit: page_size,
+            };
+            loop {
+                let page = tokio::select! {
+                    page = store.list_wire(&query) => page,
+                    () = read_shutdown.cancelled() => return,
+                };
+                let page = match page {
+                    Ok(page) => page,
+                    Err(error) => {
+                        let _ = read_errors.send(Err(store_error(error))).await;
+                        return;
+                    }
+                };
+                let last_page = page.ends.len() < page_size;
+                query.after = page.last.clone();
+                if pages_in.send(page).await.is_err() || last_page {
+                    return; // The sender stopped, or that was everything.
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let shutting_down = || Status::unavailable("the catalogue is shutting down");
+            loop {
+                let page = tokio::select! {
+                    page = pages.recv() => page,
+                    () = shutdown.cancelled() => {
+                        let _ = sender.try_send(Err(shutting_down()));
+                        return;
+                    }
+                };
+                // No page: the reader finished (or failed, and said so on `sender`).
+                let Some(page) = page else { return };
+                for message in cut(page, batch) {
+                    let sent = tokio::select! {
+                        sent = sender.send(Ok(message)) => sent.is_ok(),
+                        () = shutdown.cancelled() => {
+                            let _ = sender.try_send(Err(shutting_down()));
+                            false
+                        }
+                    };
+                    if !sent {
+                        return; // The client went away, or the server is stopping.
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(ReceiverStream::new(receiver)))
+    }
+
+    /// ExportMovies: every film matching the request in one message of the stored wire form,
+    /// read in one statement (one consistent snapshot).
+    pub(crate) async fn export_wire(
+        &self,
+        request: pb::ExportMoviesRequest,
+    ) -> Result<EncodedMovies, Status> {
+        let query = ListQuery {
+            filter: filter_from_proto(request.filter.as_ref())?,
+            order: order_from_proto(request.order_by)?,
+            descending: request.descending,
+            after: None,
+            limit: usize::MAX,
+        };
+        let page = self.store.list_wire(&query).await.map_err(store_error)?;
+        if page.bytes.len() > MAX_EXPORT_BYTES {
+            return Err(Status::failed_precondition(format!(
+                "{} films are {} MiB, more than the {} MiB one message may carry; \
+                 read them with StreamMovies",
+                page.ends.len(),
+                page.bytes.len() >> 20,
+                MAX_EXPORT_BYTES >> 20
+            )));
+        }
+        Ok(EncodedMovies::new(page.bytes.into()))
+    }
+}
+
 /// Counts a rejected row, and lists it while the list is short enough to send.
 fn reject(summary: &mut pb::ImportMoviesResponse, index: i64, external_key: &str, reason: String) {
     summary.rejected_count += 1;
@@ -707,17 +709,42 @@ fn count_outcomes(outcomes: Vec<Upserted>, summary: &mut pb::ImportMoviesRespons
 mod tests {
     use super::*;
 
-    #[test]
-    fn big_batches_are_split_to_stay_under_the_size_cap() {
-        let big = pb::Movie { synopsis: "s".repeat(20_000), ..Default::default() };
-        let batches = split_by_size(vec![big; 500]);
-        assert!(batches.len() >= 3);
-        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 500);
-        for batch in &batches {
-            let bytes: usize = batch.iter().map(|m| prost::Message::encoded_len(m) + 4).sum();
-            assert!(bytes <= MAX_BATCH_BYTES);
+    /// A page of `films` films in wire form, each `size` bytes.
+    fn page(films: usize, size: usize) -> WirePage {
+        let mut page = WirePage::default();
+        for index in 0..films {
+            page.bytes.extend(std::iter::repeat_n(index as u8, size));
+            page.ends.push(page.bytes.len());
         }
-        assert_eq!(split_by_size(vec![pb::Movie::default(); 3]).len(), 1);
+        page
+    }
+
+    #[test]
+    fn pages_are_cut_by_film_count_and_by_size_and_never_split_a_film() {
+        // Films per message, for films of `size` bytes.
+        let counts = |page: WirePage, batch: usize, size: usize| -> Vec<usize> {
+            cut(page, batch).map(|message| prost::Message::encoded_len(&message) / size).collect()
+        };
+        assert_eq!(counts(page(1200, 100), 500, 100), [500, 500, 200]);
+        assert_eq!(counts(page(3, 100), 1, 100), [1, 1, 1]);
+        assert!(cut(WirePage::default(), 500).next().is_none());
+
+        // 500 films of 20 kB are 10 MB: more than one message may carry, whatever the batch.
+        let messages: Vec<_> = cut(page(500, 20_000), 500).collect();
+        assert!(messages.len() >= 3);
+        let mut film = 0;
+        for message in &messages {
+            assert!(prost::Message::encoded_len(message) <= MAX_BATCH_BYTES);
+            // Each message holds whole films, in order.
+            for chunk in prost::Message::encode_to_vec(message).chunks(20_000) {
+                assert_eq!(chunk, vec![film as u8; 20_000]);
+                film += 1;
+            }
+        }
+        assert_eq!(film, 500);
+        // A film bigger than the cap still goes, alone.
+        let big = MAX_BATCH_BYTES + 1;
+        assert_eq!(counts(page(2, big), 500, big), [1, 1]);
     }
 
     #[test]

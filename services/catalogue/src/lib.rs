@@ -14,3 +14,4 @@ mod grpc;
 pub mod seed;
 pub mod startup;
 pub mod store;
+mod wire;

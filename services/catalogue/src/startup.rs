@@ -10,13 +10,13 @@ use videostore_kit::{
     secret,
     serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices},
 };
-use videostore_proto::catalogue::catalogue_service_server::CatalogueServiceServer;
 
 use crate::{
     config::Config,
     grpc::{self, CatalogueApi},
     seed,
     store::{CachedStore, CatalogueStore, SqliteStore},
+    wire::{CatalogueRoutes, WIRE_FORM},
 };
 
 /// A catalogue server bound to its port, ready to run.
@@ -35,18 +35,18 @@ impl Application {
         let origins = AllowedOrigins::parse(&config.cors_origins)?;
         let secret = secret::load_or_create(config.token_secret.as_deref(), &config.data_dir)?;
         let keys = TokenKeys::new(&secret)?;
-        let store = SqliteStore::open(&config.database_url()).await?;
+        let store = SqliteStore::open(&config.database_url(), WIRE_FORM).await?;
         if config.seed {
             seed_if_empty(&store).await?;
         }
         let api = CatalogueApi::new(Arc::new(CachedStore::new(store)), keys, shutdown.clone());
         let standard = StandardServices::new(&["videostore.catalogue.v1.CatalogueService"]).await?;
-        let routes = standard.routes().add_service(
-            CatalogueServiceServer::new(api)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                // Only ExportMovies answers can be this big; it checks its own limit first.
-                .max_encoding_message_size(grpc::MAX_EXPORT_BYTES + 1024),
-        );
+        // Only ExportMovies answers can be this big; it checks its own limit first.
+        let routes = standard.routes().add_service(CatalogueRoutes::new(
+            api,
+            MAX_MESSAGE_BYTES,
+            grpc::MAX_EXPORT_BYTES + 1024,
+        ));
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

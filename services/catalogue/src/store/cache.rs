@@ -18,7 +18,7 @@ use std::{
 use async_trait::async_trait;
 use quick_cache::sync::Cache;
 
-use super::{CatalogueStore, FieldChange, StoreError, Upserted};
+use super::{CatalogueStore, FieldChange, StoreError, Upserted, WirePage};
 use crate::domain::{Filter, ListQuery, Movie, MovieFields, MovieId};
 
 /// Films kept at most; a film is about 0.5 KB in memory.
@@ -101,6 +101,10 @@ impl<S: CatalogueStore> CatalogueStore for CachedStore<S> {
         self.inner.list(query).await
     }
 
+    async fn list_wire(&self, query: &ListQuery) -> Result<WirePage, StoreError> {
+        self.inner.list_wire(query).await
+    }
+
     async fn count(&self, filter: &Filter) -> Result<i64, StoreError> {
         self.inner.count(filter).await
     }
@@ -181,7 +185,7 @@ mod tests {
     async fn store() -> (tempfile::TempDir, CachedStore<SqliteStore>) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("catalogue.db").display());
-        let inner = SqliteStore::open(&url).await.unwrap();
+        let inner = SqliteStore::open(&url, crate::wire::WIRE_FORM).await.unwrap();
         inner.upsert_batch(&crate::seed::films(), SystemTime::now()).await.unwrap();
         (dir, CachedStore::new(inner))
     }

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 pub use self::{cache::CachedStore, sqlite::SqliteStore};
-use crate::domain::{Filter, Invalid, ListQuery, Movie, MovieFields, MovieId};
+use crate::domain::{Cursor, Filter, Invalid, ListQuery, Movie, MovieFields, MovieId};
 
 /// What can go wrong in storage, in terms a handler can act on.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,28 @@ pub enum Upserted {
     Updated(MovieId),
 }
 
+/// How the store keeps each film in wire form beside its row, so bulk reads copy bytes instead
+/// of rebuilding every film field by field. The store treats the bytes as opaque: the gRPC layer
+/// supplies the encoder, and a new `version` makes the store re-encode every film when it opens.
+#[derive(Debug, Clone, Copy)]
+pub struct WireForm {
+    /// Bumped whenever `encode` writes something different for the same film.
+    pub version: i64,
+    /// Appends film `id` with these fields, last changed at the given time, to the buffer.
+    pub encode: fn(MovieId, &MovieFields, SystemTime, &mut Vec<u8>),
+}
+
+/// One page of a listing in wire form.
+#[derive(Debug, Default)]
+pub struct WirePage {
+    /// The films' stored encodings, one after another, in the order asked.
+    pub bytes: Vec<u8>,
+    /// Where each film's encoding ends in `bytes`.
+    pub ends: Vec<usize>,
+    /// The cursor just after the page's last film (`None` for an empty page).
+    pub last: Option<Cursor>,
+}
+
 /// Computes a film's new fields from its current ones, or says why the change is invalid.
 pub type FieldChange = dyn Fn(&MovieFields) -> Result<MovieFields, Invalid> + Send + Sync;
 
@@ -49,6 +71,8 @@ pub trait CatalogueStore: Send + Sync + 'static {
     async fn get_many(&self, ids: &[MovieId]) -> Result<Vec<Movie>, StoreError>;
     /// One page of a listing.
     async fn list(&self, query: &ListQuery) -> Result<Vec<Movie>, StoreError>;
+    /// The same page as [`CatalogueStore::list`], as the films' stored wire form.
+    async fn list_wire(&self, query: &ListQuery) -> Result<WirePage, StoreError>;
     /// How many films match.
     async fn count(&self, filter: &Filter) -> Result<i64, StoreError>;
     /// Films sharing a genre with `movie`, best rated first.

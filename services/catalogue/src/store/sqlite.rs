@@ -11,17 +11,24 @@ use anyhow::Context;
 use async_trait::async_trait;
 use videostore_kit::sqlite::{
     Database, Migrations, is_unique_violation,
-    rusqlite::{self, Connection, OptionalExtension, Row, TransactionBehavior, types::Value},
+    rusqlite::{
+        self, Connection, OptionalExtension, Row, TransactionBehavior,
+        types::{Type, Value, ValueRef},
+    },
 };
 
-use super::{CatalogueStore, FieldChange, StoreError, Upserted};
-use crate::domain::{Filter, ListQuery, Movie, MovieFields, MovieId, Order, Rating, fold};
+use super::{CatalogueStore, FieldChange, StoreError, Upserted, WireForm, WirePage};
+use crate::domain::{Cursor, Filter, ListQuery, Movie, MovieFields, MovieId, Order, Rating, fold};
 
 /// The schema, one migration per file.
 const MIGRATIONS: Migrations = &[
     include_str!("../../migrations/sqlite/0001_movies.sql"),
     include_str!("../../migrations/sqlite/0002_related_index.sql"),
+    include_str!("../../migrations/sqlite/0003_wire_form.sql"),
 ];
+
+/// Films re-encoded per statement when the wire form changes.
+const REENCODE_BATCH: i64 = 1000;
 
 /// Separates genres in the `genres` column; validation forbids control characters in names.
 const GENRE_SEPARATOR: char = '\u{1f}';
@@ -34,16 +41,69 @@ const COLUMNS: &str = "id, title, release_year, runtime_minutes, director, ratin
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     database: Database,
+    /// How films are kept in wire form.
+    wire: WireForm,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `url` (`sqlite://path/to/file.db`) and brings
-    /// its schema up to date.
-    pub async fn open(url: &str) -> anyhow::Result<Self> {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path/to/file.db`), brings
+    /// its schema up to date, and re-encodes every film if it holds another wire form.
+    pub async fn open(url: &str, wire: WireForm) -> anyhow::Result<Self> {
         let database = Database::open_blocking_off(url, MIGRATIONS)
             .await
             .context("opening the catalogue database")?;
-        Ok(Self { database })
+        let store = Self { database, wire };
+        let encoded = store.reencode().await.context("encoding the films' wire form")?;
+        if let Some(films) = encoded {
+            tracing::info!(films, version = wire.version, "stored the films' wire form");
+        }
+        Ok(store)
+    }
+
+    /// Encodes every film again, in one transaction, unless the stored wire form is the
+    /// encoder's version already; how many films were encoded, if any were.
+    async fn reencode(&self) -> Result<Option<u64>, StoreError> {
+        let wire = self.wire;
+        self.write(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored: Option<i64> = transaction
+                .query_row("SELECT version FROM wire_form", [], |row| row.get(0))
+                .optional()?;
+            if stored == Some(wire.version) {
+                return Ok(None);
+            }
+            let mut encoded = 0;
+            let mut after = 0;
+            let mut buffer = Vec::new();
+            loop {
+                let batch = transaction
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM movies WHERE id > ? ORDER BY id LIMIT ?"
+                    ))?
+                    .query_map([after, REENCODE_BATCH], movie_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut update =
+                    transaction.prepare_cached("UPDATE movies SET wire = ? WHERE id = ?")?;
+                for movie in &batch {
+                    buffer.clear();
+                    (wire.encode)(movie.id, &movie.fields, movie.update_time, &mut buffer);
+                    update.execute(rusqlite::params![buffer, movie.id])?;
+                }
+                encoded += batch.len() as u64;
+                match batch.last() {
+                    Some(last) if batch.len() as i64 == REENCODE_BATCH => after = last.id,
+                    _ => break,
+                }
+            }
+            transaction.execute(
+                "INSERT OR REPLACE INTO wire_form (singleton, version) VALUES (1, ?)",
+                [wire.version],
+            )?;
+            transaction.commit()?;
+            Ok(Some(encoded))
+        })
+        .await
     }
 
     async fn read<T, F>(&self, job: F) -> Result<T, StoreError>
@@ -127,6 +187,18 @@ impl Sql {
         self
     }
 
+    /// A listing of `columns`: filtered, after the cursor, in order, at most `limit` rows.
+    fn listing(columns: &str, query: &ListQuery) -> Self {
+        let mut sql = Sql::new(format!("SELECT {columns} FROM movies"));
+        push_filter(&mut sql, &query.filter);
+        push_keyset(&mut sql, query);
+        sql.push(order_clause(query));
+        if let Ok(limit) = i64::try_from(query.limit) {
+            sql.push(" LIMIT ").bind(limit);
+        }
+        sql
+    }
+
     /// The films the statement yields; `expected` sizes the result up front (a page of 5,000
     /// films grown by doubling spent a third of a bulk read copying itself).
     fn query_movies(
@@ -143,6 +215,18 @@ impl Sql {
         }
         Ok(movies)
     }
+}
+
+/// How many rows a listing of at most `limit` is likely to yield, to size its answer up front:
+/// without a limit, the table's size (MAX(id) reads one b-tree edge, far less than regrowing
+/// half a million films).
+fn expected_rows(connection: &Connection, limit: usize) -> rusqlite::Result<usize> {
+    if limit < usize::MAX {
+        return Ok(limit.min(10_000));
+    }
+    let max_id = connection
+        .query_row("SELECT MAX(id) FROM movies", [], |row| row.get::<_, Option<i64>>(0))?;
+    Ok(max_id.unwrap_or(0).clamp(0, 5_000_000) as usize)
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
@@ -256,8 +340,16 @@ fn write_genres(
     Ok(())
 }
 
+/// The wire form of a film as written.
+fn encoded(wire: &WireForm, id: MovieId, fields: &MovieFields, now: SystemTime) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(256);
+    (wire.encode)(id, fields, now, &mut buffer);
+    buffer
+}
+
 fn insert(
     connection: &Connection,
+    wire: &WireForm,
     fields: &MovieFields,
     now: SystemTime,
 ) -> rusqlite::Result<MovieId> {
@@ -283,6 +375,10 @@ fn insert(
             ],
             |row| row.get(0),
         )?;
+    // The id is in the wire form, and known only now.
+    connection
+        .prepare_cached("UPDATE movies SET wire = ? WHERE id = ?")?
+        .execute(rusqlite::params![encoded(wire, id, fields, now), id])?;
     write_genres(connection, id, fields)?;
     Ok(id)
 }
@@ -290,6 +386,7 @@ fn insert(
 /// Returns whether a row was updated.
 fn replace(
     connection: &Connection,
+    wire: &WireForm,
     id: MovieId,
     fields: &MovieFields,
     now: SystemTime,
@@ -298,7 +395,7 @@ fn replace(
         .prepare_cached(
             "UPDATE movies SET title = ?, title_key = ?, release_year = ?, runtime_minutes = ?, \
              director = ?, rating = ?, synopsis = ?, audience_rating = ?, external_key = ?, \
-             genres = ?, update_time_ms = ? WHERE id = ?",
+             genres = ?, update_time_ms = ?, wire = ? WHERE id = ?",
         )?
         .execute(rusqlite::params![
             fields.title,
@@ -312,6 +409,7 @@ fn replace(
             fields.external_key,
             joined_genres(fields),
             millis(now),
+            encoded(wire, id, fields, now),
             id,
         ])?;
     if updated == 0 {
@@ -356,31 +454,52 @@ impl CatalogueStore for SqliteStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Movie>, StoreError> {
-        let mut sql = Sql::new(format!("SELECT {COLUMNS} FROM movies"));
-        push_filter(&mut sql, &query.filter);
-        push_keyset(&mut sql, query);
-        sql.push(order_clause(query));
-        let expected = match i64::try_from(query.limit) {
-            Ok(limit) => {
-                sql.push(" LIMIT ").bind(limit);
-                query.limit.min(10_000)
-            }
-            Err(_) => 0,
-        };
+        let sql = Sql::listing(COLUMNS, query);
+        let limit = query.limit;
         self.read(move |connection| {
-            // Without a limit, size the answer by the table (one cheap COUNT on the rowid
-            // b-tree's header pages is far less than regrowing half a million films).
-            let expected = if expected == 0 {
-                connection
-                    .query_row("SELECT MAX(id) FROM movies", [], |row| {
-                        row.get::<_, Option<i64>>(0)
-                    })?
-                    .unwrap_or(0)
-                    .clamp(0, 5_000_000) as usize
-            } else {
-                expected
-            };
+            let expected = expected_rows(connection, limit)?;
             sql.query_movies(connection, expected)
+        })
+        .await
+    }
+
+    async fn list_wire(&self, query: &ListQuery) -> Result<WirePage, StoreError> {
+        // The cursor columns come from the same rows (a second read could see a newer title).
+        let sql = Sql::listing("wire, id, title_key, release_year, audience_rating", query);
+        let limit = query.limit;
+        self.read(move |connection| {
+            let expected = expected_rows(connection, limit)?;
+            // About 250 bytes a film; a bigger answer grows by doubling past 64 MiB.
+            let mut page = WirePage {
+                bytes: Vec::with_capacity((expected * 256).min(64 << 20)),
+                ends: Vec::with_capacity(expected),
+                last: None,
+            };
+            let mut last = Cursor { title_key: String::new(), year: 0, rating: 0.0, id: 0 };
+            let mut statement = connection.prepare_cached(&sql.text)?;
+            let mut rows = statement.query(rusqlite::params_from_iter(sql.params.iter()))?;
+            while let Some(row) = rows.next()? {
+                last.id = row.get(1)?;
+                let ValueRef::Blob(wire) = row.get_ref(0)? else {
+                    return Err(StoreError::Backend(anyhow::anyhow!(
+                        "film {} has no wire form",
+                        last.id
+                    )));
+                };
+                page.bytes.extend_from_slice(wire);
+                page.ends.push(page.bytes.len());
+                // Kept in one buffer, not allocated per film.
+                last.title_key.clear();
+                last.title_key.push_str(row.get_ref(2)?.as_str().map_err(|error| {
+                    rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(error))
+                })?);
+                last.year = row.get(3)?;
+                last.rating = row.get(4)?;
+            }
+            if !page.ends.is_empty() {
+                page.last = Some(last);
+            }
+            Ok(page)
         })
         .await
     }
@@ -428,6 +547,7 @@ impl CatalogueStore for SqliteStore {
     ) -> Result<(Movie, bool), StoreError> {
         let now = stored_time(now);
         let (fields, request_id) = (fields.clone(), request_id.map(str::to_owned));
+        let wire = self.wire;
         self.write(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -442,7 +562,8 @@ impl CatalogueStore for SqliteStore {
                     return Ok((earlier, false));
                 }
             }
-            let id = insert(&transaction, &fields, now).map_err(|e| duplicate_key(e, &fields))?;
+            let id =
+                insert(&transaction, &wire, &fields, now).map_err(|e| duplicate_key(e, &fields))?;
             if let Some(request_id) = &request_id {
                 transaction
                     .prepare_cached("UPDATE movies SET create_request = ? WHERE id = ?")?
@@ -461,12 +582,14 @@ impl CatalogueStore for SqliteStore {
         now: SystemTime,
     ) -> Result<Movie, StoreError> {
         let now = stored_time(now);
+        let wire = self.wire;
         self.write(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let current = get_one(&transaction, id)?.ok_or(StoreError::NotFound(id))?;
             let fields = change(&current.fields).map_err(StoreError::Invalid)?;
-            replace(&transaction, id, &fields, now).map_err(|e| duplicate_key(e, &fields))?;
+            replace(&transaction, &wire, id, &fields, now)
+                .map_err(|e| duplicate_key(e, &fields))?;
             transaction.commit()?;
             Ok(Movie { id, fields, update_time: now })
         })
@@ -486,6 +609,7 @@ impl CatalogueStore for SqliteStore {
         now: SystemTime,
     ) -> Result<Vec<Upserted>, StoreError> {
         let rows = rows.to_vec();
+        let (now, wire) = (stored_time(now), self.wire);
         self.write(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -500,10 +624,10 @@ impl CatalogueStore for SqliteStore {
                 };
                 outcomes.push(match existing {
                     Some(id) => {
-                        replace(&transaction, id, fields, now)?;
+                        replace(&transaction, &wire, id, fields, now)?;
                         Upserted::Updated(id)
                     }
-                    None => Upserted::Created(insert(&transaction, fields, now)?),
+                    None => Upserted::Created(insert(&transaction, &wire, fields, now)?),
                 });
             }
             transaction.commit()?;
@@ -530,5 +654,96 @@ impl CatalogueStore for SqliteStore {
             Ok(connection.query_row("SELECT COUNT(*) FROM movies", [], |row| row.get(0))?)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use videostore_proto::catalogue as pb;
+
+    use super::*;
+    use crate::{grpc::to_proto, wire::WIRE_FORM};
+
+    async fn open(path: &std::path::Path, wire: WireForm) -> SqliteStore {
+        SqliteStore::open(&format!("sqlite://{}", path.display()), wire).await.unwrap()
+    }
+
+    fn everything(order: Order, descending: bool) -> ListQuery {
+        ListQuery { filter: Filter::default(), order, descending, after: None, limit: usize::MAX }
+    }
+
+    /// Every film of the listing, read in wire-form pages of `limit`, decoded.
+    async fn wire_listing(
+        store: &SqliteStore,
+        mut query: ListQuery,
+        limit: usize,
+    ) -> Vec<pb::Movie> {
+        query.limit = limit;
+        let mut films = Vec::new();
+        loop {
+            let page = store.list_wire(&query).await.unwrap();
+            assert_eq!(page.ends.last().copied().unwrap_or(0), page.bytes.len());
+            let decoded = pb::StreamMoviesResponse::decode(page.bytes.as_slice()).unwrap();
+            assert_eq!(decoded.movies.len(), page.ends.len());
+            films.extend(decoded.movies);
+            if page.ends.len() < limit {
+                return films;
+            }
+            query.after = page.last;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_wire_form_follows_every_write_and_every_encoder_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalogue.db");
+        let store = open(&path, WIRE_FORM).await;
+        let now = SystemTime::now();
+        let seed = crate::seed::films();
+        store.upsert_batch(&seed, now).await.unwrap();
+        // An import that updates a film by its key, a creation, an update, a deletion.
+        let mut renamed = seed[3].clone();
+        renamed.title = "Renamed by import".into();
+        store.upsert_batch(&[renamed], now).await.unwrap();
+        let mut fresh = seed[5].clone();
+        fresh.external_key = Some("fresh".into());
+        let (created, _) = store.create(&fresh, None, now).await.unwrap();
+        let change = |fields: &MovieFields| -> Result<MovieFields, crate::domain::Invalid> {
+            Ok(MovieFields { genres: vec!["Western".into()], ..fields.clone() })
+        };
+        store.update(9, Box::new(change), now).await.unwrap();
+        assert!(store.delete(10).await.unwrap());
+
+        for order in [Order::Title, Order::Year, Order::Rating, Order::Id] {
+            for descending in [false, true] {
+                let query = everything(order, descending);
+                let expected: Vec<_> =
+                    store.list(&query).await.unwrap().into_iter().map(to_proto).collect();
+                assert_eq!(wire_listing(&store, query, 7).await, expected, "{order:?}");
+            }
+        }
+        let films = wire_listing(&store, everything(Order::Id, false), 1000).await;
+        assert!(films.iter().any(|film| film.title == "Renamed by import"));
+        assert!(films.iter().any(|film| film.id == created.id));
+        assert_eq!(films.iter().find(|film| film.id == 9).unwrap().genres, ["Western"]);
+        assert!(films.iter().all(|film| film.id != 10));
+        drop(store);
+
+        // A new encoder version re-encodes every film when the store opens; the same one
+        // does not.
+        fn id_only(id: MovieId, _: &MovieFields, _: SystemTime, out: &mut Vec<u8>) {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        let store = open(&path, WireForm { version: 2, encode: id_only }).await;
+        let page = store.list_wire(&everything(Order::Id, false)).await.unwrap();
+        let ids: Vec<u8> = films.iter().flat_map(|film| film.id.to_le_bytes()).collect();
+        assert_eq!(page.bytes, ids);
+        drop(store);
+        let store = open(&path, WIRE_FORM).await;
+        let query = everything(Order::Id, false);
+        let expected: Vec<_> =
+            store.list(&query).await.unwrap().into_iter().map(to_proto).collect();
+        assert_eq!(wire_listing(&store, query, 1000).await, expected);
     }
 }

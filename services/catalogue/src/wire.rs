@@ -1,0 +1,211 @@
+//! Bulk reads served from the films' stored wire form.
+//!
+//! Every write keeps each film's protobuf encoding beside its row ([`WIRE_FORM`]); StreamMovies
+//! and ExportMovies answers are those bytes copied into messages, instead of every film being
+//! read column by column, rebuilt and encoded again (which was most of a bulk read's cost).
+//! The generated server would only accept the generated message types, so [`CatalogueRoutes`]
+//! routes these two methods itself, through tonic's own gRPC machinery with the same limits,
+//! and hands every other method to the generated server. On the wire nothing changes: both
+//! answers are `repeated Movie movies = 1`, byte for byte what the generated types encode.
+
+use std::{
+    convert::Infallible,
+    task::{Context, Poll},
+    time::SystemTime,
+};
+
+use futures::future::BoxFuture;
+use prost::{
+    DecodeError, Message,
+    bytes::{Buf, BufMut, Bytes},
+    encoding::{DecodeContext, WireType},
+};
+use tonic::{
+    Status,
+    body::Body,
+    codegen::{Service, http},
+    server::{Grpc, NamedService, ServerStreamingService, UnaryService},
+};
+use tonic_prost::ProstCodec;
+use videostore_proto::catalogue::{self as pb, catalogue_service_server::CatalogueServiceServer};
+
+use crate::{
+    domain::{Movie, MovieFields, MovieId},
+    grpc::{CatalogueApi, to_proto},
+    store::WireForm,
+};
+
+/// Each film as a `Movie` in field 1 of its message (tag, length, encoding).
+pub(crate) const WIRE_FORM: WireForm = WireForm { version: 1, encode };
+
+fn encode(id: MovieId, fields: &MovieFields, update_time: SystemTime, out: &mut Vec<u8>) {
+    let movie = to_proto(Movie { id, fields: fields.clone(), update_time });
+    prost::encoding::message::encode(1, &movie, out);
+}
+
+/// Films in wire form: the body of a StreamMoviesResponse or an ExportMoviesResponse. It is
+/// only ever encoded; decoding into it skips every field.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EncodedMovies {
+    bytes: Bytes,
+}
+
+impl EncodedMovies {
+    /// Films in wire form, one after another.
+    pub(crate) fn new(bytes: Bytes) -> Self {
+        Self { bytes }
+    }
+
+    /// The films as the generated type.
+    pub(crate) fn decode(self) -> Result<pb::StreamMoviesResponse, Status> {
+        pb::StreamMoviesResponse::decode(self.bytes).map_err(|error| {
+            tracing::error!(%error, "a stored film does not decode");
+            Status::internal("internal error")
+        })
+    }
+}
+
+impl Message for EncodedMovies {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.bytes);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+const STREAM_MOVIES: &str = "/videostore.catalogue.v1.CatalogueService/StreamMovies";
+const EXPORT_MOVIES: &str = "/videostore.catalogue.v1.CatalogueService/ExportMovies";
+
+/// The catalogue's gRPC routes: StreamMovies and ExportMovies from the wire form, the rest
+/// through the generated server.
+#[derive(Clone)]
+pub(crate) struct CatalogueRoutes {
+    api: CatalogueApi,
+    generated: CatalogueServiceServer<CatalogueApi>,
+    max_decoding: usize,
+    max_encoding: usize,
+}
+
+impl CatalogueRoutes {
+    /// Routes to `api`, with these message size limits on every method.
+    pub(crate) fn new(api: CatalogueApi, max_decoding: usize, max_encoding: usize) -> Self {
+        let generated = CatalogueServiceServer::new(api.clone())
+            .max_decoding_message_size(max_decoding)
+            .max_encoding_message_size(max_encoding);
+        Self { api, generated, max_decoding, max_encoding }
+    }
+
+    fn grpc<Request: Message + Default + Send + 'static>(
+        &self,
+    ) -> Grpc<ProstCodec<EncodedMovies, Request>> {
+        Grpc::new(ProstCodec::default())
+            .apply_max_message_size_config(Some(self.max_decoding), Some(self.max_encoding))
+    }
+}
+
+impl NamedService for CatalogueRoutes {
+    const NAME: &'static str = <CatalogueServiceServer<CatalogueApi> as NamedService>::NAME;
+}
+
+impl Service<http::Request<Body>> for CatalogueRoutes {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match request.uri().path() {
+            STREAM_MOVIES => {
+                let mut grpc = self.grpc::<pb::StreamMoviesRequest>();
+                let method = StreamWire(self.api.clone());
+                Box::pin(async move { Ok(grpc.server_streaming(method, request).await) })
+            }
+            EXPORT_MOVIES => {
+                let mut grpc = self.grpc::<pb::ExportMoviesRequest>();
+                let method = ExportWire(self.api.clone());
+                Box::pin(async move { Ok(grpc.unary(method, request).await) })
+            }
+            _ => self.generated.call(request),
+        }
+    }
+}
+
+struct StreamWire(CatalogueApi);
+
+impl ServerStreamingService<pb::StreamMoviesRequest> for StreamWire {
+    type Response = EncodedMovies;
+    type ResponseStream = crate::grpc::BoxStream<EncodedMovies>;
+    type Future = BoxFuture<'static, Result<tonic::Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<pb::StreamMoviesRequest>) -> Self::Future {
+        let api = self.0.clone();
+        Box::pin(async move { api.stream_wire(request.into_inner()).map(tonic::Response::new) })
+    }
+}
+
+struct ExportWire(CatalogueApi);
+
+impl UnaryService<pb::ExportMoviesRequest> for ExportWire {
+    type Response = EncodedMovies;
+    type Future = BoxFuture<'static, Result<tonic::Response<EncodedMovies>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<pb::ExportMoviesRequest>) -> Self::Future {
+        let api = self.0.clone();
+        Box::pin(
+            async move { api.export_wire(request.into_inner()).await.map(tonic::Response::new) },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Rating;
+
+    #[test]
+    fn stored_films_encode_exactly_as_the_generated_types_do() {
+        let fields = MovieFields {
+            title: "Amélie".into(),
+            release_year: 2001,
+            genres: vec!["Comedy".into(), "Romance".into()],
+            runtime_minutes: 122,
+            director: "Jean-Pierre Jeunet".into(),
+            rating: Rating(4),
+            synopsis: "A shy waitress decides to change the lives of those around her.".into(),
+            audience_rating: 8.3,
+            external_key: Some("tt0211915".into()),
+        };
+        let when = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        let mut stored = Vec::new();
+        for id in [7, 8] {
+            (WIRE_FORM.encode)(id, &fields, when, &mut stored);
+        }
+        let expected = pb::StreamMoviesResponse {
+            movies: [7, 8]
+                .map(|id| to_proto(Movie { id, fields: fields.clone(), update_time: when }))
+                .into(),
+        };
+        let answer = EncodedMovies::new(stored.into());
+        assert_eq!(answer.encode_to_vec(), expected.encode_to_vec());
+        assert_eq!(answer.decode().unwrap(), expected);
+    }
+}
