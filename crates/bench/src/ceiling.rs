@@ -115,6 +115,13 @@ impl CatalogueService for Ceiling {
     ) -> Result<Response<pb::ListGenresResponse>, Status> {
         unimplemented()
     }
+    type WatchChangesStream = Stream<pb::WatchChangesResponse>;
+    async fn watch_changes(
+        &self,
+        _: Request<pb::WatchChangesRequest>,
+    ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        unimplemented()
+    }
 }
 
 /// Serves the ceiling on `listen` until the process is killed.

@@ -67,6 +67,21 @@ enum Command {
         #[arg(long, default_value = "target/release")]
         bin_dir: PathBuf,
     },
+    /// Only the unary scenario, printed (for profiling a change).
+    Unary {
+        /// Calls in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        /// Only the targets whose name contains this (the ceiling always runs).
+        #[arg(long)]
+        only: Option<String>,
+        /// Folder of the release binaries.
+        #[arg(long, default_value = "target/release")]
+        bin_dir: PathBuf,
+    },
     /// Only the fan-out scenario at one size, printed (for profiling a change).
     Fanout {
         /// Subscribers.
@@ -141,6 +156,19 @@ async fn main() -> anyhow::Result<()> {
             ceiling::serve(listen, film).await
         }
         Command::Run { quick, out, bin_dir } => run(quick, out, bin_dir).await,
+        Command::Unary { concurrency, seconds, only, bin_dir } => {
+            let mut running = services::Running::start(&bin_dir, true).await?;
+            eprintln!(
+                "bench: pids catalogue {}, stock {}, aggregator {}",
+                running.pid("catalogue").unwrap_or(0),
+                running.pid("stock").unwrap_or(0),
+                running.pid("aggregator").unwrap_or(0)
+            );
+            let duration = Duration::from_secs(seconds);
+            unary(&running, &[concurrency], duration, only.as_deref()).await?;
+            running.stop();
+            Ok(())
+        }
         Command::Fanout { subscribers, rents, bin_dir } => {
             let mut running = services::Running::start(&bin_dir, true).await?;
             let staff = staff_token(running.stock).await?;
@@ -199,68 +227,8 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
     eprintln!("bench: services up; measuring idle memory");
     let idle = running.memory("idle")?;
 
-    // Unary throughput and latency, as a ratio to the ceiling at the same concurrency.
-    const CONNECTIONS: usize = 4;
-    let ceiling = channels(running.ceiling, CONNECTIONS).await?;
-    let catalogue = channels(running.catalogue, CONNECTIONS).await?;
-    let aggregator = channels(running.aggregator, CONNECTIONS).await?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
+    let unary = unary(&running, concurrencies, duration, None).await?;
     let rest_base = format!("http://{}", running.aggregator);
-    let mut unary = Vec::new();
-    for &concurrency in concurrencies {
-        eprintln!("bench: unary at concurrency {concurrency}");
-        let get_movie = |pool: Vec<Channel>| {
-            move |worker: usize| {
-                let mut client = CatalogueServiceClient::new(pool[worker % pool.len()].clone());
-                async move {
-                    let id = 1 + (rand::random::<u32>() % 600) as i64;
-                    client.get_movie(GetMovieRequest { id }).await.is_ok()
-                }
-            }
-        };
-        let reference = load::run(concurrency, duration, get_movie(ceiling.clone())).await;
-        let direct = load::run(concurrency, duration, get_movie(catalogue.clone())).await;
-        let pool = aggregator.clone();
-        let page = load::run(concurrency, duration, move |worker| {
-            let mut client = StorefrontServiceClient::new(pool[worker % pool.len()].clone());
-            async move {
-                let movie_id = 1 + (rand::random::<u32>() % 600) as i64;
-                let mut request = Request::new(GetMoviePageRequest { movie_id, related_limit: 6 });
-                request.set_timeout(Duration::from_secs(5));
-                client.get_movie_page(request).await.is_ok_and(|page| {
-                    page.get_ref().stock.as_ref().is_some_and(|stock| stock.known)
-                })
-            }
-        })
-        .await;
-        let (http, base) = (http.clone(), rest_base.clone());
-        let rest = load::run(concurrency, duration, move |_| {
-            let (http, base) = (http.clone(), base.clone());
-            async move {
-                let id = 1 + rand::random::<u32>() % 600;
-                match http.get(format!("{base}/api/movies/{id}")).send().await {
-                    Ok(response) => {
-                        response.status().is_success() && response.bytes().await.is_ok()
-                    }
-                    Err(_) => false,
-                }
-            }
-        })
-        .await;
-        for (target, measured) in [
-            ("reference ceiling GetMovie", reference.clone()),
-            ("catalogue GetMovie", direct),
-            ("aggregator GetMoviePage", page),
-            ("aggregator REST GET /api/movies/{id}", rest),
-        ] {
-            unary.push(UnaryResult {
-                target,
-                throughput_vs_ceiling: measured.throughput / reference.throughput.max(1.0),
-                p99_vs_ceiling: measured.p99_us as f64 / reference.p99_us.max(1) as f64,
-                measured,
-            });
-        }
-    }
 
     eprintln!("bench: wrk -t1 -c10 on the REST film endpoint");
     let wrk = wrk::run(&rest_base, "/api/movies/42", duration);
@@ -393,6 +361,94 @@ async fn register(stock: SocketAddr, email: &str) -> anyhow::Result<String> {
 }
 
 /// A staff token from the stock service at `stock`.
+/// Unary throughput and latency of each target (those containing `only`, if given) at each
+/// concurrency, as a ratio to the ceiling at the same concurrency.
+async fn unary(
+    running: &services::Running,
+    concurrencies: &[usize],
+    duration: Duration,
+    only: Option<&str>,
+) -> anyhow::Result<Vec<UnaryResult>> {
+    const CONNECTIONS: usize = 4;
+    let ceiling = channels(running.ceiling, CONNECTIONS).await?;
+    let catalogue = channels(running.catalogue, CONNECTIONS).await?;
+    let aggregator = channels(running.aggregator, CONNECTIONS).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
+    let rest_base = format!("http://{}", running.aggregator);
+    let wanted = |target: &str| only.is_none_or(|only| target.contains(only));
+    let mut unary = Vec::new();
+    for &concurrency in concurrencies {
+        eprintln!("bench: unary at concurrency {concurrency}");
+        let get_movie = |pool: Vec<Channel>| {
+            move |worker: usize| {
+                let mut client = CatalogueServiceClient::new(pool[worker % pool.len()].clone());
+                async move {
+                    let id = 1 + (rand::random::<u32>() % 600) as i64;
+                    client.get_movie(GetMovieRequest { id }).await.is_ok()
+                }
+            }
+        };
+        // The ceiling always runs: every figure is a ratio to it.
+        let reference = load::run(concurrency, duration, get_movie(ceiling.clone())).await;
+        let mut measured = vec![("reference ceiling GetMovie", reference.clone())];
+        if wanted("catalogue GetMovie") {
+            let direct = load::run(concurrency, duration, get_movie(catalogue.clone())).await;
+            measured.push(("catalogue GetMovie", direct));
+        }
+        let pool = aggregator.clone();
+        let page = wanted("aggregator GetMoviePage").then(|| {
+            load::run(concurrency, duration, move |worker| {
+                let mut client = StorefrontServiceClient::new(pool[worker % pool.len()].clone());
+                async move {
+                    let movie_id = 1 + (rand::random::<u32>() % 600) as i64;
+                    let mut request =
+                        Request::new(GetMoviePageRequest { movie_id, related_limit: 6 });
+                    request.set_timeout(Duration::from_secs(5));
+                    client.get_movie_page(request).await.is_ok_and(|page| {
+                        page.get_ref().stock.as_ref().is_some_and(|stock| stock.known)
+                    })
+                }
+            })
+        });
+        if let Some(page) = page {
+            measured.push(("aggregator GetMoviePage", page.await));
+        }
+        let (http, base) = (http.clone(), rest_base.clone());
+        let rest = wanted("aggregator REST").then(|| {
+            load::run(concurrency, duration, move |_| {
+                let (http, base) = (http.clone(), base.clone());
+                async move {
+                    let id = 1 + rand::random::<u32>() % 600;
+                    match http.get(format!("{base}/api/movies/{id}")).send().await {
+                        Ok(response) => {
+                            response.status().is_success() && response.bytes().await.is_ok()
+                        }
+                        Err(_) => false,
+                    }
+                }
+            })
+        });
+        if let Some(rest) = rest {
+            measured.push(("aggregator REST GET /api/movies/{id}", rest.await));
+        }
+        for (target, measured) in measured {
+            eprintln!(
+                "bench:   {target} at {concurrency}: {:.0} calls/s ({:.2}× ceiling), p99 {:.2} ms",
+                measured.throughput,
+                measured.throughput / reference.throughput.max(1.0),
+                measured.p99_us as f64 / 1000.0
+            );
+            unary.push(UnaryResult {
+                target,
+                throughput_vs_ceiling: measured.throughput / reference.throughput.max(1.0),
+                p99_vs_ceiling: measured.p99_us as f64 / reference.p99_us.max(1) as f64,
+                measured,
+            });
+        }
+    }
+    Ok(unary)
+}
+
 async fn staff_token(stock: SocketAddr) -> anyhow::Result<String> {
     let channel = channels(stock, 1).await?.remove(0);
     Ok(AccountServiceClient::new(channel)

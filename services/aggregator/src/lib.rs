@@ -6,11 +6,13 @@
 //! - [`startup`]: [`startup::Application`] binds, wires and serves.
 //! - `storefront`: the views — one catalogue call and one batched stock call each, bounded by
 //!   the caller's deadline; stock failures degrade to "availability unknown".
+//! - `films`: film pages kept in memory while the catalogue's WatchChanges stream is followed.
 //! - `grpc`: `StorefrontService` handlers.
 //! - `rest`: `GET /api/movies` and `GET /api/movies/{id}`.
 //! - `web`: the browser app (trunk's `dist/`), with the services' addresses written in.
 
 pub mod config;
+mod films;
 mod grpc;
 mod rest;
 pub mod startup;

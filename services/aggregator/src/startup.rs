@@ -1,6 +1,6 @@
 //! Wiring: lazy channels to catalogue and stock, gRPC and REST on one port, serve until shutdown.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -9,7 +9,9 @@ use tonic::transport::{Channel, Endpoint};
 use videostore_kit::serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices};
 use videostore_proto::aggregator::storefront_service_server::StorefrontServiceServer;
 
-use crate::{config::Config, grpc::StorefrontApi, rest, storefront::Storefront, web};
+use crate::{
+    config::Config, films::FilmPages, grpc::StorefrontApi, rest, storefront::Storefront, web,
+};
 
 /// An aggregator bound to its port, ready to run.
 pub struct Application {
@@ -34,11 +36,11 @@ impl Application {
     /// Prepares the clients (connected lazily: the services may start in any order) and binds.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let origins = AllowedOrigins::parse(&config.cors_origins)?;
-        let storefront = Storefront::new(
-            channel(&config.catalogue_addr)?,
-            channel(&config.stock_addr)?,
-            config.stock_timeout(),
-        );
+        let catalogue = channel(&config.catalogue_addr)?;
+        let films = Arc::new(FilmPages::default());
+        tokio::spawn(Arc::clone(&films).follow(catalogue.clone(), shutdown.clone()));
+        let storefront =
+            Storefront::new(catalogue, channel(&config.stock_addr)?, config.stock_timeout(), films);
         let api = StorefrontApi {
             storefront: storefront.clone(),
             default_deadline: config.default_deadline(),

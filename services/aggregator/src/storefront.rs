@@ -1,10 +1,15 @@
 //! The combined views, shared by the gRPC and REST front doors: one catalogue call and one
 //! batched stock call per view, never one call per film, and never waiting on stock past the
-//! caller's deadline.
+//! caller's deadline. A film page's catalogue part usually comes from memory (see `films`).
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tonic::{Request, Status, transport::Channel};
+
+use crate::films::FilmPages;
 use videostore_proto::{
     aggregator as pb,
     catalogue::{self, catalogue_service_client::CatalogueServiceClient},
@@ -23,16 +28,24 @@ pub(crate) struct Storefront {
     stock: StockServiceClient<Channel>,
     /// Longest wait for stock.
     stock_timeout: Duration,
+    /// Film pages, while the catalogue's changes are followed.
+    films: Arc<FilmPages>,
 }
 
 impl Storefront {
     /// Clients over lazily connected channels, so the services may start in any order.
-    pub(crate) fn new(catalogue: Channel, stock: Channel, stock_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        catalogue: Channel,
+        stock: Channel,
+        stock_timeout: Duration,
+        films: Arc<FilmPages>,
+    ) -> Self {
         Self {
             catalogue: CatalogueServiceClient::new(catalogue)
                 .max_decoding_message_size(videostore_kit::serve::MAX_MESSAGE_BYTES),
             stock: StockServiceClient::new(stock),
             stock_timeout,
+            films,
         }
     }
 
@@ -57,24 +70,47 @@ impl Storefront {
             )));
         }
         let started = Instant::now();
+        // Both go out at once: the film's id is all stock needs.
+        let (detail, stock) = tokio::join!(
+            self.movie_detail(&request, deadline),
+            self.availability(vec![request.movie_id], started, deadline),
+        );
+        let detail = detail?;
+        let stock = stock.and_then(|mut found| found.pop());
+        Ok(pb::MoviePage {
+            movie: detail.movie.clone(),
+            stock: Some(stock_info(stock)),
+            related: detail.related.clone(),
+        })
+    }
+
+    /// The catalogue's part of a film page: from memory, or asked for (and then kept).
+    async fn movie_detail(
+        &self,
+        request: &pb::GetMoviePageRequest,
+        deadline: Duration,
+    ) -> Result<Arc<catalogue::MovieDetail>, Status> {
+        let key = (request.movie_id, request.related_limit);
+        if let Some(detail) = self.films.get(&key) {
+            return Ok(detail);
+        }
+        let ticket = self.films.ticket();
         let mut detail_request = Request::new(catalogue::GetMovieDetailRequest {
             id: request.movie_id,
             related_limit: request.related_limit,
         });
         detail_request.set_timeout(deadline.saturating_sub(ANSWER_MARGIN).max(ANSWER_MARGIN));
-        let mut catalogue = self.catalogue.clone();
-        // Both calls go out at once: the film's id is all stock needs.
-        let (detail, stock) = tokio::join!(
-            catalogue.get_movie_detail(detail_request),
-            self.availability(vec![request.movie_id], started, deadline),
-        );
-        let detail = detail.map_err(upstream("catalogue"))?.into_inner();
-        let stock = stock.and_then(|mut found| found.pop());
-        Ok(pb::MoviePage {
-            movie: detail.movie,
-            stock: Some(stock_info(stock)),
-            related: detail.related,
-        })
+        let detail = self
+            .catalogue
+            .clone()
+            .get_movie_detail(detail_request)
+            .await
+            .map_err(upstream("catalogue"))?;
+        let detail = Arc::new(detail.into_inner());
+        if let Some(ticket) = ticket {
+            self.films.fill(ticket, key, Arc::clone(&detail));
+        }
+        Ok(detail)
     }
 
     /// A page of the store front within `deadline`.

@@ -6,7 +6,10 @@ use std::{collections::HashMap, pin::Pin, sync::Arc, time::SystemTime};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use futures::{Stream, StreamExt};
 use prost::bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{
+    broadcast::{self, error::RecvError},
+    mpsc,
+};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -15,7 +18,7 @@ use videostore_proto::catalogue::{self as pb, catalogue_service_server::Catalogu
 
 use crate::{
     domain::{Cursor, Filter, Invalid, ListQuery, Movie, MovieFields, MovieId, Order, RawMovie},
-    store::{CatalogueStore, StoreError, Upserted, WirePage},
+    store::{CatalogueStore, Change, StoreError, Upserted, WirePage},
     wire::EncodedMovies,
 };
 
@@ -36,6 +39,8 @@ const DEFAULT_RELATED: usize = 6;
 const MAX_RELATED: usize = 20;
 /// Longest CreateMovie request id.
 const MAX_REQUEST_ID_CHARS: usize = 100;
+/// How long a WatchChanges stream stays silent before it sends a heartbeat.
+const WATCH_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
 /// Imported rows are committed in transactions of this many rows.
 const IMPORT_BATCH: usize = 5000;
 /// Most rejected rows listed in an import summary (all are counted).
@@ -50,6 +55,8 @@ pub(crate) struct CatalogueApi {
     keys: TokenKeys,
     /// Cancelled at shutdown, so long streams end instead of holding the server open.
     shutdown: CancellationToken,
+    /// Committed writes, announced by the store; each WatchChanges stream subscribes.
+    changes: broadcast::Sender<Change>,
 }
 
 impl CatalogueApi {
@@ -58,8 +65,9 @@ impl CatalogueApi {
         store: Arc<dyn CatalogueStore>,
         keys: TokenKeys,
         shutdown: CancellationToken,
+        changes: broadcast::Sender<Change>,
     ) -> Self {
-        Self { store, keys, shutdown }
+        Self { store, keys, shutdown, changes }
     }
 }
 
@@ -566,6 +574,77 @@ impl CatalogueService for CatalogueApi {
                 .map(|(name, movie_count)| pb::Genre { name, movie_count })
                 .collect(),
         }))
+    }
+
+    type WatchChangesStream = BoxStream<pb::WatchChangesResponse>;
+
+    async fn watch_changes(
+        &self,
+        _: Request<pb::WatchChangesRequest>,
+    ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + WATCH_HEARTBEAT,
+            WATCH_HEARTBEAT,
+        );
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let watch = ChangeWatch {
+            changes: self.changes.subscribe(),
+            heartbeat,
+            shutdown: self.shutdown.clone(),
+            opened: false,
+            finished: false,
+        };
+        // The stream is the watch itself: no task or channel per watcher.
+        let stream = futures::stream::unfold(watch, |mut watch| async move {
+            let next = watch.next().await?;
+            Some((next, watch))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// One WatchChanges stream.
+struct ChangeWatch {
+    changes: broadcast::Receiver<Change>,
+    heartbeat: tokio::time::Interval,
+    shutdown: CancellationToken,
+    /// The opening message was sent.
+    opened: bool,
+    /// The stream ended.
+    finished: bool,
+}
+
+impl ChangeWatch {
+    async fn next(&mut self) -> Option<Result<pb::WatchChangesResponse, Status>> {
+        if self.finished {
+            return None;
+        }
+        if !std::mem::replace(&mut self.opened, true) {
+            // Subscribed already: every write committed from here on is announced.
+            return Some(Ok(pb::WatchChangesResponse::default()));
+        }
+        let everything = || pb::WatchChangesResponse { movie_ids: Vec::new(), everything: true };
+        tokio::select! {
+            change = self.changes.recv() => {
+                self.heartbeat.reset();
+                match change {
+                    Ok(Change::Films(ids)) => Some(Ok(pb::WatchChangesResponse {
+                        movie_ids: ids.to_vec(),
+                        everything: false,
+                    })),
+                    // Lagged: changes were dropped for this reader.
+                    Ok(Change::Everything) | Err(RecvError::Lagged(_)) => Some(Ok(everything())),
+                    Err(RecvError::Closed) => self.end(),
+                }
+            }
+            _ = self.heartbeat.tick() => Some(Ok(pb::WatchChangesResponse::default())),
+            () = self.shutdown.cancelled() => self.end(),
+        }
+    }
+
+    fn end(&mut self) -> Option<Result<pb::WatchChangesResponse, Status>> {
+        self.finished = true;
+        Some(Err(Status::unavailable("the catalogue is shutting down; reconnect")))
     }
 }
 

@@ -39,7 +39,10 @@ impl Application {
         if config.seed {
             seed_if_empty(&store).await?;
         }
-        let api = CatalogueApi::new(Arc::new(CachedStore::new(store)), keys, shutdown.clone());
+        // Writes announced to WatchChanges; a watcher this far behind is told to start over.
+        let (changes, _) = tokio::sync::broadcast::channel(1024);
+        let store = Arc::new(CachedStore::new(store, changes.clone()));
+        let api = CatalogueApi::new(store, keys, shutdown.clone(), changes);
         let standard = StandardServices::new(&["videostore.catalogue.v1.CatalogueService"]).await?;
         // Only ExportMovies answers can be this big; it checks its own limit first.
         let routes = standard.routes().add_service(CatalogueRoutes::new(

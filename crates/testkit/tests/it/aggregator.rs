@@ -296,3 +296,51 @@ async fn reflection_lists_each_services_api() {
     }
     store.stop().await;
 }
+
+#[tokio::test]
+async fn a_film_page_follows_staff_edits_made_in_the_catalogue() {
+    use videostore_proto::catalogue as cat;
+    let store = TestStore::start().await;
+    let staff = store.staff_token().await;
+    let mut front = store.storefront_client().await;
+    let mut catalogue = store.catalogue_client().await;
+    let page = |front: &mut videostore_proto::aggregator::storefront_service_client::StorefrontServiceClient<_>| {
+        let mut front = front.clone();
+        async move {
+            front
+                .get_movie_page(pb::GetMoviePageRequest { movie_id: 4, related_limit: 3 })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    // Read twice: the second may come from the aggregator's memory.
+    let before = page(&mut front).await;
+    assert_eq!(page(&mut front).await.movie, before.movie);
+
+    let renamed = cat::Movie { id: 4, title: "Renamed for the page".into(), ..Default::default() };
+    catalogue
+        .update_movie(testkit::authed(
+            cat::UpdateMovieRequest {
+                movie: Some(renamed),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["title".into()] }),
+            },
+            &staff,
+        ))
+        .await
+        .unwrap();
+    // The catalogue announces the write; the page must show it promptly, and then for good.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let title = page(&mut front).await.movie.unwrap().title;
+        if title == "Renamed for the page" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the page still shows {title:?} 5 s after the edit");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(page(&mut front).await.movie.unwrap().title, "Renamed for the page");
+    }
+    store.stop().await;
+}

@@ -472,3 +472,73 @@ async fn import_takes_every_good_row_and_explains_every_bad_one() {
     assert_eq!((updated.title.as_str(), updated.release_year), ("Seed update", 1977));
     store.stop().await;
 }
+
+#[tokio::test]
+async fn watch_changes_announces_each_committed_write_and_nothing_refused() {
+    let store = TestStore::start().await;
+    let staff = store.staff_token().await;
+    let mut client = store.catalogue_client().await;
+    let mut changes = client.watch_changes(pb::WatchChangesRequest {}).await.unwrap().into_inner();
+    let mut next = async || {
+        tokio::time::timeout(std::time::Duration::from_secs(5), changes.message())
+            .await
+            .expect("an announcement within 5 s")
+            .unwrap()
+            .expect("the stream stays open")
+    };
+    assert_eq!(next().await, pb::WatchChangesResponse::default(), "opens with an empty message");
+
+    let created = client
+        .create_movie(authed(
+            pb::CreateMovieRequest {
+                movie: Some(film("Watched", 2001, "w-1")),
+                ..Default::default()
+            },
+            &staff,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next().await.movie_ids, [created.id]);
+
+    // Refused writes change nothing and announce nothing: the next message is the delete's.
+    let duplicate =
+        pb::CreateMovieRequest { movie: Some(film("Again", 2001, "w-1")), ..Default::default() };
+    assert_eq!(
+        client.create_movie(authed(duplicate, &staff)).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
+    let missing = pb::DeleteMovieRequest { id: 987_654 };
+    assert_eq!(
+        client.delete_movie(authed(missing, &staff)).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    client.delete_movie(authed(pb::DeleteMovieRequest { id: created.id }, &staff)).await.unwrap();
+    let deleted = next().await;
+    assert_eq!(deleted.movie_ids, [created.id]);
+    assert!(!deleted.everything);
+
+    // An import announces every film of each committed batch.
+    let rows = (0..3).map(|n| film(&format!("Imported {n}"), 2002, &format!("w-import-{n}")));
+    let import =
+        futures::stream::iter(rows.map(|movie| pb::ImportMoviesRequest { movies: vec![movie] }));
+    let summary = client.import_movies(authed(import, &staff)).await.unwrap().into_inner();
+    assert_eq!(summary.created, 3);
+    let mut announced = Vec::new();
+    while announced.len() < 3 {
+        announced.extend(next().await.movie_ids);
+    }
+    let imported = client
+        .list_movies(pb::ListMoviesRequest {
+            filter: Some(MovieFilter { query: "imported".into(), ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids: Vec<i64> = imported.movies.iter().map(|m| m.id).collect();
+    ids.sort_unstable();
+    announced.sort_unstable();
+    assert_eq!(announced, ids);
+    store.stop().await;
+}

@@ -3,9 +3,14 @@
 //!
 //! Coherence: this process is the only writer of its database (every write goes through the
 //! wrapped store below), and every write drops what it may have changed — the films it touched
-//! and all related lists — after it commits. A read that missed fills the cache only if no write
-//! finished while it was reading (an epoch counter), so a value read before a write can never be
-//! cached after it. Listings, searches and counts are not cached: they go to the database.
+//! and all related lists — when it ends, however it ends: completed, failed, or cancelled after
+//! its commit (a guard does it on drop; an unknown outcome drops everything). A read that missed
+//! fills the cache only if no write ended while it was reading (an epoch counter), so a value
+//! read before a write can never be cached after it. Listings, searches and counts are not
+//! cached: they go to the database.
+//!
+//! The same guard announces each write on a broadcast channel, which feeds WatchChanges: other
+//! services' caches of catalogue data follow this one.
 
 use std::{
     sync::{
@@ -17,8 +22,9 @@ use std::{
 
 use async_trait::async_trait;
 use quick_cache::sync::Cache;
+use tokio::sync::broadcast;
 
-use super::{CatalogueStore, FieldChange, StoreError, Upserted, WirePage};
+use super::{CatalogueStore, Change, FieldChange, StoreError, Upserted, WirePage};
 use crate::domain::{Filter, ListQuery, Movie, MovieFields, MovieId};
 
 /// Films kept at most; a film is about 0.5 KB in memory.
@@ -35,18 +41,26 @@ pub struct CachedStore<S> {
     epoch: AtomicU64,
     /// Serialises cache fills with invalidations.
     fill: Mutex<()>,
+    /// Where writes are announced.
+    changes: broadcast::Sender<Change>,
 }
 
 impl<S: CatalogueStore> CachedStore<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S) -> Self {
+    /// Wraps `inner`, announcing every write on `changes`.
+    pub fn new(inner: S, changes: broadcast::Sender<Change>) -> Self {
         Self {
             inner,
             films: Cache::new(FILMS),
             related: Cache::new(RELATED),
             epoch: AtomicU64::new(0),
             fill: Mutex::new(()),
+            changes,
         }
+    }
+
+    /// A guard for one write: until told the outcome, it assumes anything may have changed.
+    fn write(&self) -> WriteGuard<'_, S> {
+        WriteGuard { store: self, change: Some(Change::Everything) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -61,21 +75,55 @@ impl<S: CatalogueStore> CachedStore<S> {
         }
     }
 
-    /// After a write (whatever its outcome): forget `films` and every related list.
-    fn invalidate(&self, films: impl IntoIterator<Item = MovieId>) {
-        let _guard = self.lock();
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        for id in films {
-            self.films.remove(&id);
+    /// After a write: forget what it changed and every related list, then announce it.
+    fn invalidate(&self, change: Change) {
+        {
+            let _guard = self.lock();
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            match &change {
+                Change::Films(films) => {
+                    for id in films.iter() {
+                        self.films.remove(id);
+                    }
+                }
+                Change::Everything => self.films.clear(),
+            }
+            self.related.clear();
         }
-        self.related.clear();
+        // No watcher is not an error.
+        let _ = self.changes.send(change);
     }
+}
 
-    fn invalidate_all(&self) {
-        let _guard = self.lock();
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.films.clear();
-        self.related.clear();
+/// Invalidates and announces a write when dropped: after the write completed or failed, or when
+/// the caller went away mid-write (the write may have committed all the same).
+struct WriteGuard<'a, S: CatalogueStore> {
+    store: &'a CachedStore<S>,
+    /// `None`: nothing changed.
+    change: Option<Change>,
+}
+
+impl<S: CatalogueStore> WriteGuard<'_, S> {
+    /// Records how the write ended: the films it changed; nothing, when it was refused before
+    /// writing anything; or, when the database failed, unknown.
+    fn ended<T>(&mut self, result: &Result<T, StoreError>, films: impl FnOnce(&T) -> Vec<MovieId>) {
+        self.change = match result {
+            Ok(value) => Some(films(value))
+                .filter(|films| !films.is_empty())
+                .map(|films| Change::Films(films.into())),
+            Err(StoreError::Backend(_)) => Some(Change::Everything),
+            Err(StoreError::NotFound(_) | StoreError::DuplicateKey(_) | StoreError::Invalid(_)) => {
+                None
+            }
+        };
+    }
+}
+
+impl<S: CatalogueStore> Drop for WriteGuard<'_, S> {
+    fn drop(&mut self) {
+        if let Some(change) = self.change.take() {
+            self.store.invalidate(change);
+        }
     }
 }
 
@@ -126,8 +174,9 @@ impl<S: CatalogueStore> CatalogueStore for CachedStore<S> {
         request_id: Option<&str>,
         now: SystemTime,
     ) -> Result<(Movie, bool), StoreError> {
+        let mut guard = self.write();
         let created = self.inner.create(fields, request_id, now).await;
-        self.invalidate([]);
+        guard.ended(&created, |(movie, _)| vec![movie.id]);
         created
     }
 
@@ -137,14 +186,16 @@ impl<S: CatalogueStore> CatalogueStore for CachedStore<S> {
         change: Box<FieldChange>,
         now: SystemTime,
     ) -> Result<Movie, StoreError> {
+        let mut guard = self.write();
         let updated = self.inner.update(id, change, now).await;
-        self.invalidate([id]);
+        guard.ended(&updated, |_| vec![id]);
         updated
     }
 
     async fn delete(&self, id: MovieId) -> Result<bool, StoreError> {
+        let mut guard = self.write();
         let deleted = self.inner.delete(id).await;
-        self.invalidate([id]);
+        guard.ended(&deleted, |&deleted| if deleted { vec![id] } else { Vec::new() });
         deleted
     }
 
@@ -153,15 +204,16 @@ impl<S: CatalogueStore> CatalogueStore for CachedStore<S> {
         rows: &[MovieFields],
         now: SystemTime,
     ) -> Result<Vec<Upserted>, StoreError> {
+        let mut guard = self.write();
         let upserted = self.inner.upsert_batch(rows, now).await;
-        match &upserted {
-            Ok(outcomes) => self.invalidate(outcomes.iter().filter_map(|outcome| match outcome {
-                Upserted::Updated(id) => Some(*id),
-                Upserted::Created(_) => None,
-            })),
-            // The batch rolled back, or its commit's outcome is unknown: trust nothing cached.
-            Err(_) => self.invalidate_all(),
-        }
+        guard.ended(&upserted, |outcomes| {
+            outcomes
+                .iter()
+                .map(|outcome| match outcome {
+                    Upserted::Created(id) | Upserted::Updated(id) => *id,
+                })
+                .collect()
+        });
         upserted
     }
 
@@ -187,7 +239,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("catalogue.db").display());
         let inner = SqliteStore::open(&url, crate::wire::WIRE_FORM).await.unwrap();
         inner.upsert_batch(&crate::seed::films(), SystemTime::now()).await.unwrap();
-        (dir, CachedStore::new(inner))
+        (dir, CachedStore::new(inner, broadcast::channel(16).0))
     }
 
     /// The related films as the definition says: sharing a genre, best rated first, then by

@@ -59,6 +59,16 @@ pub struct WirePage {
     pub last: Option<Cursor>,
 }
 
+/// A write, as announced to those who watch the catalogue (after it committed, or when its
+/// outcome is unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// These films were created, changed or deleted.
+    Films(std::sync::Arc<[MovieId]>),
+    /// Anything may have changed.
+    Everything,
+}
+
 /// Computes a film's new fields from its current ones, or says why the change is invalid.
 pub type FieldChange = dyn Fn(&MovieFields) -> Result<MovieFields, Invalid> + Send + Sync;
 
