@@ -111,8 +111,11 @@ struct UnaryResult {
     target: &'static str,
     #[serde(flatten)]
     measured: load::Measured,
-    /// Throughput as a fraction of the ceiling's at the same concurrency.
+    /// Throughput as a fraction of the ceiling's, measured in slices alternating with this
+    /// target's at the same concurrency.
     throughput_vs_ceiling: f64,
+    /// That ceiling's calls per second.
+    ceiling_throughput: f64,
     /// p99 as a multiple of the ceiling's p99 at the same concurrency.
     p99_vs_ceiling: f64,
 }
@@ -370,6 +373,8 @@ async fn unary(
     only: Option<&str>,
 ) -> anyhow::Result<Vec<UnaryResult>> {
     const CONNECTIONS: usize = 4;
+    /// Target and ceiling take turns this long.
+    const SLICE: Duration = Duration::from_secs(1);
     let ceiling = channels(running.ceiling, CONNECTIONS).await?;
     let catalogue = channels(running.catalogue, CONNECTIONS).await?;
     let aggregator = channels(running.aggregator, CONNECTIONS).await?;
@@ -388,16 +393,20 @@ async fn unary(
                 }
             }
         };
-        // The ceiling always runs: every figure is a ratio to it.
-        let reference = load::run(concurrency, duration, get_movie(ceiling.clone())).await;
-        let mut measured = vec![("reference ceiling GetMovie", reference.clone())];
+        // Each target runs in alternating slices with the ceiling: every figure is a ratio to
+        // the ceiling measured over the same stretch of time.
+        let reference = Arc::new(get_movie(ceiling.clone()));
+        let mut measured = Vec::new();
         if wanted("catalogue GetMovie") {
-            let direct = load::run(concurrency, duration, get_movie(catalogue.clone())).await;
-            measured.push(("catalogue GetMovie", direct));
+            let direct = Arc::new(get_movie(catalogue.clone()));
+            let (direct, ceiling) =
+                load::paired(concurrency, duration, SLICE, &direct, &reference).await;
+            measured.push(("reference ceiling GetMovie", ceiling.clone(), ceiling.clone()));
+            measured.push(("catalogue GetMovie", direct, ceiling));
         }
-        let pool = aggregator.clone();
-        let page = wanted("aggregator GetMoviePage").then(|| {
-            load::run(concurrency, duration, move |worker| {
+        if wanted("aggregator GetMoviePage") {
+            let pool = aggregator.clone();
+            let page = Arc::new(move |worker: usize| {
                 let mut client = StorefrontServiceClient::new(pool[worker % pool.len()].clone());
                 async move {
                     let movie_id = 1 + (rand::random::<u32>() % 600) as i64;
@@ -408,14 +417,14 @@ async fn unary(
                         page.get_ref().stock.as_ref().is_some_and(|stock| stock.known)
                     })
                 }
-            })
-        });
-        if let Some(page) = page {
-            measured.push(("aggregator GetMoviePage", page.await));
+            });
+            let (page, ceiling) =
+                load::paired(concurrency, duration, SLICE, &page, &reference).await;
+            measured.push(("aggregator GetMoviePage", page, ceiling));
         }
-        let (http, base) = (http.clone(), rest_base.clone());
-        let rest = wanted("aggregator REST").then(|| {
-            load::run(concurrency, duration, move |_| {
+        if wanted("aggregator REST") {
+            let (http, base) = (http.clone(), rest_base.clone());
+            let rest = Arc::new(move |_| {
                 let (http, base) = (http.clone(), base.clone());
                 async move {
                     let id = 1 + rand::random::<u32>() % 600;
@@ -426,22 +435,25 @@ async fn unary(
                         Err(_) => false,
                     }
                 }
-            })
-        });
-        if let Some(rest) = rest {
-            measured.push(("aggregator REST GET /api/movies/{id}", rest.await));
+            });
+            let (rest, ceiling) =
+                load::paired(concurrency, duration, SLICE, &rest, &reference).await;
+            measured.push(("aggregator REST GET /api/movies/{id}", rest, ceiling));
         }
-        for (target, measured) in measured {
+        for (target, measured, ceiling) in measured {
+            let throughput_vs_ceiling = measured.throughput / ceiling.throughput.max(1.0);
             eprintln!(
-                "bench:   {target} at {concurrency}: {:.0} calls/s ({:.2}× ceiling), p99 {:.2} ms",
+                "bench:   {target} at {concurrency}: {:.0} calls/s ({throughput_vs_ceiling:.2}× \
+                 the ceiling's {:.0}), p99 {:.2} ms",
                 measured.throughput,
-                measured.throughput / reference.throughput.max(1.0),
+                ceiling.throughput,
                 measured.p99_us as f64 / 1000.0
             );
             unary.push(UnaryResult {
                 target,
-                throughput_vs_ceiling: measured.throughput / reference.throughput.max(1.0),
-                p99_vs_ceiling: measured.p99_us as f64 / reference.p99_us.max(1) as f64,
+                throughput_vs_ceiling,
+                p99_vs_ceiling: measured.p99_us as f64 / ceiling.p99_us.max(1) as f64,
+                ceiling_throughput: ceiling.throughput,
                 measured,
             });
         }

@@ -7,6 +7,7 @@
 //! - `storefront`: the views — one catalogue call and one batched stock call each, bounded by
 //!   the caller's deadline; stock failures degrade to "availability unknown".
 //! - `films`: film pages kept in memory while the catalogue's WatchChanges stream is followed.
+//! - `stock_batch`: stock lookups of concurrent views coalesced into shared batch calls.
 //! - `grpc`: `StorefrontService` handlers.
 //! - `rest`: `GET /api/movies` and `GET /api/movies/{id}`.
 //! - `web`: the browser app (trunk's `dist/`), with the services' addresses written in.
@@ -16,5 +17,6 @@ mod films;
 mod grpc;
 mod rest;
 pub mod startup;
+mod stock_batch;
 mod storefront;
 mod web;

@@ -1,6 +1,7 @@
-//! The combined views, shared by the gRPC and REST front doors: one catalogue call and one
-//! batched stock call per view, never one call per film, and never waiting on stock past the
-//! caller's deadline. A film page's catalogue part usually comes from memory (see `films`).
+//! The combined views, shared by the gRPC and REST front doors: one catalogue call and one stock
+//! lookup per view, never one call per film, and never waiting on stock past the caller's
+//! deadline. A film page's catalogue part usually comes from memory (see `films`); stock
+//! lookups of concurrent views share calls (see `stock_batch`).
 
 use std::{
     sync::Arc,
@@ -8,13 +9,13 @@ use std::{
 };
 
 use tonic::{Request, Status, transport::Channel};
-
-use crate::films::FilmPages;
 use videostore_proto::{
     aggregator as pb,
     catalogue::{self, catalogue_service_client::CatalogueServiceClient},
-    stock::{self, stock_service_client::StockServiceClient},
+    stock,
 };
+
+use crate::{films::FilmPages, stock_batch::StockBatcher};
 
 /// Time kept back from the caller's deadline to build and send the answer.
 const ANSWER_MARGIN: Duration = Duration::from_millis(20);
@@ -24,8 +25,8 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(20);
 pub(crate) struct Storefront {
     /// The catalogue.
     catalogue: CatalogueServiceClient<Channel>,
-    /// Stock.
-    stock: StockServiceClient<Channel>,
+    /// Stock, through lookups shared by concurrent views.
+    stock: StockBatcher,
     /// Longest wait for stock.
     stock_timeout: Duration,
     /// Film pages, while the catalogue's changes are followed.
@@ -43,7 +44,7 @@ impl Storefront {
         Self {
             catalogue: CatalogueServiceClient::new(catalogue)
                 .max_decoding_message_size(videostore_kit::serve::MAX_MESSAGE_BYTES),
-            stock: StockServiceClient::new(stock),
+            stock: StockBatcher::start(stock, stock_timeout),
             stock_timeout,
             films,
         }
@@ -171,23 +172,7 @@ impl Storefront {
         if budget.is_zero() {
             return None;
         }
-        let mut request = Request::new(stock::BatchGetAvailabilityRequest { movie_ids: ids });
-        request.set_timeout(budget);
-        let mut client = self.stock.clone();
-        match tokio::time::timeout(budget, client.batch_get_availability(request)).await {
-            Ok(Ok(response)) => Some(response.into_inner().availabilities),
-            Ok(Err(status)) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "stock call failed: availability unknown");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(
-                    budget_ms = budget.as_millis() as u64,
-                    "stock too slow: availability unknown"
-                );
-                None
-            }
-        }
+        self.stock.lookup(ids, budget).await
     }
 }
 

@@ -344,3 +344,58 @@ async fn a_film_page_follows_staff_edits_made_in_the_catalogue() {
     }
     store.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_pages_each_get_their_own_films_current_stock() {
+    let store = TestStore::start().await;
+    // A distinct number of copies per film, so any mix-up between pages shows.
+    for movie_id in 1..=40 {
+        crate::stock::set_copies(&store, movie_id, movie_id as i32).await;
+    }
+    let front = store.storefront_client().await;
+    let pages = (1..=40).map(|movie_id| {
+        let mut front = front.clone();
+        async move {
+            let page = front
+                .get_movie_page(pb::GetMoviePageRequest { movie_id, related_limit: 1 })
+                .await
+                .unwrap()
+                .into_inner();
+            (movie_id, page)
+        }
+    });
+    let shelves = (0..5).map(|page| {
+        let mut front = front.clone();
+        async move {
+            front
+                .list_storefront(pb::ListStorefrontRequest {
+                    order_by: videostore_proto::catalogue::MovieOrder::Id as i32,
+                    page_size: 8,
+                    page_token: String::new(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .items
+                .into_iter()
+                .skip(page)
+                .collect::<Vec<_>>()
+        }
+    });
+    let (pages, shelves) =
+        tokio::join!(futures::future::join_all(pages), futures::future::join_all(shelves));
+    for (movie_id, page) in pages {
+        let stock = page.stock.unwrap();
+        assert!(stock.known);
+        let availability = stock.availability.unwrap();
+        assert_eq!(availability.movie_id, movie_id);
+        assert_eq!(availability.copies_owned, movie_id as i32);
+    }
+    for item in shelves.into_iter().flatten() {
+        let availability = item.stock.unwrap().availability.unwrap();
+        assert_eq!(availability.movie_id, item.movie.unwrap().id);
+        assert_eq!(i64::from(availability.copies_owned), availability.movie_id);
+    }
+    store.stop().await;
+}
