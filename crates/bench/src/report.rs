@@ -274,12 +274,16 @@ fn targets(out: &mut String, results: &Results) {
     );
     let _ = writeln!(
         out,
-        "\nWhat bounds the misses (perf on the 2-core machine, load generator included): a film \
-         page through the aggregator is three gRPC exchanges, ~200 µs of CPU in hyper/h2/tonic \
-         plumbing per page with no single hot spot left; bulk delivery is bound by the catalogue \
-         stepping SQLite rows and allocating each text field (~70 % of its CPU), while even the \
-         reference ceiling streaming from memory needs ~0.55 s for 500,000 films here; the \
-         10,000-subscriber burst costs one HTTP/2 frame, one body-layer stack and one client \
-         decode per subscriber, ~15 µs of CPU each.\n"
+        "\nWhat bounds the misses (perf on this 2-core machine, load generator included): a film \
+         page is two gRPC exchanges (client to aggregator, plus a share of a batched stock \
+         call) carrying seven films to encode and decode, against the ceiling's one exchange \
+         of one film, and a quarter of the aggregator's CPU is writev on loopback TCP. Bulk \
+         delivery is bound by the client: decoding 500,000 films costs a Rust client \
+         0.35-0.45 s of CPU whatever the transport, the ceiling streaming from memory \
+         included (see the CPU columns); a unary answer cannot be decoded before it is whole, \
+         so reading and decoding add up instead of overlapping; REST/JSON runs three processes \
+         (catalogue, the aggregator turning protobuf into JSON, the client parsing JSON) on two \
+         cores. A 10,000-subscriber burst is one HTTP/2 frame through the body layers and one \
+         client decode per subscriber.\n"
     );
 }
