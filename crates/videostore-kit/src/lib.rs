@@ -13,10 +13,12 @@
 //! - `sqlite` (feature `sqlite`): the embedded database — a writer and a reader pool on
 //!   blocking threads, with schema migrations.
 //! - [`secret`]: the token signing key, from configuration or created once under the data folder.
+//! - [`runtime`]: the servers' tokio runtime (no LIFO slot: frames leave in batches).
 
 pub mod auth;
 pub mod deadline;
 pub mod error;
+pub mod runtime;
 pub mod sample;
 pub mod secret;
 pub mod serve;

@@ -8,10 +8,16 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    videostore_kit::runtime::build()?.block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let config = aggregator::config::Config::parse();
     videostore_kit::telemetry::init("aggregator");
+    if !videostore_kit::runtime::WITHOUT_LIFO_SLOT {
+        tracing::warn!("built without --cfg tokio_unstable: the runtime keeps its LIFO slot");
+    }
     let shutdown = CancellationToken::new();
     videostore_kit::shutdown::cancel_on_signal(shutdown.clone());
     let app = aggregator::startup::Application::build(config, shutdown).await?;

@@ -10,6 +10,7 @@
 
 use std::{
     convert::Infallible,
+    sync::Arc,
     task::{Context, Poll},
     time::SystemTime,
 };
@@ -93,10 +94,11 @@ const STREAM_MOVIES: &str = "/videostore.catalogue.v1.CatalogueService/StreamMov
 const EXPORT_MOVIES: &str = "/videostore.catalogue.v1.CatalogueService/ExportMovies";
 
 /// The catalogue's gRPC routes: StreamMovies and ExportMovies from the wire form, the rest
-/// through the generated server.
+/// through the generated server. Cloned for every request, so it holds the handlers by `Arc`
+/// (cloning them outright copied the token keys each time).
 #[derive(Clone)]
 pub(crate) struct CatalogueRoutes {
-    api: CatalogueApi,
+    api: Arc<CatalogueApi>,
     generated: CatalogueServiceServer<CatalogueApi>,
     max_decoding: usize,
     max_encoding: usize,
@@ -105,7 +107,8 @@ pub(crate) struct CatalogueRoutes {
 impl CatalogueRoutes {
     /// Routes to `api`, with these message size limits on every method.
     pub(crate) fn new(api: CatalogueApi, max_decoding: usize, max_encoding: usize) -> Self {
-        let generated = CatalogueServiceServer::new(api.clone())
+        let api = Arc::new(api);
+        let generated = CatalogueServiceServer::from_arc(Arc::clone(&api))
             .max_decoding_message_size(max_decoding)
             .max_encoding_message_size(max_encoding);
         Self { api, generated, max_decoding, max_encoding }
@@ -136,12 +139,12 @@ impl Service<http::Request<Body>> for CatalogueRoutes {
         match request.uri().path() {
             STREAM_MOVIES => {
                 let mut grpc = self.grpc::<pb::StreamMoviesRequest>();
-                let method = StreamWire(self.api.clone());
+                let method = StreamWire(Arc::clone(&self.api));
                 Box::pin(async move { Ok(grpc.server_streaming(method, request).await) })
             }
             EXPORT_MOVIES => {
                 let mut grpc = self.grpc::<pb::ExportMoviesRequest>();
-                let method = ExportWire(self.api.clone());
+                let method = ExportWire(Arc::clone(&self.api));
                 Box::pin(async move { Ok(grpc.unary(method, request).await) })
             }
             _ => self.generated.call(request),
@@ -149,7 +152,7 @@ impl Service<http::Request<Body>> for CatalogueRoutes {
     }
 }
 
-struct StreamWire(CatalogueApi);
+struct StreamWire(Arc<CatalogueApi>);
 
 impl ServerStreamingService<pb::StreamMoviesRequest> for StreamWire {
     type Response = EncodedMovies;
@@ -157,19 +160,19 @@ impl ServerStreamingService<pb::StreamMoviesRequest> for StreamWire {
     type Future = BoxFuture<'static, Result<tonic::Response<Self::ResponseStream>, Status>>;
 
     fn call(&mut self, request: tonic::Request<pb::StreamMoviesRequest>) -> Self::Future {
-        let api = self.0.clone();
+        let api = Arc::clone(&self.0);
         Box::pin(async move { api.stream_wire(request.into_inner()).map(tonic::Response::new) })
     }
 }
 
-struct ExportWire(CatalogueApi);
+struct ExportWire(Arc<CatalogueApi>);
 
 impl UnaryService<pb::ExportMoviesRequest> for ExportWire {
     type Response = EncodedMovies;
     type Future = BoxFuture<'static, Result<tonic::Response<EncodedMovies>, Status>>;
 
     fn call(&mut self, request: tonic::Request<pb::ExportMoviesRequest>) -> Self::Future {
-        let api = self.0.clone();
+        let api = Arc::clone(&self.0);
         Box::pin(
             async move { api.export_wire(request.into_inner()).await.map(tonic::Response::new) },
         )
