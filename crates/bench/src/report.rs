@@ -51,7 +51,7 @@ pub(crate) fn markdown(results: &Results) -> String {
         Ok(w) => {
             let _ = writeln!(
                 out,
-                "`wrk -t1 -c10 -d{}s --latency` on `GET {}` (the aggregator's REST endpoint for one film: REST in, two gRPC calls out): **{:.0} requests/s**, p50 {:.2} ms, p99 {:.2} ms, {} errors. The old chain (FastAPI calling gRPC per request) served {:.0} requests/s: {:.1}× as many now.",
+                "`wrk -t1 -c10 -d{}s --latency` on `GET {}` (the aggregator's REST endpoint for one film: REST in; out, a stock lookup and, unless the page is in the aggregator's memory, a catalogue call): **{:.0} requests/s**, p50 {:.2} ms, p99 {:.2} ms, {} errors. The old chain (FastAPI calling gRPC per request) served {:.0} requests/s: {:.1}× as many now.",
                 w.seconds,
                 w.url_path,
                 w.requests_per_second,
