@@ -87,12 +87,18 @@ async fn gather(
                 None => return,
             },
         };
+        if first.reply.is_closed() {
+            continue; // Its caller stopped waiting.
+        }
         // Waiting here for a free call is what lets lookups gather behind it.
         let Ok(permit) = Arc::clone(&calls).acquire_owned().await else { return };
         let mut total = first.ids.len();
         let mut batch = vec![first];
         while total < MAX_IDS {
             let Ok(next) = lookups.try_recv() else { break };
+            if next.reply.is_closed() {
+                continue;
+            }
             if total + next.ids.len() > MAX_IDS {
                 carried = Some(next);
                 break;
@@ -108,14 +114,21 @@ async fn gather(
     }
 }
 
-/// One BatchGetAvailability for `batch`, each lookup answered with its own ids in its order.
-async fn call(mut client: StockServiceClient<Channel>, batch: Vec<Lookup>, timeout: Duration) {
+/// One BatchGetAvailability for `batch`, each lookup answered with its own ids in its order;
+/// abandoned as soon as every caller in the batch has stopped waiting, to free its slot.
+async fn call(mut client: StockServiceClient<Channel>, mut batch: Vec<Lookup>, timeout: Duration) {
     let mut ids: Vec<i64> = batch.iter().flat_map(|lookup| lookup.ids.iter().copied()).collect();
     ids.sort_unstable();
     ids.dedup();
     let mut request = Request::new(BatchGetAvailabilityRequest { movie_ids: ids });
     request.set_timeout(timeout);
-    let found = match tokio::time::timeout(timeout, client.batch_get_availability(request)).await {
+    let everyone_gone =
+        futures::future::join_all(batch.iter_mut().map(|lookup| lookup.reply.closed()));
+    let answer = tokio::select! {
+        answer = tokio::time::timeout(timeout, client.batch_get_availability(request)) => answer,
+        _ = everyone_gone => return,
+    };
+    let found = match answer {
         Ok(Ok(response)) => Ok(response.into_inner().availabilities),
         Ok(Err(status)) => {
             tracing::warn!(code = ?status.code(), message = status.message(), "stock call failed: availability unknown");

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`config`]: flags and environment.
 //! - [`startup`]: [`startup::Application`] binds, wires and serves.
-//! - `grpc`: the handlers — the only module that touches prost types.
+//! - `grpc`: the handlers; with `wire`, the only modules that touch prost types.
+//! - `wire`: StreamMovies and ExportMovies served from the films' stored wire form.
 //! - [`domain`]: films, validation rules, search folding, page cursors.
 //! - [`store`]: the storage trait and its SQLite implementation.
 //! - [`seed`]: the deterministic sample films of a new store.

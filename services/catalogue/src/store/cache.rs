@@ -3,13 +3,13 @@
 //!
 //! Coherence: this process is the only writer of its database (every write goes through the
 //! wrapped store below), and every write drops what it may have changed — the films it touched
-//! and all related lists — when it ends, however it ends: completed, failed, or cancelled after
-//! its commit (a guard does it on drop; an unknown outcome drops everything). A read that missed
-//! fills the cache only if no write ended while it was reading (an epoch counter), so a value
-//! read before a write can never be cached after it. Listings, searches and counts are not
-//! cached: they go to the database.
+//! and all related lists — once it has ended (an unknown outcome drops everything). Each write
+//! runs in a task of its own, so a caller that goes away cannot stop it between its commit and
+//! that bookkeeping. A read that missed fills the cache only if no write ended while it was
+//! reading (an epoch counter), so a value read before a write can never be cached after it.
+//! Listings, searches and counts are not cached: they go to the database.
 //!
-//! The same guard announces each write on a broadcast channel, which feeds WatchChanges: other
+//! Each write is then announced on a broadcast channel, which feeds WatchChanges: other
 //! services' caches of catalogue data follow this one.
 
 use std::{
@@ -35,6 +35,11 @@ const RELATED: usize = 5_000;
 /// `S` with a read cache.
 pub struct CachedStore<S> {
     inner: S,
+    cache: Arc<Shared>,
+}
+
+/// What the cache holds, shared with the writes' tasks.
+struct Shared {
     films: Cache<MovieId, Movie>,
     related: Cache<(MovieId, usize), Arc<Vec<Movie>>>,
     /// Bumped (under `fill`) after every write.
@@ -45,24 +50,59 @@ pub struct CachedStore<S> {
     changes: broadcast::Sender<Change>,
 }
 
-impl<S: CatalogueStore> CachedStore<S> {
+impl<S: CatalogueStore + Clone> CachedStore<S> {
     /// Wraps `inner`, announcing every write on `changes`.
     pub fn new(inner: S, changes: broadcast::Sender<Change>) -> Self {
-        Self {
-            inner,
+        let cache = Shared {
             films: Cache::new(FILMS),
             related: Cache::new(RELATED),
             epoch: AtomicU64::new(0),
             fill: Mutex::new(()),
             changes,
-        }
+        };
+        Self { inner, cache: Arc::new(cache) }
     }
 
-    /// A guard for one write: until told the outcome, it assumes anything may have changed.
-    fn write(&self) -> WriteGuard<'_, S> {
-        WriteGuard { store: self, change: Some(Change::Everything) }
+    /// Runs `write` on the wrapped store in a task of its own, then drops and announces what
+    /// `changed` says it changed (everything, if the write failed in the database).
+    async fn write<T, W, F>(
+        &self,
+        write: W,
+        changed: impl FnOnce(&T) -> Vec<MovieId> + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        W: FnOnce(S) -> F,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let cache = Arc::clone(&self.cache);
+        let done = write(self.inner.clone());
+        let task = tokio::spawn(async move {
+            let result = done.await;
+            let change = match &result {
+                Ok(value) => Some(changed(value))
+                    .filter(|films| !films.is_empty())
+                    .map(|films| Change::Films(films.into())),
+                Err(StoreError::Backend(_)) => Some(Change::Everything),
+                // Refused before writing anything.
+                Err(
+                    StoreError::NotFound(_) | StoreError::DuplicateKey(_) | StoreError::Invalid(_),
+                ) => None,
+            };
+            if let Some(change) = change {
+                cache.invalidate(change);
+            }
+            result
+        });
+        task.await.unwrap_or_else(|failed| {
+            // The write may have committed before it panicked: trust nothing cached.
+            self.cache.invalidate(Change::Everything);
+            Err(StoreError::Backend(anyhow::anyhow!("a catalogue write failed: {failed}")))
+        })
     }
+}
 
+impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.fill.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -95,48 +135,17 @@ impl<S: CatalogueStore> CachedStore<S> {
     }
 }
 
-/// Invalidates and announces a write when dropped: after the write completed or failed, or when
-/// the caller went away mid-write (the write may have committed all the same).
-struct WriteGuard<'a, S: CatalogueStore> {
-    store: &'a CachedStore<S>,
-    /// `None`: nothing changed.
-    change: Option<Change>,
-}
-
-impl<S: CatalogueStore> WriteGuard<'_, S> {
-    /// Records how the write ended: the films it changed; nothing, when it was refused before
-    /// writing anything; or, when the database failed, unknown.
-    fn ended<T>(&mut self, result: &Result<T, StoreError>, films: impl FnOnce(&T) -> Vec<MovieId>) {
-        self.change = match result {
-            Ok(value) => Some(films(value))
-                .filter(|films| !films.is_empty())
-                .map(|films| Change::Films(films.into())),
-            Err(StoreError::Backend(_)) => Some(Change::Everything),
-            Err(StoreError::NotFound(_) | StoreError::DuplicateKey(_) | StoreError::Invalid(_)) => {
-                None
-            }
-        };
-    }
-}
-
-impl<S: CatalogueStore> Drop for WriteGuard<'_, S> {
-    fn drop(&mut self) {
-        if let Some(change) = self.change.take() {
-            self.store.invalidate(change);
-        }
-    }
-}
-
 #[async_trait]
-impl<S: CatalogueStore> CatalogueStore for CachedStore<S> {
+impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
     async fn get(&self, id: MovieId) -> Result<Option<Movie>, StoreError> {
-        if let Some(movie) = self.films.get(&id) {
+        let cache = &self.cache;
+        if let Some(movie) = cache.films.get(&id) {
             return Ok(Some(movie));
         }
-        let epoch = self.epoch.load(Ordering::Acquire);
+        let epoch = cache.epoch.load(Ordering::Acquire);
         let found = self.inner.get(id).await?;
         if let Some(movie) = &found {
-            self.fill_if_current(epoch, || self.films.insert(id, movie.clone()));
+            cache.fill_if_current(epoch, || cache.films.insert(id, movie.clone()));
         }
         Ok(found)
     }
@@ -158,13 +167,13 @@ impl<S: CatalogueStore> CatalogueStore for CachedStore<S> {
     }
 
     async fn related(&self, movie: &Movie, limit: usize) -> Result<Vec<Movie>, StoreError> {
-        let key = (movie.id, limit);
-        if let Some(related) = self.related.get(&key) {
+        let (cache, key) = (&self.cache, (movie.id, limit));
+        if let Some(related) = cache.related.get(&key) {
             return Ok(related.as_ref().clone());
         }
-        let epoch = self.epoch.load(Ordering::Acquire);
+        let epoch = cache.epoch.load(Ordering::Acquire);
         let related = self.inner.related(movie, limit).await?;
-        self.fill_if_current(epoch, || self.related.insert(key, Arc::new(related.clone())));
+        cache.fill_if_current(epoch, || cache.related.insert(key, Arc::new(related.clone())));
         Ok(related)
     }
 
@@ -174,10 +183,13 @@ impl<S: CatalogueStore> CatalogueStore for CachedStore<S> {
         request_id: Option<&str>,
         now: SystemTime,
     ) -> Result<(Movie, bool), StoreError> {
-        let mut guard = self.write();
-        let created = self.inner.create(fields, request_id, now).await;
-        guard.ended(&created, |(movie, _)| vec![movie.id]);
-        created
+        let (fields, request_id) = (fields.clone(), request_id.map(str::to_owned));
+        self.write(
+            move |store| async move { store.create(&fields, request_id.as_deref(), now).await },
+            // A retry that found the film it made before changed nothing.
+            |(movie, new)| if *new { vec![movie.id] } else { Vec::new() },
+        )
+        .await
     }
 
     async fn update(
@@ -186,17 +198,21 @@ impl<S: CatalogueStore> CatalogueStore for CachedStore<S> {
         change: Box<FieldChange>,
         now: SystemTime,
     ) -> Result<Movie, StoreError> {
-        let mut guard = self.write();
-        let updated = self.inner.update(id, change, now).await;
-        guard.ended(&updated, |_| vec![id]);
-        updated
+        self.write(
+            move |store| async move { store.update(id, change, now).await },
+            move |_| vec![id],
+        )
+        .await
     }
 
     async fn delete(&self, id: MovieId) -> Result<bool, StoreError> {
-        let mut guard = self.write();
-        let deleted = self.inner.delete(id).await;
-        guard.ended(&deleted, |&deleted| if deleted { vec![id] } else { Vec::new() });
-        deleted
+        self.write(
+            move |store| async move { store.delete(id).await },
+            move |&deleted| {
+                if deleted { vec![id] } else { Vec::new() }
+            },
+        )
+        .await
     }
 
     async fn upsert_batch(
@@ -204,17 +220,19 @@ impl<S: CatalogueStore> CatalogueStore for CachedStore<S> {
         rows: &[MovieFields],
         now: SystemTime,
     ) -> Result<Vec<Upserted>, StoreError> {
-        let mut guard = self.write();
-        let upserted = self.inner.upsert_batch(rows, now).await;
-        guard.ended(&upserted, |outcomes| {
-            outcomes
-                .iter()
-                .map(|outcome| match outcome {
-                    Upserted::Created(id) | Upserted::Updated(id) => *id,
-                })
-                .collect()
-        });
-        upserted
+        let rows = rows.to_vec();
+        self.write(
+            move |store| async move { store.upsert_batch(&rows, now).await },
+            |outcomes| {
+                outcomes
+                    .iter()
+                    .map(|outcome| match outcome {
+                        Upserted::Created(id) | Upserted::Updated(id) => *id,
+                    })
+                    .collect()
+            },
+        )
+        .await
     }
 
     async fn genres(&self) -> Result<Vec<(String, i64)>, StoreError> {
@@ -295,5 +313,31 @@ mod tests {
         assert!(store.delete(promoted).await.unwrap());
         assert!(store.get(promoted).await.unwrap().is_none());
         assert!(store.related(&film, 6).await.unwrap().iter().all(|m| m.id != promoted));
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_caller_went_away_still_ends_in_the_cache_and_is_announced() {
+        let (_dir, plain) = store().await;
+        let (changes, mut announced) = broadcast::channel(16);
+        let store = CachedStore::new(plain.inner.clone(), changes);
+        assert_ne!(store.get(5).await.unwrap().unwrap().fields.title, "Renamed");
+
+        // The caller starts the write and goes away before it ends.
+        let change = |current: &MovieFields| -> Result<MovieFields, Invalid> {
+            Ok(MovieFields { title: "Renamed".into(), ..current.clone() })
+        };
+        {
+            let write = store.update(5, Box::new(change), SystemTime::now());
+            tokio::pin!(write);
+            assert!(futures::poll!(write.as_mut()).is_pending());
+        }
+        // A read meanwhile may see the old film, but must not keep it past the write.
+        let _ = store.get(5).await.unwrap();
+        let change = tokio::time::timeout(std::time::Duration::from_secs(5), announced.recv())
+            .await
+            .expect("the write is announced")
+            .unwrap();
+        assert_eq!(change, Change::Films([5].into()));
+        assert_eq!(store.get(5).await.unwrap().unwrap().fields.title, "Renamed");
     }
 }
