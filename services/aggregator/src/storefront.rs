@@ -96,11 +96,13 @@ impl Storefront {
             return Ok(detail);
         }
         let ticket = self.films.ticket();
-        let mut detail_request = Request::new(catalogue::GetMovieDetailRequest {
-            id: request.movie_id,
-            related_limit: request.related_limit,
-        });
-        detail_request.set_timeout(deadline.saturating_sub(ANSWER_MARGIN).max(ANSWER_MARGIN));
+        let detail_request = within(
+            catalogue::GetMovieDetailRequest {
+                id: request.movie_id,
+                related_limit: request.related_limit,
+            },
+            deadline,
+        );
         let detail = self
             .catalogue
             .clone()
@@ -121,14 +123,16 @@ impl Storefront {
         deadline: Duration,
     ) -> Result<pb::ListStorefrontResponse, Status> {
         let started = Instant::now();
-        let mut list_request = Request::new(catalogue::ListMoviesRequest {
-            filter: request.filter,
-            order_by: request.order_by,
-            descending: request.descending,
-            page_size: request.page_size,
-            page_token: request.page_token,
-        });
-        list_request.set_timeout(deadline.saturating_sub(ANSWER_MARGIN).max(ANSWER_MARGIN));
+        let list_request = within(
+            catalogue::ListMoviesRequest {
+                filter: request.filter,
+                order_by: request.order_by,
+                descending: request.descending,
+                page_size: request.page_size,
+                page_token: request.page_token,
+            },
+            deadline,
+        );
         let page = self
             .catalogue
             .clone()
@@ -174,6 +178,14 @@ impl Storefront {
         }
         self.stock.lookup(ids, budget).await
     }
+}
+
+/// A catalogue request that must be answered within the caller's `deadline`, less the time kept
+/// back to build and send the answer.
+fn within<T>(message: T, deadline: Duration) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(deadline.saturating_sub(ANSWER_MARGIN).max(ANSWER_MARGIN));
+    request
 }
 
 fn stock_info(availability: Option<stock::Availability>) -> pb::StockInfo {
