@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(server)
         .build_client(true)
         .build_transport(transport)
+        .codec_path("crate::codec::ProstCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`catalogue`], [`stock`], [`aggregator`]: one module per protobuf package (`videostore.*.v1`),
 //!   re-exported from the nested modules that mirror the package names.
+//! - [`codec`]: the protobuf codec of every generated client and server (decodes from a slice).
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC server reflection.
 //!
 //! Features: `server` adds the server traits, `transport` the native `connect` constructors. The
@@ -33,6 +34,8 @@ pub mod videostore {
         }
     }
 }
+
+pub mod codec;
 
 pub use videostore::aggregator::v1 as aggregator;
 pub use videostore::catalogue::v1 as catalogue;

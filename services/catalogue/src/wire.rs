@@ -27,7 +27,7 @@ use tonic::{
     codegen::{Service, http},
     server::{Grpc, NamedService, ServerStreamingService, UnaryService},
 };
-use tonic_prost::ProstCodec;
+use videostore_proto::codec::ProstCodec;
 use videostore_proto::catalogue::{self as pb, catalogue_service_server::CatalogueServiceServer};
 
 use crate::{
