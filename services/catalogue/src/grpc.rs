@@ -18,7 +18,7 @@ use videostore_proto::catalogue::{self as pb, catalogue_service_server::Catalogu
 
 use crate::{
     domain::{Cursor, Filter, Invalid, ListQuery, Movie, MovieFields, MovieId, Order, RawMovie},
-    store::{CatalogueStore, Change, StoreError, Upserted, WirePage},
+    store::{CatalogueStore, Change, StoreError, Upserted, WireExport, WirePage},
     wire::EncodedMovies,
 };
 
@@ -386,7 +386,8 @@ impl CatalogueService for CatalogueApi {
         &self,
         request: Request<pb::ExportMoviesRequest>,
     ) -> Result<Response<pb::ExportMoviesResponse>, Status> {
-        let movies = self.export_wire(request.into_inner()).await?.decode()?;
+        let export = self.export_wire(request.into_inner()).await?;
+        let movies = EncodedMovies::new(export.chunks.concat().into()).decode()?;
         Ok(Response::new(pb::ExportMoviesResponse { movies: movies.movies }))
     }
 
@@ -723,12 +724,12 @@ impl CatalogueApi {
         Ok(Box::pin(ReceiverStream::new(receiver)))
     }
 
-    /// ExportMovies: every film matching the request in one message of the stored wire form,
-    /// read in one statement (one consistent snapshot).
+    /// ExportMovies: every film matching the request, the body of one message of the stored
+    /// wire form, read in one statement (one consistent snapshot).
     pub(crate) async fn export_wire(
         &self,
         request: pb::ExportMoviesRequest,
-    ) -> Result<EncodedMovies, Status> {
+    ) -> Result<WireExport, Status> {
         let query = ListQuery {
             filter: filter_from_proto(request.filter.as_ref())?,
             order: order_from_proto(request.order_by)?,
@@ -736,17 +737,17 @@ impl CatalogueApi {
             after: None,
             limit: usize::MAX,
         };
-        let page = self.store.list_wire(&query).await.map_err(store_error)?;
-        if page.bytes.len() > MAX_EXPORT_BYTES {
+        let export =
+            self.store.export_wire(&query, MAX_EXPORT_BYTES).await.map_err(store_error)?;
+        if export.over_limit {
+            let films = self.store.count(&query.filter).await.map_err(store_error)?;
             return Err(Status::failed_precondition(format!(
-                "{} films are {} MiB, more than the {} MiB one message may carry; \
+                "{films} films match, more than the {} MiB one message may carry; \
                  read them with StreamMovies",
-                page.ends.len(),
-                page.bytes.len() >> 20,
                 MAX_EXPORT_BYTES >> 20
             )));
         }
-        Ok(EncodedMovies::new(page.bytes.into()))
+        Ok(export)
     }
 }
 

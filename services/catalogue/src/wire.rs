@@ -7,6 +7,7 @@
 //! routes these two methods itself, through tonic's own gRPC machinery with the same limits,
 //! and hands every other method to the generated server. On the wire nothing changes: both
 //! answers are `repeated Movie movies = 1`, byte for byte what the generated types encode.
+//! ExportMovies' one message is sent in the chunks the store read it in, never copied whole.
 
 use std::{
     convert::Infallible,
@@ -25,7 +26,9 @@ use tonic::{
     Status,
     body::Body,
     codegen::{Service, http},
-    server::{Grpc, NamedService, ServerStreamingService, UnaryService},
+    Streaming,
+    codec::Codec,
+    server::{Grpc, NamedService, ServerStreamingService},
 };
 use videostore_proto::codec::ProstCodec;
 use videostore_proto::catalogue::{self as pb, catalogue_service_server::CatalogueServiceServer};
@@ -143,9 +146,9 @@ impl Service<http::Request<Body>> for CatalogueRoutes {
                 Box::pin(async move { Ok(grpc.server_streaming(method, request).await) })
             }
             EXPORT_MOVIES => {
-                let mut grpc = self.grpc::<pb::ExportMoviesRequest>();
-                let method = ExportWire(Arc::clone(&self.api));
-                Box::pin(async move { Ok(grpc.unary(method, request).await) })
+                let api = Arc::clone(&self.api);
+                let max_decoding = self.max_decoding;
+                Box::pin(async move { Ok(export(&api, request, max_decoding).await) })
             }
             _ => self.generated.call(request),
         }
@@ -165,17 +168,76 @@ impl ServerStreamingService<pb::StreamMoviesRequest> for StreamWire {
     }
 }
 
-struct ExportWire(Arc<CatalogueApi>);
+/// ExportMovies, answered with the export's chunks as they were read: the message's 5-byte
+/// header, then the chunks as the body's data (not copied into one buffer to be encoded), then
+/// the OK trailers. Errors before the answer are trailers-only, as tonic makes them.
+async fn export(
+    api: &CatalogueApi,
+    request: http::Request<Body>,
+    max_decoding: usize,
+) -> http::Response<Body> {
+    let decoder = ProstCodec::<EncodedMovies, pb::ExportMoviesRequest>::default().decoder();
+    let body = request.into_body();
+    let export = async {
+        let request = Streaming::new_request(decoder, body, None, Some(max_decoding))
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the request has no message"))?;
+        api.export_wire(request).await
+    };
+    match export.await {
+        Ok(export) => {
+            let mut header = Vec::with_capacity(5);
+            header.push(0); // Not compressed.
+            let len = u32::try_from(export.bytes).expect("exports are limited far below 4 GiB");
+            header.extend_from_slice(&len.to_be_bytes());
+            let body = OneMessage {
+                header: Some(Bytes::from(header)),
+                chunks: export.chunks.into_iter(),
+                ended: false,
+            };
+            let mut response = http::Response::new(Body::new(body));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            response
+        }
+        Err(status) => status.into_http(),
+    }
+}
 
-impl UnaryService<pb::ExportMoviesRequest> for ExportWire {
-    type Response = EncodedMovies;
-    type Future = BoxFuture<'static, Result<tonic::Response<EncodedMovies>, Status>>;
+/// A unary answer's body: one message in pieces, then `grpc-status: 0`.
+struct OneMessage {
+    header: Option<Bytes>,
+    chunks: std::vec::IntoIter<Vec<u8>>,
+    ended: bool,
+}
 
-    fn call(&mut self, request: tonic::Request<pb::ExportMoviesRequest>) -> Self::Future {
-        let api = Arc::clone(&self.0);
-        Box::pin(
-            async move { api.export_wire(request.into_inner()).await.map(tonic::Response::new) },
-        )
+impl http_body::Body for OneMessage {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        let frame = if let Some(header) = self.header.take() {
+            http_body::Frame::data(header)
+        } else if let Some(chunk) = self.chunks.next() {
+            http_body::Frame::data(Bytes::from(chunk))
+        } else if !std::mem::replace(&mut self.ended, true) {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            http_body::Frame::trailers(trailers)
+        } else {
+            return Poll::Ready(None);
+        };
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
     }
 }
 

@@ -290,6 +290,15 @@ async fn one_film_per_message_and_one_message_for_all_agree_with_the_listing() {
     let everything =
         client.export_movies(pb::ExportMoviesRequest::default()).await.unwrap().into_inner();
     assert_eq!(everything.movies.len(), 600);
+    let nothing = client
+        .export_movies(pb::ExportMoviesRequest {
+            filter: Some(MovieFilter { query: "no such film anywhere".into(), ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(nothing.movies.is_empty());
     let bad = client
         .export_movies(pb::ExportMoviesRequest { order_by: 99, ..Default::default() })
         .await

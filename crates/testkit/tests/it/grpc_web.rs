@@ -35,6 +35,22 @@ async fn unary_and_streaming_calls_work_over_http1() {
     assert_eq!(batches.iter().map(|b| b.movies.len()).sum::<usize>(), 600);
     assert_eq!(reply.grpc_status(), Some(0));
 
+    // ExportMovies' one message is sent in pieces; over gRPC-Web it is still one frame.
+    let reply = grpc_web::call(
+        &store.catalogue.url(),
+        "/videostore.catalogue.v1.CatalogueService/ExportMovies",
+        &cat::ExportMoviesRequest { order_by: cat::MovieOrder::Id as i32, ..Default::default() },
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.grpc_status(), Some(0), "{}", reply.grpc_message());
+    let exports: Vec<cat::ExportMoviesResponse> = reply.decode();
+    assert_eq!(exports.len(), 1);
+    let ids: Vec<i64> = exports[0].movies.iter().map(|film| film.id).collect();
+    assert_eq!(ids, (1..=600).collect::<Vec<i64>>());
+
     let page = grpc_web::call(
         &store.aggregator.url(),
         "/videostore.aggregator.v1.StorefrontService/GetMoviePage",

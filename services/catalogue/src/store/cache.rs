@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use quick_cache::sync::Cache;
 use tokio::sync::broadcast;
 
-use super::{CatalogueStore, Change, FieldChange, StoreError, Upserted, WirePage};
+use super::{CatalogueStore, Change, FieldChange, StoreError, Upserted, WireExport, WirePage};
 use crate::domain::{Filter, ListQuery, Movie, MovieFields, MovieId};
 
 /// Films kept at most; a film is about 0.5 KB in memory.
@@ -160,6 +160,14 @@ impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
 
     async fn list_wire(&self, query: &ListQuery) -> Result<WirePage, StoreError> {
         self.inner.list_wire(query).await
+    }
+
+    async fn export_wire(
+        &self,
+        query: &ListQuery,
+        max_bytes: usize,
+    ) -> Result<WireExport, StoreError> {
+        self.inner.export_wire(query, max_bytes).await
     }
 
     async fn count(&self, filter: &Filter) -> Result<i64, StoreError> {

@@ -17,7 +17,7 @@ use videostore_kit::sqlite::{
     },
 };
 
-use super::{CatalogueStore, FieldChange, StoreError, Upserted, WireForm, WirePage};
+use super::{CatalogueStore, FieldChange, StoreError, Upserted, WireExport, WireForm, WirePage};
 use crate::domain::{Cursor, Filter, ListQuery, Movie, MovieFields, MovieId, Order, Rating, fold};
 
 /// The schema, one migration per file.
@@ -216,6 +216,10 @@ impl Sql {
         Ok(movies)
     }
 }
+
+/// The size of an export's chunks: big enough that each is one cheap allocation and one write,
+/// small in tests so that films straddle chunks.
+const EXPORT_CHUNK: usize = if cfg!(test) { 1000 } else { 1 << 20 };
 
 /// How many rows a listing of at most `limit` is likely to yield, to size its answer up front:
 /// without a limit, the table's size (MAX(id) reads one b-tree edge, far less than regrowing
@@ -504,6 +508,49 @@ impl CatalogueStore for SqliteStore {
         .await
     }
 
+    async fn export_wire(
+        &self,
+        query: &ListQuery,
+        max_bytes: usize,
+    ) -> Result<WireExport, StoreError> {
+        let query = ListQuery { after: None, limit: usize::MAX, ..query.clone() };
+        let sql = Sql::listing("wire, id", &query);
+        self.read(move |connection| {
+            let mut export = WireExport::default();
+            let mut chunk = Vec::with_capacity(EXPORT_CHUNK);
+            let mut statement = connection.prepare_cached(&sql.text)?;
+            let mut rows = statement.query(rusqlite::params_from_iter(sql.params.iter()))?;
+            while let Some(row) = rows.next()? {
+                let ValueRef::Blob(mut wire) = row.get_ref(0)? else {
+                    let id: i64 = row.get(1)?;
+                    return Err(StoreError::Backend(anyhow::anyhow!("film {id} has no wire form")));
+                };
+                if export.bytes + wire.len() > max_bytes {
+                    export.over_limit = true;
+                    break;
+                }
+                export.films += 1;
+                export.bytes += wire.len();
+                // Chunks are filled to the brim: a film may continue in the next one.
+                while !wire.is_empty() {
+                    let room = EXPORT_CHUNK - chunk.len();
+                    let (now, rest) = wire.split_at(room.min(wire.len()));
+                    chunk.extend_from_slice(now);
+                    wire = rest;
+                    if chunk.len() == EXPORT_CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(EXPORT_CHUNK));
+                        export.chunks.push(full);
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                export.chunks.push(chunk);
+            }
+            Ok(export)
+        })
+        .await
+    }
+
     async fn count(&self, filter: &Filter) -> Result<i64, StoreError> {
         let mut sql = Sql::new("SELECT COUNT(*) FROM movies");
         push_filter(&mut sql, filter);
@@ -720,9 +767,30 @@ mod tests {
                 let query = everything(order, descending);
                 let expected: Vec<_> =
                     store.list(&query).await.unwrap().into_iter().map(to_proto).collect();
-                assert_eq!(wire_listing(&store, query, 7).await, expected, "{order:?}");
+                assert_eq!(wire_listing(&store, query.clone(), 7).await, expected, "{order:?}");
+                // The same films as one export, in chunks filled to the brim.
+                let export = store.export_wire(&query, usize::MAX).await.unwrap();
+                assert!(!export.over_limit);
+                let (last, full) = export.chunks.split_last().unwrap();
+                assert!(!full.is_empty() && full.iter().all(|chunk| chunk.len() == EXPORT_CHUNK));
+                assert!(!last.is_empty() && last.len() <= EXPORT_CHUNK);
+                let whole = export.chunks.concat();
+                assert_eq!(whole.len(), export.bytes);
+                let exported = pb::StreamMoviesResponse::decode(whole.as_slice()).unwrap().movies;
+                assert_eq!(exported.len(), export.films);
+                assert_eq!(exported, expected, "{order:?}");
             }
         }
+        // An export stops before its limit, with whole films only.
+        let query = everything(Order::Title, false);
+        let full = store.export_wire(&query, usize::MAX).await.unwrap();
+        let limited = store.export_wire(&query, full.bytes / 2).await.unwrap();
+        assert!(limited.over_limit && limited.bytes <= full.bytes / 2);
+        let whole = limited.chunks.concat();
+        let exported = pb::StreamMoviesResponse::decode(whole.as_slice()).unwrap().movies;
+        assert!(exported.len() == limited.films && limited.films < full.films);
+        let expected: Vec<_> = store.list(&query).await.unwrap().into_iter().map(to_proto).collect();
+        assert_eq!(exported, expected[..limited.films]);
         let films = wire_listing(&store, everything(Order::Id, false), 1000).await;
         assert!(films.iter().any(|film| film.title == "Renamed by import"));
         assert!(films.iter().any(|film| film.id == created.id));
