@@ -9,12 +9,14 @@
 //! - `films`: film pages kept in memory while the catalogue's WatchChanges stream is followed.
 //! - `stock_batch`: stock lookups of concurrent views coalesced into shared batch calls.
 //! - `grpc`: `StorefrontService` handlers.
-//! - `rest`: `GET /api/movies` and `GET /api/movies/{id}`.
+//! - `rest`: `GET /api/movies`, `GET /api/movies/{id}` and `GET /api/movies/export`.
+//! - `json_export`: the export's JSON, written straight from the catalogue's protobuf bytes.
 //! - `web`: the browser app (trunk's `dist/`), with the services' addresses written in.
 
 pub mod config;
 mod films;
 mod grpc;
+mod json_export;
 mod rest;
 pub mod startup;
 mod stock_batch;

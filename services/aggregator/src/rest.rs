@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use tonic::Status;
 use videostore_proto::{aggregator as pb, catalogue, stock};
 
-use crate::storefront::Storefront;
+use axum::body::Bytes;
+
+use crate::{json_export, storefront::Storefront};
 
 #[derive(Clone)]
 struct Rest {
@@ -152,7 +154,7 @@ impl IntoResponse for RestError {
     }
 }
 
-fn rating_label(rating: i32) -> &'static str {
+pub(crate) fn rating_label(rating: i32) -> &'static str {
     match catalogue::MpaaRating::try_from(rating) {
         Ok(catalogue::MpaaRating::G) => "G",
         Ok(catalogue::MpaaRating::Pg) => "PG",
@@ -264,15 +266,16 @@ async fn list_movies(
     }))
 }
 
-/// One batch of films as JSON array elements, each preceded by `[` (the very first) or `,`.
-fn export_chunk(movies: Vec<catalogue::Movie>, first: &mut bool) -> axum::body::Bytes {
-    let mut out = Vec::with_capacity(movies.len() * 320);
+/// One batch of films as JSON array elements as serde_json writes them, each preceded by `[`
+/// (the very first) or `,`: what the export's transcoder must write (see `json_export`).
+#[cfg(test)]
+pub(crate) fn export_json_of(movies: Vec<catalogue::Movie>, first: &mut bool) -> Vec<u8> {
+    let mut out = Vec::new();
     for movie in movies {
         out.push(if std::mem::take(first) { b'[' } else { b',' });
-        serde_json::to_writer(&mut out, &movie_json(movie, None))
-            .expect("serialising to memory cannot fail");
+        serde_json::to_writer(&mut out, &movie_json(movie, None)).expect("to memory");
     }
-    out.into()
+    out
 }
 
 async fn export_movies(
@@ -286,7 +289,7 @@ async fn export_movies(
         descending: params.desc,
         batch_size: 5000,
     };
-    let mut batches = rest.storefront.stream_movies(request).await.map_err(RestError)?;
+    let mut batches = rest.storefront.stream_movie_bytes(request).await.map_err(RestError)?;
     // The first batch decides the status: a bad filter or a catalogue that is down is an error
     // response, not a broken body.
     let first_batch = batches.message().await.map_err(RestError)?;
@@ -298,12 +301,12 @@ async fn export_movies(
         .into_response())
 }
 
-/// The JSON array, batch by batch; an error mid-way ends the body with an error, which cuts the
-/// HTTP response short.
+/// The JSON array, batch by batch, each written from the catalogue's bytes; an error mid-way
+/// ends the body with an error, which cuts the HTTP response short.
 fn json_array_body(
-    first_batch: Option<catalogue::StreamMoviesResponse>,
-    batches: tonic::Streaming<catalogue::StreamMoviesResponse>,
-) -> impl futures::Stream<Item = Result<axum::body::Bytes, Status>> + Send + 'static {
+    first_batch: Option<Bytes>,
+    batches: tonic::Streaming<Bytes>,
+) -> impl futures::Stream<Item = Result<Bytes, Status>> + Send + 'static {
     let state = (first_batch, Some(batches), true);
     futures::stream::unfold(state, |(pending, batches, mut first)| async move {
         let mut batches = batches?;
@@ -319,13 +322,21 @@ fn json_array_body(
         };
         match batch {
             Some(batch) => {
-                let chunk = export_chunk(batch.movies, &mut first);
-                Some((Ok(chunk), (None, Some(batches), first)))
+                // JSON is about 1.4 times the protobuf of a film.
+                let mut chunk = Vec::with_capacity(batch.len() * 3 / 2);
+                match json_export::films_to_json(&batch, &mut first, &mut chunk) {
+                    Ok(_) => Some((Ok(chunk.into()), (None, Some(batches), first))),
+                    Err(error) => {
+                        tracing::error!(%error, "the catalogue's film stream does not decode");
+                        let status = Status::internal("internal error");
+                        Some((Err(status), (None, None, first)))
+                    }
+                }
             }
             // The end: close the array (an empty export is `[]`).
             None => {
                 let close: &'static [u8] = if first { b"[]" } else { b"]" };
-                Some((Ok(axum::body::Bytes::from_static(close)), (None, None, false)))
+                Some((Ok(Bytes::from_static(close)), (None, None, false)))
             }
         }
     })

@@ -8,10 +8,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tonic::{Request, Status, transport::Channel};
+use tonic::{
+    Request, Status,
+    codegen::{Bytes, GrpcMethod, http::uri::PathAndQuery},
+    transport::Channel,
+};
 use videostore_proto::{
     aggregator as pb,
     catalogue::{self, catalogue_service_client::CatalogueServiceClient},
+    codec::RawCodec,
     stock,
 };
 
@@ -25,6 +30,8 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(20);
 pub(crate) struct Storefront {
     /// The catalogue.
     catalogue: CatalogueServiceClient<Channel>,
+    /// The same channel, for calls made without the generated client.
+    catalogue_channel: Channel,
     /// Stock, through lookups shared by concurrent views.
     stock: StockBatcher,
     /// Longest wait for stock.
@@ -42,20 +49,34 @@ impl Storefront {
         films: Arc<FilmPages>,
     ) -> Self {
         Self {
-            catalogue: CatalogueServiceClient::new(catalogue)
+            catalogue: CatalogueServiceClient::new(catalogue.clone())
                 .max_decoding_message_size(videostore_kit::serve::MAX_MESSAGE_BYTES),
+            catalogue_channel: catalogue,
             stock: StockBatcher::start(stock, stock_timeout),
             stock_timeout,
             films,
         }
     }
 
-    /// Every film matching `request`, in batches, straight from the catalogue.
-    pub(crate) async fn stream_movies(
+    /// Every film matching `request`, in batches straight from the catalogue, each batch the
+    /// bytes of an encoded `StreamMoviesResponse` (for writing them out without decoding).
+    pub(crate) async fn stream_movie_bytes(
         &self,
         request: catalogue::StreamMoviesRequest,
-    ) -> Result<tonic::Streaming<catalogue::StreamMoviesResponse>, Status> {
-        Ok(self.catalogue.clone().stream_movies(request).await?.into_inner())
+    ) -> Result<tonic::Streaming<Bytes>, Status> {
+        let mut grpc = tonic::client::Grpc::new(self.catalogue_channel.clone())
+            .max_decoding_message_size(videostore_kit::serve::MAX_MESSAGE_BYTES);
+        grpc.ready()
+            .await
+            .map_err(|error| Status::unknown(format!("Service was not ready: {error}")))?;
+        let mut request = Request::new(request);
+        request
+            .extensions_mut()
+            .insert(GrpcMethod::new("videostore.catalogue.v1.CatalogueService", "StreamMovies"));
+        let path =
+            PathAndQuery::from_static("/videostore.catalogue.v1.CatalogueService/StreamMovies");
+        let response = grpc.server_streaming(request, path, RawCodec::default()).await?;
+        Ok(response.into_inner())
     }
 
     /// A film page within `deadline`.

@@ -737,8 +737,7 @@ impl CatalogueApi {
             after: None,
             limit: usize::MAX,
         };
-        let export =
-            self.store.export_wire(&query, MAX_EXPORT_BYTES).await.map_err(store_error)?;
+        let export = self.store.export_wire(&query, MAX_EXPORT_BYTES).await.map_err(store_error)?;
         if export.over_limit {
             let films = self.store.count(&query.filter).await.map_err(store_error)?;
             return Err(Status::failed_precondition(format!(

@@ -23,15 +23,14 @@ use prost::{
     encoding::{DecodeContext, WireType},
 };
 use tonic::{
-    Status,
+    Status, Streaming,
     body::Body,
-    codegen::{Service, http},
-    Streaming,
     codec::Codec,
+    codegen::{Service, http},
     server::{Grpc, NamedService, ServerStreamingService},
 };
-use videostore_proto::codec::ProstCodec;
 use videostore_proto::catalogue::{self as pb, catalogue_service_server::CatalogueServiceServer};
+use videostore_proto::codec::ProstCodec;
 
 use crate::{
     domain::{Movie, MovieFields, MovieId},

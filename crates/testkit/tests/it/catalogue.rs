@@ -292,7 +292,10 @@ async fn one_film_per_message_and_one_message_for_all_agree_with_the_listing() {
     assert_eq!(everything.movies.len(), 600);
     let nothing = client
         .export_movies(pb::ExportMoviesRequest {
-            filter: Some(MovieFilter { query: "no such film anywhere".into(), ..Default::default() }),
+            filter: Some(MovieFilter {
+                query: "no such film anywhere".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await

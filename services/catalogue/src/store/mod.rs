@@ -99,8 +99,11 @@ pub trait CatalogueStore: Send + Sync + 'static {
     async fn list_wire(&self, query: &ListQuery) -> Result<WirePage, StoreError>;
     /// Every film matching `query` (its `after` and `limit` are ignored) in wire form, read in
     /// one statement (one consistent snapshot), stopping before `max_bytes` would be passed.
-    async fn export_wire(&self, query: &ListQuery, max_bytes: usize)
-    -> Result<WireExport, StoreError>;
+    async fn export_wire(
+        &self,
+        query: &ListQuery,
+        max_bytes: usize,
+    ) -> Result<WireExport, StoreError>;
     /// How many films match.
     async fn count(&self, filter: &Filter) -> Result<i64, StoreError>;
     /// Films sharing a genre with `movie`, best rated first.

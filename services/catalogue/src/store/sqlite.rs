@@ -789,7 +789,8 @@ mod tests {
         let whole = limited.chunks.concat();
         let exported = pb::StreamMoviesResponse::decode(whole.as_slice()).unwrap().movies;
         assert!(exported.len() == limited.films && limited.films < full.films);
-        let expected: Vec<_> = store.list(&query).await.unwrap().into_iter().map(to_proto).collect();
+        let expected: Vec<_> =
+            store.list(&query).await.unwrap().into_iter().map(to_proto).collect();
         assert_eq!(exported, expected[..limited.films]);
         let films = wire_listing(&store, everything(Order::Id, false), 1000).await;
         assert!(films.iter().any(|film| film.title == "Renamed by import"));
