@@ -469,7 +469,11 @@ impl CatalogueStore for SqliteStore {
 
     async fn list_wire(&self, query: &ListQuery) -> Result<WirePage, StoreError> {
         // The cursor columns come from the same rows (a second read could see a newer title).
-        let sql = Sql::listing("wire, id, title_key, release_year, audience_rating", query);
+        // In id order the id is the whole cursor: the other columns are not read at all.
+        let by_id = query.order == Order::Id;
+        let columns =
+            if by_id { "wire, id" } else { "wire, id, title_key, release_year, audience_rating" };
+        let sql = Sql::listing(columns, query);
         let limit = query.limit;
         self.read(move |connection| {
             let expected = expected_rows(connection, limit)?;
@@ -492,6 +496,9 @@ impl CatalogueStore for SqliteStore {
                 };
                 page.bytes.extend_from_slice(wire);
                 page.ends.push(page.bytes.len());
+                if by_id {
+                    continue;
+                }
                 // Kept in one buffer, not allocated per film.
                 last.title_key.clear();
                 last.title_key.push_str(row.get_ref(2)?.as_str().map_err(|error| {
