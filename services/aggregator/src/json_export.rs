@@ -139,6 +139,16 @@ impl<'a, 'g> Film<'a, 'g> {
 fn string(text: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = text.as_bytes();
+    // Nearly every film's text needs no escape: one pass without branches (the compiler makes
+    // it a vector loop) decides, and the text is copied whole.
+    let plain = !bytes.iter().fold(false, |any, &byte| {
+        any | (byte < 0x20) | (byte == b'"') | (byte == b'\\')
+    });
+    if plain {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (at, &byte) in bytes.iter().enumerate() {
         let escape: &[u8] = match byte {
