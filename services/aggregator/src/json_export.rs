@@ -141,9 +141,9 @@ fn string(text: &str, out: &mut Vec<u8>) {
     let bytes = text.as_bytes();
     // Nearly every film's text needs no escape: one pass without branches (the compiler makes
     // it a vector loop) decides, and the text is copied whole.
-    let plain = !bytes.iter().fold(false, |any, &byte| {
-        any | (byte < 0x20) | (byte == b'"') | (byte == b'\\')
-    });
+    let plain = !bytes
+        .iter()
+        .fold(false, |any, &byte| any | (byte < 0x20) | (byte == b'"') | (byte == b'\\'));
     if plain {
         out.extend_from_slice(bytes);
         out.push(b'"');

@@ -386,8 +386,12 @@ impl CatalogueService for CatalogueApi {
         &self,
         request: Request<pb::ExportMoviesRequest>,
     ) -> Result<Response<pb::ExportMoviesResponse>, Status> {
-        let export = self.export_wire(request.into_inner()).await?;
-        let movies = EncodedMovies::new(export.chunks.concat().into()).decode()?;
+        let mut export = self.export_wire(request.into_inner()).await?;
+        let mut bytes = Vec::with_capacity(export.bytes);
+        while let Some(chunk) = export.chunks.recv().await {
+            bytes.extend_from_slice(&chunk.map_err(store_error)?);
+        }
+        let movies = EncodedMovies::new(bytes.into()).decode()?;
         Ok(Response::new(pb::ExportMoviesResponse { movies: movies.movies }))
     }
 
@@ -725,7 +729,7 @@ impl CatalogueApi {
     }
 
     /// ExportMovies: every film matching the request, the body of one message of the stored
-    /// wire form, read in one statement (one consistent snapshot).
+    /// wire form, from one consistent snapshot, arriving as it is read.
     pub(crate) async fn export_wire(
         &self,
         request: pb::ExportMoviesRequest,
@@ -737,16 +741,17 @@ impl CatalogueApi {
             after: None,
             limit: usize::MAX,
         };
-        let export = self.store.export_wire(&query, MAX_EXPORT_BYTES).await.map_err(store_error)?;
-        if export.over_limit {
-            let films = self.store.count(&query.filter).await.map_err(store_error)?;
-            return Err(Status::failed_precondition(format!(
-                "{films} films match, more than the {} MiB one message may carry; \
-                 read them with StreamMovies",
-                MAX_EXPORT_BYTES >> 20
-            )));
+        match self.store.export_wire(&query, MAX_EXPORT_BYTES).await.map_err(store_error)? {
+            Some(export) => Ok(export),
+            None => {
+                let films = self.store.count(&query.filter).await.map_err(store_error)?;
+                Err(Status::failed_precondition(format!(
+                    "{films} films match, more than the {} MiB one message may carry; \
+                     read them with StreamMovies",
+                    MAX_EXPORT_BYTES >> 20
+                )))
+            }
         }
-        Ok(export)
     }
 }
 

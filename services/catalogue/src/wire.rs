@@ -7,7 +7,7 @@
 //! routes these two methods itself, through tonic's own gRPC machinery with the same limits,
 //! and hands every other method to the generated server. On the wire nothing changes: both
 //! answers are `repeated Movie movies = 1`, byte for byte what the generated types encode.
-//! ExportMovies' one message is sent in the chunks the store read it in, never copied whole.
+//! ExportMovies' one message is sent in the chunks the store reads it in, as they are read.
 
 use std::{
     convert::Infallible,
@@ -22,6 +22,7 @@ use prost::{
     bytes::{Buf, BufMut, Bytes},
     encoding::{DecodeContext, WireType},
 };
+use tokio::sync::mpsc::UnboundedReceiver;
 use tonic::{
     Status, Streaming,
     body::Body,
@@ -35,7 +36,7 @@ use videostore_proto::codec::ProstCodec;
 use crate::{
     domain::{Movie, MovieFields, MovieId},
     grpc::{CatalogueApi, to_proto},
-    store::WireForm,
+    store::{StoreError, WireForm},
 };
 
 /// Each film as a `Movie` in field 1 of its message (tag, length, encoding).
@@ -167,9 +168,10 @@ impl ServerStreamingService<pb::StreamMoviesRequest> for StreamWire {
     }
 }
 
-/// ExportMovies, answered with the export's chunks as they were read: the message's 5-byte
+/// ExportMovies, answered with the export's chunks as they are read: the message's 5-byte
 /// header, then the chunks as the body's data (not copied into one buffer to be encoded), then
-/// the OK trailers. Errors before the answer are trailers-only, as tonic makes them.
+/// the trailers. Errors before the answer are trailers-only, as tonic makes them; a read that
+/// fails part-way ends the body with an INTERNAL status instead of the rest of the message.
 async fn export(
     api: &CatalogueApi,
     request: http::Request<Body>,
@@ -192,7 +194,7 @@ async fn export(
             header.extend_from_slice(&len.to_be_bytes());
             let body = OneMessage {
                 header: Some(Bytes::from(header)),
-                chunks: export.chunks.into_iter(),
+                chunks: export.chunks,
                 ended: false,
             };
             let mut response = http::Response::new(Body::new(body));
@@ -206,10 +208,10 @@ async fn export(
     }
 }
 
-/// A unary answer's body: one message in pieces, then `grpc-status: 0`.
+/// A unary answer's body: one message in pieces as they arrive, then its status.
 struct OneMessage {
     header: Option<Bytes>,
-    chunks: std::vec::IntoIter<Vec<u8>>,
+    chunks: UnboundedReceiver<Result<Vec<u8>, StoreError>>,
     ended: bool,
 }
 
@@ -219,20 +221,29 @@ impl http_body::Body for OneMessage {
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
-        let frame = if let Some(header) = self.header.take() {
-            http_body::Frame::data(header)
-        } else if let Some(chunk) = self.chunks.next() {
-            http_body::Frame::data(Bytes::from(chunk))
-        } else if !std::mem::replace(&mut self.ended, true) {
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-            http_body::Frame::trailers(trailers)
-        } else {
+        if self.ended {
             return Poll::Ready(None);
+        }
+        if let Some(header) = self.header.take() {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(header))));
+        }
+        let status = match std::task::ready!(self.chunks.poll_recv(cx)) {
+            Some(Ok(chunk)) => return Poll::Ready(Some(Ok(http_body::Frame::data(chunk.into())))),
+            None => Status::ok(""),
+            Some(Err(error)) => {
+                tracing::error!(%error, "an export broke off");
+                Status::internal("internal error")
+            }
         };
-        Poll::Ready(Some(Ok(frame)))
+        self.ended = true;
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from(status.code() as i32));
+        if status.code() != tonic::Code::Ok {
+            trailers.insert("grpc-message", http::HeaderValue::from_static("internal error"));
+        }
+        Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -310,6 +310,43 @@ async fn one_film_per_message_and_one_message_for_all_agree_with_the_listing() {
     store.stop().await;
 }
 
+/// ExportMovies sends its message's length before reading its films (a total kept by the
+/// database). If the films then disagree with it, the client gets INTERNAL, never a wrong
+/// message: too few bytes end the body early, and too many are never sent.
+#[tokio::test]
+async fn an_export_whose_films_disagree_with_its_length_fails_whole() {
+    let store = TestStore::start().await;
+    let mut client = store.catalogue_client().await.max_decoding_message_size(64 << 20);
+    assert_eq!(
+        client
+            .export_movies(pb::ExportMoviesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .movies
+            .len(),
+        600
+    );
+    let database = rusqlite::Connection::open(store.dir.path().join("catalogue.db")).unwrap();
+    for change in ["bytes + 1000", "bytes - 2000"] {
+        database.execute(&format!("UPDATE wire_bytes SET bytes = {change}"), []).unwrap();
+        let error = client.export_movies(pb::ExportMoviesRequest::default()).await.unwrap_err();
+        assert_eq!(error.code(), Code::Internal, "{change}: {error:?}");
+        assert_eq!(error.message(), "internal error", "{change}");
+    }
+    // A filtered export is sized by reading it, and listings never use the total.
+    let filtered = client
+        .export_movies(pb::ExportMoviesRequest {
+            filter: Some(MovieFilter { genre: "drama".into(), ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!filtered.movies.is_empty());
+    store.stop().await;
+}
+
 #[tokio::test]
 async fn lookup_answers_each_id_as_it_arrives() {
     let store = TestStore::start().await;

@@ -166,7 +166,7 @@ impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
         &self,
         query: &ListQuery,
         max_bytes: usize,
-    ) -> Result<WireExport, StoreError> {
+    ) -> Result<Option<WireExport>, StoreError> {
         self.inner.export_wire(query, max_bytes).await
     }
 

@@ -59,18 +59,16 @@ pub struct WirePage {
     pub last: Option<Cursor>,
 }
 
-/// A whole listing in wire form, for a one-message export: the films' stored encodings one
-/// after another, in chunks (so a big answer is neither regrown nor copied again to be sent).
-#[derive(Debug, Default)]
+/// A whole listing in wire form, for a one-message export, arriving while it is read: the
+/// films' stored encodings one after another, in chunks (so a big answer is neither regrown nor
+/// copied again to be sent, and the first bytes go out before the last film is read).
+#[derive(Debug)]
 pub struct WireExport {
-    /// The encodings in the order asked; a film may continue from one chunk into the next.
-    pub chunks: Vec<Vec<u8>>,
-    /// Films in the chunks.
-    pub films: usize,
-    /// Bytes in the chunks.
+    /// Bytes in all the chunks: the message's length, known before they arrive.
     pub bytes: usize,
-    /// Reading stopped because the next film would have taken the export past its limit.
-    pub over_limit: bool,
+    /// The encodings in the order asked; a film may continue from one chunk into the next. A
+    /// failure part-way is the last item.
+    pub chunks: tokio::sync::mpsc::UnboundedReceiver<Result<Vec<u8>, StoreError>>,
 }
 
 /// A write, as announced to those who watch the catalogue (after it committed, or when its
@@ -97,13 +95,13 @@ pub trait CatalogueStore: Send + Sync + 'static {
     async fn list(&self, query: &ListQuery) -> Result<Vec<Movie>, StoreError>;
     /// The same page as [`CatalogueStore::list`], as the films' stored wire form.
     async fn list_wire(&self, query: &ListQuery) -> Result<WirePage, StoreError>;
-    /// Every film matching `query` (its `after` and `limit` are ignored) in wire form, read in
-    /// one statement (one consistent snapshot), stopping before `max_bytes` would be passed.
+    /// Every film matching `query` (its `after` and `limit` are ignored) in wire form, its size
+    /// and its films from one consistent snapshot; `None` if it is more than `max_bytes`.
     async fn export_wire(
         &self,
         query: &ListQuery,
         max_bytes: usize,
-    ) -> Result<WireExport, StoreError>;
+    ) -> Result<Option<WireExport>, StoreError>;
     /// How many films match.
     async fn count(&self, filter: &Filter) -> Result<i64, StoreError>;
     /// Films sharing a genre with `movie`, best rated first.

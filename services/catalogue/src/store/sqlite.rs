@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
 use videostore_kit::sqlite::{
     Database, Migrations, is_unique_violation,
     rusqlite::{
@@ -25,6 +26,7 @@ const MIGRATIONS: Migrations = &[
     include_str!("../../migrations/sqlite/0001_movies.sql"),
     include_str!("../../migrations/sqlite/0002_related_index.sql"),
     include_str!("../../migrations/sqlite/0003_wire_form.sql"),
+    include_str!("../../migrations/sqlite/0004_wire_bytes.sql"),
 ];
 
 /// Films re-encoded per statement when the wire form changes.
@@ -220,6 +222,122 @@ impl Sql {
 /// The size of an export's chunks: big enough that each is one cheap allocation and one write,
 /// small in tests so that films straddle chunks.
 const EXPORT_CHUNK: usize = if cfg!(test) { 1000 } else { 1 << 20 };
+
+/// An export's read, on a reader connection: the size first, then the films in chunks.
+struct Exporter {
+    size: Option<oneshot::Sender<Result<Option<usize>, StoreError>>>,
+    chunks: mpsc::UnboundedSender<Result<Vec<u8>, StoreError>>,
+}
+
+impl Exporter {
+    fn run(
+        &mut self,
+        connection: &mut Connection,
+        sql: &Sql,
+        whole_table: bool,
+        max_bytes: usize,
+    ) -> Result<(), StoreError> {
+        // One transaction: the size and the films come from one snapshot.
+        let transaction = connection.transaction()?;
+        if !whole_table {
+            // Only the films can tell a filtered export's size: all are read before any is sent.
+            let (mut chunks, mut bytes) = (Vec::new(), 0);
+            let complete = read_chunks(&transaction, sql, |chunk| {
+                bytes += chunk.len();
+                chunks.push(chunk);
+                Ok(bytes <= max_bytes)
+            })?;
+            if !complete {
+                self.announce(None);
+                return Ok(());
+            }
+            self.announce(Some(bytes));
+            for chunk in chunks {
+                let _ = self.chunks.send(Ok(chunk));
+            }
+            return Ok(());
+        }
+        let bytes: i64 =
+            transaction.query_row("SELECT bytes FROM wire_bytes", [], |row| row.get(0))?;
+        let bytes = usize::try_from(bytes).context("a negative wire total")?;
+        if bytes > max_bytes {
+            self.announce(None);
+            return Ok(());
+        }
+        self.announce(Some(bytes));
+        let mut sent = 0;
+        let complete = read_chunks(&transaction, sql, |chunk| {
+            sent += chunk.len();
+            // The message's length is on its way: a film more than it counts must not follow.
+            if sent > bytes {
+                return Err(StoreError::Backend(anyhow::anyhow!(
+                    "the films' wire forms are more than their kept total of {bytes} bytes"
+                )));
+            }
+            Ok(self.chunks.send(Ok(chunk)).is_ok()) // Stop when the caller has gone.
+        })?;
+        if complete && sent != bytes {
+            return Err(StoreError::Backend(anyhow::anyhow!(
+                "the films' wire forms are {sent} bytes, not their kept total of {bytes}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn announce(&mut self, size: Option<usize>) {
+        if let Some(sender) = self.size.take() {
+            let _ = sender.send(Ok(size));
+        }
+    }
+
+    /// Tells the caller of a failure: instead of the size if it was not sent yet, else as the
+    /// chunks' last item.
+    fn fail(&mut self, error: StoreError) {
+        match self.size.take() {
+            Some(sender) => {
+                let _ = sender.send(Err(error));
+            }
+            None => {
+                let _ = self.chunks.send(Err(error));
+            }
+        }
+    }
+}
+
+/// The films of `sql` (selecting `wire, id`) in chunks of [`EXPORT_CHUNK`] filled to the brim (a
+/// film may continue in the next), each handed to `each`, which says whether to go on. Whether
+/// every film was read.
+fn read_chunks(
+    connection: &Connection,
+    sql: &Sql,
+    mut each: impl FnMut(Vec<u8>) -> Result<bool, StoreError>,
+) -> Result<bool, StoreError> {
+    let mut chunk = Vec::with_capacity(EXPORT_CHUNK);
+    let mut statement = connection.prepare_cached(&sql.text)?;
+    let mut rows = statement.query(rusqlite::params_from_iter(sql.params.iter()))?;
+    while let Some(row) = rows.next()? {
+        let ValueRef::Blob(mut wire) = row.get_ref(0)? else {
+            let id: i64 = row.get(1)?;
+            return Err(StoreError::Backend(anyhow::anyhow!("film {id} has no wire form")));
+        };
+        while !wire.is_empty() {
+            let room = EXPORT_CHUNK - chunk.len();
+            let (now, rest) = wire.split_at(room.min(wire.len()));
+            chunk.extend_from_slice(now);
+            wire = rest;
+            if chunk.len() == EXPORT_CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(EXPORT_CHUNK));
+                if !each(full)? {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    if !chunk.is_empty() && !each(chunk)? {
+        return Ok(false);
+    }
+    Ok(true)
+}
 
 /// How many rows a listing of at most `limit` is likely to yield, to size its answer up front:
 /// without a limit, the table's size (MAX(id) reads one b-tree edge, far less than regrowing
@@ -519,43 +637,34 @@ impl CatalogueStore for SqliteStore {
         &self,
         query: &ListQuery,
         max_bytes: usize,
-    ) -> Result<WireExport, StoreError> {
+    ) -> Result<Option<WireExport>, StoreError> {
         let query = ListQuery { after: None, limit: usize::MAX, ..query.clone() };
         let sql = Sql::listing("wire, id", &query);
-        self.read(move |connection| {
-            let mut export = WireExport::default();
-            let mut chunk = Vec::with_capacity(EXPORT_CHUNK);
-            let mut statement = connection.prepare_cached(&sql.text)?;
-            let mut rows = statement.query(rusqlite::params_from_iter(sql.params.iter()))?;
-            while let Some(row) = rows.next()? {
-                let ValueRef::Blob(mut wire) = row.get_ref(0)? else {
-                    let id: i64 = row.get(1)?;
-                    return Err(StoreError::Backend(anyhow::anyhow!("film {id} has no wire form")));
-                };
-                if export.bytes + wire.len() > max_bytes {
-                    export.over_limit = true;
-                    break;
+        let whole_table = query.filter == Filter::default();
+        let (size_sender, size) = oneshot::channel();
+        let (chunk_sender, chunks) = mpsc::unbounded_channel();
+        let reader = self.database.reader.clone();
+        // The read goes on after the size is known, while the films are being sent; it never
+        // waits for the client (the export is at most `max_bytes`), so a slow one cannot hold
+        // a connection.
+        tokio::spawn(async move {
+            let job = reader.run(move |connection| {
+                let mut exporter = Exporter { size: Some(size_sender), chunks: chunk_sender };
+                if let Err(error) = exporter.run(connection, &sql, whole_table, max_bytes) {
+                    exporter.fail(error);
                 }
-                export.films += 1;
-                export.bytes += wire.len();
-                // Chunks are filled to the brim: a film may continue in the next one.
-                while !wire.is_empty() {
-                    let room = EXPORT_CHUNK - chunk.len();
-                    let (now, rest) = wire.split_at(room.min(wire.len()));
-                    chunk.extend_from_slice(now);
-                    wire = rest;
-                    if chunk.len() == EXPORT_CHUNK {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(EXPORT_CHUNK));
-                        export.chunks.push(full);
-                    }
-                }
+            });
+            if let Err(error) = job.await {
+                // The senders are gone with the job: the caller hears of it from the channels.
+                tracing::error!(%error, "an export's read failed");
             }
-            if !chunk.is_empty() {
-                export.chunks.push(chunk);
-            }
-            Ok(export)
-        })
-        .await
+        });
+        match size.await {
+            Ok(Ok(Some(bytes))) => Ok(Some(WireExport { bytes, chunks })),
+            Ok(Ok(None)) => Ok(None),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(StoreError::Backend(anyhow::anyhow!("an export's read ended early"))),
+        }
     }
 
     async fn count(&self, filter: &Filter) -> Result<i64, StoreError> {
@@ -776,29 +885,36 @@ mod tests {
                     store.list(&query).await.unwrap().into_iter().map(to_proto).collect();
                 assert_eq!(wire_listing(&store, query.clone(), 7).await, expected, "{order:?}");
                 // The same films as one export, in chunks filled to the brim.
-                let export = store.export_wire(&query, usize::MAX).await.unwrap();
-                assert!(!export.over_limit);
-                let (last, full) = export.chunks.split_last().unwrap();
+                let (bytes, chunks) = exported(&store, &query, usize::MAX).await.unwrap();
+                let (last, full) = chunks.split_last().unwrap();
                 assert!(!full.is_empty() && full.iter().all(|chunk| chunk.len() == EXPORT_CHUNK));
                 assert!(!last.is_empty() && last.len() <= EXPORT_CHUNK);
-                let whole = export.chunks.concat();
-                assert_eq!(whole.len(), export.bytes);
+                let whole = chunks.concat();
+                assert_eq!(whole.len(), bytes);
                 let exported = pb::StreamMoviesResponse::decode(whole.as_slice()).unwrap().movies;
-                assert_eq!(exported.len(), export.films);
                 assert_eq!(exported, expected, "{order:?}");
             }
         }
-        // An export stops before its limit, with whole films only.
-        let query = everything(Order::Title, false);
-        let full = store.export_wire(&query, usize::MAX).await.unwrap();
-        let limited = store.export_wire(&query, full.bytes / 2).await.unwrap();
-        assert!(limited.over_limit && limited.bytes <= full.bytes / 2);
-        let whole = limited.chunks.concat();
-        let exported = pb::StreamMoviesResponse::decode(whole.as_slice()).unwrap().movies;
-        assert!(exported.len() == limited.films && limited.films < full.films);
+        assert_kept_total(&store).await;
+        // A filtered export (sized by reading it) and the limits of both kinds.
+        let dramas = ListQuery {
+            filter: Filter { genre: Some("Drama".into()), ..Filter::default() },
+            ..everything(Order::Year, true)
+        };
         let expected: Vec<_> =
-            store.list(&query).await.unwrap().into_iter().map(to_proto).collect();
-        assert_eq!(exported, expected[..limited.films]);
+            store.list(&dramas).await.unwrap().into_iter().map(to_proto).collect();
+        assert!(expected.len() > 10);
+        let (bytes, chunks) = exported(&store, &dramas, usize::MAX).await.unwrap();
+        let whole = chunks.concat();
+        assert_eq!(whole.len(), bytes);
+        let exported_dramas = pb::StreamMoviesResponse::decode(whole.as_slice()).unwrap().movies;
+        assert_eq!(exported_dramas, expected);
+        assert!(exported(&store, &dramas, bytes).await.is_some());
+        assert!(exported(&store, &dramas, bytes - 1).await.is_none());
+        let query = everything(Order::Title, false);
+        let (bytes, _) = exported(&store, &query, usize::MAX).await.unwrap();
+        assert!(exported(&store, &query, bytes).await.is_some());
+        assert!(exported(&store, &query, bytes - 1).await.is_none());
         let films = wire_listing(&store, everything(Order::Id, false), 1000).await;
         assert!(films.iter().any(|film| film.title == "Renamed by import"));
         assert!(films.iter().any(|film| film.id == created.id));
@@ -815,11 +931,43 @@ mod tests {
         let page = store.list_wire(&everything(Order::Id, false)).await.unwrap();
         let ids: Vec<u8> = films.iter().flat_map(|film| film.id.to_le_bytes()).collect();
         assert_eq!(page.bytes, ids);
+        assert_kept_total(&store).await;
         drop(store);
         let store = open(&path, WIRE_FORM).await;
         let query = everything(Order::Id, false);
         let expected: Vec<_> =
             store.list(&query).await.unwrap().into_iter().map(to_proto).collect();
         assert_eq!(wire_listing(&store, query, 1000).await, expected);
+        assert_kept_total(&store).await;
+    }
+
+    /// The export of `query`: its announced size and its chunks, or `None` if over `max`.
+    async fn exported(
+        store: &SqliteStore,
+        query: &ListQuery,
+        max: usize,
+    ) -> Option<(usize, Vec<Vec<u8>>)> {
+        let mut export = store.export_wire(query, max).await.unwrap()?;
+        let mut chunks = Vec::new();
+        while let Some(chunk) = export.chunks.recv().await {
+            chunks.push(chunk.unwrap());
+        }
+        Some((export.bytes, chunks))
+    }
+
+    /// The triggers' total of the wire forms is their sum.
+    async fn assert_kept_total(store: &SqliteStore) {
+        let (kept, sum): (i64, i64) = store
+            .read(|connection| {
+                Ok(connection.query_row(
+                    "SELECT bytes, (SELECT SUM(LENGTH(wire)) FROM movies) FROM wire_bytes",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert!(sum > 0);
+        assert_eq!(kept, sum);
     }
 }
