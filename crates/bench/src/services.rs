@@ -27,6 +27,9 @@ pub(crate) struct Memory {
     pub(crate) rss_kib: u64,
     /// Highest resident set so far, KiB (VmHWM).
     pub(crate) peak_rss_kib: u64,
+    /// Of the resident set now, the pages of mapped files, KiB (RssFile): chiefly the database,
+    /// which SQLite reads through a memory map; the kernel drops them under pressure.
+    pub(crate) file_kib: u64,
 }
 
 /// The services under test.
@@ -202,6 +205,7 @@ impl Running {
                 when,
                 rss_kib: status_kib(child.id(), "VmRSS:"),
                 peak_rss_kib: status_kib(child.id(), "VmHWM:"),
+                file_kib: status_kib(child.id(), "RssFile:"),
             })
             .collect())
     }
