@@ -7,7 +7,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::services::cpu_seconds;
+use crate::services::{cpu_seconds, minor_faults};
 use tonic::{Request, transport::Channel};
 use videostore_proto::catalogue::{self as pb, catalogue_service_client::CatalogueServiceClient};
 
@@ -29,6 +29,9 @@ pub(crate) struct BulkResult {
     /// REST; the ceiling for its rows) and by the client (this process).
     pub(crate) server_cpu_seconds: f64,
     pub(crate) client_cpu_seconds: f64,
+    /// Fresh pages the client was given per run (minor page faults): the memory an answer
+    /// makes it allocate.
+    pub(crate) client_page_faults: u64,
 }
 
 /// The old prototype's figures (REST/JSON, gRPC unary, gRPC stream one film per message), by N.
@@ -127,16 +130,84 @@ struct RestFilm {
     audience_rating: f32,
 }
 
+/// The export's JSON array, decoded film by film as it arrives (as the gRPC clients decode each
+/// message as it arrives), never held whole.
 async fn rest(http: &reqwest::Client, aggregator: &str) -> anyhow::Result<Received> {
-    let body = http
+    let mut response = http
         .get(format!("http://{aggregator}/api/movies/export?order=id"))
         .send()
         .await?
-        .error_for_status()?
-        .bytes()
-        .await?;
-    let films: Vec<RestFilm> = serde_json::from_slice(&body).context("decoding the JSON array")?;
-    Ok(Received { films: films.len(), bytes: body.len() as u64, messages: films.len() as u64 })
+        .error_for_status()?;
+    let mut received = Received { films: 0, bytes: 0, messages: 0 };
+    let mut array = JsonArray::default();
+    while let Some(chunk) = response.chunk().await? {
+        received.bytes += chunk.len() as u64;
+        array.push(&chunk, |_film: RestFilm| received.films += 1)?;
+    }
+    anyhow::ensure!(array.closed, "the JSON array was cut short");
+    received.messages = received.films as u64;
+    Ok(received)
+}
+
+/// A JSON array of objects read piece by piece: each element is decoded as soon as it is whole
+/// (objects end with their brace, so a piece never ends in what looks like a whole element).
+#[derive(Default)]
+struct JsonArray {
+    /// Bytes received and not yet decoded (at most one element and a piece).
+    pending: Vec<u8>,
+    opened: bool,
+    closed: bool,
+}
+
+impl JsonArray {
+    fn push<T: serde::de::DeserializeOwned>(
+        &mut self,
+        piece: &[u8],
+        mut element: impl FnMut(T),
+    ) -> anyhow::Result<()> {
+        self.pending.extend_from_slice(piece);
+        let mut at = 0;
+        let skip_space = |bytes: &[u8], mut at: usize| {
+            while bytes.get(at).is_some_and(|b| b.is_ascii_whitespace()) {
+                at += 1;
+            }
+            at
+        };
+        loop {
+            at = skip_space(&self.pending, at);
+            let Some(&next) = self.pending.get(at) else { break };
+            anyhow::ensure!(!self.closed, "bytes after the JSON array");
+            if !self.opened {
+                anyhow::ensure!(next == b'[', "not a JSON array");
+                self.opened = true;
+                at += 1;
+                continue;
+            }
+            if next == b']' {
+                self.closed = true;
+                at += 1;
+                continue;
+            }
+            if next == b',' {
+                at += 1;
+                continue;
+            }
+            let mut values =
+                serde_json::Deserializer::from_slice(&self.pending[at..]).into_iter::<T>();
+            match values.next() {
+                Some(Ok(value)) => {
+                    at += values.byte_offset();
+                    element(value);
+                }
+                // The element goes on in the next piece.
+                Some(Err(error)) if error.is_eof() => break,
+                Some(Err(error)) => return Err(error).context("decoding a film"),
+                None => break,
+            }
+        }
+        self.pending.drain(..at);
+        Ok(())
+    }
 }
 
 async fn unary(channel: Channel, measure_bytes: bool) -> anyhow::Result<Received> {
@@ -236,7 +307,35 @@ async fn grpc_web(http: &reqwest::Client, catalogue: &str) -> anyhow::Result<Rec
     Ok(received)
 }
 
-/// Every transport at `films` films, `runs` times each.
+/// The transports, in the order they take turns.
+const TRANSPORTS: &[&str] = &[
+    "REST/JSON (aggregator, streamed JSON array)",
+    "gRPC unary (ExportMovies, one message)",
+    "gRPC stream, one film per message (the old way)",
+    "gRPC stream, batches of 500 (StreamMovies default)",
+    "gRPC stream, batches of 5000 (the largest batch)",
+    "gRPC-Web stream, batches of 500 (as the browser gets it)",
+    "reference ceiling: stream from memory, one film per message",
+    "reference ceiling: stream from memory, batches of 5000",
+];
+
+/// One transport's runs so far.
+struct Runs {
+    transport: &'static str,
+    /// The serving processes' pids.
+    servers: Vec<u32>,
+    times: Vec<Duration>,
+    server_cpu: f64,
+    client_cpu: f64,
+    client_faults: u64,
+    /// What the untimed warm-up run received.
+    warm_up: Option<Received>,
+}
+
+/// Every transport (those containing `only`, if given) at `films` films, `runs` times each. The
+/// transports take turns, one run each per round after an untimed warm-up round, so that the
+/// machine's changes of speed (tens of percent here, from one minute to the next) fall on all of
+/// them alike instead of on whichever ran during a slow spell.
 pub(crate) async fn measure(
     films: usize,
     runs: usize,
@@ -257,59 +356,53 @@ pub(crate) async fn measure(
     let ceiling_channel = connect(ceiling).await?;
     let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
     let (catalogue_addr, aggregator_addr) = (catalogue.to_string(), aggregator.to_string());
-    let mut results = Vec::new();
-    for transport in [
-        "REST/JSON (aggregator, streamed JSON array)",
-        "gRPC unary (ExportMovies, one message)",
-        "gRPC stream, one film per message (the old way)",
-        "gRPC stream, batches of 500 (StreamMovies default)",
-        "gRPC stream, batches of 5000 (the largest batch)",
-        "gRPC-Web stream, batches of 500 (as the browser gets it)",
-        "reference ceiling: stream from memory, one film per message",
-        "reference ceiling: stream from memory, batches of 5000",
-    ] {
-        if only.is_some_and(|only| !transport.contains(only)) {
-            continue;
-        }
-        let servers: Vec<u32> = if transport.starts_with("reference") {
-            vec!["ceiling"]
-        } else if transport.starts_with("REST") {
-            vec!["catalogue", "aggregator"]
-        } else {
-            vec!["catalogue"]
-        }
-        .into_iter()
-        .filter_map(|name| running.pid(name))
-        .collect();
-        let server_cpu = || servers.iter().map(|&pid| cpu_seconds(pid)).sum::<f64>();
-        let client_cpu = || cpu_seconds(std::process::id());
-        // One untimed run first: it warms the caches and measures the bytes on the wire (which
-        // takes a walk over every film the timed runs leave out).
-        let mut measured = None;
-        let (mut server_before, mut client_before) = (0.0, 0.0);
-        let mut times = Vec::with_capacity(runs);
-        for run in 0..=runs {
-            let warm_up = run == 0;
-            if run == 1 {
-                (server_before, client_before) = (server_cpu(), client_cpu());
+    let mut all: Vec<Runs> = TRANSPORTS
+        .iter()
+        .filter(|transport| only.is_none_or(|only| transport.contains(only)))
+        .map(|&transport| Runs {
+            transport,
+            servers: if transport.starts_with("reference") {
+                vec!["ceiling"]
+            } else if transport.starts_with("REST") {
+                vec!["catalogue", "aggregator"]
+            } else {
+                vec!["catalogue"]
             }
+            .into_iter()
+            .filter_map(|name| running.pid(name))
+            .collect(),
+            times: Vec::with_capacity(runs),
+            server_cpu: 0.0,
+            client_cpu: 0.0,
+            client_faults: 0,
+            warm_up: None,
+        })
+        .collect();
+    let client_cpu = || cpu_seconds(std::process::id());
+    // Round 0 is the warm-up: it fills the caches and measures the bytes on the wire (which
+    // takes a walk over every film the timed runs leave out).
+    for round in 0..=runs {
+        let warm_up = round == 0;
+        for transport in &mut all {
+            let server_cpu = || transport.servers.iter().map(|&pid| cpu_seconds(pid)).sum::<f64>();
+            let (server_before, client_before) = (server_cpu(), client_cpu());
+            let faults_before = minor_faults(std::process::id());
+            let name = transport.transport;
             let started = Instant::now();
-            let received = match transport.split(' ').next() {
+            let received = match name.split(' ').next() {
                 Some("REST/JSON") => rest(&http, &aggregator_addr).await?,
                 Some("gRPC-Web") => grpc_web(&http, &catalogue_addr).await?,
-                Some("reference") if transport.contains("5000") => {
+                Some("reference") if name.contains("5000") => {
                     stream(ceiling_channel.clone(), 5000, Some(films), warm_up).await?
                 }
                 Some("reference") => {
                     stream(ceiling_channel.clone(), 1, Some(films), warm_up).await?
                 }
-                _ if transport.contains("unary") => {
-                    unary(catalogue_channel.clone(), warm_up).await?
-                }
-                _ if transport.contains("one film") => {
+                _ if name.contains("unary") => unary(catalogue_channel.clone(), warm_up).await?,
+                _ if name.contains("one film") => {
                     stream(catalogue_channel.clone(), 1, None, warm_up).await?
                 }
-                _ if transport.contains("5000") => {
+                _ if name.contains("5000") => {
                     stream(catalogue_channel.clone(), 5000, None, warm_up).await?
                 }
                 _ => stream(catalogue_channel.clone(), 0, None, warm_up).await?,
@@ -317,34 +410,43 @@ pub(crate) async fn measure(
             let elapsed = started.elapsed();
             anyhow::ensure!(
                 received.films == films,
-                "{transport}: {} films arrived, not {films}",
+                "{name}: {} films arrived, not {films}",
                 received.films
             );
             if warm_up {
-                measured = Some(received);
+                transport.warm_up = Some(received);
             } else {
-                times.push(elapsed);
+                transport.times.push(elapsed);
+                transport.server_cpu += server_cpu() - server_before;
+                transport.client_cpu += client_cpu() - client_before;
+                transport.client_faults += minor_faults(std::process::id()) - faults_before;
             }
         }
-        let server_cpu_seconds = (server_cpu() - server_before) / runs as f64;
-        let client_cpu_seconds = (client_cpu() - client_before) / runs as f64;
-        times.sort();
-        let received = measured.expect("the warm-up run");
-        let median = times[times.len() / 2];
+    }
+    let mut results = Vec::with_capacity(all.len());
+    for mut transport in all {
+        transport.times.sort();
+        let received = transport.warm_up.expect("the warm-up run");
+        let median = transport.times[transport.times.len() / 2];
+        let (server_cpu_seconds, client_cpu_seconds) =
+            (transport.server_cpu / runs as f64, transport.client_cpu / runs as f64);
+        let client_page_faults = transport.client_faults / runs as u64;
         eprintln!(
-            "bench:   {films} films, {transport}: {:.3} s (CPU per run: server {server_cpu_seconds:.2} s, client {client_cpu_seconds:.2} s)",
+            "bench:   {films} films, {}: {:.3} s (CPU per run: server {server_cpu_seconds:.2} s, client {client_cpu_seconds:.2} s; client page faults {client_page_faults})",
+            transport.transport,
             median.as_secs_f64()
         );
         results.push(BulkResult {
             films,
-            transport,
+            transport: transport.transport,
             seconds: median.as_secs_f64(),
-            best_seconds: times[0].as_secs_f64(),
+            best_seconds: transport.times[0].as_secs_f64(),
             runs,
             bytes: received.bytes,
             messages: received.messages,
             server_cpu_seconds,
             client_cpu_seconds,
+            client_page_faults,
         });
     }
     Ok(results)
@@ -369,5 +471,45 @@ pub(crate) async fn wait_for_total(channel: Channel, films: usize) -> anyhow::Re
         }
         anyhow::ensure!(Instant::now() < deadline, "the catalogue has {total} films, not {films}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, Deserialize, PartialEq)]
+    struct Item {
+        name: String,
+        n: i64,
+    }
+
+    fn decode(text: &str, piece: usize) -> anyhow::Result<(Vec<Item>, bool)> {
+        let mut array = JsonArray::default();
+        let mut items = Vec::new();
+        for part in text.as_bytes().chunks(piece) {
+            array.push(part, |item: Item| items.push(item))?;
+        }
+        Ok((items, array.closed))
+    }
+
+    /// Elements arrive whole whatever the pieces, brackets and commas inside strings included.
+    #[test]
+    fn a_json_array_decodes_element_by_element_across_any_pieces() {
+        let text = r#" [ {"name":"a, [b]","n":1},{"name":"q\"uo\\te}","n":-2} ,
+            {"n":3,"name":"é東"} ] "#;
+        let expected = vec![
+            Item { name: "a, [b]".into(), n: 1 },
+            Item { name: "q\"uo\\te}".into(), n: -2 },
+            Item { name: "é東".into(), n: 3 },
+        ];
+        for piece in 1..text.len() {
+            assert_eq!(decode(text, piece).unwrap(), (expected.clone(), true), "pieces of {piece}");
+        }
+        assert_eq!(decode("[]", 1).unwrap(), (vec![], true));
+        assert!(!decode(r#"[{"name":"a","n":1}"#, 3).unwrap().1, "not closed");
+        assert!(decode(r#"{"name":"a","n":1}"#, 3).is_err(), "not an array");
+        assert!(decode(r#"[{"name":1,"n":1}]"#, 3).is_err(), "a bad element");
+        assert!(decode("[] []", 2).is_err(), "bytes after the array");
     }
 }

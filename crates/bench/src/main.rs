@@ -58,7 +58,7 @@ enum Command {
         #[arg(long, default_value_t = 500_000)]
         films: usize,
         /// Runs per transport.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         runs: usize,
         /// Only the transports whose name contains this.
         #[arg(long)]
@@ -286,7 +286,7 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
 
     // Bulk delivery, over a catalogue of exactly N films.
     let (sizes, runs): (&[usize], usize) =
-        if quick { (&[20_000], 1) } else { (&[100_000, 500_000], 3) };
+        if quick { (&[20_000], 1) } else { (&[100_000, 500_000], 5) };
     let mut bulk_running = services::Running::start(&bin_dir, false).await?;
     let mut bulk = Vec::new();
     let mut bulk_memory = Vec::new();

@@ -100,6 +100,14 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0 // USER_HZ is 100 on Linux.
 }
 
+/// Minor page faults of process `pid` so far: each a fresh page of memory the kernel zeroed.
+pub(crate) fn minor_faults(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // minflt is the 10th field, the 8th after the command name.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name.split_whitespace().nth(7).and_then(|f| f.parse().ok()).unwrap_or(0)
+}
+
 /// Resident memory of process `pid` now, KiB.
 pub(crate) fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS:")
