@@ -306,14 +306,16 @@ fn targets(out: &mut String, results: &Results) {
         .any(|(v, limit)| v.is_some_and(|v| v > *limit))
     {
         bounds.push(
-            "bulk delivery is bound by the client: decoding 500,000 films costs a Rust client \
-             0.25-0.4 s of CPU whatever the transport, the ceiling streaming from memory \
-             included (see the CPU columns), and the catalogue's read 0.2-0.3 s beside it on \
-             the other core; a unary answer cannot be decoded before it is whole, so the \
-             client's decode follows the whole transfer instead of overlapping it; REST/JSON \
-             runs three processes on two cores (the catalogue reading, the aggregator writing \
-             JSON from the protobuf bytes, the client parsing 150 MB of JSON, about half the \
-             CPU of the three)",
+            "bulk delivery is bound by the client and by this machine's speed, which drifts \
+             by up to 1.7x from minute to minute (the × ceiling column compares each figure \
+             with the same films streamed from memory in the same rounds): decoding 500,000 \
+             films costs a Rust client 0.25-0.45 s of CPU whatever the transport, the ceiling's \
+             client included, beside the catalogue's 0.2-0.3 s on the other core; a unary \
+             answer is held whole, so the client decodes only after the last byte and keeps \
+             every film at once (some 300 MB of fresh heap: 0.45-0.75 s of client CPU against \
+             0.3 s for a stream that frees each batch before the next); REST/JSON runs three \
+             processes on two cores (the catalogue reading, the aggregator writing JSON from \
+             the protobuf bytes, the client parsing 150 MB of JSON)",
         );
     }
     if ten_k.is_some_and(|f| f.p99_us > 100_000) {
