@@ -312,8 +312,10 @@ fn targets(out: &mut String, results: &Results) {
              films costs a Rust client 0.25-0.45 s of CPU whatever the transport, the ceiling's \
              client included, beside the catalogue's 0.2-0.3 s on the other core; a unary \
              answer is held whole, so the client decodes only after the last byte and keeps \
-             every film at once (some 300 MB of fresh heap: 0.45-0.75 s of client CPU against \
-             0.3 s for a stream that frees each batch before the next); REST/JSON runs three \
+             every film at once, in memory its allocator gave back to the system since the last \
+             answer and must fault in again (0.45-0.75 s of client CPU against 0.3 s for a \
+             stream that reuses one batch's memory; with MIMALLOC_PURGE_DELAY=-1 the same \
+             export took 0.50 s with 11 page faults instead of ~6,300); REST/JSON runs three \
              processes on two cores (the catalogue reading, the aggregator writing JSON from \
              the protobuf bytes, the client parsing 150 MB of JSON)",
         );
