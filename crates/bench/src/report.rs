@@ -307,17 +307,15 @@ fn targets(out: &mut String, results: &Results) {
     {
         bounds.push(
             "bulk delivery is bound by the client and by this machine's speed, which drifts \
-             by up to 1.7x from minute to minute (the × ceiling column compares each figure \
-             with the same films streamed from memory in the same rounds): decoding 500,000 \
-             films costs a Rust client 0.25-0.45 s of CPU whatever the transport, the ceiling's \
-             client included, beside the catalogue's 0.2-0.3 s on the other core; a unary \
-             answer is held whole, so the client decodes only after the last byte and keeps \
-             every film at once, in memory its allocator gave back to the system since the last \
-             answer and must fault in again (0.45-0.75 s of client CPU against 0.3 s for a \
-             stream that reuses one batch's memory; with MIMALLOC_PURGE_DELAY=-1 the same \
-             export took 0.50 s with 11 page faults instead of ~6,300); REST/JSON runs three \
-             processes on two cores (the catalogue reading, the aggregator writing JSON from \
-             the protobuf bytes, the client parsing 150 MB of JSON)",
+             by tens of percent from minute to minute (the × ceiling column compares each \
+             figure with the same films streamed from memory in the same rounds): decoding the \
+             films costs a Rust client as much CPU as serving them costs the catalogue, \
+             whatever the transport (see the CPU columns); a unary answer is held whole, so the \
+             client decodes only after the last byte and keeps every film at once, in memory \
+             its allocator gave back to the system since the last answer and must fault in \
+             again (see the page-fault column), where a stream reuses one batch's memory; \
+             REST/JSON runs three processes on two cores (the catalogue reading, the \
+             aggregator writing JSON from the protobuf bytes, the client parsing the JSON)",
         );
     }
     if ten_k.is_some_and(|f| f.p99_us > 100_000) {

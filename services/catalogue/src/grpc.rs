@@ -84,7 +84,7 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-fn store_error(error: StoreError) -> Status {
+pub(crate) fn store_error(error: StoreError) -> Status {
     ServiceError::from(error).into()
 }
 

@@ -44,7 +44,8 @@ impl Application {
         let store = Arc::new(CachedStore::new(store, changes.clone()));
         let api = CatalogueApi::new(store, keys, shutdown.clone(), changes);
         let standard = StandardServices::new(&["videostore.catalogue.v1.CatalogueService"]).await?;
-        // Only ExportMovies answers can be this big; it checks its own limit first.
+        // Only ExportMovies answers can be this big (from the generated server, which is used
+        // only when the wire routes are not mounted); it checks its own limit first.
         let routes = standard.routes().add_service(CatalogueRoutes::new(
             api,
             MAX_MESSAGE_BYTES,

@@ -4,10 +4,11 @@
 //! and ExportMovies answers are those bytes copied into messages, instead of every film being
 //! read column by column, rebuilt and encoded again (which was most of a bulk read's cost).
 //! The generated server would only accept the generated message types, so [`CatalogueRoutes`]
-//! routes these two methods itself, through tonic's own gRPC machinery with the same limits,
-//! and hands every other method to the generated server. On the wire nothing changes: both
-//! answers are `repeated Movie movies = 1`, byte for byte what the generated types encode.
-//! ExportMovies' one message is sent in the chunks the store reads it in, as they are read.
+//! routes these two methods itself and hands every other method to the generated server:
+//! StreamMovies through tonic's own gRPC machinery with the same limits; ExportMovies as a
+//! response built here, its one message sent in the chunks the store reads it in, as they are
+//! read (limited by `MAX_EXPORT_BYTES` before anything is sent). On the wire nothing changes:
+//! both answers are `repeated Movie movies = 1`, byte for byte what the generated types encode.
 
 use std::{
     convert::Infallible,
@@ -35,7 +36,7 @@ use videostore_proto::codec::ProstCodec;
 
 use crate::{
     domain::{Movie, MovieFields, MovieId},
-    grpc::{CatalogueApi, to_proto},
+    grpc::{CatalogueApi, store_error, to_proto},
     store::{StoreError, WireForm},
 };
 
@@ -170,8 +171,10 @@ impl ServerStreamingService<pb::StreamMoviesRequest> for StreamWire {
 
 /// ExportMovies, answered with the export's chunks as they are read: the message's 5-byte
 /// header, then the chunks as the body's data (not copied into one buffer to be encoded), then
-/// the trailers. Errors before the answer are trailers-only, as tonic makes them; a read that
-/// fails part-way ends the body with an INTERNAL status instead of the rest of the message.
+/// the trailers. Errors before the answer are trailers-only, as tonic makes them. A read that
+/// fails part-way aborts the body (a reset stream over HTTP/2, a cut connection over HTTP/1.1):
+/// trailers after half a message would be read as message bytes over gRPC-Web, and a client
+/// must never take a cut-short message for a whole one.
 async fn export(
     api: &CatalogueApi,
     request: http::Request<Body>,
@@ -194,6 +197,7 @@ async fn export(
             header.extend_from_slice(&len.to_be_bytes());
             let body = OneMessage {
                 header: Some(Bytes::from(header)),
+                owed: export.bytes,
                 chunks: export.chunks,
                 ended: false,
             };
@@ -211,6 +215,8 @@ async fn export(
 /// A unary answer's body: one message in pieces as they arrive, then its status.
 struct OneMessage {
     header: Option<Bytes>,
+    /// Bytes of the message not sent yet.
+    owed: usize,
     chunks: UnboundedReceiver<Result<Vec<u8>, StoreError>>,
     ended: bool,
 }
@@ -230,17 +236,27 @@ impl http_body::Body for OneMessage {
             return Poll::Ready(Some(Ok(http_body::Frame::data(header))));
         }
         let status = match std::task::ready!(self.chunks.poll_recv(cx)) {
-            Some(Ok(chunk)) => return Poll::Ready(Some(Ok(http_body::Frame::data(chunk.into())))),
-            None => Status::ok(""),
-            Some(Err(error)) => {
-                tracing::error!(%error, "an export broke off");
-                Status::internal("internal error")
+            Some(Ok(chunk)) => {
+                // The store never sends more than it announced (it fails instead).
+                self.owed = self.owed.saturating_sub(chunk.len());
+                return Poll::Ready(Some(Ok(http_body::Frame::data(chunk.into()))));
             }
+            None if self.owed == 0 => Status::ok(""),
+            None => store_error(StoreError::Backend(anyhow::anyhow!(
+                "an export's read ended {} bytes short of its announced length",
+                self.owed
+            ))),
+            Some(Err(error)) => store_error(error),
         };
         self.ended = true;
+        if self.owed > 0 {
+            // Half a message: abort rather than let trailers follow it.
+            return Poll::Ready(Some(Err(status)));
+        }
         let mut trailers = http::HeaderMap::new();
         trailers.insert("grpc-status", http::HeaderValue::from(status.code() as i32));
         if status.code() != tonic::Code::Ok {
+            // `store_error`'s message for every internal cause; it needs no percent-encoding.
             trailers.insert("grpc-message", http::HeaderValue::from_static("internal error"));
         }
         Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))

@@ -55,13 +55,15 @@ pub struct WirePage {
     pub bytes: Vec<u8>,
     /// Where each film's encoding ends in `bytes`.
     pub ends: Vec<usize>,
-    /// The cursor just after the page's last film (`None` for an empty page).
+    /// The cursor just after the page's last film (`None` for an empty page). In id order only
+    /// its id is read (the rest is left empty): it is a cursor for that order only.
     pub last: Option<Cursor>,
 }
 
-/// A whole listing in wire form, for a one-message export, arriving while it is read: the
-/// films' stored encodings one after another, in chunks (so a big answer is neither regrown nor
-/// copied again to be sent, and the first bytes go out before the last film is read).
+/// A whole listing in wire form, for a one-message export: the films' stored encodings one after
+/// another, in chunks (so a big answer is neither regrown nor copied again to be sent). An
+/// export of the whole catalogue arrives while it is read; a filtered one is read whole first,
+/// since only its films can tell its size.
 #[derive(Debug)]
 pub struct WireExport {
     /// Bytes in all the chunks: the message's length, known before they arrive.

@@ -245,10 +245,13 @@ impl Exporter {
             let complete = read_chunks(&transaction, sql, |chunk| {
                 bytes += chunk.len();
                 chunks.push(chunk);
-                Ok(bytes <= max_bytes)
+                // Stop at the limit, or when the caller has gone.
+                Ok(bytes <= max_bytes && !self.chunks.is_closed())
             })?;
             if !complete {
-                self.announce(None);
+                if bytes > max_bytes {
+                    self.announce(None);
+                }
                 return Ok(());
             }
             self.announce(Some(bytes));
@@ -643,6 +646,8 @@ impl CatalogueStore for SqliteStore {
         let whole_table = query.filter == Filter::default();
         let (size_sender, size) = oneshot::channel();
         let (chunk_sender, chunks) = mpsc::unbounded_channel();
+        let (failure_sender, failure) = oneshot::channel();
+        let failures = chunk_sender.clone();
         let reader = self.database.reader.clone();
         // The read goes on after the size is known, while the films are being sent; it never
         // waits for the client (the export is at most `max_bytes`), so a slow one cannot hold
@@ -655,15 +660,22 @@ impl CatalogueStore for SqliteStore {
                 }
             });
             if let Err(error) = job.await {
-                // The senders are gone with the job: the caller hears of it from the channels.
-                tracing::error!(%error, "an export's read failed");
+                // The job and its senders are gone (it panicked, or the pool is closed): the
+                // caller hears why here, whether it still waits for the size or reads chunks.
+                if let Err(error) = failure_sender.send(error) {
+                    let _ = failures.send(Err(StoreError::Backend(error)));
+                }
             }
         });
         match size.await {
             Ok(Ok(Some(bytes))) => Ok(Some(WireExport { bytes, chunks })),
             Ok(Ok(None)) => Ok(None),
             Ok(Err(error)) => Err(error),
-            Err(_) => Err(StoreError::Backend(anyhow::anyhow!("an export's read ended early"))),
+            Err(_) => Err(StoreError::Backend(
+                failure
+                    .await
+                    .unwrap_or_else(|_| anyhow::anyhow!("an export's read ended without a word")),
+            )),
         }
     }
 
