@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+
 use crate::rest::rating_label;
 
 /// The catalogue sent something that is not a `StreamMoviesResponse`.
@@ -36,10 +38,10 @@ pub(crate) fn films_to_json(
     while !reader.0.is_empty() {
         let (field, wire_type) = reader.key()?;
         if field != 1 {
-            reader.skip(wire_type)?;
+            reader.skip(field, wire_type)?;
             continue;
         }
-        expect(wire_type, LEN)?;
+        expect(wire_type, WireType::LengthDelimited)?;
         let film = Film::read(reader.bytes()?, &mut genres)?;
         out.push(if std::mem::take(first) { b'[' } else { b',' });
         film.write(out);
@@ -47,11 +49,6 @@ pub(crate) fn films_to_json(
     }
     Ok(films)
 }
-
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
-const FIXED32: u8 = 5;
 
 /// The fields of a `Movie` the JSON shows, borrowed from the message.
 #[derive(Default)]
@@ -87,10 +84,10 @@ impl<'a, 'g> Film<'a, 'g> {
                 7 => film.rating = reader.varint_field(wire_type)? as i32,
                 8 => film.synopsis = reader.text_field(wire_type)?,
                 9 => {
-                    expect(wire_type, FIXED32)?;
+                    expect(wire_type, WireType::ThirtyTwoBit)?;
                     film.audience_rating = f32::from_le_bytes(reader.take()?);
                 }
-                _ => reader.skip(wire_type)?,
+                _ => reader.skip(field, wire_type)?,
             }
         }
         film.genres = genres;
@@ -178,33 +175,20 @@ fn string(text: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-fn expect(wire_type: u8, expected: u8) -> Result<(), Malformed> {
+fn expect(wire_type: WireType, expected: WireType) -> Result<(), Malformed> {
     if wire_type == expected { Ok(()) } else { Err(Malformed("a field has the wrong wire type")) }
 }
 
-/// Protobuf's wire format, read from a slice.
+/// Protobuf's wire format, read from a slice with prost's own decoding of its parts.
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, Malformed> {
-        let mut value = 0u64;
-        for (index, &byte) in self.0.iter().enumerate().take(10) {
-            value |= u64::from(byte & 0x7f) << (7 * index);
-            if byte < 0x80 {
-                self.0 = &self.0[index + 1..];
-                return Ok(value);
-            }
-        }
-        Err(Malformed("a varint is cut short or too long"))
+        decode_varint(&mut self.0).map_err(|_| Malformed("a varint is cut short or too long"))
     }
 
-    fn key(&mut self) -> Result<(u32, u8), Malformed> {
-        let key = self.varint()?;
-        let field = u32::try_from(key >> 3).map_err(|_| Malformed("a field number is too big"))?;
-        if field == 0 {
-            return Err(Malformed("field number 0"));
-        }
-        Ok((field, (key & 7) as u8))
+    fn key(&mut self) -> Result<(u32, WireType), Malformed> {
+        decode_key(&mut self.0).map_err(|_| Malformed("a field key is invalid"))
     }
 
     fn take<const N: usize>(&mut self) -> Result<[u8; N], Malformed> {
@@ -227,24 +211,19 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn varint_field(&mut self, wire_type: u8) -> Result<u64, Malformed> {
-        expect(wire_type, VARINT)?;
+    fn varint_field(&mut self, wire_type: WireType) -> Result<u64, Malformed> {
+        expect(wire_type, WireType::Varint)?;
         self.varint()
     }
 
-    fn text_field(&mut self, wire_type: u8) -> Result<&'a str, Malformed> {
-        expect(wire_type, LEN)?;
+    fn text_field(&mut self, wire_type: WireType) -> Result<&'a str, Malformed> {
+        expect(wire_type, WireType::LengthDelimited)?;
         std::str::from_utf8(self.bytes()?).map_err(|_| Malformed("a string is not UTF-8"))
     }
 
-    fn skip(&mut self, wire_type: u8) -> Result<(), Malformed> {
-        match wire_type {
-            VARINT => self.varint().map(drop),
-            FIXED64 => self.take::<8>().map(drop),
-            LEN => self.bytes().map(drop),
-            FIXED32 => self.take::<4>().map(drop),
-            _ => Err(Malformed("groups and unknown wire types are not used")),
-        }
+    fn skip(&mut self, field: u32, wire_type: WireType) -> Result<(), Malformed> {
+        skip_field(wire_type, field, &mut self.0, DecodeContext::default())
+            .map_err(|_| Malformed("an unknown field does not decode"))
     }
 }
 
