@@ -87,7 +87,7 @@ pub(crate) fn markdown(results: &Results) -> String {
     let _ = writeln!(out, "## Bulk delivery: the old comparison, redone\n");
     let _ = writeln!(
         out,
-        "N films from the catalogue's database (SQLite) to a Rust client, timed from the request to the last film decoded; median of {} run(s) after one untimed warm-up run, the transports taking turns run by run (so that a slow spell of the machine falls on all of them alike). × ceiling is the time over the reference ceiling's (the same films streamed from memory in batches of 5000 by a bare tonic server, in the same rounds): what this machine could do at the time. CPU is seconds per run, of the serving processes (catalogue; plus the aggregator for REST; the ceiling for its rows) and of the client; page faults are the client's, per run. The REST client decodes the JSON array element by element as it arrives, as the gRPC clients decode each message as it arrives. The old figures are the prototype's (Python gateway, timed by hand in Postman).\n",
+        "N films from the catalogue's database (SQLite) to a Rust client, timed from the request to the last film decoded; median of {} run(s) after one untimed warm-up run, the transports taking turns run by run (so that a slow spell of the machine falls on all of them alike). × ceiling is the time over the reference ceiling's (the same films streamed from memory in batches of 5000 by a bare tonic server, in the same rounds): what this machine could do at the time. CPU is seconds per run, of the serving processes (catalogue; plus the aggregator for REST; the ceiling for its rows) and of the client; page faults are the client's, per run. The REST client decodes the JSON array element by element as it arrives, as the gRPC clients decode each message as it arrives. The client's allocator (mimalloc) gives memory it frees back to the system lazily (`MADV_FREE`, jemalloc's default), not at once (mimalloc's default, `MADV_DONTNEED`), so that a unary answer's 300 MB is not faulted and zeroed afresh on every call; `MIMALLOC_PURGE_DECOMMITS=1` measures with mimalloc's default. The old figures are the prototype's (Python gateway, timed by hand in Postman).\n",
         results.bulk.first().map_or(0, |b| b.runs)
     );
     let _ = writeln!(
@@ -311,9 +311,8 @@ fn targets(out: &mut String, results: &Results) {
              figure with the same films streamed from memory in the same rounds): decoding the \
              films costs a Rust client as much CPU as serving them costs the catalogue, \
              whatever the transport (see the CPU columns); a unary answer is held whole, so the \
-             client decodes only after the last byte and keeps every film at once, in memory \
-             its allocator gave back to the system since the last answer and must fault in \
-             again (see the page-fault column), where a stream reuses one batch's memory; \
+             client decodes only after the last byte and keeps every film at once (see the \
+             page-fault column), where a stream reuses one batch's memory; \
              REST/JSON runs three processes on two cores (the catalogue reading, the \
              aggregator writing JSON from the protobuf bytes, the client parsing the JSON)",
         );

@@ -144,6 +144,7 @@ impl Running {
         let secret = "bench-secret-bench-secret-bench-secret-0123456789";
         let spawn = |name: &'static str| -> anyhow::Result<(&'static str, Child)> {
             let child = Command::new(bin_dir.join(name))
+                .env_remove(crate::PURGE_POLICY)
                 .env("VIDEOSTORE_DATA_DIR", data.path())
                 .env("VIDEOSTORE_TOKEN_SECRET", secret)
                 .env("CATALOGUE_LISTEN_ADDR", catalogue.to_string())
@@ -185,6 +186,7 @@ impl Running {
         let film_path = data.path().join("ceiling-film.pb");
         std::fs::write(&film_path, prost::Message::encode_to_vec(&film))?;
         let child = Command::new(bin_dir.join("bench"))
+            .env_remove(crate::PURGE_POLICY)
             .args(["ceiling", "--listen", &ceiling.to_string(), "--film"])
             .arg(&film_path)
             .spawn()?;
