@@ -153,16 +153,17 @@ struct Results {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The environment variable that sets mimalloc's purge policy (mimalloc reads it at start).
-pub(crate) const PURGE_POLICY: &str = "MIMALLOC_PURGE_DECOMMITS";
+const PURGE_POLICY: &str = "MIMALLOC_PURGE_DECOMMITS";
 
-/// The load generator gives memory it frees back to the kernel lazily (`MADV_FREE`, as jemalloc
-/// does by default) instead of at once (`MADV_DONTNEED`, mimalloc's default). A client that decodes
-/// the 105 MB unary answer into 500,000 films frees about 300 MB afterwards; given back at once,
-/// the next such call faults and zeroes it all afresh, which on this machine cost the client
-/// 0.3 s of CPU per call (0.64 vs 0.35 s): a cost of the load generator's allocator, not of the
-/// store. mimalloc takes the policy from its environment only, so the bench starts itself again
-/// with it set, unless it is set already (`MIMALLOC_PURGE_DECOMMITS=1` measures with mimalloc's
-/// default). Services and the ceiling server are started without it and keep mimalloc's default.
+/// The load generator gives memory it frees back to the kernel lazily (`MADV_FREE`: the pages stay
+/// mapped until the kernel needs them) instead of at once (`MADV_DONTNEED`, mimalloc's default: the
+/// next use of a page faults and zeroes it). A client that decodes the 105 MB unary answer into
+/// 500,000 films frees about 300 MB afterwards; given back at once, the next such call faults and
+/// zeroes it all afresh, which on this machine cost the client 0.3 s of CPU per call (0.64 vs 0.35
+/// s): a cost of the load generator's allocator, not of the store. mimalloc takes the policy from
+/// its environment only, so the bench starts itself again with it set, unless it is set already
+/// (`MIMALLOC_PURGE_DECOMMITS=1` measures with mimalloc's default). Services and the ceiling server
+/// are started without any `MIMALLOC_*` setting.
 fn free_memory_lazily() -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     if std::env::var_os(PURGE_POLICY).is_some() {

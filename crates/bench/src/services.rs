@@ -143,8 +143,7 @@ impl Running {
             (free_port()?, free_port()?, free_port()?, free_port()?);
         let secret = "bench-secret-bench-secret-bench-secret-0123456789";
         let spawn = |name: &'static str| -> anyhow::Result<(&'static str, Child)> {
-            let child = Command::new(bin_dir.join(name))
-                .env_remove(crate::PURGE_POLICY)
+            let child = server_command(bin_dir.join(name))
                 .env("VIDEOSTORE_DATA_DIR", data.path())
                 .env("VIDEOSTORE_TOKEN_SECRET", secret)
                 .env("CATALOGUE_LISTEN_ADDR", catalogue.to_string())
@@ -185,8 +184,7 @@ impl Running {
         };
         let film_path = data.path().join("ceiling-film.pb");
         std::fs::write(&film_path, prost::Message::encode_to_vec(&film))?;
-        let child = Command::new(bin_dir.join("bench"))
-            .env_remove(crate::PURGE_POLICY)
+        let child = server_command(bin_dir.join("bench"))
             .args(["ceiling", "--listen", &ceiling.to_string(), "--film"])
             .arg(&film_path)
             .spawn()?;
@@ -244,4 +242,16 @@ impl Drop for Running {
             let _ = child.wait();
         }
     }
+}
+
+/// A server process of the bench (a service or the ceiling): without the load generator's
+/// allocator settings (`MIMALLOC_*`), so that servers run with their own allocator's defaults.
+fn server_command(program: std::path::PathBuf) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("MIMALLOC_") {
+            command.env_remove(name);
+        }
+    }
+    command
 }
