@@ -230,9 +230,8 @@ impl Cli {
 }
 
 async fn channel(address: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(address.to_owned())
+    videostore_proto::client::endpoint(address)
         .with_context(|| format!("invalid address {address:?}"))?
-        .connect_timeout(Duration::from_secs(3))
         .connect()
         .await
         .with_context(|| format!("cannot reach {address}"))

@@ -48,6 +48,12 @@ impl Service {
         format!("http://{}", self.addr)
     }
 
+    /// Starts a graceful shutdown without waiting for it (a test then watches its streams end);
+    /// [`Service::stop`] still waits for the end.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Graceful shutdown: waits until the server has stopped.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -264,7 +270,11 @@ impl TestStore {
 
     /// A channel to an address.
     pub async fn channel(addr: SocketAddr) -> Channel {
-        Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connects")
+        videostore_proto::client::endpoint(&format!("http://{addr}"))
+            .expect("a valid address")
+            .connect()
+            .await
+            .expect("connects")
     }
 
     /// A catalogue client.
