@@ -241,6 +241,39 @@ async fn stream_movies_delivers_every_match_in_batches() {
 }
 
 #[tokio::test]
+async fn a_stream_cut_short_by_shutdown_ends_unavailable_never_ok() {
+    let store = TestStore::start().await;
+    // A slow reader: a 1 KiB flow-control window holds the server a few films ahead of it.
+    let channel = videostore_proto::client::endpoint(&store.catalogue.url())
+        .unwrap()
+        .initial_stream_window_size(1024)
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = pb::catalogue_service_client::CatalogueServiceClient::new(channel)
+        .stream_movies(pb::StreamMoviesRequest { batch_size: 1, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    stream.next().await.unwrap().unwrap();
+    store.catalogue.begin_shutdown();
+    // The films already on their way arrive; then the stream says the catalogue is going away
+    // (so a client retries elsewhere), instead of ending as if the catalogue had no more films.
+    let mut films = 1;
+    let end = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), stream.next()).await {
+            Ok(Some(Ok(_))) => films += 1,
+            Ok(Some(Err(status))) => break status,
+            Ok(None) => panic!("the stream ended OK after {films} of 600 films at shutdown"),
+            Err(_) => panic!("the stream neither went on nor ended after shutdown"),
+        }
+    };
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    assert!(films < 600, "{films} films");
+    store.stop().await;
+}
+
+#[tokio::test]
 async fn one_film_per_message_and_one_message_for_all_agree_with_the_listing() {
     let store = TestStore::start().await;
     let mut client = store.catalogue_client().await.max_decoding_message_size(64 << 20);
