@@ -230,8 +230,9 @@ impl Cli {
 }
 
 async fn channel(address: &str) -> anyhow::Result<Channel> {
-    videostore_proto::client::endpoint(address)
+    Channel::from_shared(address.to_owned())
         .with_context(|| format!("invalid address {address:?}"))?
+        .connect_timeout(Duration::from_secs(3))
         .connect()
         .await
         .with_context(|| format!("cannot reach {address}"))

@@ -348,7 +348,8 @@ pub(crate) async fn measure(
 ) -> anyhow::Result<Vec<BulkResult>> {
     let (catalogue, aggregator, ceiling) = (running.catalogue, running.aggregator, running.ceiling);
     let connect = |addr: std::net::SocketAddr| async move {
-        videostore_proto::client::endpoint(&format!("http://{addr}"))?
+        Channel::from_shared(format!("http://{addr}"))?
+            .tcp_nodelay(true)
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(8 << 20))
             .connect()

@@ -13,7 +13,7 @@ use std::{
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::Notify;
-use tonic::Request;
+use tonic::{Request, transport::Channel};
 use videostore_proto::stock::{self, stock_service_client::StockServiceClient};
 
 /// Subscribers per HTTP/2 connection (servers commonly allow 100 concurrent streams).
@@ -69,7 +69,10 @@ pub(crate) async fn measure(
     let mut channels = Vec::with_capacity(connections);
     for _ in 0..connections {
         channels.push(
-            videostore_proto::client::endpoint(&format!("http://{stock_addr}"))?.connect().await?,
+            Channel::from_shared(format!("http://{stock_addr}"))?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
         );
     }
     let mut stock_client = StockServiceClient::new(channels[0].clone());

@@ -244,8 +244,9 @@ async fn main() -> anyhow::Result<()> {
 async fn channels(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<Channel>> {
     let mut channels = Vec::with_capacity(count);
     for _ in 0..count {
-        channels
-            .push(videostore_proto::client::endpoint(&format!("http://{addr}"))?.connect().await?);
+        channels.push(
+            Channel::from_shared(format!("http://{addr}"))?.tcp_nodelay(true).connect().await?,
+        );
     }
     Ok(channels)
 }

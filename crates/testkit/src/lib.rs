@@ -270,11 +270,7 @@ impl TestStore {
 
     /// A channel to an address.
     pub async fn channel(addr: SocketAddr) -> Channel {
-        videostore_proto::client::endpoint(&format!("http://{addr}"))
-            .expect("a valid address")
-            .connect()
-            .await
-            .expect("connects")
+        Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connects")
     }
 
     /// A catalogue client.

@@ -150,8 +150,6 @@ pub async fn serve(
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        // Big frames for the clients' bulk writes (ImportMovies), as the clients accept them.
-        .max_frame_size(Some(videostore_proto::MAX_FRAME_SIZE))
         // One span per call (method, path); failures and latencies at DEBUG (`RUST_LOG=debug`).
         .layer(TraceLayer::new_for_grpc())
         .layer(cors_layer(origins))

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use videostore_kit::serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices};
 use videostore_proto::aggregator::storefront_service_server::StorefrontServiceServer;
 
@@ -23,9 +23,10 @@ pub struct Application {
 }
 
 fn channel(address: &str) -> anyhow::Result<Channel> {
-    Ok(videostore_proto::client::endpoint(address)
+    Ok(Endpoint::from_shared(address.to_owned())
         .with_context(|| format!("invalid service address {address:?}"))?
         .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true)
         .connect_lazy())

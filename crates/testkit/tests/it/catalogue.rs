@@ -244,7 +244,7 @@ async fn stream_movies_delivers_every_match_in_batches() {
 async fn a_stream_cut_short_by_shutdown_ends_unavailable_never_ok() {
     let store = TestStore::start().await;
     // A slow reader: a 1 KiB flow-control window holds the server a few films ahead of it.
-    let channel = videostore_proto::client::endpoint(&store.catalogue.url())
+    let channel = tonic::transport::Channel::from_shared(store.catalogue.url())
         .unwrap()
         .initial_stream_window_size(1024)
         .connect()
