@@ -142,9 +142,13 @@ impl Running {
         let (catalogue, stock, aggregator, ceiling) =
             (free_port()?, free_port()?, free_port()?, free_port()?);
         let secret = "bench-secret-bench-secret-bench-secret-0123456789";
+        // Children are held by `running` as they start: if anything fails, its drop ends them.
+        let mut running =
+            Self { catalogue, stock, aggregator, ceiling, children: Vec::new(), _data: data };
+        let data = running._data.path().to_path_buf();
         let spawn = |name: &'static str| -> anyhow::Result<(&'static str, Child)> {
             let child = server_command(bin_dir.join(name))
-                .env("VIDEOSTORE_DATA_DIR", data.path())
+                .env("VIDEOSTORE_DATA_DIR", &data)
                 .env("VIDEOSTORE_TOKEN_SECRET", secret)
                 .env("CATALOGUE_LISTEN_ADDR", catalogue.to_string())
                 .env("STOCK_LISTEN_ADDR", stock.to_string())
@@ -153,7 +157,7 @@ impl Running {
                 .env("STOCK_SERVICE_ADDR", format!("http://{stock}"))
                 .env("VIDEOSTORE_STAFF_EMAIL", STAFF_EMAIL)
                 .env("VIDEOSTORE_STAFF_PASSWORD", STAFF_PASSWORD)
-                .env("AGGREGATOR_WEB_DIR", data.path().join("no-web-app"))
+                .env("AGGREGATOR_WEB_DIR", data.join("no-web-app"))
                 .env("CATALOGUE_SEED", seed.to_string())
                 // Per-request logs would measure the terminal, not the service.
                 .env("RUST_LOG", "warn")
@@ -164,7 +168,9 @@ impl Running {
                 })?;
             Ok((name, child))
         };
-        let mut children = vec![spawn("catalogue")?, spawn("stock")?, spawn("aggregator")?];
+        for name in ["catalogue", "stock", "aggregator"] {
+            running.children.push(spawn(name)?);
+        }
         for addr in [catalogue, stock, aggregator] {
             wait_serving(addr).await?;
         }
@@ -182,19 +188,20 @@ impl Running {
             .await?
             .into_inner()
         };
-        let film_path = data.path().join("ceiling-film.pb");
+        let film_path = data.join("ceiling-film.pb");
         std::fs::write(&film_path, prost::Message::encode_to_vec(&film))?;
         let child = server_command(bin_dir.join("bench"))
             .args(["ceiling", "--listen", &ceiling.to_string(), "--film"])
             .arg(&film_path)
-            .spawn()?;
-        children.push(("ceiling", child));
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting the ceiling (bench): {e}"))?;
+        running.children.push(("ceiling", child));
         let deadline = Instant::now() + Duration::from_secs(30);
         while tokio::net::TcpStream::connect(ceiling).await.is_err() {
             anyhow::ensure!(Instant::now() < deadline, "the ceiling did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(Self { catalogue, stock, aggregator, ceiling, children, _data: data })
+        Ok(running)
     }
 
     /// The process id of a service.
