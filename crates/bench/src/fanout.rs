@@ -38,6 +38,10 @@ pub(crate) struct FanoutResult {
     pub(crate) stock_rss_with_subscribers_kib: u64,
     /// (with − before) ÷ subscribers, bytes.
     pub(crate) bytes_per_subscriber: u64,
+    /// CPU time while the rents ran, per change delivered to one subscriber, microseconds: of
+    /// the stock service, and of this process (the subscribers).
+    pub(crate) stock_cpu_us_per_delivery: f64,
+    pub(crate) client_cpu_us_per_delivery: f64,
 }
 
 /// One rent in progress: when it started, and how many subscribers still have to see it.
@@ -158,6 +162,10 @@ pub(crate) async fn measure(
 
     let mut customer_client = StockServiceClient::new(channels[0].clone());
     let mut missed = 0u64;
+    let cpu = || {
+        (crate::services::cpu_seconds(stock_pid), crate::services::cpu_seconds(std::process::id()))
+    };
+    let (stock_cpu_before, client_cpu_before) = cpu();
     for rent in 0..rents {
         round.remaining.store(subscribers, Ordering::Release);
         *round.started.lock().expect("not poisoned") = Instant::now();
@@ -177,6 +185,8 @@ pub(crate) async fn measure(
         // Let the stragglers' sockets drain before the next rent starts its clock.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (stock_cpu_after, client_cpu_after) = cpu();
+    let per_delivery = |seconds: f64| seconds * 1e6 / (rents * subscribers).max(1) as f64;
     for task in &tasks {
         task.abort();
     }
@@ -194,5 +204,7 @@ pub(crate) async fn measure(
         stock_rss_with_subscribers_kib: with_subscribers,
         bytes_per_subscriber: with_subscribers.saturating_sub(before) * 1024
             / subscribers.max(1) as u64,
+        stock_cpu_us_per_delivery: per_delivery(stock_cpu_after - stock_cpu_before),
+        client_cpu_us_per_delivery: per_delivery(client_cpu_after - client_cpu_before),
     })
 }

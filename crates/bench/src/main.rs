@@ -293,11 +293,14 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
         )
         .await?;
         eprintln!(
-            "bench:   p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} B per subscriber",
+            "bench:   p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} B per subscriber, CPU per \
+             delivery {:.1} µs stock, {:.1} µs subscribers",
             result.p50_us as f64 / 1000.0,
             result.p99_us as f64 / 1000.0,
             result.max_us as f64 / 1000.0,
-            result.bytes_per_subscriber
+            result.bytes_per_subscriber,
+            result.stock_cpu_us_per_delivery,
+            result.client_cpu_us_per_delivery
         );
         fanout.push(result);
         fanout_memory.extend(

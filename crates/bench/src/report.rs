@@ -147,13 +147,13 @@ pub(crate) fn markdown(results: &Results) -> String {
     );
     let _ = writeln!(
         out,
-        "| subscribers | connections | rents | p50 ms | p99 ms | max ms | missed | stock RSS before → with, MiB | per subscriber, KB |"
+        "| subscribers | connections | rents | p50 ms | p99 ms | max ms | missed | stock RSS before → with, MiB | per subscriber, KB | CPU µs per delivery: stock, subscribers |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---|---:|");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---|---:|---|");
     for f in &results.fanout {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.1} → {:.1} | {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} → {:.1} | {:.1} | {:.1}, {:.1} |",
             f.subscribers,
             f.connections,
             f.rents,
@@ -163,7 +163,9 @@ pub(crate) fn markdown(results: &Results) -> String {
             f.missed,
             f.stock_rss_before_kib as f64 / 1024.0,
             f.stock_rss_with_subscribers_kib as f64 / 1024.0,
-            f.bytes_per_subscriber as f64 / 1000.0
+            f.bytes_per_subscriber as f64 / 1000.0,
+            f.stock_cpu_us_per_delivery,
+            f.client_cpu_us_per_delivery
         );
     }
     let _ = writeln!(out);

@@ -2,7 +2,7 @@
 //! callers, call the store, publish committed changes, and map errors to statuses.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     pin::Pin,
     sync::Arc,
     time::Duration,
@@ -287,23 +287,26 @@ impl StockService for StockApi {
     ) -> Result<Response<Self::WatchAvailabilityStream>, Status> {
         let ids = request.into_inner().movie_ids;
         check_ids(&ids, true)?;
-        let watched: Option<HashSet<MovieId>> =
-            (!ids.is_empty()).then(|| ids.iter().copied().collect());
+        // A watched film starts at version 0: older than any it can have.
+        let versions: Versions = ids.iter().map(|&id| (id, 0)).collect();
         let shared = Arc::clone(&self.0);
         // Subscribe before reading the snapshot, so no change committed in between is lost.
         let changes = shared.events.subscribe();
         let first = watch_snapshot(&shared, &ids).await?;
         let every = shared.heartbeat;
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let now = tokio::time::Instant::now();
+        let shutdown = Box::pin(shared.shutdown.clone().cancelled_owned());
         let watch = Watch {
             shared,
+            every_film: ids.is_empty(),
             ids,
-            watched,
             changes,
-            versions: HashMap::new(),
+            versions,
             pending: first.into(),
-            heartbeat,
+            heartbeat: Box::pin(tokio::time::sleep_until(now + every)),
+            every,
+            last_sent: now,
+            shutdown,
             finished: false,
         };
         // The response stream is the watch itself: no task or channel per subscriber, so a
@@ -455,23 +458,35 @@ fn say_shutting_down<T>(sender: &mpsc::Sender<Result<T, Status>>) {
         sender.try_send(Err(Status::unavailable("the stock service is shutting down; reconnect")));
 }
 
+/// The newest version sent of each film.
+type Versions = HashMap<MovieId, i64, foldhash::fast::RandomState>;
+
 /// One `WatchAvailability` stream: the snapshot, then committed changes of the watched films.
 ///
 /// Changes are published after their commit, so two commits may be announced out of order; the
 /// per-film version drops anything older than what the client already has.
+///
+/// A change wakes every watcher, so each wake-up is kept cheap: the shutdown and heartbeat
+/// futures live as long as the stream (a fresh one per message registered a waiter with the
+/// shutdown token and re-armed a timer, under their locks, 10,000 times per change), and one
+/// lookup tells whether a change is watched and new.
 struct Watch {
     shared: Arc<Shared>,
     ids: Vec<MovieId>,
-    /// `None`: every film.
-    watched: Option<HashSet<MovieId>>,
+    /// Watching every film (no ids asked for).
+    every_film: bool,
     changes: tokio::sync::broadcast::Receiver<Arc<Availability>>,
-    /// The newest version sent of each film.
-    versions: HashMap<MovieId, i64>,
+    /// Every watched film (or, watching every film, those seen so far).
+    versions: Versions,
     /// Messages ready to go (the snapshot, or a re-snapshot after lagging).
     pending: std::collections::VecDeque<pb::WatchAvailabilityResponse>,
-    /// An idle stream sends an empty message now and then, so clients can tell a quiet stream
-    /// from a dead connection.
-    heartbeat: tokio::time::Interval,
+    /// An idle stream sends an empty message every `every`, so clients can tell a quiet stream
+    /// from a dead connection: the timer is due `every` after the last message; a message sent
+    /// meanwhile only moves `last_sent`, and the timer is pushed back when it fires too early.
+    heartbeat: Pin<Box<tokio::time::Sleep>>,
+    every: Duration,
+    last_sent: tokio::time::Instant,
+    shutdown: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     finished: bool,
 }
 
@@ -488,18 +503,24 @@ impl Watch {
                         self.versions.insert(availability.movie_id, availability.version);
                     }
                 }
-                self.heartbeat.reset();
-                return Some(Ok(message));
+                return Some(Ok(self.sent(message)));
             }
             let received = tokio::select! {
                 received = self.changes.recv() => received,
-                _ = self.heartbeat.tick() => {
-                    return Some(Ok(pb::WatchAvailabilityResponse {
+                () = self.heartbeat.as_mut() => {
+                    let due = self.last_sent + self.every;
+                    let now = tokio::time::Instant::now();
+                    if due > now {
+                        self.heartbeat.as_mut().reset(due);
+                        continue;
+                    }
+                    self.heartbeat.as_mut().reset(now + self.every);
+                    return Some(Ok(self.sent(pb::WatchAvailabilityResponse {
                         snapshot: false,
                         availabilities: Vec::new(),
-                    }));
+                    })));
                 }
-                () = self.shared.shutdown.cancelled() => {
+                () = self.shutdown.as_mut() => {
                     self.finished = true;
                     return Some(Err(Status::unavailable(
                         "the stock service is shutting down; reconnect",
@@ -523,11 +544,10 @@ impl Watch {
                         }
                     }
                     if !batch.is_empty() {
-                        self.heartbeat.reset();
-                        return Some(Ok(pb::WatchAvailabilityResponse {
+                        return Some(Ok(self.sent(pb::WatchAvailabilityResponse {
                             snapshot: false,
                             availabilities: batch,
-                        }));
+                        })));
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
@@ -547,15 +567,22 @@ impl Watch {
 
     /// Whether `change` is for a watched film and newer than what was sent.
     fn fresh(&mut self, change: &Availability) -> bool {
-        if self.watched.as_ref().is_some_and(|set| !set.contains(&change.movie_id)) {
-            return false;
-        }
-        let seen = self.versions.entry(change.movie_id).or_insert(0);
+        let seen = match self.versions.get_mut(&change.movie_id) {
+            Some(seen) => seen,
+            None if self.every_film => self.versions.entry(change.movie_id).or_insert(0),
+            None => return false,
+        };
         if change.version <= *seen {
             return false;
         }
         *seen = change.version;
         true
+    }
+
+    /// `message`, noted as sent now (the heartbeat counts from it).
+    fn sent(&mut self, message: pb::WatchAvailabilityResponse) -> pb::WatchAvailabilityResponse {
+        self.last_sent = tokio::time::Instant::now();
+        message
     }
 }
 

@@ -245,5 +245,19 @@ async fn an_idle_watch_sends_heartbeats() {
             .unwrap();
         assert!(!beat.snapshot && beat.availabilities.is_empty(), "{beat:?}");
     }
+    // One every 100 ms: a second brings about ten, not a flood and not silence.
+    let mut beats = 0;
+    let second = tokio::time::sleep(Duration::from_secs(1));
+    tokio::pin!(second);
+    loop {
+        tokio::select! {
+            beat = watch.next() => {
+                assert!(beat.unwrap().unwrap().availabilities.is_empty());
+                beats += 1;
+            }
+            () = &mut second => break,
+        }
+    }
+    assert!((3..=15).contains(&beats), "{beats} heartbeats in a second, one per 100 ms asked");
     store.stop().await;
 }
