@@ -203,11 +203,9 @@ impl Api {
         query: &StorefrontQuery,
         page_size: i32,
     ) -> Result<agg::ListStorefrontResponse, ApiError> {
-        let order = match query.order.as_str() {
-            "year" => cat::MovieOrder::Year,
-            "rating" => cat::MovieOrder::Rating,
-            _ => cat::MovieOrder::Title,
-        };
+        // The URL's order was checked when it was read; anything else is by title.
+        let order =
+            videostore_display::order::parse(&query.order).unwrap_or(cat::MovieOrder::Title);
         let request = agg::ListStorefrontRequest {
             filter: Some(cat::MovieFilter {
                 query: query.text.clone(),

@@ -5,9 +5,11 @@
 //! - [`money`]: integer minor units as `3.99 EUR`.
 //! - [`time`]: timestamps as dates, due dates and "overdue".
 //! - [`rating`]: MPAA labels.
+//! - [`order`]: listing orders by name.
 //! - [`query`]: the store front's filters as a URL query string (bookmarkable searches).
 
 pub mod money;
+pub mod order;
 pub mod query;
 pub mod rating;
 pub mod time;

@@ -12,7 +12,7 @@ pub struct StorefrontQuery {
     pub from: i32,
     /// Released in or before (0: no bound).
     pub to: i32,
-    /// `title`, `year` or `rating`.
+    /// An order's name (see [`crate::order`]); empty is by title.
     pub order: String,
     /// Reverse order.
     pub descending: bool,
@@ -70,9 +70,7 @@ impl StorefrontQuery {
                 "genre" => parsed.genre = value,
                 "from" => parsed.from = value.parse().unwrap_or(0),
                 "to" => parsed.to = value.parse().unwrap_or(0),
-                "order" if matches!(value.as_str(), "title" | "year" | "rating") => {
-                    parsed.order = value
-                }
+                "order" if crate::order::parse(&value).is_some() => parsed.order = value,
                 "desc" => parsed.descending = value == "1" || value == "true",
                 "page" => parsed.page = value,
                 _ => {}
