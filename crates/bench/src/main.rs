@@ -4,32 +4,37 @@
 //! database, plus a reference ceiling server, drives load at them from this process, checks the
 //! rental invariant afterwards, and writes `report.md` and `results.json`.
 //!
-//! Scenarios so far: unary throughput and latency (GetMovie direct, GetMoviePage through the
-//! aggregator, the REST facade) at several concurrencies as a ratio to the ceiling; committed
-//! rent+return pairs per second with 64 customers; resident memory idle and at peak.
+//! # Layout
+//! - `services`: the release binaries started on free ports over a fresh database, and their
+//!   memory; `ceiling`: the reference server.
+//! - The scenarios: `unary` (throughput and latency as a ratio to the ceiling), `wrk` (the old
+//!   chain's test), `rentals` (committed pairs per second, then the invariant), `fanout` (one
+//!   change to N live subscribers), `bulk` (N films over five transports).
+//! - `load`: the closed-loop load generator; `clients`: connections and accounts.
+//! - `report` and `plot`: `report.md`, `results.json` and the SVG plots.
 
 mod bulk;
 mod ceiling;
+mod clients;
 mod fanout;
 mod load;
 mod plot;
+mod rentals;
 mod report;
 mod services;
+mod unary;
 mod wrk;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
-use tonic::{Request, transport::Channel};
-use videostore_proto::{
-    aggregator::{GetMoviePageRequest, storefront_service_client::StorefrontServiceClient},
-    catalogue::{GetMovieRequest, catalogue_service_client::CatalogueServiceClient},
-    stock::{
-        self, account_service_client::AccountServiceClient,
-        stock_service_client::StockServiceClient,
-    },
+
+use crate::{
+    clients::{channels, register, staff_token},
+    rentals::{RentalsResult, rentals},
+    unary::{UnaryResult, unary},
 };
 
 #[derive(Parser)]
@@ -104,34 +109,6 @@ enum Command {
         #[arg(long)]
         film: PathBuf,
     },
-}
-
-/// One unary target at one concurrency.
-#[derive(Debug, Clone, Serialize)]
-struct UnaryResult {
-    target: &'static str,
-    #[serde(flatten)]
-    measured: load::Measured,
-    /// Throughput as a fraction of the ceiling's, measured in slices alternating with this
-    /// target's at the same concurrency.
-    throughput_vs_ceiling: f64,
-    /// That ceiling's calls per second.
-    ceiling_throughput: f64,
-    /// p99 as a multiple of the ceiling's p99 at the same concurrency.
-    p99_vs_ceiling: f64,
-}
-
-/// The rentals scenario.
-#[derive(Debug, Clone, Serialize)]
-struct RentalsResult {
-    customers: usize,
-    seconds: f64,
-    pairs: u64,
-    pairs_per_second: f64,
-    failed_calls: u64,
-    sold_out_refusals: u64,
-    invariant_holds: bool,
-    open_rentals_left: i64,
 }
 
 /// Everything one run measured.
@@ -239,16 +216,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn channels(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<Channel>> {
-    let mut channels = Vec::with_capacity(count);
-    for _ in 0..count {
-        channels.push(
-            Channel::from_shared(format!("http://{addr}"))?.tcp_nodelay(true).connect().await?,
-        );
-    }
-    Ok(channels)
 }
 
 async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> {
@@ -375,258 +342,4 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
     );
     anyhow::ensure!(results.fanout.iter().all(|f| f.missed == 0), "a subscriber missed a change");
     Ok(())
-}
-
-/// Registers a customer and returns their token.
-async fn register(stock: SocketAddr, email: &str) -> anyhow::Result<String> {
-    let channel = channels(stock, 1).await?.remove(0);
-    let mut accounts = AccountServiceClient::new(channel);
-    accounts
-        .register(stock::RegisterRequest {
-            email: email.into(),
-            name: "Bench customer".into(),
-            password: "bench password".into(),
-        })
-        .await?;
-    Ok(accounts
-        .sign_in(stock::SignInRequest { email: email.into(), password: "bench password".into() })
-        .await?
-        .into_inner()
-        .token)
-}
-
-/// A staff token from the stock service at `stock`.
-/// Unary throughput and latency of each target (those containing `only`, if given) at each
-/// concurrency, as a ratio to the ceiling at the same concurrency.
-async fn unary(
-    running: &services::Running,
-    concurrencies: &[usize],
-    duration: Duration,
-    only: Option<&str>,
-) -> anyhow::Result<Vec<UnaryResult>> {
-    const CONNECTIONS: usize = 4;
-    /// Target and ceiling take turns this long.
-    const SLICE: Duration = Duration::from_secs(1);
-    let ceiling = channels(running.ceiling, CONNECTIONS).await?;
-    let catalogue = channels(running.catalogue, CONNECTIONS).await?;
-    let aggregator = channels(running.aggregator, CONNECTIONS).await?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
-    let rest_base = format!("http://{}", running.aggregator);
-    let wanted = |target: &str| only.is_none_or(|only| target.contains(only));
-    let mut unary = Vec::new();
-    for &concurrency in concurrencies {
-        eprintln!("bench: unary at concurrency {concurrency}");
-        let get_movie = |pool: Vec<Channel>| {
-            move |worker: usize| {
-                let mut client = CatalogueServiceClient::new(pool[worker % pool.len()].clone());
-                async move {
-                    let id = 1 + (rand::random::<u32>() % 600) as i64;
-                    client.get_movie(GetMovieRequest { id }).await.is_ok()
-                }
-            }
-        };
-        // Each target runs in alternating slices with the ceiling: every figure is a ratio to
-        // the ceiling measured over the same stretch of time.
-        let reference = Arc::new(get_movie(ceiling.clone()));
-        let mut measured = Vec::new();
-        if wanted("catalogue GetMovie") {
-            let direct = Arc::new(get_movie(catalogue.clone()));
-            let (direct, ceiling) =
-                load::paired(concurrency, duration, SLICE, &direct, &reference).await;
-            measured.push(("reference ceiling GetMovie", ceiling.clone(), ceiling.clone()));
-            measured.push(("catalogue GetMovie", direct, ceiling));
-        }
-        if wanted("aggregator GetMoviePage") {
-            let pool = aggregator.clone();
-            let page = Arc::new(move |worker: usize| {
-                let mut client = StorefrontServiceClient::new(pool[worker % pool.len()].clone());
-                async move {
-                    let movie_id = 1 + (rand::random::<u32>() % 600) as i64;
-                    let mut request =
-                        Request::new(GetMoviePageRequest { movie_id, related_limit: 6 });
-                    request.set_timeout(Duration::from_secs(5));
-                    client.get_movie_page(request).await.is_ok_and(|page| {
-                        page.get_ref().stock.as_ref().is_some_and(|stock| stock.known)
-                    })
-                }
-            });
-            let (page, ceiling) =
-                load::paired(concurrency, duration, SLICE, &page, &reference).await;
-            measured.push(("aggregator GetMoviePage", page, ceiling));
-        }
-        if wanted("aggregator REST") {
-            let (http, base) = (http.clone(), rest_base.clone());
-            let rest = Arc::new(move |_| {
-                let (http, base) = (http.clone(), base.clone());
-                async move {
-                    let id = 1 + rand::random::<u32>() % 600;
-                    match http.get(format!("{base}/api/movies/{id}")).send().await {
-                        Ok(response) => {
-                            response.status().is_success() && response.bytes().await.is_ok()
-                        }
-                        Err(_) => false,
-                    }
-                }
-            });
-            let (rest, ceiling) =
-                load::paired(concurrency, duration, SLICE, &rest, &reference).await;
-            measured.push(("aggregator REST GET /api/movies/{id}", rest, ceiling));
-        }
-        for (target, measured, ceiling) in measured {
-            let throughput_vs_ceiling = measured.throughput / ceiling.throughput.max(1.0);
-            eprintln!(
-                "bench:   {target} at {concurrency}: {:.0} calls/s ({throughput_vs_ceiling:.2}× \
-                 the ceiling's {:.0}), p99 {:.2} ms",
-                measured.throughput,
-                ceiling.throughput,
-                measured.p99_us as f64 / 1000.0
-            );
-            unary.push(UnaryResult {
-                target,
-                throughput_vs_ceiling,
-                p99_vs_ceiling: measured.p99_us as f64 / ceiling.p99_us.max(1) as f64,
-                ceiling_throughput: ceiling.throughput,
-                measured,
-            });
-        }
-    }
-    Ok(unary)
-}
-
-async fn staff_token(stock: SocketAddr) -> anyhow::Result<String> {
-    let channel = channels(stock, 1).await?.remove(0);
-    Ok(AccountServiceClient::new(channel)
-        .sign_in(stock::SignInRequest {
-            email: services::STAFF_EMAIL.into(),
-            password: services::STAFF_PASSWORD.into(),
-        })
-        .await?
-        .into_inner()
-        .token)
-}
-
-/// 64 customers renting and returning as fast as they can; then the invariant.
-async fn rentals(running: &services::Running, duration: Duration) -> anyhow::Result<RentalsResult> {
-    const CUSTOMERS: usize = 64;
-    const FILMS: i64 = 8;
-    let stock_channels = channels(running.stock, 4).await?;
-    let mut accounts = AccountServiceClient::new(stock_channels[0].clone());
-    let staff = accounts
-        .sign_in(stock::SignInRequest {
-            email: services::STAFF_EMAIL.into(),
-            password: services::STAFF_PASSWORD.into(),
-        })
-        .await?
-        .into_inner()
-        .token;
-    let mut stock_client = StockServiceClient::new(stock_channels[0].clone());
-    for movie_id in 1..=FILMS {
-        let mut request = Request::new(stock::SetInventoryRequest {
-            movie_id,
-            copies_owned: 10_000,
-            rental_price_per_day: Some(stock::Money {
-                currency_code: "EUR".into(),
-                minor_units: 199,
-            }),
-            purchase_price: Some(stock::Money { currency_code: "EUR".into(), minor_units: 999 }),
-        });
-        request.metadata_mut().insert("authorization", format!("Bearer {staff}").parse()?);
-        stock_client.set_inventory(request).await?;
-    }
-    let mut tokens = Vec::with_capacity(CUSTOMERS);
-    for index in 0..CUSTOMERS {
-        let email = format!("bench{index}@example.com");
-        accounts
-            .register(stock::RegisterRequest {
-                email: email.clone(),
-                name: format!("Bench {index}"),
-                password: "bench password".into(),
-            })
-            .await?;
-        let token = accounts
-            .sign_in(stock::SignInRequest { email, password: "bench password".into() })
-            .await?
-            .into_inner()
-            .token;
-        tokens.push(token);
-    }
-    let tokens = Arc::new(tokens);
-    let tokens_for_check = Arc::clone(&tokens);
-    let pool = stock_channels.clone();
-    let sold_out = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let refusals = Arc::clone(&sold_out);
-    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let measured = load::run(CUSTOMERS, duration, move |worker| {
-        let mut client = StockServiceClient::new(pool[worker % pool.len()].clone());
-        let token = tokens[worker].clone();
-        let refusals = Arc::clone(&refusals);
-        let sequence = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        async move {
-            let authed = |message| {
-                let mut request = Request::new(message);
-                request
-                    .metadata_mut()
-                    .insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
-                request
-            };
-            let movie_id = 1 + (worker as i64 % FILMS);
-            let rental = match client
-                .rent(authed(stock::RentRequest {
-                    movie_id,
-                    days: 1,
-                    request_id: format!("bench-{worker}-{sequence}"),
-                }))
-                .await
-            {
-                Ok(rental) => rental.into_inner(),
-                Err(status) => {
-                    if status.code() == tonic::Code::FailedPrecondition {
-                        refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    return false;
-                }
-            };
-            let returned = Request::new(stock::ReturnRequest { rental_id: rental.id });
-            let mut returned = returned;
-            returned
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
-            client.r#return(returned).await.is_ok()
-        }
-    })
-    .await;
-
-    // The invariant, checked from outside: for every film, copies available = copies owned −
-    // open rentals (counted from every customer's own list).
-    let availability = stock_client
-        .batch_get_availability(stock::BatchGetAvailabilityRequest {
-            movie_ids: (1..=FILMS).collect(),
-        })
-        .await?
-        .into_inner()
-        .availabilities;
-    let mut open = std::collections::HashMap::<i64, i64>::new();
-    for token in tokens_for_check.iter() {
-        let mut request = Request::new(stock::ListMyRentalsRequest { include_returned: false });
-        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse()?);
-        let mut stream = stock_client.list_my_rentals(request).await?.into_inner();
-        while let Some(rental) = stream.message().await? {
-            *open.entry(rental.movie_id).or_default() += 1;
-        }
-    }
-    let open_left: i64 = open.values().sum();
-    let invariant_holds = availability.iter().all(|a| {
-        i64::from(a.copies_available)
-            == i64::from(a.copies_owned) - open.get(&a.movie_id).copied().unwrap_or(0)
-    });
-    Ok(RentalsResult {
-        customers: CUSTOMERS,
-        seconds: duration.as_secs_f64(),
-        pairs: measured.calls,
-        pairs_per_second: measured.throughput,
-        failed_calls: measured.errors,
-        sold_out_refusals: sold_out.load(std::sync::atomic::Ordering::Relaxed),
-        invariant_holds,
-        open_rentals_left: open_left,
-    })
 }
