@@ -18,6 +18,7 @@ use std::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, transport::Channel};
+use videostore_kit::config::{DataConfig, ServerConfig};
 use videostore_proto::{
     aggregator::storefront_service_client::StorefrontServiceClient,
     catalogue::catalogue_service_client::CatalogueServiceClient,
@@ -89,6 +90,10 @@ pub struct TestStore {
 /// The production heartbeat; tests that need a quicker one say so.
 const HEARTBEAT_MS: u64 = 15_000;
 
+fn data_config(data: &std::path::Path, secret: &str) -> DataConfig {
+    DataConfig { data_dir: data.to_path_buf(), token_secret: Some(secret.to_owned()) }
+}
+
 fn stock_config(
     data: &std::path::Path,
     secret: &str,
@@ -96,12 +101,10 @@ fn stock_config(
     heartbeat_ms: u64,
 ) -> stock::config::Config {
     stock::config::Config {
-        listen,
-        data_dir: data.to_path_buf(),
+        server: ServerConfig::for_tests(listen),
+        data: data_config(data, secret),
         database_url: None,
-        token_secret: Some(secret.to_owned()),
         token_ttl_minutes: 60,
-        cors_origins: "*".into(),
         seed: true,
         staff_email: Some(STAFF_EMAIL.into()),
         staff_password: Some(STAFF_PASSWORD.into()),
@@ -196,11 +199,9 @@ impl TestStore {
     async fn spawn_catalogue(data: PathBuf, secret: &str) -> Service {
         let shutdown = CancellationToken::new();
         let config = catalogue::config::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data,
+            server: ServerConfig::for_tests("127.0.0.1:0".parse().unwrap()),
+            data: data_config(&data, secret),
             database_url: None,
-            token_secret: Some(secret.to_owned()),
-            cors_origins: "*".into(),
             seed: true,
         };
         let app = catalogue::startup::Application::build(config, shutdown.clone())
@@ -218,12 +219,11 @@ impl TestStore {
     ) -> Service {
         let shutdown = CancellationToken::new();
         let config = aggregator::config::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            server: ServerConfig::for_tests("127.0.0.1:0".parse().unwrap()),
             catalogue_addr: catalogue.to_owned(),
             stock_addr: stock.to_owned(),
             stock_timeout_ms: stock_timeout.as_millis() as u64,
             default_deadline_ms: 2000,
-            cors_origins: "*".into(),
             web_dir: web_dir(),
             public_catalogue_url: None,
             public_stock_url: None,

@@ -7,7 +7,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tonic::{Status, metadata::MetadataMap};
+use tonic::metadata::MetadataMap;
+
+use crate::{
+    error::{Code, ServiceError},
+    ids::AccountId,
+};
 
 /// The issuer and audience written into every token, so tokens of other systems signed with the
 /// same key by mistake are refused.
@@ -23,11 +28,37 @@ pub enum Role {
     Staff,
 }
 
+/// Why a call's credentials were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token, or one that is not valid (UNAUTHENTICATED): sign in again.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// A valid token without the right (PERMISSION_DENIED).
+    #[error("only staff may do this")]
+    NotStaff,
+}
+
+impl ServiceError for AuthError {
+    fn code(&self) -> Code {
+        match self {
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::NotStaff => Code::PermissionDenied,
+        }
+    }
+}
+
+impl From<AuthError> for tonic::Status {
+    fn from(error: AuthError) -> Self {
+        crate::error::status(&error)
+    }
+}
+
 /// The verified holder of a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// Account id.
-    pub account_id: i64,
+    pub account_id: AccountId,
     /// Account email, for logs and the desk.
     pub email: String,
     /// Customer or staff.
@@ -104,7 +135,7 @@ impl TokenKeys {
         let iat = now.duration_since(UNIX_EPOCH)?.as_secs();
         let expires_at = now + ttl;
         let claims = Claims {
-            sub: caller.account_id.to_string(),
+            sub: caller.account_id.get().to_string(),
             email: caller.email.clone(),
             role: caller.role,
             iss: ISSUER.to_owned(),
@@ -116,56 +147,50 @@ impl TokenKeys {
     }
 
     /// Verifies a token: signature, issuer and expiry.
-    pub fn verify(&self, token: &str) -> Result<Caller, Status> {
+    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        const NOT_VALID: AuthError =
+            AuthError::Unauthenticated("the token is not valid: sign in again");
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|error| {
-                use jsonwebtoken::errors::ErrorKind;
-                match error.kind() {
-                    ErrorKind::ExpiredSignature => {
-                        Status::unauthenticated("the token has expired: sign in again")
-                    }
-                    _ => Status::unauthenticated("the token is not valid: sign in again"),
+            .map_err(|error| match error.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    AuthError::Unauthenticated("the token has expired: sign in again")
                 }
+                _ => NOT_VALID,
             })?;
-        let account_id = data
-            .claims
-            .sub
-            .parse()
-            .map_err(|_| Status::unauthenticated("the token is not valid: sign in again"))?;
-        Ok(Caller { account_id, email: data.claims.email, role: data.claims.role })
+        let account_id = data.claims.sub.parse().map_err(|_| NOT_VALID)?;
+        Ok(Caller {
+            account_id: AccountId::new(account_id),
+            email: data.claims.email,
+            role: data.claims.role,
+        })
     }
 
     /// The caller named by the request's `authorization` metadata, if it has any.
     ///
     /// No header is `Ok(None)`; a header that is not a valid bearer token is UNAUTHENTICATED.
-    pub fn caller(&self, metadata: &MetadataMap) -> Result<Option<Caller>, Status> {
+    pub fn caller(&self, metadata: &MetadataMap) -> Result<Option<Caller>, AuthError> {
         let Some(value) = metadata.get("authorization") else {
             return Ok(None);
         };
-        let value = value
-            .to_str()
-            .map_err(|_| Status::unauthenticated("the authorization header is not valid text"))?;
-        let token =
-            value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).ok_or_else(
-                || Status::unauthenticated("the authorization header must be `Bearer <token>`"),
-            )?;
+        let value = value.to_str().map_err(|_| {
+            AuthError::Unauthenticated("the authorization header is not valid text")
+        })?;
+        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).ok_or(
+            AuthError::Unauthenticated("the authorization header must be `Bearer <token>`"),
+        )?;
         self.verify(token.trim()).map(Some)
     }
 
     /// The signed-in caller, or UNAUTHENTICATED.
-    pub fn require_signed_in(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+    pub fn require_signed_in(&self, metadata: &MetadataMap) -> Result<Caller, AuthError> {
         self.caller(metadata)?
-            .ok_or_else(|| Status::unauthenticated("sign in first: this call needs a bearer token"))
+            .ok_or(AuthError::Unauthenticated("sign in first: this call needs a bearer token"))
     }
 
     /// A staff caller, or UNAUTHENTICATED / PERMISSION_DENIED.
-    pub fn require_staff(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+    pub fn require_staff(&self, metadata: &MetadataMap) -> Result<Caller, AuthError> {
         let caller = self.require_signed_in(metadata)?;
-        if caller.is_staff() {
-            Ok(caller)
-        } else {
-            Err(Status::permission_denied("only staff may do this"))
-        }
+        if caller.is_staff() { Ok(caller) } else { Err(AuthError::NotStaff) }
     }
 }
 
@@ -178,7 +203,11 @@ mod tests {
     }
 
     fn alice() -> Caller {
-        Caller { account_id: 42, email: "alice@example.com".into(), role: Role::Customer }
+        Caller {
+            account_id: AccountId::new(42),
+            email: "alice@example.com".into(),
+            role: Role::Customer,
+        }
     }
 
     #[test]
@@ -191,16 +220,16 @@ mod tests {
     fn expired_token_is_refused() {
         let long_ago = SystemTime::now() - Duration::from_secs(3600);
         let issued = keys().issue(&alice(), long_ago, Duration::from_secs(60)).unwrap();
-        let status = keys().verify(&issued.token).unwrap_err();
-        assert_eq!(status.code(), tonic::Code::Unauthenticated);
-        assert!(status.message().contains("expired"));
+        let refused = keys().verify(&issued.token).unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        assert!(refused.to_string().contains("expired"));
     }
 
     #[test]
     fn token_signed_with_another_key_is_refused() {
         let other = TokenKeys::new(&[8u8; 32]).unwrap();
         let issued = other.issue(&alice(), SystemTime::now(), Duration::from_secs(60)).unwrap();
-        assert_eq!(keys().verify(&issued.token).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(keys().verify(&issued.token).unwrap_err().code(), Code::Unauthenticated);
     }
 
     #[test]
@@ -208,14 +237,11 @@ mod tests {
         let issued = keys().issue(&alice(), SystemTime::now(), Duration::from_secs(60)).unwrap();
         let mut metadata = MetadataMap::new();
         metadata.insert("authorization", format!("Bearer {}", issued.token).parse().unwrap());
-        assert_eq!(keys().require_signed_in(&metadata).unwrap().account_id, 42);
-        assert_eq!(
-            keys().require_staff(&metadata).unwrap_err().code(),
-            tonic::Code::PermissionDenied
-        );
+        assert_eq!(keys().require_signed_in(&metadata).unwrap().account_id, AccountId::new(42));
+        assert_eq!(keys().require_staff(&metadata).unwrap_err(), AuthError::NotStaff);
         assert_eq!(
             keys().require_staff(&MetadataMap::new()).unwrap_err().code(),
-            tonic::Code::Unauthenticated
+            Code::Unauthenticated
         );
     }
 

@@ -1,70 +1,246 @@
-//! The one place where a service's failures become gRPC statuses.
+//! The one place where a service's failures become gRPC statuses and REST responses.
 //!
-//! Callers get a canonical code and a human message. Internal causes (a database error, a bug) are
-//! logged once, here, with their cause chain, and the client only sees "internal error".
+//! Each service has one error enum whose variants a caller can act on, and says which canonical
+//! [`Code`] each variant is ([`ServiceError`]). Handlers return that enum; [`status`] and
+//! [`http_response`] turn it into what goes on the wire. Client mistakes are logged at DEBUG (a
+//! burst of bad requests must not flood the log); an internal cause is logged once, here, at
+//! ERROR with its cause chain, and the client reads only "internal error".
 
+use http::StatusCode;
 use tonic::Status;
 
-/// A failure a handler reports. Every variant but `Internal` is the caller's to act on.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The request is malformed: a field is missing, too long, out of range.
-    #[error("{0}")]
-    InvalidArgument(String),
+/// The codes the video store answers with: a deliberately small set, each telling the caller
+/// something different to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The request is wrong: fix it before trying again.
+    InvalidArgument,
     /// The thing named does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    NotFound,
     /// The thing to create exists already.
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// The system is not in a state that allows the call (sold out, already returned).
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// Bad or missing credentials.
-    #[error("{0}")]
-    Unauthenticated(String),
-    /// Valid credentials without the right.
-    #[error("{0}")]
-    PermissionDenied(String),
-    /// The server is shutting down or a dependency is down.
-    #[error("{0}")]
-    Unavailable(String),
-    /// Anything else: a bug or an infrastructure failure. Never shown to the client.
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    AlreadyExists,
+    /// The store is not in a state that allows the call (sold out, already returned).
+    FailedPrecondition,
+    /// Sign in (again).
+    Unauthenticated,
+    /// Signed in, but not allowed to do this.
+    PermissionDenied,
+    /// Too much at once: slow down.
+    ResourceExhausted,
+    /// Try again shortly (shutting down, or a service behind this one is down).
+    Unavailable,
+    /// The caller's deadline passed before the answer was ready.
+    DeadlineExceeded,
+    /// A bug or an infrastructure failure; never the caller's fault.
+    Internal,
 }
 
-impl ServiceError {
-    /// An INVALID_ARGUMENT error.
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::InvalidArgument(message.into())
+impl Code {
+    /// The gRPC status code.
+    pub fn grpc(self) -> tonic::Code {
+        match self {
+            Self::InvalidArgument => tonic::Code::InvalidArgument,
+            Self::NotFound => tonic::Code::NotFound,
+            Self::AlreadyExists => tonic::Code::AlreadyExists,
+            Self::FailedPrecondition => tonic::Code::FailedPrecondition,
+            Self::Unauthenticated => tonic::Code::Unauthenticated,
+            Self::PermissionDenied => tonic::Code::PermissionDenied,
+            Self::ResourceExhausted => tonic::Code::ResourceExhausted,
+            Self::Unavailable => tonic::Code::Unavailable,
+            Self::DeadlineExceeded => tonic::Code::DeadlineExceeded,
+            Self::Internal => tonic::Code::Internal,
+        }
     }
 
-    /// A NOT_FOUND error.
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::NotFound(message.into())
+    /// The HTTP status of the REST facade, as google.rpc.Code documents the mapping.
+    pub fn http(self) -> StatusCode {
+        match self {
+            Self::InvalidArgument | Self::FailedPrecondition => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::AlreadyExists => StatusCode::CONFLICT,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied => StatusCode::FORBIDDEN,
+            Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 
-    /// A FAILED_PRECONDITION error.
-    pub fn precondition(message: impl Into<String>) -> Self {
-        Self::FailedPrecondition(message.into())
+    /// The code's name, as gRPC spells it (`NOT_FOUND`): the REST error body's `code`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InvalidArgument => "INVALID_ARGUMENT",
+            Self::NotFound => "NOT_FOUND",
+            Self::AlreadyExists => "ALREADY_EXISTS",
+            Self::FailedPrecondition => "FAILED_PRECONDITION",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::PermissionDenied => "PERMISSION_DENIED",
+            Self::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Self::Internal => "INTERNAL",
+        }
     }
 }
 
-impl From<ServiceError> for Status {
-    fn from(error: ServiceError) -> Self {
-        match error {
-            ServiceError::InvalidArgument(message) => Status::invalid_argument(message),
-            ServiceError::NotFound(message) => Status::not_found(message),
-            ServiceError::AlreadyExists(message) => Status::already_exists(message),
-            ServiceError::FailedPrecondition(message) => Status::failed_precondition(message),
-            ServiceError::Unauthenticated(message) => Status::unauthenticated(message),
-            ServiceError::PermissionDenied(message) => Status::permission_denied(message),
-            ServiceError::Unavailable(message) => Status::unavailable(message),
-            ServiceError::Internal(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "internal error");
-                Status::internal("internal error")
+/// A service's error enum: which code each failure is. Its `Display` is the message a client
+/// reads, for every code but [`Code::Internal`].
+pub trait ServiceError: std::error::Error + Send + Sync + 'static {
+    /// The canonical code of this failure.
+    fn code(&self) -> Code;
+}
+
+/// What the client may read of `error`, after logging it: its message, or "internal error"
+/// (with the cause logged at ERROR, once).
+fn reported(error: &dyn ServiceError) -> (Code, String) {
+    let code = error.code();
+    if code == Code::Internal {
+        tracing::error!(error = %ErrorChain(error), "internal error");
+        (code, "internal error".to_owned())
+    } else {
+        tracing::debug!(code = code.name(), message = %error, "request refused");
+        (code, error.to_string())
+    }
+}
+
+/// The gRPC status for `error`.
+pub fn status(error: &dyn ServiceError) -> Status {
+    let (code, message) = reported(error);
+    Status::new(code.grpc(), message)
+}
+
+/// The REST facade's answer for `error`: its HTTP status and
+/// `{"error": {"code": "NOT_FOUND", "message": "…"}}`.
+pub fn http_response(error: &dyn ServiceError) -> (StatusCode, ErrorJson) {
+    let (code, message) = reported(error);
+    (code.http(), ErrorJson { error: ErrorBody { code: code.name(), message } })
+}
+
+/// The REST facade's error body.
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorJson {
+    /// The error.
+    pub error: ErrorBody,
+}
+
+/// What went wrong, for the REST facade.
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorBody {
+    /// The code's name, e.g. `NOT_FOUND`.
+    pub code: &'static str,
+    /// For a person to read.
+    pub message: String,
+}
+
+/// An error and its causes, `: `-separated, as `anyhow` prints them with `{:#}`.
+struct ErrorChain<'a>(&'a dyn ServiceError);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// A request field that breaks a rule, explained for a person to read (INVALID_ARGUMENT).
+///
+/// Every validator of every service returns this, so a rule's message reads the same whether it
+/// comes from a create, an update or an import.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    /// A refusal with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl ServiceError for Invalid {
+    fn code(&self) -> Code {
+        Code::InvalidArgument
+    }
+}
+
+impl From<Invalid> for Status {
+    fn from(error: Invalid) -> Self {
+        status(&error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Example {
+        #[error("no film has id 7")]
+        Missing,
+        #[error(transparent)]
+        Internal(anyhow::Error),
+    }
+
+    impl ServiceError for Example {
+        fn code(&self) -> Code {
+            match self {
+                Self::Missing => Code::NotFound,
+                Self::Internal(_) => Code::Internal,
             }
         }
+    }
+
+    #[test]
+    fn mistakes_keep_their_message_and_internal_causes_stay_inside() {
+        let refused = status(&Example::Missing);
+        assert_eq!(
+            (refused.code(), refused.message()),
+            (tonic::Code::NotFound, "no film has id 7")
+        );
+        let cause = anyhow::anyhow!("disk I/O error").context("reading film 7");
+        let internal = status(&Example::Internal(cause));
+        assert_eq!(internal.code(), tonic::Code::Internal);
+        assert_eq!(internal.message(), "internal error");
+        let (http, body) = http_response(&Example::Missing);
+        assert_eq!((http, body.error.code), (StatusCode::NOT_FOUND, "NOT_FOUND"));
+    }
+
+    #[test]
+    fn every_code_has_its_own_grpc_code_and_a_client_or_server_http_status() {
+        use Code::*;
+        let all = [
+            InvalidArgument,
+            NotFound,
+            AlreadyExists,
+            FailedPrecondition,
+            Unauthenticated,
+            PermissionDenied,
+            ResourceExhausted,
+            Unavailable,
+            DeadlineExceeded,
+            Internal,
+        ];
+        for code in all {
+            // `DeadlineExceeded` -> `DEADLINE_EXCEEDED`.
+            let grpc_name: String = format!("{:?}", code.grpc())
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let gap = (i > 0 && c.is_ascii_uppercase()).then_some('_');
+                    gap.into_iter().chain(Some(c.to_ascii_uppercase()))
+                })
+                .collect();
+            assert_eq!(code.name(), grpc_name);
+            let server_side = matches!(code, Unavailable | DeadlineExceeded | Internal);
+            assert_eq!(code.http().is_server_error(), server_side, "{code:?}");
+        }
+        let distinct: std::collections::HashSet<_> = all.iter().map(|c| c.grpc()).collect();
+        assert_eq!(distinct.len(), all.len());
     }
 }

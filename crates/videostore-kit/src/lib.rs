@@ -5,7 +5,11 @@
 //!   service on its own, without a call to stock.
 //! - [`serve`]: one listener serving gRPC (HTTP/2), gRPC-Web (HTTP/1.1) and plain HTTP routes, with
 //!   CORS, standard health and server reflection, and graceful shutdown.
-//! - [`error`]: the service error type and its one mapping to gRPC status codes.
+//! - [`error`]: canonical codes, the trait each service's error enum implements, and the one
+//!   mapping to gRPC statuses and REST responses; [`error::Invalid`] for every validator.
+//! - [`ids`]: the store's identifiers, one type each.
+//! - [`config`]: the settings every server shares, flattened into each service's own.
+//! - [`run`]: what every service's `main` does.
 //! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token that streaming handlers watch.
 //! - [`deadline`]: the caller's `grpc-timeout`, for propagating deadlines downstream.
 //! - [`telemetry`]: structured logging with `tracing`.
@@ -16,8 +20,11 @@
 //! - [`runtime`]: the servers' tokio runtime (no LIFO slot: frames leave in batches).
 
 pub mod auth;
+pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod ids;
+pub mod run;
 pub mod runtime;
 pub mod sample;
 pub mod secret;

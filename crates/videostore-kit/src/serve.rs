@@ -11,8 +11,9 @@ use tonic::{service::Routes, transport::server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
-    trace::TraceLayer,
+    trace::{DefaultOnFailure, TraceLayer},
 };
+use tracing::Level;
 
 /// Largest message a server accepts or sends. Big enough for a 5,000-film batch, small enough
 /// that a hostile client cannot make a server buffer gigabytes.
@@ -151,7 +152,9 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         // One span per call (method, path); failures and latencies at DEBUG (`RUST_LOG=debug`).
-        .layer(TraceLayer::new_for_grpc())
+        // Failures are not logged as errors here: most are the caller's mistakes, and the
+        // services log each internal cause themselves, once (see `error`).
+        .layer(TraceLayer::new_for_grpc().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
         .layer(cors_layer(origins))
         .add_routes(Routes::from(routes))
         .serve_with_incoming_shutdown(incoming, on_shutdown);

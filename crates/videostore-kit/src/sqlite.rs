@@ -25,7 +25,7 @@ use std::{
 
 use anyhow::Context;
 pub use rusqlite;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
 /// Schema migrations, applied in order; migration `n` (1-based) brings `PRAGMA user_version`
@@ -74,21 +74,7 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
 
 /// Applies the migrations `connection`'s schema has not seen yet, each in its own transaction.
 fn migrate(connection: &mut Connection, migrations: Migrations) -> anyhow::Result<()> {
-    let mut applied: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    if applied == 0 {
-        // Databases made by the first release, which used sqlx's migration table.
-        let legacy: Option<i64> = connection
-            .query_row("SELECT MAX(version) FROM _sqlx_migrations WHERE success", [], |row| {
-                row.get(0)
-            })
-            .optional()
-            .unwrap_or(None)
-            .flatten();
-        if let Some(version) = legacy {
-            applied = version;
-            connection.pragma_update(None, "user_version", applied)?;
-        }
-    }
+    let applied: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
     anyhow::ensure!(
         applied <= migrations.len() as i64,
         "the database has schema version {applied}, newer than this program knows ({}); \

@@ -1,17 +1,20 @@
 //! Configuration: every setting from a flag or an environment variable, with laptop defaults.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
+
+use videostore_kit::config::ServerConfig;
 
 /// The aggregator's settings.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "aggregator",
-    about = "The video store's store front (gRPC, gRPC-Web and REST/JSON)"
+    about = "The video store's store front (gRPC, gRPC-Web and REST/JSON)",
+    mut_arg("listen", |arg| arg.env("AGGREGATOR_LISTEN_ADDR").default_value("127.0.0.1:8080"))
 )]
 pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "AGGREGATOR_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Where it listens, and for which browsers.
+    #[command(flatten)]
+    pub server: ServerConfig,
     /// The catalogue service.
     #[arg(long, env = "CATALOGUE_SERVICE_ADDR", default_value = "http://127.0.0.1:50051")]
     pub catalogue_addr: String,
@@ -34,13 +37,6 @@ pub struct Config {
     /// Stock's address as browsers reach it; defaults to `--stock-addr`.
     #[arg(long, env = "PUBLIC_STOCK_URL")]
     pub public_stock_url: Option<String>,
-    /// Browser origins allowed to call over gRPC-Web and REST, comma-separated, or `*`.
-    #[arg(
-        long,
-        env = "VIDEOSTORE_CORS_ORIGINS",
-        default_value = "http://localhost:8080,http://127.0.0.1:8080,http://localhost:8000,http://127.0.0.1:8000"
-    )]
-    pub cors_origins: String,
 }
 
 impl Config {

@@ -11,7 +11,41 @@ use std::fmt;
 
 use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
 
-use crate::rest::rating_label;
+use videostore_display::rating;
+
+/// The field numbers of `Movie` (videostore.catalogue.v1) this writer reads; a test checks them
+/// against the compiled descriptor, so a field added to `Movie` must be shown or left out here.
+mod field {
+    pub(super) const ID: u32 = 1;
+    pub(super) const TITLE: u32 = 2;
+    pub(super) const RELEASE_YEAR: u32 = 3;
+    pub(super) const GENRES: u32 = 4;
+    pub(super) const RUNTIME_MINUTES: u32 = 5;
+    pub(super) const DIRECTOR: u32 = 6;
+    pub(super) const RATING: u32 = 7;
+    pub(super) const SYNOPSIS: u32 = 8;
+    pub(super) const AUDIENCE_RATING: u32 = 9;
+}
+
+/// The fields of `Movie` the REST facade's film shows, with their names in `Movie` and in the
+/// JSON object (the same).
+#[cfg(test)]
+const SHOWN: [(u32, &str); 9] = [
+    (field::ID, "id"),
+    (field::TITLE, "title"),
+    (field::RELEASE_YEAR, "release_year"),
+    (field::GENRES, "genres"),
+    (field::RUNTIME_MINUTES, "runtime_minutes"),
+    (field::DIRECTOR, "director"),
+    (field::RATING, "rating"),
+    (field::SYNOPSIS, "synopsis"),
+    (field::AUDIENCE_RATING, "audience_rating"),
+];
+
+/// The fields of `Movie` left out on purpose: an importer's key and the time of the last edit
+/// are not part of the store front's film. Skipped like unknown fields.
+#[cfg(test)]
+const LEFT_OUT: [(u32, &str); 2] = [(10, "external_key"), (11, "update_time")];
 
 /// The catalogue sent something that is not a `StreamMoviesResponse`.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,15 +109,17 @@ impl<'a, 'g> Film<'a, 'g> {
             let (field, wire_type) = reader.key()?;
             // int32 and enum values are sign-extended varints; truncating is protobuf's rule.
             match field {
-                1 => film.id = reader.varint_field(wire_type)? as i64,
-                2 => film.title = reader.text_field(wire_type)?,
-                3 => film.release_year = reader.varint_field(wire_type)? as i32,
-                4 => genres.push(reader.text_field(wire_type)?),
-                5 => film.runtime_minutes = reader.varint_field(wire_type)? as i32,
-                6 => film.director = reader.text_field(wire_type)?,
-                7 => film.rating = reader.varint_field(wire_type)? as i32,
-                8 => film.synopsis = reader.text_field(wire_type)?,
-                9 => {
+                field::ID => film.id = reader.varint_field(wire_type)? as i64,
+                field::TITLE => film.title = reader.text_field(wire_type)?,
+                field::RELEASE_YEAR => film.release_year = reader.varint_field(wire_type)? as i32,
+                field::GENRES => genres.push(reader.text_field(wire_type)?),
+                field::RUNTIME_MINUTES => {
+                    film.runtime_minutes = reader.varint_field(wire_type)? as i32;
+                }
+                field::DIRECTOR => film.director = reader.text_field(wire_type)?,
+                field::RATING => film.rating = reader.varint_field(wire_type)? as i32,
+                field::SYNOPSIS => film.synopsis = reader.text_field(wire_type)?,
+                field::AUDIENCE_RATING => {
                     expect(wire_type, WireType::ThirtyTwoBit)?;
                     film.audience_rating = f32::from_le_bytes(reader.take()?);
                 }
@@ -115,7 +151,7 @@ impl<'a, 'g> Film<'a, 'g> {
         out.extend_from_slice(b",\"director\":");
         string(self.director, out);
         out.extend_from_slice(b",\"rating\":");
-        string(rating_label(self.rating), out);
+        string(rating::label(self.rating), out);
         out.extend_from_slice(b",\"synopsis\":");
         string(self.synopsis, out);
         out.extend_from_slice(b",\"audience_rating\":");
@@ -233,7 +269,45 @@ mod tests {
     use videostore_proto::catalogue::{Movie, StreamMoviesResponse};
 
     use super::*;
-    use crate::rest::export_json_of;
+    use crate::rest::movie_json;
+
+    /// One batch of films as JSON array elements as serde_json writes them for the REST
+    /// facade's film, each preceded by `[` (the very first) or `,`.
+    fn export_json_of(movies: Vec<Movie>, first: &mut bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for movie in movies {
+            out.push(if std::mem::take(first) { b'[' } else { b',' });
+            serde_json::to_writer(&mut out, &movie_json(movie, None)).expect("to memory");
+        }
+        out
+    }
+
+    #[test]
+    fn every_field_of_movie_is_shown_or_left_out_on_purpose() {
+        let descriptors =
+            prost_types::FileDescriptorSet::decode(videostore_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let movie = descriptors
+            .file
+            .iter()
+            .filter(|file| file.package() == "videostore.catalogue.v1")
+            .flat_map(|file| &file.message_type)
+            .find(|message| message.name() == "Movie")
+            .unwrap();
+        let mut in_descriptor: Vec<(u32, &str)> =
+            movie.field.iter().map(|f| (f.number() as u32, f.name())).collect();
+        in_descriptor.sort_unstable();
+        let mut known: Vec<(u32, &str)> = SHOWN.iter().chain(&LEFT_OUT).copied().collect();
+        known.sort_unstable();
+        assert_eq!(in_descriptor, known, "list each field of Movie in SHOWN or LEFT_OUT");
+
+        // The REST film has exactly the shown fields, under the same names.
+        let json = serde_json::to_value(movie_json(Movie::default(), None)).unwrap();
+        let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut shown: Vec<&str> = SHOWN.iter().map(|(_, name)| *name).collect();
+        shown.sort_unstable();
+        assert_eq!(keys, shown);
+    }
 
     fn films() -> Vec<Movie> {
         let mut films = vec![

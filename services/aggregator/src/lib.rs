@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: flags and environment.
 //! - [`startup`]: [`startup::Application`] binds, wires and serves.
+//! - `error`: every way a call can fail, and its canonical code (gRPC and REST alike).
 //! - `storefront`: the views — one catalogue call and one batched stock call each, bounded by
 //!   the caller's deadline; stock failures degrade to "availability unknown".
 //! - `films`: film pages kept in memory while the catalogue's WatchChanges stream is followed.
@@ -14,6 +15,7 @@
 //! - `web`: the browser app (trunk's `dist/`), with the services' addresses written in.
 
 pub mod config;
+mod error;
 mod films;
 mod grpc;
 mod json_export;

@@ -12,20 +12,19 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
-    http::StatusCode,
+    extract::{Path, Query, State, rejection::QueryRejection},
     response::{IntoResponse, Response},
     routing::get,
 };
 use serde::{Deserialize, Serialize};
-use tonic::Status;
+use videostore_display::{order, rating};
+use videostore_kit::error::Invalid;
 use videostore_proto::{aggregator as pb, catalogue, stock};
 
-use axum::body::Bytes;
-
-use crate::{json_export, storefront::Storefront};
+use crate::{error::Error, json_export, storefront::Storefront};
 
 #[derive(Clone)]
 struct Rest {
@@ -76,14 +75,14 @@ struct PageParams {
 
 /// A price.
 #[derive(Debug, Serialize)]
-struct MoneyJson {
+pub(crate) struct MoneyJson {
     currency: String,
     minor_units: i64,
 }
 
 /// A film's stock.
 #[derive(Debug, Serialize)]
-struct AvailabilityJson {
+pub(crate) struct AvailabilityJson {
     known: bool,
     stocked: bool,
     copies_owned: i32,
@@ -94,7 +93,7 @@ struct AvailabilityJson {
 
 /// A film.
 #[derive(Debug, Serialize)]
-struct MovieJson {
+pub(crate) struct MovieJson {
     id: i64,
     title: String,
     release_year: i32,
@@ -122,49 +121,6 @@ struct PageJson {
     related: Vec<MovieJson>,
 }
 
-#[derive(Debug, Serialize)]
-struct ErrorBody {
-    code: &'static str,
-    message: String,
-}
-
-#[derive(Debug, Serialize)]
-struct ErrorJson {
-    error: ErrorBody,
-}
-
-/// A gRPC status as an HTTP error response.
-struct RestError(Status);
-
-impl IntoResponse for RestError {
-    fn into_response(self) -> Response {
-        let (http, code) = match self.0.code() {
-            tonic::Code::InvalidArgument => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
-            tonic::Code::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
-            tonic::Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
-            tonic::Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
-        };
-        let message = if http == StatusCode::INTERNAL_SERVER_ERROR {
-            "internal error".to_owned()
-        } else {
-            self.0.message().to_owned()
-        };
-        (http, Json(ErrorJson { error: ErrorBody { code, message } })).into_response()
-    }
-}
-
-pub(crate) fn rating_label(rating: i32) -> &'static str {
-    match catalogue::MpaaRating::try_from(rating) {
-        Ok(catalogue::MpaaRating::G) => "G",
-        Ok(catalogue::MpaaRating::Pg) => "PG",
-        Ok(catalogue::MpaaRating::Pg13) => "PG-13",
-        Ok(catalogue::MpaaRating::R) => "R",
-        Ok(catalogue::MpaaRating::Nc17) => "NC-17",
-        _ => "NR",
-    }
-}
-
 fn money_json(money: Option<stock::Money>) -> Option<MoneyJson> {
     money.map(|m| MoneyJson { currency: m.currency_code, minor_units: m.minor_units })
 }
@@ -190,7 +146,7 @@ fn availability_json(info: Option<pb::StockInfo>) -> AvailabilityJson {
     }
 }
 
-fn movie_json(movie: catalogue::Movie, stock: Option<AvailabilityJson>) -> MovieJson {
+pub(crate) fn movie_json(movie: catalogue::Movie, stock: Option<AvailabilityJson>) -> MovieJson {
     MovieJson {
         id: movie.id,
         title: movie.title,
@@ -198,34 +154,25 @@ fn movie_json(movie: catalogue::Movie, stock: Option<AvailabilityJson>) -> Movie
         genres: movie.genres,
         runtime_minutes: movie.runtime_minutes,
         director: movie.director,
-        rating: rating_label(movie.rating),
+        rating: rating::label(movie.rating),
         synopsis: movie.synopsis,
         audience_rating: movie.audience_rating,
         availability: stock,
     }
 }
 
-fn order(name: &str) -> Result<catalogue::MovieOrder, RestError> {
-    Ok(match name {
-        "" | "title" => catalogue::MovieOrder::Title,
-        "year" => catalogue::MovieOrder::Year,
-        "rating" => catalogue::MovieOrder::Rating,
-        "id" => catalogue::MovieOrder::Id,
-        other => {
-            return Err(RestError(Status::invalid_argument(format!(
-                "order {other:?} is not one of title, year, rating, id"
-            ))));
-        }
-    })
+/// The listing order named by `order=`: title (the default), year, rating or id.
+fn order_by(name: &str) -> Result<i32, Invalid> {
+    order::parse(name)
+        .map(|order| order as i32)
+        .ok_or_else(|| Invalid(format!("order {name:?} is not one of {}", order::NAMES.join(", "))))
 }
 
-/// The query string, or a 400 saying what is wrong with it.
-fn query_string<T>(
-    params: Result<Query<T>, axum::extract::rejection::QueryRejection>,
-) -> Result<T, RestError> {
-    let Query(params) = params.map_err(|rejection| {
-        RestError(Status::invalid_argument(format!("bad query string: {}", rejection.body_text())))
-    })?;
+/// The query string, or INVALID_ARGUMENT saying what is wrong with it (a value that does not
+/// parse is refused, never taken as its default).
+fn query_string<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, Invalid> {
+    let Query(params) = params
+        .map_err(|rejection| Invalid(format!("bad query string: {}", rejection.body_text())))?;
     Ok(params)
 }
 
@@ -241,17 +188,17 @@ fn filter(
 
 async fn list_movies(
     State(rest): State<Rest>,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<ListJson>, RestError> {
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<ListJson>, Error> {
     let params = query_string(params)?;
     let request = pb::ListStorefrontRequest {
         filter: filter(params.q, params.genre, params.min_year, params.max_year),
-        order_by: order(&params.order)? as i32,
+        order_by: order_by(&params.order)?,
         descending: params.desc,
         page_size: params.page_size,
         page_token: params.page_token,
     };
-    let page = rest.storefront.list(request, rest.deadline).await.map_err(RestError)?;
+    let page = rest.storefront.list(request, rest.deadline).await?;
     Ok(Json(ListJson {
         movies: page
             .items
@@ -266,33 +213,21 @@ async fn list_movies(
     }))
 }
 
-/// One batch of films as JSON array elements as serde_json writes them, each preceded by `[`
-/// (the very first) or `,`: what the export's transcoder must write (see `json_export`).
-#[cfg(test)]
-pub(crate) fn export_json_of(movies: Vec<catalogue::Movie>, first: &mut bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    for movie in movies {
-        out.push(if std::mem::take(first) { b'[' } else { b',' });
-        serde_json::to_writer(&mut out, &movie_json(movie, None)).expect("to memory");
-    }
-    out
-}
-
 async fn export_movies(
     State(rest): State<Rest>,
-    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, RestError> {
+    params: Result<Query<ExportParams>, QueryRejection>,
+) -> Result<Response, Error> {
     let params = query_string(params)?;
     let request = catalogue::StreamMoviesRequest {
         filter: filter(params.q, params.genre, params.min_year, params.max_year),
-        order_by: order(&params.order)? as i32,
+        order_by: order_by(&params.order)?,
         descending: params.desc,
         batch_size: 5000,
     };
-    let mut batches = rest.storefront.stream_movie_bytes(request).await.map_err(RestError)?;
+    let mut batches = rest.storefront.stream_movie_bytes(request).await?;
     // The first batch decides the status: a bad filter or a catalogue that is down is an error
     // response, not a broken body.
-    let first_batch = batches.message().await.map_err(RestError)?;
+    let first_batch = batches.message().await.map_err(Error::upstream("catalogue"))?;
     let body = json_array_body(first_batch, batches);
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -306,7 +241,7 @@ async fn export_movies(
 fn json_array_body(
     first_batch: Option<Bytes>,
     batches: tonic::Streaming<Bytes>,
-) -> impl futures::Stream<Item = Result<Bytes, Status>> + Send + 'static {
+) -> impl futures::Stream<Item = Result<Bytes, Error>> + Send + 'static {
     let state = (first_batch, Some(batches), true);
     futures::stream::unfold(state, |(pending, batches, mut first)| async move {
         let mut batches = batches?;
@@ -316,7 +251,7 @@ fn json_array_body(
                 Ok(batch) => batch,
                 Err(status) => {
                     tracing::warn!(%status, "film export broke off");
-                    return Some((Err(status), (None, None, first)));
+                    return Some((Err(Error::upstream("catalogue")(status)), (None, None, first)));
                 }
             },
         };
@@ -326,10 +261,9 @@ fn json_array_body(
                 let mut chunk = Vec::with_capacity(batch.len() * 3 / 2);
                 match json_export::films_to_json(&batch, &mut first, &mut chunk) {
                     Ok(_) => Some((Ok(chunk.into()), (None, Some(batches), first))),
-                    Err(error) => {
-                        tracing::error!(%error, "the catalogue's film stream does not decode");
-                        let status = Status::internal("internal error");
-                        Some((Err(status), (None, None, first)))
+                    Err(malformed) => {
+                        tracing::error!(%malformed, "the catalogue's film stream does not decode");
+                        Some((Err(Error::internal(malformed)), (None, None, first)))
                     }
                 }
             }
@@ -345,18 +279,15 @@ fn json_array_body(
 async fn get_movie(
     State(rest): State<Rest>,
     Path(id): Path<String>,
-    params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<PageJson>, RestError> {
-    let id: i64 = id.parse().map_err(|_| {
-        RestError(Status::invalid_argument(format!("{id:?} is not a film id (a positive number)")))
-    })?;
-    let related = params.map(|Query(p)| p.related).unwrap_or_default();
-    let page = rest
-        .storefront
-        .movie_page(pb::GetMoviePageRequest { movie_id: id, related_limit: related }, rest.deadline)
-        .await
-        .map_err(RestError)?;
-    let movie = page.movie.ok_or_else(|| RestError(Status::internal("film missing")))?;
+    params: Result<Query<PageParams>, QueryRejection>,
+) -> Result<Json<PageJson>, Error> {
+    let id: i64 =
+        id.parse().map_err(|_| Invalid(format!("{id:?} is not a film id (a positive number)")))?;
+    let related = query_string(params)?.related;
+    let request = pb::GetMoviePageRequest { movie_id: id, related_limit: related };
+    let page = rest.storefront.movie_page(request, rest.deadline).await?;
+    let movie =
+        page.movie.ok_or_else(|| Error::internal("the catalogue answered without the film"))?;
     Ok(Json(PageJson {
         movie: movie_json(movie, Some(availability_json(page.stock))),
         related: page.related.into_iter().map(|movie| movie_json(movie, None)).collect(),

@@ -6,7 +6,10 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
-use videostore_kit::serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices};
+use videostore_kit::{
+    run::Server,
+    serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices},
+};
 use videostore_proto::aggregator::storefront_service_server::StorefrontServiceServer;
 
 use crate::{
@@ -35,7 +38,7 @@ fn channel(address: &str) -> anyhow::Result<Channel> {
 impl Application {
     /// Prepares the clients (connected lazily: the services may start in any order) and binds.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let origins = AllowedOrigins::parse(&config.cors_origins)?;
+        let origins = config.server.origins()?;
         let catalogue = channel(&config.catalogue_addr)?;
         let films = Arc::new(FilmPages::default());
         tokio::spawn(Arc::clone(&films).follow(catalogue.clone(), shutdown.clone()));
@@ -65,9 +68,9 @@ impl Application {
         if let Some(app) = web::router(config.web_dir.clone(), &endpoints) {
             router = router.merge(app);
         }
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listen = config.server.listen;
+        let listener =
+            TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         Ok(Self { listener, router, standard, origins, shutdown })
     }
 
@@ -79,5 +82,15 @@ impl Application {
     /// Serves until the shutdown token is cancelled and in-flight calls have finished.
     pub async fn run(self) -> anyhow::Result<()> {
         serve::serve(self.listener, self.router, &self.origins, &self.standard, self.shutdown).await
+    }
+}
+
+impl Server for Application {
+    fn local_addr(&self) -> SocketAddr {
+        Application::local_addr(self)
+    }
+
+    fn run(self) -> impl Future<Output = anyhow::Result<()>> {
+        Application::run(self)
     }
 }

@@ -10,7 +10,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tonic::{Request, Status, transport::Channel};
+use tonic::{Request, transport::Channel};
 use videostore_proto::stock::{
     Availability, BatchGetAvailabilityRequest, stock_service_client::StockServiceClient,
 };
@@ -22,10 +22,11 @@ const MAX_IDS: usize = 1000;
 /// Lookups queued at most before callers wait to queue.
 const QUEUE: usize = 4096;
 
-/// One view's lookup.
+/// One view's lookup, answered with the stock of its ids in order, or `None` when stock failed
+/// (logged once for the whole call).
 struct Lookup {
     ids: Vec<i64>,
-    reply: oneshot::Sender<Result<Vec<Availability>, Status>>,
+    reply: oneshot::Sender<Option<Vec<Availability>>>,
 }
 
 /// The handle views look stock up through.
@@ -56,9 +57,7 @@ impl StockBatcher {
             answer.await.ok()
         };
         match tokio::time::timeout(budget, asked).await {
-            Ok(Some(Ok(found))) => Some(found),
-            // The failure was logged once for the whole call.
-            Ok(Some(Err(_)) | None) => None,
+            Ok(answer) => answer.flatten(),
             Err(_) => {
                 tracing::warn!(
                     budget_ms = budget.as_millis() as u64,
@@ -129,31 +128,28 @@ async fn call(mut client: StockServiceClient<Channel>, mut batch: Vec<Lookup>, t
         _ = everyone_gone => return,
     };
     let found = match answer {
-        Ok(Ok(response)) => Ok(response.into_inner().availabilities),
+        Ok(Ok(response)) => Some(response.into_inner().availabilities),
         Ok(Err(status)) => {
             tracing::warn!(code = ?status.code(), message = status.message(), "stock call failed: availability unknown");
-            Err(status)
+            None
         }
-        Err(_) => Err(Status::deadline_exceeded("stock did not answer in time")),
+        // Each lookup has said so already, when its own budget ran out.
+        Err(_) => None,
     };
     let found = found.map(|availabilities| {
         availabilities.into_iter().map(|a| (a.movie_id, a)).collect::<HashMap<_, _>>()
     });
     for lookup in batch {
-        let answer = match &found {
-            Ok(by_id) => lookup
-                .ids
-                .iter()
-                .map(|id| by_id.get(id).cloned().ok_or_else(|| missing(*id)))
-                .collect(),
-            Err(status) => Err(status.clone()),
-        };
+        let answer = found.as_ref().and_then(|by_id| {
+            lookup.ids.iter().map(|id| by_id.get(id).cloned().or_else(|| missing(*id))).collect()
+        });
         // A caller that stopped waiting is not an error.
         let _ = lookup.reply.send(answer);
     }
 }
 
-fn missing(id: i64) -> Status {
+/// Stock answered without a film it was asked for: a bug, logged; that view's stock is unknown.
+fn missing(id: i64) -> Option<Availability> {
     tracing::error!(movie_id = id, "stock answered without a film it was asked for");
-    Status::internal("internal error")
+    None
 }

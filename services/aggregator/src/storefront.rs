@@ -20,7 +20,9 @@ use videostore_proto::{
     stock,
 };
 
-use crate::{films::FilmPages, stock_batch::StockBatcher};
+use videostore_kit::ids::MovieId;
+
+use crate::{error::Error, films::FilmPages, stock_batch::StockBatcher};
 
 /// Time kept back from the caller's deadline to build and send the answer.
 const ANSWER_MARGIN: Duration = Duration::from_millis(20);
@@ -63,19 +65,22 @@ impl Storefront {
     pub(crate) async fn stream_movie_bytes(
         &self,
         request: catalogue::StreamMoviesRequest,
-    ) -> Result<tonic::Streaming<Bytes>, Status> {
+    ) -> Result<tonic::Streaming<Bytes>, Error> {
         let mut grpc = tonic::client::Grpc::new(self.catalogue_channel.clone())
             .max_decoding_message_size(videostore_kit::serve::MAX_MESSAGE_BYTES);
-        grpc.ready()
-            .await
-            .map_err(|error| Status::unknown(format!("Service was not ready: {error}")))?;
+        grpc.ready().await.map_err(|error| {
+            Error::upstream("catalogue")(Status::unavailable(format!("not ready: {error}")))
+        })?;
         let mut request = Request::new(request);
         request
             .extensions_mut()
             .insert(GrpcMethod::new("videostore.catalogue.v1.CatalogueService", "StreamMovies"));
         let path =
             PathAndQuery::from_static("/videostore.catalogue.v1.CatalogueService/StreamMovies");
-        let response = grpc.server_streaming(request, path, RawCodec::default()).await?;
+        let response = grpc
+            .server_streaming(request, path, RawCodec::default())
+            .await
+            .map_err(Error::upstream("catalogue"))?;
         Ok(response.into_inner())
     }
 
@@ -84,13 +89,8 @@ impl Storefront {
         &self,
         request: pb::GetMoviePageRequest,
         deadline: Duration,
-    ) -> Result<pb::MoviePage, Status> {
-        if request.movie_id <= 0 {
-            return Err(Status::invalid_argument(format!(
-                "movie_id must be a positive number, not {}",
-                request.movie_id
-            )));
-        }
+    ) -> Result<pb::MoviePage, Error> {
+        MovieId::parse("movie_id", request.movie_id)?;
         let started = Instant::now();
         // Both go out at once: the film's id is all stock needs.
         let (detail, stock) = tokio::join!(
@@ -111,7 +111,7 @@ impl Storefront {
         &self,
         request: &pb::GetMoviePageRequest,
         deadline: Duration,
-    ) -> Result<Arc<catalogue::MovieDetail>, Status> {
+    ) -> Result<Arc<catalogue::MovieDetail>, Error> {
         let key = (request.movie_id, request.related_limit);
         if let Some(detail) = self.films.get(&key) {
             return Ok(detail);
@@ -129,7 +129,7 @@ impl Storefront {
             .clone()
             .get_movie_detail(detail_request)
             .await
-            .map_err(upstream("catalogue"))?;
+            .map_err(Error::upstream("catalogue"))?;
         let detail = Arc::new(detail.into_inner());
         if let Some(ticket) = ticket {
             self.films.fill(ticket, key, Arc::clone(&detail));
@@ -142,7 +142,7 @@ impl Storefront {
         &self,
         request: pb::ListStorefrontRequest,
         deadline: Duration,
-    ) -> Result<pb::ListStorefrontResponse, Status> {
+    ) -> Result<pb::ListStorefrontResponse, Error> {
         let started = Instant::now();
         let list_request = within(
             catalogue::ListMoviesRequest {
@@ -159,7 +159,7 @@ impl Storefront {
             .clone()
             .list_movies(list_request)
             .await
-            .map_err(upstream("catalogue"))?;
+            .map_err(Error::upstream("catalogue"))?;
         let page = page.into_inner();
         let ids: Vec<i64> = page.movies.iter().map(|movie| movie.id).collect();
         let mut stock = if ids.is_empty() {
@@ -211,22 +211,4 @@ fn within<T>(message: T, deadline: Duration) -> Request<T> {
 
 fn stock_info(availability: Option<stock::Availability>) -> pb::StockInfo {
     pb::StockInfo { known: availability.is_some(), availability }
-}
-
-/// Passes the catalogue's answer through for the caller's mistakes, and hides internals.
-fn upstream(service: &'static str) -> impl Fn(Status) -> Status {
-    move |status| match status.code() {
-        tonic::Code::InvalidArgument
-        | tonic::Code::NotFound
-        | tonic::Code::DeadlineExceeded
-        | tonic::Code::Cancelled => status,
-        tonic::Code::Unavailable => {
-            tracing::warn!(service, message = status.message(), "upstream unavailable");
-            Status::unavailable(format!("the {service} service is unavailable; try again shortly"))
-        }
-        code => {
-            tracing::error!(service, ?code, message = status.message(), "upstream failed");
-            Status::internal("internal error")
-        }
-    }
 }

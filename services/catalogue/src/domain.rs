@@ -6,6 +6,7 @@
 use std::time::SystemTime;
 
 use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
+pub use videostore_kit::{error::Invalid, ids::MovieId};
 
 /// Longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 300;
@@ -25,9 +26,6 @@ pub const MAX_QUERY_CHARS: usize = 200;
 pub const FIRST_FILM_YEAR: i32 = 1888;
 /// Longest runtime accepted, in minutes.
 pub const MAX_RUNTIME_MINUTES: i32 = 1000;
-
-/// A film's identifier.
-pub type MovieId = i64;
 
 /// MPAA-style rating, stored as the proto enum's number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,15 +88,6 @@ pub struct RawMovie {
     pub external_key: String,
 }
 
-/// Why a film's fields were refused, for a person to read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
-
-fn invalid(message: impl Into<String>) -> Invalid {
-    Invalid(message.into())
-}
-
 /// The latest release year accepted: films are announced up to a year ahead.
 pub fn latest_year(now: SystemTime) -> i32 {
     let secs = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -113,11 +102,13 @@ fn has_control_chars(text: &str) -> bool {
 fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<String, Invalid> {
     let trimmed = value.trim();
     if required && trimmed.is_empty() {
-        return Err(invalid(format!("{field} is required")));
+        return Err(Invalid::new(format!("{field} is required")));
     }
     let chars = trimmed.chars().count();
     if chars > max {
-        return Err(invalid(format!("{field} is {chars} characters long; the limit is {max}")));
+        return Err(Invalid::new(format!(
+            "{field} is {chars} characters long; the limit is {max}"
+        )));
     }
     Ok(trimmed.to_owned())
 }
@@ -127,20 +118,20 @@ impl RawMovie {
     pub fn validate(self, now: SystemTime) -> Result<MovieFields, Invalid> {
         let title = check_text("title", &self.title, MAX_TITLE_CHARS, true)?;
         if has_control_chars(&title) {
-            return Err(invalid("title must not contain control characters"));
+            return Err(Invalid::new("title must not contain control characters"));
         }
         let latest = latest_year(now);
         if self.release_year == 0 {
-            return Err(invalid("release_year is required"));
+            return Err(Invalid::new("release_year is required"));
         }
         if !(FIRST_FILM_YEAR..=latest).contains(&self.release_year) {
-            return Err(invalid(format!(
+            return Err(Invalid::new(format!(
                 "release_year {} is out of range ({FIRST_FILM_YEAR} to {latest})",
                 self.release_year
             )));
         }
         if self.genres.len() > MAX_GENRES {
-            return Err(invalid(format!(
+            return Err(Invalid::new(format!(
                 "a film has at most {MAX_GENRES} genres, not {}",
                 self.genres.len()
             )));
@@ -149,25 +140,25 @@ impl RawMovie {
         for genre in &self.genres {
             let genre = check_text("a genre", genre, MAX_GENRE_CHARS, true)?;
             if has_control_chars(&genre) {
-                return Err(invalid("genres must not contain control characters"));
+                return Err(Invalid::new("genres must not contain control characters"));
             }
             if !genres.iter().any(|seen| seen.eq_ignore_ascii_case(&genre)) {
                 genres.push(genre);
             }
         }
         if !(0..=MAX_RUNTIME_MINUTES).contains(&self.runtime_minutes) {
-            return Err(invalid(format!(
+            return Err(Invalid::new(format!(
                 "runtime_minutes {} is out of range (0 to {MAX_RUNTIME_MINUTES})",
                 self.runtime_minutes
             )));
         }
         let director = check_text("director", &self.director, MAX_DIRECTOR_CHARS, false)?;
         if !(0..=5).contains(&self.rating) {
-            return Err(invalid(format!("rating {} is not a known MPAA rating", self.rating)));
+            return Err(Invalid::new(format!("rating {} is not a known MPAA rating", self.rating)));
         }
         let synopsis = check_text("synopsis", &self.synopsis, MAX_SYNOPSIS_CHARS, false)?;
         if !self.audience_rating.is_finite() || !(0.0..=10.0).contains(&self.audience_rating) {
-            return Err(invalid(format!(
+            return Err(Invalid::new(format!(
                 "audience_rating {} is out of range (0 to 10)",
                 self.audience_rating
             )));
@@ -175,7 +166,7 @@ impl RawMovie {
         let external_key =
             check_text("external_key", &self.external_key, MAX_EXTERNAL_KEY_CHARS, false)?;
         if has_control_chars(&external_key) {
-            return Err(invalid("external_key must not contain control characters"));
+            return Err(Invalid::new("external_key must not contain control characters"));
         }
         Ok(MovieFields {
             title,
@@ -229,13 +220,13 @@ impl Filter {
         let query = check_text("query", query, MAX_QUERY_CHARS, false)?;
         let genre = check_text("genre", genre, MAX_GENRE_CHARS, false)?;
         if min_year < 0 || max_year < 0 {
-            return Err(invalid("year bounds must not be negative"));
+            return Err(Invalid::new("year bounds must not be negative"));
         }
         if min_year > 9999 || max_year > 9999 {
-            return Err(invalid("year bounds must be at most 9999"));
+            return Err(Invalid::new("year bounds must be at most 9999"));
         }
         if min_year > 0 && max_year > 0 && min_year > max_year {
-            return Err(invalid(format!("min_year {min_year} is after max_year {max_year}")));
+            return Err(Invalid::new(format!("min_year {min_year} is after max_year {max_year}")));
         }
         Ok(Self {
             words: fold(&query).split_whitespace().map(str::to_owned).collect(),

@@ -3,16 +3,20 @@
 //! # Layout
 //! - [`config`]: flags and environment.
 //! - [`startup`]: [`startup::Application`] binds, wires and serves.
-//! - `grpc`: the handlers; with `wire`, the only modules that touch prost types.
-//! - `wire`: StreamMovies and ExportMovies served from the films' stored wire form.
+//! - `grpc`: the handlers — read the request, check the caller, call the service, answer.
+//! - `wire`: StreamMovies and ExportMovies answered from the films' stored wire form.
+//! - `service`: the catalogue's operations in domain terms.
+//! - `error`: every way a call can fail, and its canonical code.
 //! - [`domain`]: films, validation rules, search folding, page cursors.
-//! - [`store`]: the storage trait and its SQLite implementation.
-//! - [`seed`]: the deterministic sample films of a new store.
+//! - `store`: the storage trait, its SQLite implementation and the read cache in front of it.
+//! - `seed`: the deterministic sample films of a new store.
 
 pub mod config;
 pub mod domain;
+mod error;
 mod grpc;
-pub mod seed;
+mod seed;
+mod service;
 pub mod startup;
-pub mod store;
+mod store;
 mod wire;

@@ -6,7 +6,7 @@ use crate::domain::{MovieFields, Rating};
 use videostore_kit::sample::{SAMPLE_FILMS, SplitMix64};
 
 /// How many films a new store gets. Ids 1..=SEED_FILMS, in order.
-pub const SEED_FILMS: usize = SAMPLE_FILMS as usize;
+pub(crate) const SEED_FILMS: usize = SAMPLE_FILMS as usize;
 
 const ADJECTIVES: &[&str] = &[
     "Silent",
@@ -122,7 +122,7 @@ const LAST_NAMES: &[&str] = &[
     "Müller",
 ];
 /// The seed's genres, also the stock service's view of what a "genre" looks like.
-pub const GENRES: &[&str] = &[
+pub(crate) const GENRES: &[&str] = &[
     "Drama",
     "Comedy",
     "Thriller",
@@ -184,7 +184,7 @@ fn synopsis(rng: &mut SplitMix64) -> String {
 }
 
 /// The seed films, in id order. Titles are made unique with a sequel number.
-pub fn films() -> Vec<MovieFields> {
+pub(crate) fn films() -> Vec<MovieFields> {
     let mut rng = SplitMix64(0x5eed_f11e_2026);
     let mut seen = std::collections::HashMap::<String, u32>::new();
     (1..=SEED_FILMS)

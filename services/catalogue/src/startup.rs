@@ -6,18 +6,22 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use videostore_kit::{
-    auth::TokenKeys,
-    secret,
+    run::Server,
     serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices},
 };
 
 use crate::{
     config::Config,
-    grpc::{self, CatalogueApi},
+    grpc::CatalogueApi,
     seed,
+    service::Catalogue,
     store::{CachedStore, CatalogueStore, SqliteStore},
-    wire::{CatalogueRoutes, WIRE_FORM},
+    wire::{CatalogueRoutes, wire_form},
 };
+
+/// Writes announced to WatchChanges that a watcher may fall behind by before it is told to
+/// start over.
+const ANNOUNCED_CHANGES: usize = 1024;
 
 /// A catalogue server bound to its port, ready to run.
 pub struct Application {
@@ -32,28 +36,21 @@ impl Application {
     /// Opens the database, seeds an empty one, and binds the listen address (port 0 picks a free
     /// port: see [`Application::local_addr`]).
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let origins = AllowedOrigins::parse(&config.cors_origins)?;
-        let secret = secret::load_or_create(config.token_secret.as_deref(), &config.data_dir)?;
-        let keys = TokenKeys::new(&secret)?;
-        let store = SqliteStore::open(&config.database_url(), WIRE_FORM).await?;
+        let origins = config.server.origins()?;
+        let keys = config.data.token_keys()?;
+        let store = SqliteStore::open(&config.database_url(), wire_form()).await?;
         if config.seed {
             seed_if_empty(&store).await?;
         }
-        // Writes announced to WatchChanges; a watcher this far behind is told to start over.
-        let (changes, _) = tokio::sync::broadcast::channel(1024);
+        let (changes, _) = tokio::sync::broadcast::channel(ANNOUNCED_CHANGES);
         let store = Arc::new(CachedStore::new(store, changes.clone()));
-        let api = CatalogueApi::new(store, keys, shutdown.clone(), changes);
+        let catalogue = Arc::new(Catalogue::new(store, changes));
+        let api = CatalogueApi::new(catalogue, keys, shutdown.clone());
         let standard = StandardServices::new(&["videostore.catalogue.v1.CatalogueService"]).await?;
-        // Only ExportMovies answers can be this big (from the generated server, which is used
-        // only when the wire routes are not mounted); it checks its own limit first.
-        let routes = standard.routes().add_service(CatalogueRoutes::new(
-            api,
-            MAX_MESSAGE_BYTES,
-            grpc::MAX_EXPORT_BYTES + 1024,
-        ));
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let routes = standard.routes().add_service(CatalogueRoutes::new(api, MAX_MESSAGE_BYTES));
+        let listen = config.server.listen;
+        let listener =
+            TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         Ok(Self { listener, routes, standard, origins, shutdown })
     }
 
@@ -75,16 +72,22 @@ impl Application {
     }
 }
 
+impl Server for Application {
+    fn local_addr(&self) -> SocketAddr {
+        Application::local_addr(self)
+    }
+
+    fn run(self) -> impl Future<Output = anyhow::Result<()>> {
+        Application::run(self)
+    }
+}
+
 async fn seed_if_empty(store: &SqliteStore) -> anyhow::Result<()> {
-    if store.total().await.map_err(|e| anyhow::anyhow!(e))? > 0 {
+    if store.total().await? > 0 {
         return Ok(());
     }
     let films = seed::films();
-    store
-        .upsert_batch(&films, SystemTime::now())
-        .await
-        .map_err(|e| anyhow::anyhow!(e))
-        .context("seeding the catalogue")?;
+    store.upsert_batch(&films, SystemTime::now()).await.context("seeding the catalogue")?;
     tracing::info!(films = films.len(), "seeded an empty catalogue");
     Ok(())
 }

@@ -3,14 +3,11 @@
 
 use std::time::{Duration, SystemTime};
 
-pub use videostore_kit::auth::Role;
-
-/// A film's id in the catalogue.
-pub type MovieId = i64;
-/// An account's id.
-pub type AccountId = i64;
-/// A rental's id.
-pub type RentalId = i64;
+pub use videostore_kit::{
+    auth::Role,
+    error::Invalid,
+    ids::{AccountId, MovieId, PurchaseId, RentalId},
+};
 
 /// Longest rental, in days.
 pub const MAX_RENTAL_DAYS: i32 = 90;
@@ -18,19 +15,16 @@ pub const MAX_RENTAL_DAYS: i32 = 90;
 pub const MAX_REQUEST_ID_CHARS: usize = 100;
 /// Most copies of one film.
 pub const MAX_COPIES: i32 = 100_000;
+/// Longest email address, in bytes (RFC 5321's path limit).
+pub const MAX_EMAIL_BYTES: usize = 254;
+/// Longest password, in characters.
+pub const MAX_PASSWORD_CHARS: usize = 128;
+/// Longest display name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
 /// Highest price, in minor units (10,000.00).
 pub const MAX_PRICE_MINOR: i64 = 1_000_000;
 /// One day.
 pub const DAY: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Money in integer minor units of a currency.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Money {
-    /// ISO 4217 code.
-    pub currency: String,
-    /// Amount in minor units.
-    pub minor: i64,
-}
 
 /// The stock of one stocked film.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +93,7 @@ pub struct Rental {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Purchase {
     /// Id.
-    pub id: i64,
+    pub id: PurchaseId,
     /// The buyer.
     pub customer_id: AccountId,
     /// The film.
@@ -142,52 +136,58 @@ pub fn late_fee(due_at: SystemTime, returned_at: SystemTime, price_per_day_minor
 }
 
 /// Checks a client request id.
-pub fn check_request_id(request_id: &str) -> Result<String, String> {
+pub fn check_request_id(request_id: &str) -> Result<String, Invalid> {
     let trimmed = request_id.trim();
     if trimmed.is_empty() {
-        return Err("request_id is required (a client-chosen id, e.g. a UUID)".into());
+        return Err(Invalid::new("request_id is required (a client-chosen id, e.g. a UUID)"));
     }
     if trimmed.chars().count() > MAX_REQUEST_ID_CHARS {
-        return Err(format!("request_id is longer than {MAX_REQUEST_ID_CHARS} characters"));
+        return Err(Invalid(format!(
+            "request_id is longer than {MAX_REQUEST_ID_CHARS} characters"
+        )));
     }
     Ok(trimmed.to_owned())
 }
 
 /// Checks a number of rental days.
-pub fn check_days(days: i32) -> Result<i32, String> {
+pub fn check_days(days: i32) -> Result<i32, Invalid> {
     if (1..=MAX_RENTAL_DAYS).contains(&days) {
         Ok(days)
     } else {
-        Err(format!("days must be between 1 and {MAX_RENTAL_DAYS}, not {days}"))
+        Err(Invalid(format!("days must be between 1 and {MAX_RENTAL_DAYS}, not {days}")))
     }
 }
 
 /// Checks an ISO 4217-shaped currency code.
-pub fn check_currency(code: &str) -> Result<String, String> {
+pub fn check_currency(code: &str) -> Result<String, Invalid> {
     if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(code.to_owned())
     } else {
-        Err(format!("currency_code {code:?} is not a three-letter ISO 4217 code like \"EUR\""))
+        Err(Invalid(format!(
+            "currency_code {code:?} is not a three-letter ISO 4217 code like \"EUR\""
+        )))
     }
 }
 
 /// Checks a price.
-pub fn check_price(name: &str, minor: i64) -> Result<i64, String> {
+pub fn check_price(name: &str, minor: i64) -> Result<i64, Invalid> {
     if (0..=MAX_PRICE_MINOR).contains(&minor) {
         Ok(minor)
     } else {
-        Err(format!("{name} must be between 0 and {MAX_PRICE_MINOR} minor units, not {minor}"))
+        Err(Invalid(format!(
+            "{name} must be between 0 and {MAX_PRICE_MINOR} minor units, not {minor}"
+        )))
     }
 }
 
 /// Checks and normalises an email address (trimmed; compared case-insensitively by the store).
-pub fn check_email(email: &str) -> Result<String, String> {
+pub fn check_email(email: &str) -> Result<String, Invalid> {
     let email = email.trim();
     if email.is_empty() {
-        return Err("email is required".into());
+        return Err(Invalid::new("email is required"));
     }
-    if email.len() > 254 {
-        return Err("email is longer than 254 characters".into());
+    if email.len() > MAX_EMAIL_BYTES {
+        return Err(Invalid(format!("email is longer than {MAX_EMAIL_BYTES} characters")));
     }
     let valid = match email.split_once('@') {
         Some((local, domain)) => {
@@ -200,32 +200,38 @@ pub fn check_email(email: &str) -> Result<String, String> {
         }
         None => false,
     };
-    if valid { Ok(email.to_owned()) } else { Err(format!("{email:?} is not an email address")) }
+    if valid {
+        Ok(email.to_owned())
+    } else {
+        Err(Invalid(format!("{email:?} is not an email address")))
+    }
 }
 
 /// Checks a display name.
-pub fn check_name(name: &str) -> Result<String, String> {
+pub fn check_name(name: &str) -> Result<String, Invalid> {
     let name = name.trim();
     if name.is_empty() {
-        return Err("name is required".into());
+        return Err(Invalid::new("name is required"));
     }
-    if name.chars().count() > 100 {
-        return Err("name is longer than 100 characters".into());
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(Invalid(format!("name is longer than {MAX_NAME_CHARS} characters")));
     }
     if name.chars().any(char::is_control) {
-        return Err("name must not contain control characters".into());
+        return Err(Invalid::new("name must not contain control characters"));
     }
     Ok(name.to_owned())
 }
 
 /// Checks a new password's length (in characters, so any script works).
-pub fn check_password(password: &str) -> Result<(), String> {
+pub fn check_password(password: &str) -> Result<(), Invalid> {
     let chars = password.chars().count();
     if chars < 8 {
-        return Err("password must be at least 8 characters long".into());
+        return Err(Invalid::new("password must be at least 8 characters long"));
     }
-    if chars > 128 {
-        return Err("password must be at most 128 characters long".into());
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(Invalid(format!(
+            "password must be at most {MAX_PASSWORD_CHARS} characters long"
+        )));
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ const BUFFERED_CHANGES: usize = 4096;
 
 /// The fan-out of committed availability changes.
 #[derive(Debug, Clone)]
-pub struct AvailabilityEvents {
+pub(crate) struct AvailabilityEvents {
     sender: broadcast::Sender<Arc<Availability>>,
     latest: Arc<RwLock<HashMap<MovieId, Arc<Availability>>>>,
 }
@@ -37,21 +37,21 @@ impl Default for AvailabilityEvents {
 
 impl AvailabilityEvents {
     /// A fan-out with no subscribers.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let (sender, _) = broadcast::channel(BUFFERED_CHANGES);
         Self { sender, latest: Arc::default() }
     }
 
     /// Announces a committed change. Having no watchers is fine.
-    pub fn publish(&self, availability: Availability) {
+    pub(crate) fn publish(&self, availability: Availability) {
         let availability = Arc::new(availability);
         self.remember_shared(&availability);
         let _ = self.sender.send(availability);
     }
 
     /// Keeps `availability`, read from the database, unless a newer version is known.
-    pub fn remember(&self, availability: Availability) {
-        self.remember_shared(&Arc::new(availability));
+    pub(crate) fn remember(&self, availability: Arc<Availability>) {
+        self.remember_shared(&availability);
     }
 
     fn remember_shared(&self, availability: &Arc<Availability>) {
@@ -66,18 +66,13 @@ impl AvailabilityEvents {
 
     /// The latest committed stock of each of `ids` that is known here (`None` where the
     /// database must be asked).
-    pub fn latest(&self, ids: &[MovieId]) -> Vec<Option<Arc<Availability>>> {
+    pub(crate) fn latest(&self, ids: &[MovieId]) -> Vec<Option<Arc<Availability>>> {
         let latest = self.latest.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         ids.iter().map(|id| latest.get(id).cloned()).collect()
     }
 
     /// A receiver of every change published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Availability>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Availability>> {
         self.sender.subscribe()
-    }
-
-    /// How many watchers are subscribed.
-    pub fn watchers(&self) -> usize {
-        self.sender.receiver_count()
     }
 }

@@ -4,21 +4,27 @@
 //! # Layout
 //! - [`config`]: flags and environment.
 //! - [`startup`]: [`startup::Application`] binds, wires and serves.
-//! - `grpc`: the handlers of `StockService` and `AccountService` — the only module that touches
-//!   prost types.
-//! - [`domain`]: money, rentals, late fees, input rules.
+//! - `grpc`: the handlers of `StockService` and `AccountService` — read the request, check the
+//!   caller, call the service, answer; `grpc::watch` and `grpc::desk` are the long streams.
+//! - `service`: the operations in domain terms; every write publishes what it committed.
+//! - `error`: every way a call can fail, and its canonical code.
+//! - [`domain`]: money, rentals, late fees, input rules (the types the store speaks).
 //! - [`store`]: the storage trait and its SQLite implementation.
-//! - [`events`]: the fan-out of committed availability changes to watchers.
-//! - [`passwords`]: Argon2id hashing.
+//! - `events`: the fan-out of committed availability changes to watchers.
+//! - `passwords`: Argon2id hashing.
 //! - [`clock`]: the time source, replaceable in tests.
-//! - [`seed`]: stock for the sample films.
+//! - `seed`: stock for the sample films.
 
 pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod events;
+mod error;
+mod events;
 mod grpc;
-pub mod passwords;
-pub mod seed;
+mod passwords;
+mod seed;
+mod service;
 pub mod startup;
 pub mod store;
+
+pub use error::Error;

@@ -1,11 +1,11 @@
 //! Password hashing with Argon2id (memory-hard), run off the async threads on a few dedicated
 //! threads of its own.
 //!
-//! Argon2 needs a big block of memory per run. Allocated per run on tokio's blocking pool,
-//! glibc kept freed blocks in per-thread arenas: 128 sign-ups grew the stock service to 2 GiB.
-//! Here each password thread (one per core) keeps one block and reuses it for every run, so
-//! the memory is bounded (threads × 7 MiB), allocation-free after the first run, and a flood of
-//! sign-ins queues instead of taking the machine's memory.
+//! Argon2 needs a big block of memory per run. Each password thread (one per core, at most four)
+//! keeps one block and reuses it for every run, so the memory is bounded (threads × the block),
+//! nothing is allocated per run, and a flood of sign-ins queues instead of taking the machine's
+//! memory. (Allocated per run on tokio's blocking pool instead, glibc keeps each freed block in
+//! that thread's arena, and the service grows with every blocking thread that ever hashed.)
 //!
 //! New hashes use OWASP's Argon2id setting m = 7 MiB, t = 5, p = 1 (as strong as the crate's
 //! default m = 19 MiB, t = 2, with a third of the memory); stored hashes verify with whatever
@@ -135,13 +135,13 @@ async fn on_password_thread<T: Send + 'static>(
 }
 
 /// Hashes a password into a PHC string (algorithm, parameters, salt and hash).
-pub async fn hash(password: String) -> anyhow::Result<String> {
+pub(crate) async fn hash(password: String) -> anyhow::Result<String> {
     on_password_thread(move || hash_now(password.as_bytes())).await?
 }
 
 /// Checks a password against a stored PHC string. With no stored hash (unknown email) it still
 /// runs one verification, so response times do not reveal which emails have accounts.
-pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
+pub(crate) async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
     on_password_thread(move || {
         let known = stored.is_some();
         let stored = match stored {

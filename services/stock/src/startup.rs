@@ -6,8 +6,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use videostore_kit::{
-    auth::{Role, TokenKeys},
-    secret,
+    auth::Role,
+    run::Server,
     serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices},
 };
 use videostore_proto::stock::{
@@ -18,9 +18,9 @@ use crate::{
     clock::Clock,
     config::Config,
     domain,
-    events::AvailabilityEvents,
-    grpc::{AccountApi, Shared, StockApi},
+    grpc::{AccountApi, StockApi},
     passwords, seed,
+    service::Stock,
     store::{NewAccount, SqliteStore, StockStore},
 };
 
@@ -42,30 +42,22 @@ impl Application {
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let origins = AllowedOrigins::parse(&config.cors_origins)?;
-        let secret = secret::load_or_create(config.token_secret.as_deref(), &config.data_dir)?;
-        let keys = TokenKeys::new(&secret)?;
+        let origins = config.server.origins()?;
+        let keys = config.data.token_keys()?;
         let store: Arc<dyn StockStore> = Arc::new(SqliteStore::open(&config.database_url()).await?);
         if config.seed {
             let added = store
                 .stock_missing(&seed::inventory())
                 .await
-                .map_err(|e| anyhow::anyhow!(e))
                 .context("stocking the sample films")?;
             if added > 0 {
                 tracing::info!(films = added, "stocked the sample films");
             }
         }
         ensure_staff(&config, store.as_ref(), clock.as_ref()).await?;
-        let shared = Arc::new(Shared {
-            store: Arc::clone(&store),
-            events: AvailabilityEvents::new(),
-            keys,
-            clock,
-            token_ttl: Duration::from_secs(config.token_ttl_minutes.max(1) * 60),
-            shutdown: shutdown.clone(),
-            heartbeat: Duration::from_millis(config.watch_heartbeat_ms.max(10)),
-        });
+        let token_ttl = Duration::from_secs(config.token_ttl_minutes.max(1) * 60);
+        let stock = Arc::new(Stock::new(Arc::clone(&store), clock, keys.clone(), token_ttl));
+        let heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(10));
         let standard = StandardServices::new(&[
             "videostore.stock.v1.StockService",
             "videostore.stock.v1.AccountService",
@@ -74,18 +66,23 @@ impl Application {
         let routes = standard
             .routes()
             .add_service(
-                StockServiceServer::new(StockApi(Arc::clone(&shared)))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                StockServiceServer::new(StockApi::new(
+                    Arc::clone(&stock),
+                    keys.clone(),
+                    shutdown.clone(),
+                    heartbeat,
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
             .add_service(
-                AccountServiceServer::new(AccountApi(shared))
+                AccountServiceServer::new(AccountApi::new(stock, keys))
                     .max_decoding_message_size(64 * 1024)
                     .max_encoding_message_size(64 * 1024),
             );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listen = config.server.listen;
+        let listener =
+            TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         Ok(Self { listener, routes, standard, origins, shutdown, store })
     }
 
@@ -112,6 +109,16 @@ impl Application {
     }
 }
 
+impl Server for Application {
+    fn local_addr(&self) -> SocketAddr {
+        Application::local_addr(self)
+    }
+
+    fn run(self) -> impl Future<Output = anyhow::Result<()>> {
+        Application::run(self)
+    }
+}
+
 /// Creates the configured staff account if it does not exist, or promotes it if it is a customer.
 async fn ensure_staff(
     config: &Config,
@@ -121,12 +128,12 @@ async fn ensure_staff(
     let Some(email) = &config.staff_email else {
         return Ok(());
     };
-    let email = domain::check_email(email).map_err(|e| anyhow::anyhow!("staff email: {e}"))?;
-    let existing = store.account_by_email(&email).await.map_err(|e| anyhow::anyhow!(e))?;
+    let email = domain::check_email(email).context("VIDEOSTORE_STAFF_EMAIL")?;
+    let existing = store.account_by_email(&email).await?;
     match existing {
         Some((account, _)) if account.role == Role::Staff => Ok(()),
         Some((account, _)) => {
-            store.promote_to_staff(account.id).await.map_err(|e| anyhow::anyhow!(e))?;
+            store.promote_to_staff(account.id).await?;
             tracing::info!(%email, "promoted the configured account to staff");
             Ok(())
         }
@@ -135,8 +142,7 @@ async fn ensure_staff(
                 "VIDEOSTORE_STAFF_EMAIL is set but VIDEOSTORE_STAFF_PASSWORD is not: \
                  the staff account needs a password to be created",
             )?;
-            domain::check_password(&password)
-                .map_err(|e| anyhow::anyhow!("staff password: {e}"))?;
+            domain::check_password(&password).context("VIDEOSTORE_STAFF_PASSWORD")?;
             let password_hash = passwords::hash(password).await?;
             store
                 .create_account(&NewAccount {
@@ -146,8 +152,7 @@ async fn ensure_staff(
                     role: Role::Staff,
                     now: clock.now(),
                 })
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
+                .await?;
             tracing::info!(%email, "created the configured staff account");
             Ok(())
         }

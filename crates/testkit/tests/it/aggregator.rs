@@ -181,6 +181,8 @@ async fn rest_facade_lists_and_shows_films_as_json() {
         ("/api/movies?page_size=500", 400, "INVALID_ARGUMENT"),
         ("/api/movies?order=price", 400, "INVALID_ARGUMENT"),
         ("/api/movies?min_year=abc", 400, "INVALID_ARGUMENT"),
+        ("/api/movies/8?related=abc", 400, "INVALID_ARGUMENT"),
+        ("/api/movies/8?related=-1", 400, "INVALID_ARGUMENT"),
     ] {
         let response = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(response.status(), status, "{path}");

@@ -5,5 +5,6 @@ mod accounts;
 mod aggregator;
 mod catalogue;
 mod grpc_web;
+mod logs;
 mod rentals;
 mod stock;

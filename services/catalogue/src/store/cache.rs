@@ -24,8 +24,11 @@ use async_trait::async_trait;
 use quick_cache::sync::Cache;
 use tokio::sync::broadcast;
 
-use super::{CatalogueStore, Change, FieldChange, StoreError, Upserted, WireExport, WirePage};
-use crate::domain::{Filter, ListQuery, Movie, MovieFields, MovieId};
+use super::{CatalogueStore, Change, FieldChange, Upserted, WireExport, WirePage};
+use crate::{
+    domain::{Filter, ListQuery, Movie, MovieFields, MovieId},
+    error::Error,
+};
 
 /// Films kept at most; a film is about 0.5 KB in memory.
 const FILMS: usize = 20_000;
@@ -33,7 +36,7 @@ const FILMS: usize = 20_000;
 const RELATED: usize = 5_000;
 
 /// `S` with a read cache.
-pub struct CachedStore<S> {
+pub(crate) struct CachedStore<S> {
     inner: S,
     cache: Arc<Shared>,
 }
@@ -52,7 +55,7 @@ struct Shared {
 
 impl<S: CatalogueStore + Clone> CachedStore<S> {
     /// Wraps `inner`, announcing every write on `changes`.
-    pub fn new(inner: S, changes: broadcast::Sender<Change>) -> Self {
+    pub(crate) fn new(inner: S, changes: broadcast::Sender<Change>) -> Self {
         let cache = Shared {
             films: Cache::new(FILMS),
             related: Cache::new(RELATED),
@@ -69,10 +72,10 @@ impl<S: CatalogueStore + Clone> CachedStore<S> {
         &self,
         write: W,
         changed: impl FnOnce(&T) -> Vec<MovieId> + Send + 'static,
-    ) -> Result<T, StoreError>
+    ) -> Result<T, Error>
     where
         W: FnOnce(S) -> F,
-        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+        F: Future<Output = Result<T, Error>> + Send + 'static,
         T: Send + 'static,
     {
         let cache = Arc::clone(&self.cache);
@@ -83,11 +86,10 @@ impl<S: CatalogueStore + Clone> CachedStore<S> {
                 Ok(value) => Some(changed(value))
                     .filter(|films| !films.is_empty())
                     .map(|films| Change::Films(films.into())),
-                Err(StoreError::Backend(_)) => Some(Change::Everything),
+                // The outcome is unknown: anything may have changed.
+                Err(Error::Internal(_)) => Some(Change::Everything),
                 // Refused before writing anything.
-                Err(
-                    StoreError::NotFound(_) | StoreError::DuplicateKey(_) | StoreError::Invalid(_),
-                ) => None,
+                Err(_) => None,
             };
             if let Some(change) = change {
                 cache.invalidate(change);
@@ -97,7 +99,7 @@ impl<S: CatalogueStore + Clone> CachedStore<S> {
         task.await.unwrap_or_else(|failed| {
             // The write may have committed before it panicked: trust nothing cached.
             self.cache.invalidate(Change::Everything);
-            Err(StoreError::Backend(anyhow::anyhow!("a catalogue write failed: {failed}")))
+            Err(Error::internal(format!("a catalogue write failed: {failed}")))
         })
     }
 }
@@ -137,7 +139,7 @@ impl Shared {
 
 #[async_trait]
 impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
-    async fn get(&self, id: MovieId) -> Result<Option<Movie>, StoreError> {
+    async fn get(&self, id: MovieId) -> Result<Option<Movie>, Error> {
         let cache = &self.cache;
         if let Some(movie) = cache.films.get(&id) {
             return Ok(Some(movie));
@@ -150,15 +152,15 @@ impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
         Ok(found)
     }
 
-    async fn get_many(&self, ids: &[MovieId]) -> Result<Vec<Movie>, StoreError> {
+    async fn get_many(&self, ids: &[MovieId]) -> Result<Vec<Movie>, Error> {
         self.inner.get_many(ids).await
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Vec<Movie>, StoreError> {
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Movie>, Error> {
         self.inner.list(query).await
     }
 
-    async fn list_wire(&self, query: &ListQuery) -> Result<WirePage, StoreError> {
+    async fn list_wire(&self, query: &ListQuery) -> Result<WirePage, Error> {
         self.inner.list_wire(query).await
     }
 
@@ -166,15 +168,15 @@ impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
         &self,
         query: &ListQuery,
         max_bytes: usize,
-    ) -> Result<Option<WireExport>, StoreError> {
+    ) -> Result<Option<WireExport>, Error> {
         self.inner.export_wire(query, max_bytes).await
     }
 
-    async fn count(&self, filter: &Filter) -> Result<i64, StoreError> {
+    async fn count(&self, filter: &Filter) -> Result<i64, Error> {
         self.inner.count(filter).await
     }
 
-    async fn related(&self, movie: &Movie, limit: usize) -> Result<Vec<Movie>, StoreError> {
+    async fn related(&self, movie: &Movie, limit: usize) -> Result<Vec<Movie>, Error> {
         let (cache, key) = (&self.cache, (movie.id, limit));
         if let Some(related) = cache.related.get(&key) {
             return Ok(related.as_ref().clone());
@@ -190,7 +192,7 @@ impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
         fields: &MovieFields,
         request_id: Option<&str>,
         now: SystemTime,
-    ) -> Result<(Movie, bool), StoreError> {
+    ) -> Result<(Movie, bool), Error> {
         let (fields, request_id) = (fields.clone(), request_id.map(str::to_owned));
         self.write(
             move |store| async move { store.create(&fields, request_id.as_deref(), now).await },
@@ -205,7 +207,7 @@ impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
         id: MovieId,
         change: Box<FieldChange>,
         now: SystemTime,
-    ) -> Result<Movie, StoreError> {
+    ) -> Result<Movie, Error> {
         self.write(
             move |store| async move { store.update(id, change, now).await },
             move |_| vec![id],
@@ -213,7 +215,7 @@ impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
         .await
     }
 
-    async fn delete(&self, id: MovieId) -> Result<bool, StoreError> {
+    async fn delete(&self, id: MovieId) -> Result<bool, Error> {
         self.write(
             move |store| async move { store.delete(id).await },
             move |&deleted| {
@@ -227,7 +229,7 @@ impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
         &self,
         rows: &[MovieFields],
         now: SystemTime,
-    ) -> Result<Vec<Upserted>, StoreError> {
+    ) -> Result<Vec<Upserted>, Error> {
         let rows = rows.to_vec();
         self.write(
             move |store| async move { store.upsert_batch(&rows, now).await },
@@ -243,11 +245,11 @@ impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
         .await
     }
 
-    async fn genres(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn genres(&self) -> Result<Vec<(String, i64)>, Error> {
         self.inner.genres().await
     }
 
-    async fn total(&self) -> Result<i64, StoreError> {
+    async fn total(&self) -> Result<i64, Error> {
         self.inner.total().await
     }
 }
@@ -263,14 +265,17 @@ mod tests {
     async fn store() -> (tempfile::TempDir, CachedStore<SqliteStore>) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("catalogue.db").display());
-        let inner = SqliteStore::open(&url, crate::wire::WIRE_FORM).await.unwrap();
+        let inner = SqliteStore::open(&url, crate::wire::wire_form()).await.unwrap();
         inner.upsert_batch(&crate::seed::films(), SystemTime::now()).await.unwrap();
         (dir, CachedStore::new(inner, broadcast::channel(16).0))
     }
 
     /// The related films as the definition says: sharing a genre, best rated first, then by
     /// folded title and id.
-    async fn related_by_definition(store: &CachedStore<SqliteStore>, movie: &Movie) -> Vec<i64> {
+    async fn related_by_definition(
+        store: &CachedStore<SqliteStore>,
+        movie: &Movie,
+    ) -> Vec<MovieId> {
         let everything = ListQuery {
             filter: Filter::default(),
             order: Order::Rating,
@@ -298,7 +303,7 @@ mod tests {
     #[tokio::test]
     async fn reads_after_writes_see_the_writes() {
         let (_dir, store) = store().await;
-        let film = store.get(7).await.unwrap().unwrap();
+        let film = store.get(MovieId::new(7)).await.unwrap().unwrap();
         let related = store.related(&film, 6).await.unwrap();
         let ids: Vec<_> = related.iter().map(|m| m.id).collect();
         assert_eq!(ids, related_by_definition(&store, &film).await);
@@ -328,24 +333,24 @@ mod tests {
         let (_dir, plain) = store().await;
         let (changes, mut announced) = broadcast::channel(16);
         let store = CachedStore::new(plain.inner.clone(), changes);
-        assert_ne!(store.get(5).await.unwrap().unwrap().fields.title, "Renamed");
+        assert_ne!(store.get(MovieId::new(5)).await.unwrap().unwrap().fields.title, "Renamed");
 
         // The caller starts the write and goes away before it ends.
         let change = |current: &MovieFields| -> Result<MovieFields, Invalid> {
             Ok(MovieFields { title: "Renamed".into(), ..current.clone() })
         };
         {
-            let write = store.update(5, Box::new(change), SystemTime::now());
+            let write = store.update(MovieId::new(5), Box::new(change), SystemTime::now());
             tokio::pin!(write);
             assert!(futures::poll!(write.as_mut()).is_pending());
         }
         // A read meanwhile may see the old film, but must not keep it past the write.
-        let _ = store.get(5).await.unwrap();
+        let _ = store.get(MovieId::new(5)).await.unwrap();
         let change = tokio::time::timeout(std::time::Duration::from_secs(5), announced.recv())
             .await
             .expect("the write is announced")
             .unwrap();
-        assert_eq!(change, Change::Films([5].into()));
-        assert_eq!(store.get(5).await.unwrap().unwrap().fields.title, "Renamed");
+        assert_eq!(change, Change::Films([MovieId::new(5)].into()));
+        assert_eq!(store.get(MovieId::new(5)).await.unwrap().unwrap().fields.title, "Renamed");
     }
 }

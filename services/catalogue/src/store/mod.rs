@@ -8,29 +8,15 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-pub use self::{cache::CachedStore, sqlite::SqliteStore};
-use crate::domain::{Cursor, Filter, Invalid, ListQuery, Movie, MovieFields, MovieId};
-
-/// What can go wrong in storage, in terms a handler can act on.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// No film with that id.
-    #[error("no film has id {0}")]
-    NotFound(MovieId),
-    /// Another film already has that external key.
-    #[error("another film already has external key {0:?}")]
-    DuplicateKey(String),
-    /// The change asked for breaks a rule of the domain.
-    #[error("{0}")]
-    Invalid(Invalid),
-    /// The database failed.
-    #[error(transparent)]
-    Backend(#[from] anyhow::Error),
-}
+pub(crate) use self::{cache::CachedStore, sqlite::SqliteStore};
+use crate::{
+    domain::{Cursor, Filter, Invalid, ListQuery, Movie, MovieFields, MovieId},
+    error::Error,
+};
 
 /// The outcome of one imported row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upserted {
+pub(crate) enum Upserted {
     /// A new film was created.
     Created(MovieId),
     /// The film with the row's external key was updated.
@@ -41,7 +27,7 @@ pub enum Upserted {
 /// of rebuilding every film field by field. The store treats the bytes as opaque: the gRPC layer
 /// supplies the encoder, and a new `version` makes the store re-encode every film when it opens.
 #[derive(Debug, Clone, Copy)]
-pub struct WireForm {
+pub(crate) struct WireForm {
     /// Bumped whenever `encode` writes something different for the same film.
     pub version: i64,
     /// Appends film `id` with these fields, last changed at the given time, to the buffer.
@@ -50,7 +36,7 @@ pub struct WireForm {
 
 /// One page of a listing in wire form.
 #[derive(Debug, Default)]
-pub struct WirePage {
+pub(crate) struct WirePage {
     /// The films' stored encodings, one after another, in the order asked.
     pub bytes: Vec<u8>,
     /// Where each film's encoding ends in `bytes`.
@@ -65,18 +51,18 @@ pub struct WirePage {
 /// export of the whole catalogue arrives while it is read; a filtered one is read whole first,
 /// since only its films can tell its size.
 #[derive(Debug)]
-pub struct WireExport {
+pub(crate) struct WireExport {
     /// Bytes in all the chunks: the message's length, known before they arrive.
     pub bytes: usize,
     /// The encodings in the order asked; a film may continue from one chunk into the next. A
     /// failure part-way is the last item.
-    pub chunks: tokio::sync::mpsc::UnboundedReceiver<Result<Vec<u8>, StoreError>>,
+    pub chunks: tokio::sync::mpsc::UnboundedReceiver<Result<Vec<u8>, Error>>,
 }
 
 /// A write, as announced to those who watch the catalogue (after it committed, or when its
 /// outcome is unknown).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// These films were created, changed or deleted.
     Films(std::sync::Arc<[MovieId]>),
     /// Anything may have changed.
@@ -84,30 +70,30 @@ pub enum Change {
 }
 
 /// Computes a film's new fields from its current ones, or says why the change is invalid.
-pub type FieldChange = dyn Fn(&MovieFields) -> Result<MovieFields, Invalid> + Send + Sync;
+pub(crate) type FieldChange = dyn Fn(&MovieFields) -> Result<MovieFields, Invalid> + Send + Sync;
 
 /// Film storage.
 #[async_trait]
-pub trait CatalogueStore: Send + Sync + 'static {
+pub(crate) trait CatalogueStore: Send + Sync + 'static {
     /// One film.
-    async fn get(&self, id: MovieId) -> Result<Option<Movie>, StoreError>;
+    async fn get(&self, id: MovieId) -> Result<Option<Movie>, Error>;
     /// The films with these ids that exist, in no particular order.
-    async fn get_many(&self, ids: &[MovieId]) -> Result<Vec<Movie>, StoreError>;
+    async fn get_many(&self, ids: &[MovieId]) -> Result<Vec<Movie>, Error>;
     /// One page of a listing.
-    async fn list(&self, query: &ListQuery) -> Result<Vec<Movie>, StoreError>;
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Movie>, Error>;
     /// The same page as [`CatalogueStore::list`], as the films' stored wire form.
-    async fn list_wire(&self, query: &ListQuery) -> Result<WirePage, StoreError>;
+    async fn list_wire(&self, query: &ListQuery) -> Result<WirePage, Error>;
     /// Every film matching `query` (its `after` and `limit` are ignored) in wire form, its size
     /// and its films from one consistent snapshot; `None` if it is more than `max_bytes`.
     async fn export_wire(
         &self,
         query: &ListQuery,
         max_bytes: usize,
-    ) -> Result<Option<WireExport>, StoreError>;
+    ) -> Result<Option<WireExport>, Error>;
     /// How many films match.
-    async fn count(&self, filter: &Filter) -> Result<i64, StoreError>;
+    async fn count(&self, filter: &Filter) -> Result<i64, Error>;
     /// Films sharing a genre with `movie`, best rated first.
-    async fn related(&self, movie: &Movie, limit: usize) -> Result<Vec<Movie>, StoreError>;
+    async fn related(&self, movie: &Movie, limit: usize) -> Result<Vec<Movie>, Error>;
     /// Adds a film. With a request id, a second call with the same id returns the film the first
     /// one created (and `false`: nothing new was created).
     async fn create(
@@ -115,7 +101,7 @@ pub trait CatalogueStore: Send + Sync + 'static {
         fields: &MovieFields,
         request_id: Option<&str>,
         now: SystemTime,
-    ) -> Result<(Movie, bool), StoreError>;
+    ) -> Result<(Movie, bool), Error>;
     /// Reads a film, computes its new fields with `change`, and writes them, in one transaction
     /// (so concurrent partial updates cannot undo each other).
     async fn update(
@@ -123,17 +109,17 @@ pub trait CatalogueStore: Send + Sync + 'static {
         id: MovieId,
         change: Box<FieldChange>,
         now: SystemTime,
-    ) -> Result<Movie, StoreError>;
+    ) -> Result<Movie, Error>;
     /// Removes a film; false when there was none.
-    async fn delete(&self, id: MovieId) -> Result<bool, StoreError>;
+    async fn delete(&self, id: MovieId) -> Result<bool, Error>;
     /// Creates or updates (by external key) a batch of films in one transaction.
     async fn upsert_batch(
         &self,
         rows: &[MovieFields],
         now: SystemTime,
-    ) -> Result<Vec<Upserted>, StoreError>;
+    ) -> Result<Vec<Upserted>, Error>;
     /// Every genre with its film count, by name.
-    async fn genres(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    async fn genres(&self) -> Result<Vec<(String, i64)>, Error>;
     /// How many films there are.
-    async fn total(&self) -> Result<i64, StoreError>;
+    async fn total(&self) -> Result<i64, Error>;
 }

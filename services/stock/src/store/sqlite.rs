@@ -13,10 +13,13 @@ use videostore_kit::sqlite::{
     rusqlite::{self, Connection, OptionalExtension, Row, params},
 };
 
-use super::{NewAccount, NewPurchase, NewRental, Outcome, StockStore, StoreError};
-use crate::domain::{
-    Account, AccountId, Availability, DAY, Inventory, MovieId, Purchase, Rental, RentalId, Role,
-    late_fee,
+use super::{NewAccount, NewPurchase, NewRental, Outcome, StockStore};
+use crate::{
+    domain::{
+        Account, AccountId, Availability, DAY, Inventory, MovieId, Purchase, Rental, RentalId,
+        Role, late_fee,
+    },
+    error::Error,
 };
 
 /// The schema, one migration per file.
@@ -45,9 +48,9 @@ impl SqliteStore {
         Ok(Self { database })
     }
 
-    async fn read<T, F>(&self, job: F) -> Result<T, StoreError>
+    async fn read<T, F>(&self, job: F) -> Result<T, Error>
     where
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
         self.database.reader.run(move |connection| job(connection)).await?
@@ -55,18 +58,18 @@ impl SqliteStore {
 
     /// Runs `job` in a transaction on the writer, committed (with whatever other writes are
     /// queued: group commit) when it returns `Ok`; an `Err` undoes just its own changes.
-    async fn transact<T, F>(&self, job: F) -> Result<T, StoreError>
+    async fn transact<T, F>(&self, job: F) -> Result<T, Error>
     where
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
         self.database.writer.transact(job).await?
     }
 }
 
-impl From<rusqlite::Error> for StoreError {
+impl From<rusqlite::Error> for Error {
     fn from(error: rusqlite::Error) -> Self {
-        Self::Backend(error.into())
+        Self::Internal(error.into())
     }
 }
 
@@ -146,7 +149,7 @@ fn take_copy(
     connection: &Connection,
     movie_id: MovieId,
     leaves_stock: bool,
-) -> Result<Availability, StoreError> {
+) -> Result<Availability, Error> {
     let owned_delta = i32::from(leaves_stock);
     let taken = connection
         .prepare_cached(&format!(
@@ -162,19 +165,15 @@ fn take_copy(
             let stocked = connection
                 .prepare_cached("SELECT 1 FROM inventory WHERE movie_id = ?")?
                 .exists([movie_id])?;
-            Err(if stocked {
-                StoreError::SoldOut(movie_id)
-            } else {
-                StoreError::NotStocked(movie_id)
-            })
+            Err(if stocked { Error::SoldOut(movie_id) } else { Error::NotStocked(movie_id) })
         }
     }
 }
 
 #[async_trait]
 impl StockStore for SqliteStore {
-    async fn availability(&self, ids: &[MovieId]) -> Result<Vec<Availability>, StoreError> {
-        let ids = format!("[{}]", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
+    async fn availability(&self, ids: &[MovieId]) -> Result<Vec<Availability>, Error> {
+        let ids = format!("[{}]", ids.iter().map(MovieId::to_string).collect::<Vec<_>>().join(","));
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {INVENTORY_COLUMNS} FROM inventory \
@@ -187,7 +186,7 @@ impl StockStore for SqliteStore {
         .await
     }
 
-    async fn all_availability(&self) -> Result<Vec<Availability>, StoreError> {
+    async fn all_availability(&self) -> Result<Vec<Availability>, Error> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {INVENTORY_COLUMNS} FROM inventory ORDER BY movie_id"
@@ -198,7 +197,7 @@ impl StockStore for SqliteStore {
         .await
     }
 
-    async fn set_inventory(&self, inventory: &Inventory) -> Result<Availability, StoreError> {
+    async fn set_inventory(&self, inventory: &Inventory) -> Result<Availability, Error> {
         let inventory = inventory.clone();
         self.transact(move |connection| {
             let rented: i32 = connection
@@ -207,7 +206,7 @@ impl StockStore for SqliteStore {
                 )?
                 .query_row([inventory.movie_id], |row| row.get(0))?;
             if inventory.copies_owned < rented {
-                return Err(StoreError::BelowRented {
+                return Err(Error::BelowRented {
                     movie_id: inventory.movie_id,
                     rented,
                     owned: inventory.copies_owned,
@@ -239,7 +238,7 @@ impl StockStore for SqliteStore {
         .await
     }
 
-    async fn stock_missing(&self, rows: &[Inventory]) -> Result<u64, StoreError> {
+    async fn stock_missing(&self, rows: &[Inventory]) -> Result<u64, Error> {
         let rows = rows.to_vec();
         self.transact(move |connection| {
             let mut insert = connection.prepare_cached(
@@ -263,7 +262,7 @@ impl StockStore for SqliteStore {
         .await
     }
 
-    async fn rent(&self, rental: &NewRental) -> Result<Outcome<Rental>, StoreError> {
+    async fn rent(&self, rental: &NewRental) -> Result<Outcome<Rental>, Error> {
         let rental = rental.clone();
         self.transact(move |connection| {
             let earlier = connection
@@ -274,7 +273,7 @@ impl StockStore for SqliteStore {
                 .optional()?;
             if let Some(earlier) = earlier {
                 if earlier.movie_id != rental.movie_id || earlier.days != rental.days {
-                    return Err(StoreError::RequestIdReused(rental.request_id.clone()));
+                    return Err(Error::RequestIdReused(rental.request_id.clone()));
                 }
                 return Ok(Outcome { value: earlier, changed: None });
             }
@@ -311,7 +310,7 @@ impl StockStore for SqliteStore {
         rental_id: RentalId,
         customer: Option<AccountId>,
         now: SystemTime,
-    ) -> Result<Outcome<Rental>, StoreError> {
+    ) -> Result<Outcome<Rental>, Error> {
         self.transact(move |connection| {
             let rental = connection
                 .prepare_cached(&format!("SELECT {RENTAL_COLUMNS} FROM rentals WHERE id = ?"))?
@@ -319,14 +318,14 @@ impl StockStore for SqliteStore {
                 .optional()?;
             let rental = match rental {
                 Some(rental) => rental,
-                None if customer.is_some() => return Err(StoreError::NotYourRental(rental_id)),
-                None => return Err(StoreError::RentalNotFound(rental_id)),
+                None if customer.is_some() => return Err(Error::NotYourRental(rental_id)),
+                None => return Err(Error::RentalNotFound(rental_id)),
             };
             if customer.is_some_and(|customer| customer != rental.customer_id) {
-                return Err(StoreError::NotYourRental(rental_id));
+                return Err(Error::NotYourRental(rental_id));
             }
             if rental.returned_at.is_some() {
-                return Err(StoreError::AlreadyReturned(rental_id));
+                return Err(Error::AlreadyReturned(rental_id));
             }
             let fee = late_fee(rental.due_at, now, rental.price_per_day_minor);
             let returned = connection
@@ -346,7 +345,7 @@ impl StockStore for SqliteStore {
         .await
     }
 
-    async fn purchase(&self, purchase: &NewPurchase) -> Result<Outcome<Purchase>, StoreError> {
+    async fn purchase(&self, purchase: &NewPurchase) -> Result<Outcome<Purchase>, Error> {
         let purchase = purchase.clone();
         self.transact(move |connection| {
             let earlier = connection
@@ -358,7 +357,7 @@ impl StockStore for SqliteStore {
                 .optional()?;
             if let Some(earlier) = earlier {
                 if earlier.movie_id != purchase.movie_id {
-                    return Err(StoreError::RequestIdReused(purchase.request_id.clone()));
+                    return Err(Error::RequestIdReused(purchase.request_id.clone()));
                 }
                 return Ok(Outcome { value: earlier, changed: None });
             }
@@ -389,7 +388,7 @@ impl StockStore for SqliteStore {
         &self,
         customer_id: AccountId,
         include_returned: bool,
-    ) -> Result<Vec<Rental>, StoreError> {
+    ) -> Result<Vec<Rental>, Error> {
         let filter = if include_returned { "" } else { " AND returned_ms IS NULL" };
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(&format!(
@@ -404,7 +403,7 @@ impl StockStore for SqliteStore {
         .await
     }
 
-    async fn create_account(&self, account: &NewAccount) -> Result<Account, StoreError> {
+    async fn create_account(&self, account: &NewAccount) -> Result<Account, Error> {
         let account = account.clone();
         self.transact(move |connection| {
             connection
@@ -424,7 +423,7 @@ impl StockStore for SqliteStore {
                 )
                 .map_err(|error| {
                     if is_unique_violation(&error) {
-                        StoreError::EmailTaken(account.email.clone())
+                        Error::EmailTaken(account.email.clone())
                     } else {
                         error.into()
                     }
@@ -433,7 +432,7 @@ impl StockStore for SqliteStore {
         .await
     }
 
-    async fn account_by_email(&self, email: &str) -> Result<Option<(Account, String)>, StoreError> {
+    async fn account_by_email(&self, email: &str) -> Result<Option<(Account, String)>, Error> {
         let email = email.to_owned();
         self.read(move |connection| {
             Ok(connection
@@ -446,7 +445,7 @@ impl StockStore for SqliteStore {
         .await
     }
 
-    async fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+    async fn account(&self, id: AccountId) -> Result<Option<Account>, Error> {
         self.read(move |connection| {
             Ok(connection
                 .prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?"))?
@@ -456,7 +455,7 @@ impl StockStore for SqliteStore {
         .await
     }
 
-    async fn promote_to_staff(&self, id: AccountId) -> Result<(), StoreError> {
+    async fn promote_to_staff(&self, id: AccountId) -> Result<(), Error> {
         self.transact(move |connection| {
             connection
                 .prepare_cached("UPDATE accounts SET role = 'staff' WHERE id = ?")?
@@ -466,7 +465,7 @@ impl StockStore for SqliteStore {
         .await
     }
 
-    async fn invariant_violations(&self) -> Result<Vec<MovieId>, StoreError> {
+    async fn invariant_violations(&self) -> Result<Vec<MovieId>, Error> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT i.movie_id FROM inventory i \

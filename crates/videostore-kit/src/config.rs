@@ -1,0 +1,62 @@
+//! Settings every server shares, flattened into each service's own `clap` configuration: every
+//! setting is a flag and an environment variable, with laptop defaults.
+//!
+//! The listen address is shared too, but its variable and default differ per service
+//! (`CATALOGUE_LISTEN_ADDR`, `127.0.0.1:50051`, …): each service sets them on its command with
+//! `mut_arg("listen", …)`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use crate::serve::AllowedOrigins;
+
+/// Browser origins of the app as `cargo xtask up` serves it, and of `trunk serve`.
+pub const DEFAULT_CORS_ORIGINS: &str =
+    "http://localhost:8080,http://127.0.0.1:8080,http://localhost:8000,http://127.0.0.1:8000";
+
+/// How a server listens: its address and which browsers may call it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Browser origins allowed to call over gRPC-Web (and REST), comma-separated, or `*`.
+    #[arg(long, env = "VIDEOSTORE_CORS_ORIGINS", default_value = DEFAULT_CORS_ORIGINS)]
+    pub cors_origins: String,
+}
+
+impl ServerConfig {
+    /// Listens on `listen`, allowing any browser origin: for tests.
+    pub fn for_tests(listen: SocketAddr) -> Self {
+        Self { listen, cors_origins: "*".to_owned() }
+    }
+
+    /// The allowed origins, parsed.
+    pub fn origins(&self) -> anyhow::Result<AllowedOrigins> {
+        AllowedOrigins::parse(&self.cors_origins)
+    }
+}
+
+/// Where a service that keeps data finds it, and the key its tokens are checked with.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataConfig {
+    /// Folder for the embedded database and the generated token secret.
+    #[arg(long, env = "VIDEOSTORE_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Secret that signs tokens (at least 32 bytes, shared by all services). Defaults to one
+    /// generated once in the data folder.
+    #[arg(long, env = "VIDEOSTORE_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+}
+
+impl DataConfig {
+    /// The `sqlite://` URL of `file` in the data folder: a service's default database.
+    pub fn sqlite_url(&self, file: &str) -> String {
+        format!("sqlite://{}", self.data_dir.join(file).display())
+    }
+
+    /// The token keys: the configured secret, or the one in the data folder (created once).
+    pub fn token_keys(&self) -> anyhow::Result<crate::auth::TokenKeys> {
+        let secret = crate::secret::load_or_create(self.token_secret.as_deref(), &self.data_dir)?;
+        crate::auth::TokenKeys::new(&secret)
+    }
+}

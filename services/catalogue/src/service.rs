@@ -1,0 +1,190 @@
+//! The catalogue's operations in domain terms: what each call does once its request has been
+//! read and its caller checked. The gRPC layer (`grpc`, `wire`) only translates.
+//!
+//! Every write goes through the store's read cache, which drops what the write changed and
+//! announces it to `WatchChanges` once the write has ended (see `store::cache`), so no write can
+//! forget to.
+
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    domain::{Cursor, ListQuery, Movie, MovieFields, MovieId},
+    error::Error,
+    store::{CatalogueStore, Change, FieldChange, Upserted, WireExport, WirePage},
+};
+
+/// Films read from the database per statement while streaming, whatever the message size.
+pub(crate) const READ_PAGE: usize = 5000;
+/// Most bytes an export in one message may have.
+pub(crate) const MAX_EXPORT_BYTES: usize = 256 * 1024 * 1024;
+
+/// One page of a listing.
+#[derive(Debug)]
+pub(crate) struct Page {
+    /// The films, in order.
+    pub(crate) movies: Vec<Movie>,
+    /// Where the next page starts; `None` on the last page.
+    pub(crate) next: Option<Cursor>,
+    /// How many films match in all.
+    pub(crate) total: i64,
+}
+
+/// The catalogue's operations.
+pub(crate) struct Catalogue {
+    /// Where films live (behind the read cache).
+    store: Arc<dyn CatalogueStore>,
+    /// Committed writes, as the cache announces them.
+    changes: broadcast::Sender<Change>,
+}
+
+impl Catalogue {
+    /// Operations over `store`, whose writes are announced on `changes`.
+    pub(crate) fn new(store: Arc<dyn CatalogueStore>, changes: broadcast::Sender<Change>) -> Self {
+        Self { store, changes }
+    }
+
+    /// One film.
+    pub(crate) async fn movie(&self, id: MovieId) -> Result<Movie, Error> {
+        self.store.get(id).await?.ok_or(Error::FilmNotFound(id))
+    }
+
+    /// A film, if there is one with this id.
+    pub(crate) async fn find(&self, id: MovieId) -> Result<Option<Movie>, Error> {
+        self.store.get(id).await
+    }
+
+    /// A film and up to `related` films sharing a genre with it, best rated first.
+    pub(crate) async fn detail(
+        &self,
+        id: MovieId,
+        related: usize,
+    ) -> Result<(Movie, Vec<Movie>), Error> {
+        let movie = self.movie(id).await?;
+        let related = self.store.related(&movie, related).await?;
+        Ok((movie, related))
+    }
+
+    /// The films with these ids, in the order asked; NOT_FOUND names the first missing one.
+    pub(crate) async fn movies(&self, ids: &[MovieId]) -> Result<Vec<Movie>, Error> {
+        let found: HashMap<MovieId, Movie> =
+            self.store.get_many(ids).await?.into_iter().map(|movie| (movie.id, movie)).collect();
+        ids.iter().map(|id| found.get(id).cloned().ok_or(Error::FilmNotFound(*id))).collect()
+    }
+
+    /// A page of `query.limit` films, and where the next one starts.
+    pub(crate) async fn list(&self, query: ListQuery) -> Result<Page, Error> {
+        let limit = query.limit;
+        // One film more than asked says whether there is a next page.
+        let peek = ListQuery { limit: limit + 1, ..query };
+        let (mut movies, total) =
+            tokio::try_join!(self.store.list(&peek), self.store.count(&peek.filter))?;
+        let next = if movies.len() > limit {
+            movies.truncate(limit);
+            movies.last().map(Cursor::after)
+        } else {
+            None
+        };
+        Ok(Page { movies, next, total })
+    }
+
+    /// Adds a film. With a request id, a retry returns the film the first call created.
+    pub(crate) async fn create(
+        &self,
+        fields: MovieFields,
+        request_id: Option<&str>,
+    ) -> Result<Movie, Error> {
+        let (created, new) = self.store.create(&fields, request_id, SystemTime::now()).await?;
+        if new {
+            tracing::info!(id = %created.id, title = %created.fields.title, "film created");
+        }
+        Ok(created)
+    }
+
+    /// Changes a film: `change` computes its new fields from its current ones, in the write's
+    /// transaction.
+    pub(crate) async fn update(
+        &self,
+        id: MovieId,
+        change: Box<FieldChange>,
+    ) -> Result<Movie, Error> {
+        self.store.update(id, change, SystemTime::now()).await
+    }
+
+    /// Removes a film.
+    pub(crate) async fn delete(&self, id: MovieId) -> Result<(), Error> {
+        if self.store.delete(id).await? {
+            tracing::info!(%id, "film deleted");
+            Ok(())
+        } else {
+            Err(Error::FilmNotFound(id))
+        }
+    }
+
+    /// Creates or updates (by external key) a batch of checked films, in one transaction.
+    pub(crate) async fn write_batch(
+        &self,
+        rows: Vec<MovieFields>,
+        now: SystemTime,
+    ) -> Result<Vec<Upserted>, Error> {
+        self.store.upsert_batch(&rows, now).await
+    }
+
+    /// Every genre with its film count, by name.
+    pub(crate) async fn genres(&self) -> Result<Vec<(String, i64)>, Error> {
+        self.store.genres().await
+    }
+
+    /// Every film of `query` (its cursor aside) in wire form, read one page of `page_size`
+    /// ahead of the caller, until the caller drops the receiver or `shutdown`.
+    pub(crate) fn read_pages(
+        &self,
+        mut query: ListQuery,
+        page_size: usize,
+        shutdown: CancellationToken,
+    ) -> mpsc::Receiver<Result<WirePage, Error>> {
+        let (pages, receiver) = mpsc::channel(1);
+        let store = Arc::clone(&self.store);
+        query.after = None;
+        query.limit = page_size;
+        tokio::spawn(async move {
+            loop {
+                let page = tokio::select! {
+                    page = store.list_wire(&query) => page,
+                    () = shutdown.cancelled() => return,
+                };
+                let page = match page {
+                    Ok(page) => page,
+                    Err(error) => {
+                        let _ = pages.send(Err(error)).await;
+                        return;
+                    }
+                };
+                let last_page = page.ends.len() < page_size;
+                query.after = page.last.clone();
+                if pages.send(Ok(page)).await.is_err() || last_page {
+                    return; // The caller left, or that was everything.
+                }
+            }
+        });
+        receiver
+    }
+
+    /// Every film of `query` in wire form, for one message of at most [`MAX_EXPORT_BYTES`].
+    pub(crate) async fn export(&self, query: &ListQuery) -> Result<WireExport, Error> {
+        match self.store.export_wire(query, MAX_EXPORT_BYTES).await? {
+            Some(export) => Ok(export),
+            None => Err(Error::ExportTooBig {
+                films: self.store.count(&query.filter).await?,
+                max_mib: MAX_EXPORT_BYTES >> 20,
+            }),
+        }
+    }
+
+    /// The writes committed from now on.
+    pub(crate) fn changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+}

@@ -1,0 +1,95 @@
+//! Everything a stock or account call can fail with, and which canonical code each failure is.
+//!
+//! Handlers, the service and the store all return [`Error`]; it becomes a gRPC status in one
+//! place (`videostore_kit::error::status`), which logs an internal cause once.
+
+use tonic::Status;
+use videostore_kit::{
+    auth::AuthError,
+    error::{Code, Invalid, ServiceError},
+};
+
+use crate::domain::{MovieId, RentalId};
+
+/// A failed stock or account call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field breaks a rule.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// No token, a bad one, or not staff.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The film is not stocked.
+    #[error("film {0} is not stocked by this shop")]
+    NotStocked(MovieId),
+    /// No copy is on the shelf.
+    #[error("film {0} is sold out: no copy is available right now")]
+    SoldOut(MovieId),
+    /// No such rental.
+    #[error("no rental has id {0}")]
+    RentalNotFound(RentalId),
+    /// The rental was returned already.
+    #[error("rental {0} was already returned")]
+    AlreadyReturned(RentalId),
+    /// The rental belongs to another customer.
+    #[error("rental {0} is not one of yours")]
+    NotYourRental(RentalId),
+    /// The request id was used before, for a different request.
+    #[error("request_id {0:?} was already used for a different request")]
+    RequestIdReused(String),
+    /// An account has this email already.
+    #[error("an account with email {0:?} exists already")]
+    EmailTaken(String),
+    /// No customer has this email (the rental desk).
+    #[error("no customer has email {0:?}")]
+    NoSuchCustomer(String),
+    /// Fewer copies than are rented out.
+    #[error("film {movie_id} has {rented} copies rented out; it cannot own only {owned}")]
+    BelowRented {
+        /// The film.
+        movie_id: MovieId,
+        /// Copies rented out.
+        rented: i32,
+        /// Copies asked for.
+        owned: i32,
+    },
+    /// The email and password do not match an account.
+    #[error("wrong email or password")]
+    WrongCredentials,
+    /// The account a valid token names was deleted.
+    #[error("the account of this token no longer exists")]
+    AccountGone,
+    /// The server is stopping: reconnect (to another replica, or once it is back).
+    #[error("the stock service is shutting down; reconnect")]
+    ShuttingDown,
+    /// A bug or a database failure; the client reads only "internal error".
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ServiceError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Self::Invalid(_) | Self::RequestIdReused(_) => Code::InvalidArgument,
+            Self::Auth(error) => error.code(),
+            Self::NotStocked(_) | Self::RentalNotFound(_) | Self::NoSuchCustomer(_) => {
+                Code::NotFound
+            }
+            Self::SoldOut(_) | Self::AlreadyReturned(_) | Self::BelowRented { .. } => {
+                Code::FailedPrecondition
+            }
+            Self::NotYourRental(_) => Code::PermissionDenied,
+            Self::EmailTaken(_) => Code::AlreadyExists,
+            Self::WrongCredentials | Self::AccountGone => Code::Unauthenticated,
+            Self::ShuttingDown => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        videostore_kit::error::status(&error)
+    }
+}

@@ -1,0 +1,225 @@
+//! The stock service's operations in domain terms: what each call does once its request has
+//! been read and its caller checked. The gRPC layer (`grpc`) only translates.
+//!
+//! Every write that changes a film's stock publishes the availability its transaction committed,
+//! after the commit, through [`Stock::published`]: no write can forget to.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use tokio::sync::broadcast;
+use videostore_kit::auth::{Caller, IssuedToken, TokenKeys};
+
+use crate::{
+    clock::Clock,
+    domain::{
+        self, Account, AccountId, Availability, Inventory, MovieId, Purchase, Rental, RentalId,
+        Role,
+    },
+    error::Error,
+    events::AvailabilityEvents,
+    passwords,
+    store::{NewAccount, NewPurchase, NewRental, Outcome, StockStore},
+};
+
+/// What a staff member or a customer asks to rent.
+#[derive(Debug, Clone)]
+pub(crate) struct RentRequest {
+    /// The film.
+    pub(crate) movie_id: MovieId,
+    /// For how many days.
+    pub(crate) days: i32,
+    /// The client's idempotency key.
+    pub(crate) request_id: String,
+}
+
+/// The stock service's operations.
+pub(crate) struct Stock {
+    /// Where stock, rentals and accounts live.
+    store: Arc<dyn StockStore>,
+    /// Committed changes, for watchers, and the latest of each for reads.
+    events: AvailabilityEvents,
+    /// Now, for due dates and fees.
+    clock: Arc<dyn Clock>,
+    /// Signs the tokens sign-in hands out.
+    keys: TokenKeys,
+    /// How long a token lives.
+    token_ttl: Duration,
+}
+
+impl Stock {
+    /// Operations over `store`.
+    pub(crate) fn new(
+        store: Arc<dyn StockStore>,
+        clock: Arc<dyn Clock>,
+        keys: TokenKeys,
+        token_ttl: Duration,
+    ) -> Self {
+        Self { store, events: AvailabilityEvents::new(), clock, keys, token_ttl }
+    }
+
+    /// The value of a committed write, after publishing the stock it changed (if it did).
+    fn published<T>(&self, outcome: Outcome<T>) -> (T, Option<Availability>) {
+        if let Some(changed) = &outcome.changed {
+            self.events.publish(changed.clone());
+        }
+        (outcome.value, outcome.changed)
+    }
+
+    /// The current stock of each of `ids`, in the order asked (`None` where not stocked).
+    /// Films whose latest committed stock is known here are answered from memory.
+    pub(crate) async fn availability(
+        &self,
+        ids: &[MovieId],
+    ) -> Result<Vec<(MovieId, Option<Arc<Availability>>)>, Error> {
+        let mut known = self.events.latest(ids);
+        let missing: Vec<MovieId> =
+            ids.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(id, _)| *id).collect();
+        let mut read: HashMap<MovieId, Arc<Availability>> = HashMap::new();
+        if !missing.is_empty() {
+            for availability in self.store.availability(&missing).await? {
+                let availability = Arc::new(availability);
+                self.events.remember(Arc::clone(&availability));
+                read.insert(availability.movie_id, availability);
+            }
+        }
+        Ok(ids
+            .iter()
+            .zip(known.iter_mut())
+            .map(|(id, known)| (*id, known.take().or_else(|| read.get(id).cloned())))
+            .collect())
+    }
+
+    /// The stock of every stocked film, by id.
+    pub(crate) async fn all_availability(&self) -> Result<Vec<Availability>, Error> {
+        self.store.all_availability().await
+    }
+
+    /// Every stock change committed from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Availability>> {
+        self.events.subscribe()
+    }
+
+    /// Rents a copy to `customer_id`; a retry with the same request id returns the first rental.
+    pub(crate) async fn rent(
+        &self,
+        customer_id: AccountId,
+        rent: RentRequest,
+    ) -> Result<(Rental, Option<Availability>), Error> {
+        let RentRequest { movie_id, days, request_id } = rent;
+        let rental = NewRental { customer_id, movie_id, days, request_id, now: self.clock.now() };
+        Ok(self.published(self.store.rent(&rental).await?))
+    }
+
+    /// Closes a rental: a customer's own, or any for staff.
+    pub(crate) async fn return_rental(
+        &self,
+        caller: &Caller,
+        rental_id: RentalId,
+    ) -> Result<(Rental, Option<Availability>), Error> {
+        let only_of = (!caller.is_staff()).then_some(caller.account_id);
+        let outcome = self.store.return_rental(rental_id, only_of, self.clock.now()).await?;
+        Ok(self.published(outcome))
+    }
+
+    /// The rental desk's walk-in: rents to the customer with this email.
+    pub(crate) async fn rent_to(
+        &self,
+        email: &str,
+        rent: RentRequest,
+    ) -> Result<(Rental, Option<Availability>), Error> {
+        let (customer, _) = self
+            .store
+            .account_by_email(email)
+            .await?
+            .ok_or_else(|| Error::NoSuchCustomer(email.to_owned()))?;
+        self.rent(customer.id, rent).await
+    }
+
+    /// Buys a copy; a retry with the same request id returns the first purchase.
+    pub(crate) async fn purchase(
+        &self,
+        customer_id: AccountId,
+        movie_id: MovieId,
+        request_id: String,
+    ) -> Result<Purchase, Error> {
+        let purchase = NewPurchase { customer_id, movie_id, request_id, now: self.clock.now() };
+        Ok(self.published(self.store.purchase(&purchase).await?).0)
+    }
+
+    /// Sets a film's copies and prices.
+    pub(crate) async fn set_inventory(
+        &self,
+        staff: &Caller,
+        inventory: &Inventory,
+    ) -> Result<Availability, Error> {
+        let availability = self.store.set_inventory(inventory).await?;
+        tracing::info!(
+            staff = %staff.email,
+            movie_id = %inventory.movie_id,
+            copies = inventory.copies_owned,
+            "stock set"
+        );
+        let outcome = Outcome { changed: Some(availability.clone()), value: availability };
+        Ok(self.published(outcome).0)
+    }
+
+    /// A customer's rentals: open ones by due date, then (if asked) returned ones, latest first.
+    pub(crate) async fn rentals_of(
+        &self,
+        customer_id: AccountId,
+        include_returned: bool,
+    ) -> Result<Vec<Rental>, Error> {
+        self.store.rentals_of(customer_id, include_returned).await
+    }
+
+    /// Creates a customer account (email, name and password checked already).
+    pub(crate) async fn register(
+        &self,
+        email: String,
+        name: String,
+        password: String,
+    ) -> Result<Account, Error> {
+        let password_hash = passwords::hash(password).await?;
+        let now = self.clock.now();
+        let account = self
+            .store
+            .create_account(&NewAccount { email, name, password_hash, role: Role::Customer, now })
+            .await?;
+        tracing::info!(account = %account.id, "customer registered");
+        Ok(account)
+    }
+
+    /// A token for the account with this email and password.
+    pub(crate) async fn sign_in(
+        &self,
+        email: &str,
+        password: String,
+    ) -> Result<(IssuedToken, Account), Error> {
+        // Longer than any account's: not worth an Argon2 run.
+        if email.len() > domain::MAX_EMAIL_BYTES
+            || password.chars().count() > domain::MAX_PASSWORD_CHARS
+        {
+            return Err(Error::WrongCredentials);
+        }
+        let (account, stored) = match self.store.account_by_email(email.trim()).await? {
+            Some((account, hash)) => (Some(account), Some(hash)),
+            None => (None, None),
+        };
+        // An unknown email still costs one verification, so timing does not tell it apart.
+        let matches = passwords::verify(password, stored).await?;
+        let account = match account {
+            Some(account) if matches => account,
+            _ => return Err(Error::WrongCredentials),
+        };
+        let caller =
+            Caller { account_id: account.id, email: account.email.clone(), role: account.role };
+        // Token lifetimes are wall-clock time, not the business clock.
+        let issued = self.keys.issue(&caller, std::time::SystemTime::now(), self.token_ttl)?;
+        Ok((issued, account))
+    }
+
+    /// The caller's account.
+    pub(crate) async fn me(&self, caller: &Caller) -> Result<Account, Error> {
+        self.store.account(caller.account_id).await?.ok_or(Error::AccountGone)
+    }
+}
