@@ -83,6 +83,7 @@ fn test(extra: &[String]) -> Result {
     // The browser app (which also proves the contracts build for wasm32 without server or
     // transport code), and the tools and browser its tests need.
     tools::ensure(true)?;
+    lint()?;
     tools::build_web()?;
     // The benchmark harness, once, in its quick mode: a smoke test that it still works.
     bench(true)?;
@@ -116,6 +117,23 @@ fn test(extra: &[String]) -> Result {
     }
     eprintln!("xtask: all {passed} tests passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Formatting, and clippy on every crate (the browser app for wasm32): any warning fails.
+fn lint() -> Result {
+    tools::ensure_lint_tools()?;
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt, "cargo fmt --check (run `cargo fmt --all`)")?;
+    let deny_warnings = ["--", "-D", "warnings"];
+    let mut host = cargo();
+    host.args(["clippy", "--workspace", "--exclude", "web", "--all-targets", "--locked"])
+        .args(deny_warnings);
+    run(host, "cargo clippy")?;
+    let mut web = cargo();
+    web.args(["clippy", "-p", "web", "--target", "wasm32-unknown-unknown", "--locked"])
+        .args(deny_warnings);
+    run(web, "cargo clippy of the browser app (wasm32)")
 }
 
 /// `test result: ok. 34 passed; 0 failed; …` → (34, 0).

@@ -3,7 +3,7 @@
 //!
 //! | tool | version | from | where |
 //! |---|---|---|---|
-//! | wasm32 target | the toolchain's | rustup | the toolchain |
+//! | wasm32 target, rustfmt, clippy | the toolchain's | rustup | the toolchain |
 //! | trunk | [`TRUNK`] | crates.io (`cargo install --locked`, ~14 min once) | `~/.cargo/bin` |
 //! | wasm-bindgen-cli | = wasm-bindgen in Cargo.lock | crates.io (~6 min once) | `~/.cargo/bin` |
 //! | wasm-opt | binaryen [`BINARYEN`] | npm | `~/.cache/videostore-tools/binaryen` |
@@ -93,6 +93,27 @@ fn ensure_wasm_target() -> Result {
     let mut add = Command::new("rustup");
     add.args(["target", "add", "wasm32-unknown-unknown"]);
     run(add, "rustup target add wasm32-unknown-unknown")
+}
+
+/// rustfmt and clippy, which `cargo xtask test` runs first: part of rustup's default profile,
+/// added when a minimal toolchain lacks them.
+pub(crate) fn ensure_lint_tools() -> Result {
+    let missing: Vec<&str> = [("fmt", "rustfmt"), ("clippy", "clippy")]
+        .into_iter()
+        .filter(|(subcommand, _)| {
+            !crate::cargo()
+                .args([subcommand, "--version"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(_, component)| component)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut add = Command::new("rustup");
+    add.args(["component", "add"]).args(&missing);
+    run(add, "rustup component add rustfmt clippy")
 }
 
 fn ensure_cargo_tool(program: &str, version: &str, install: &[&str]) -> Result {

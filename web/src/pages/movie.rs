@@ -200,10 +200,10 @@ fn Details(page: Page) -> impl IntoView {
                         on:click={
                             let rent_price = rent_price.clone();
                             move |_| {
-                                if let Some(price) = rent_price() {
-                                    if let Some(days) = days.get_untracked() {
-                                        pending.set(Pending::Rent { days, total: money::times(&price, days) });
-                                    }
+                                if let Some(price) = rent_price()
+                                    && let Some(days) = days.get_untracked()
+                                {
+                                    pending.set(Pending::Rent { days, total: money::times(&price, days) });
                                 }
                             }
                         }
