@@ -9,6 +9,7 @@
 //! | wasm-opt | binaryen [`BINARYEN`] | npm | `~/.cache/videostore-tools/binaryen` |
 //! | Chromium, ChromeDriver | Debian's | apt | `/usr/bin` |
 //! | wrk (full benchmark only) | Debian's | apt | `/usr/bin` |
+//! | PostgreSQL server (tests) | Debian's | apt | `/usr/lib/postgresql/<version>/bin` |
 
 use std::{env, ffi::OsString, path::PathBuf, process::Command};
 
@@ -167,6 +168,27 @@ fn ensure_chromium() -> Result {
     apt_install(&["chromium", "chromium-driver"])
 }
 
+/// PostgreSQL's server binaries, for the tests that run the store on PostgreSQL (each starts a
+/// throwaway cluster of its own: see crates/testdb). Debian's package would create and start a
+/// cluster of its own on installation; it is told not to, since nothing here uses one.
+pub(crate) fn ensure_postgres() -> Result {
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|version| version.path().join("bin/initdb").is_file());
+    if installed {
+        return Ok(());
+    }
+    let conf = std::path::Path::new("/etc/postgresql-common/createcluster.conf");
+    if !conf.exists() {
+        std::fs::create_dir_all("/etc/postgresql-common")
+            .and_then(|()| std::fs::write(conf, "create_main_cluster = false\n"))
+            .map_err(|e| format!("writing {}: {e}", conf.display()))?;
+    }
+    apt_install(&["postgresql"])
+}
+
 /// wrk, for the benchmark's rerun of the old chain's `wrk -t1 -c10` test.
 pub(crate) fn ensure_wrk() -> Result {
     if std::path::Path::new("/usr/bin/wrk").exists() {
@@ -175,7 +197,8 @@ pub(crate) fn ensure_wrk() -> Result {
     apt_install(&["wrk"])
 }
 
-/// Installs whatever is missing; with `browser`, Chromium and ChromeDriver too.
+/// Installs whatever is missing; with `browser`, what the tests need too (Chromium,
+/// ChromeDriver, PostgreSQL).
 pub(crate) fn ensure(browser: bool) -> Result {
     ensure_wasm_target()?;
     let wasm_bindgen = locked_wasm_bindgen()?;
@@ -196,6 +219,7 @@ pub(crate) fn ensure(browser: bool) -> Result {
     ensure_binaryen()?;
     if browser {
         ensure_chromium()?;
+        ensure_postgres()?;
     }
     Ok(())
 }

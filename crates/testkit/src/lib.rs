@@ -85,6 +85,19 @@ pub struct TestStore {
     stock_addr: SocketAddr,
     heartbeat_ms: u64,
     stock_store: Option<Arc<dyn stock::store::StockStore>>,
+    /// Stock's database, when it is not the SQLite file in `dir`.
+    stock_database: Option<String>,
+    /// The PostgreSQL cluster that database lives in, kept running while the store is.
+    _cluster: Option<Arc<testdb::Cluster>>,
+}
+
+/// Where the stock service keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockBackend {
+    /// The embedded SQLite file (the default).
+    Sqlite,
+    /// A database of its own on a throwaway PostgreSQL cluster.
+    Postgres,
 }
 
 /// The production heartbeat; tests that need a quicker one say so.
@@ -99,11 +112,12 @@ fn stock_config(
     secret: &str,
     listen: SocketAddr,
     heartbeat_ms: u64,
+    database_url: Option<String>,
 ) -> stock::config::Config {
     stock::config::Config {
         server: ServerConfig::for_tests(listen),
         data: data_config(data, secret),
-        database_url: None,
+        database_url,
         token_ttl_minutes: 60,
         seed: true,
         staff_email: Some(STAFF_EMAIL.into()),
@@ -118,10 +132,11 @@ async fn spawn_stock(
     listen: SocketAddr,
     clock: Arc<ManualClock>,
     heartbeat_ms: u64,
+    database_url: Option<String>,
 ) -> (Service, Arc<dyn stock::store::StockStore>) {
     let shutdown = CancellationToken::new();
     let app = stock::startup::Application::build(
-        stock_config(data, secret, listen, heartbeat_ms),
+        stock_config(data, secret, listen, heartbeat_ms, database_url),
         clock,
         shutdown.clone(),
     )
@@ -156,10 +171,40 @@ impl TestStore {
         Self::start_full(stock_timeout, SystemTime::now(), HEARTBEAT_MS).await
     }
 
+    /// Like [`TestStore::start`], with stock's data where `backend` says.
+    pub async fn start_on(backend: StockBackend) -> Self {
+        let (cluster, database) = match backend {
+            StockBackend::Sqlite => (None, None),
+            StockBackend::Postgres => {
+                let cluster = testdb::Cluster::shared().expect("a PostgreSQL cluster starts");
+                let database = cluster.database().expect("a database is created");
+                (Some(cluster), Some(database))
+            }
+        };
+        Self::start_full_on(
+            Duration::from_millis(300),
+            SystemTime::now(),
+            HEARTBEAT_MS,
+            database,
+            cluster,
+        )
+        .await
+    }
+
     async fn start_full(
         stock_timeout: Duration,
         clock_start: SystemTime,
         heartbeat_ms: u64,
+    ) -> Self {
+        Self::start_full_on(stock_timeout, clock_start, heartbeat_ms, None, None).await
+    }
+
+    async fn start_full_on(
+        stock_timeout: Duration,
+        clock_start: SystemTime,
+        heartbeat_ms: u64,
+        stock_database: Option<String>,
+        cluster: Option<Arc<testdb::Cluster>>,
     ) -> Self {
         // Logs only on request (TEST_LOG=1), so a failing test's output stays readable.
         if std::env::var_os("TEST_LOG").is_some() {
@@ -179,6 +224,7 @@ impl TestStore {
             "127.0.0.1:0".parse().unwrap(),
             Arc::clone(&clock),
             heartbeat_ms,
+            stock_database.clone(),
         )
         .await;
         let aggregator =
@@ -193,6 +239,8 @@ impl TestStore {
             stock: Some(stock),
             aggregator,
             stock_store: Some(stock_store),
+            stock_database,
+            _cluster: cluster,
         }
     }
 
@@ -252,6 +300,7 @@ impl TestStore {
             self.stock_addr,
             Arc::clone(&self.clock),
             self.heartbeat_ms,
+            self.stock_database.clone(),
         )
         .await;
         self.stock = Some(stock);

@@ -14,16 +14,22 @@
 //! - [`deadline`]: the caller's `grpc-timeout`, for propagating deadlines downstream.
 //! - [`telemetry`]: structured logging with `tracing`.
 //! - [`sample`]: the sample data a new store opens with, shared by catalogue and stock.
+//! - [`database`]: which backend a database URL names.
 //! - `sqlite` (feature `sqlite`): the embedded database — a writer and a reader pool on
 //!   blocking threads, with schema migrations.
+//! - `postgres` (feature `postgres`): PostgreSQL — a connection pool, and migrations that are
+//!   safe when replicas start together.
 //! - [`secret`]: the token signing key, from configuration or created once under the data folder.
 //! - [`runtime`]: the servers' tokio runtime (no LIFO slot: frames leave in batches).
 
 pub mod auth;
 pub mod config;
+pub mod database;
 pub mod deadline;
 pub mod error;
 pub mod ids;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod run;
 pub mod runtime;
 pub mod sample;

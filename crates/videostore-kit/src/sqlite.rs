@@ -47,9 +47,12 @@ impl std::fmt::Debug for Database {
     }
 }
 
-/// The file a `sqlite://path`, `sqlite:path` or plain path names (query parameters dropped).
+/// The file a `sqlite://path` or `sqlite:path` URL names (query parameters dropped).
 pub fn file_from_url(url: &str) -> anyhow::Result<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"));
+    let Some(rest) = rest else {
+        anyhow::bail!("{url:?} is not a sqlite:// URL");
+    };
     let path = rest.split('?').next().unwrap_or_default();
     anyhow::ensure!(
         !path.is_empty() && !path.starts_with(":memory:"),
@@ -375,7 +378,8 @@ mod tests {
             file_from_url("sqlite:///tmp/x.db?mode=rwc").unwrap(),
             PathBuf::from("/tmp/x.db")
         );
-        assert_eq!(file_from_url("x.db").unwrap(), PathBuf::from("x.db"));
+        assert!(file_from_url("x.db").is_err());
+        assert!(file_from_url("postgres://db/shop").is_err());
         assert!(file_from_url("sqlite::memory:").is_err());
     }
 

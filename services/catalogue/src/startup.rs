@@ -6,6 +6,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use videostore_kit::{
+    database::Backend,
     run::Server,
     serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices},
 };
@@ -38,7 +39,11 @@ impl Application {
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let origins = config.server.origins()?;
         let keys = config.data.token_keys()?;
-        let store = SqliteStore::open(&config.database_url(), wire_form()).await?;
+        let url = config.database_url();
+        if Backend::of(&url)? == Backend::Postgres {
+            anyhow::bail!("the catalogue runs on SQLite only so far: set a sqlite:// URL");
+        }
+        let store = SqliteStore::open(&url, wire_form()).await?;
         if config.seed {
             seed_if_empty(&store).await?;
         }

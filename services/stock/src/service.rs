@@ -38,6 +38,9 @@ pub(crate) struct Stock {
     store: Arc<dyn StockStore>,
     /// Committed changes, for watchers, and the latest of each for reads.
     events: AvailabilityEvents,
+    /// This process is its database's only writer (SQLite): the latest committed stock it has
+    /// seen is the latest there is, so reads may be answered from memory.
+    sole_writer: bool,
     /// Now, for due dates and fees.
     clock: Arc<dyn Clock>,
     /// Signs the tokens sign-in hands out.
@@ -50,11 +53,12 @@ impl Stock {
     /// Operations over `store`.
     pub(crate) fn new(
         store: Arc<dyn StockStore>,
+        sole_writer: bool,
         clock: Arc<dyn Clock>,
         keys: TokenKeys,
         token_ttl: Duration,
     ) -> Self {
-        Self { store, events: AvailabilityEvents::new(), clock, keys, token_ttl }
+        Self { store, events: AvailabilityEvents::new(), sole_writer, clock, keys, token_ttl }
     }
 
     /// The value of a committed write, after publishing the stock it changed (if it did).
@@ -66,19 +70,23 @@ impl Stock {
     }
 
     /// The current stock of each of `ids`, in the order asked (`None` where not stocked).
-    /// Films whose latest committed stock is known here are answered from memory.
+    /// As the only writer, films whose latest committed stock is known here are answered from
+    /// memory; otherwise every film is read from the database.
     pub(crate) async fn availability(
         &self,
         ids: &[MovieId],
     ) -> Result<Vec<(MovieId, Option<Arc<Availability>>)>, Error> {
-        let mut known = self.events.latest(ids);
+        let mut known =
+            if self.sole_writer { self.events.latest(ids) } else { vec![None; ids.len()] };
         let missing: Vec<MovieId> =
             ids.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(id, _)| *id).collect();
         let mut read: HashMap<MovieId, Arc<Availability>> = HashMap::new();
         if !missing.is_empty() {
             for availability in self.store.availability(&missing).await? {
                 let availability = Arc::new(availability);
-                self.events.remember(Arc::clone(&availability));
+                if self.sole_writer {
+                    self.events.remember(Arc::clone(&availability));
+                }
                 read.insert(availability.movie_id, availability);
             }
         }

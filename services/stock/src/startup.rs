@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use videostore_kit::{
     auth::Role,
+    database::Backend,
     run::Server,
     serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices},
 };
@@ -21,7 +22,7 @@ use crate::{
     grpc::{AccountApi, StockApi},
     passwords, seed,
     service::Stock,
-    store::{NewAccount, SqliteStore, StockStore},
+    store::{NewAccount, PostgresStore, SqliteStore, StockStore},
 };
 
 /// A stock server bound to its port, ready to run.
@@ -44,7 +45,12 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let origins = config.server.origins()?;
         let keys = config.data.token_keys()?;
-        let store: Arc<dyn StockStore> = Arc::new(SqliteStore::open(&config.database_url()).await?);
+        let url = config.database_url();
+        let backend = Backend::of(&url)?;
+        let store: Arc<dyn StockStore> = match backend {
+            Backend::Sqlite => Arc::new(SqliteStore::open(&url).await?),
+            Backend::Postgres => Arc::new(PostgresStore::open(&url).await?),
+        };
         if config.seed {
             let added = store
                 .stock_missing(&seed::inventory())
@@ -56,7 +62,10 @@ impl Application {
         }
         ensure_staff(&config, store.as_ref(), clock.as_ref()).await?;
         let token_ttl = Duration::from_secs(config.token_ttl_minutes.max(1) * 60);
-        let stock = Arc::new(Stock::new(Arc::clone(&store), clock, keys.clone(), token_ttl));
+        // Stock read from memory is only the latest while this process is the only writer.
+        let sole_writer = backend == Backend::Sqlite;
+        let stock =
+            Arc::new(Stock::new(Arc::clone(&store), sole_writer, clock, keys.clone(), token_ttl));
         let heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(10));
         let standard = StandardServices::new(&[
             "videostore.stock.v1.StockService",

@@ -6,5 +6,6 @@ mod aggregator;
 mod catalogue;
 mod grpc_web;
 mod logs;
+mod postgres;
 mod rentals;
 mod stock;

@@ -1,16 +1,18 @@
-//! The storage seam. Handlers talk to [`StockStore`] only; SQLite is the embedded default and
-//! another backend (PostgreSQL) slots in as another implementation of the same trait.
+//! The storage seam. The service talks to [`StockStore`] only: [`SqliteStore`] is the embedded
+//! default (one process per database), [`PostgresStore`] serves any number of replicas. Both
+//! pass the same store test suite (`tests/store/`).
 //!
 //! Every write that changes stock returns the film's new [`Availability`] as committed, so the
 //! caller can publish exactly what the database holds.
 
+mod postgres;
 mod sqlite;
 
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-pub use self::sqlite::SqliteStore;
+pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
 use crate::{
     domain::{
         Account, AccountId, Availability, Inventory, MovieId, Purchase, Rental, RentalId, Role,

@@ -1,0 +1,286 @@
+//! The stock store's one test suite, run against both backends so they cannot drift: the
+//! embedded SQLite file and a real PostgreSQL (a throwaway cluster this test starts).
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use stock::{
+    Error,
+    domain::{AccountId, DAY, Inventory, MovieId, RentalId, Role},
+    store::{NewAccount, NewPurchase, NewRental, PostgresStore, SqliteStore, StockStore},
+};
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_every_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("stock.db").display());
+    run_store_tests(Arc::new(SqliteStore::open(&url).await.unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_store_keeps_every_rule() {
+    let cluster = testdb::Cluster::shared().unwrap();
+    let url = cluster.database().unwrap();
+    run_store_tests(Arc::new(PostgresStore::open(&url).await.unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_stores_on_one_database_are_one_store() {
+    // Two replicas: both migrate at once, and what one writes the other reads.
+    let cluster = testdb::Cluster::shared().unwrap();
+    let url = cluster.database().unwrap();
+    let (a, b) = tokio::join!(PostgresStore::open(&url), PostgresStore::open(&url));
+    let (a, b): (Arc<dyn StockStore>, Arc<dyn StockStore>) =
+        (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+    a.stock_missing(&[inventory(1, 2)]).await.unwrap();
+    let ann = customer(b.as_ref(), "ann@example.com").await;
+    let made = a.rent(&rental(ann, 1, 3, "first")).await.unwrap();
+    let retried = b.rent(&rental(ann, 1, 3, "first")).await.unwrap();
+    assert_eq!(retried.value, made.value);
+    assert!(retried.changed.is_none());
+    assert_eq!(b.availability(&[MovieId::new(1)]).await.unwrap()[0].copies_available, 1);
+    races(a, b).await;
+}
+
+fn inventory(movie_id: i64, copies: i32) -> Inventory {
+    Inventory {
+        movie_id: MovieId::new(movie_id),
+        copies_owned: copies,
+        currency: "EUR".into(),
+        rental_price_minor: 250,
+        purchase_price_minor: 1500,
+    }
+}
+
+/// The clock every test starts at: a whole second, as both databases keep milliseconds.
+fn start() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn rental(customer_id: AccountId, movie_id: i64, days: i32, request_id: &str) -> NewRental {
+    NewRental {
+        customer_id,
+        movie_id: MovieId::new(movie_id),
+        days,
+        request_id: request_id.into(),
+        now: start(),
+    }
+}
+
+async fn customer(store: &dyn StockStore, email: &str) -> AccountId {
+    store
+        .create_account(&NewAccount {
+            email: email.into(),
+            name: "Customer".into(),
+            password_hash: "$argon2id$not-checked-here".into(),
+            role: Role::Customer,
+            now: start(),
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+async fn assert_invariant(store: &dyn StockStore) {
+    assert_eq!(store.invariant_violations().await.unwrap(), Vec::<MovieId>::new());
+}
+
+async fn run_store_tests(store: Arc<dyn StockStore>) {
+    stocking(store.as_ref()).await;
+    accounts(store.as_ref()).await;
+    renting_and_returning(store.as_ref()).await;
+    buying(store.as_ref()).await;
+    races(Arc::clone(&store), store).await;
+}
+
+async fn stocking(store: &dyn StockStore) {
+    assert_eq!(store.stock_missing(&[inventory(1, 2), inventory(2, 1)]).await.unwrap(), 2);
+    assert_eq!(store.stock_missing(&[inventory(1, 9), inventory(3, 1)]).await.unwrap(), 1);
+    let found =
+        store.availability(&[MovieId::new(3), MovieId::new(1), MovieId::new(999)]).await.unwrap();
+    let mut ids: Vec<i64> = found.iter().map(|a| a.movie_id.get()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 3], "unstocked films are left out");
+    let one = found.iter().find(|a| a.movie_id.get() == 1).unwrap();
+    assert_eq!((one.copies_owned, one.copies_available), (2, 2), "stock_missing kept film 1");
+    let all: Vec<i64> =
+        store.all_availability().await.unwrap().iter().map(|a| a.movie_id.get()).collect();
+    assert_eq!(all, [1, 2, 3]);
+
+    let before = one.version;
+    let set = store.set_inventory(&Inventory { copies_owned: 4, ..inventory(1, 0) }).await.unwrap();
+    assert_eq!((set.copies_owned, set.copies_available), (4, 4));
+    assert!(set.version > before, "every change bumps the version");
+    let new = store.set_inventory(&inventory(4, 3)).await.unwrap();
+    assert_eq!((new.copies_owned, new.copies_available), (3, 3));
+}
+
+async fn accounts(store: &dyn StockStore) {
+    let ann = customer(store, "Ann@Example.com").await;
+    let taken = store
+        .create_account(&NewAccount {
+            email: "ann@example.com".into(),
+            name: "Other Ann".into(),
+            password_hash: "x".into(),
+            role: Role::Customer,
+            now: start(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, Error::EmailTaken(_)), "{taken:?}");
+    let (found, hash) = store.account_by_email("ANN@example.COM").await.unwrap().unwrap();
+    assert_eq!(
+        (found.id, found.email.as_str(), found.role),
+        (ann, "Ann@Example.com", Role::Customer)
+    );
+    assert_eq!(hash, "$argon2id$not-checked-here");
+    assert_eq!(found.created_at, start());
+    assert!(store.account_by_email("bob@example.com").await.unwrap().is_none());
+    store.promote_to_staff(ann).await.unwrap();
+    assert_eq!(store.account(ann).await.unwrap().unwrap().role, Role::Staff);
+    assert!(store.account(AccountId::new(987_654)).await.unwrap().is_none());
+}
+
+async fn renting_and_returning(store: &dyn StockStore) {
+    let cleo = customer(store, "cleo@example.com").await;
+    let dan = customer(store, "dan@example.com").await;
+    store.set_inventory(&inventory(10, 1)).await.unwrap();
+
+    let made = store.rent(&rental(cleo, 10, 3, "cleo-1")).await.unwrap();
+    let changed = made.changed.clone().expect("a new rental changes stock");
+    assert_eq!((changed.copies_owned, changed.copies_available), (1, 0));
+    let first = made.value;
+    assert_eq!((first.movie_id.get(), first.days, first.price_minor), (10, 3, 750));
+    assert_eq!((first.currency.as_str(), first.price_per_day_minor), ("EUR", 250));
+    assert_eq!((first.rented_at, first.due_at), (start(), start() + DAY * 3));
+    assert_eq!(first.returned_at, None);
+
+    // A retry returns the first rental and changes nothing; the same id for another rental is
+    // refused.
+    let again = store.rent(&rental(cleo, 10, 3, "cleo-1")).await.unwrap();
+    assert_eq!((again.value.clone(), again.changed), (first.clone(), None));
+    let reused = store.rent(&rental(cleo, 10, 5, "cleo-1")).await.unwrap_err();
+    assert!(matches!(reused, Error::RequestIdReused(_)), "{reused:?}");
+    // The same id belongs to each customer: Dan's "cleo-1" is his own (but the film is out).
+    let sold_out = store.rent(&rental(dan, 10, 1, "cleo-1")).await.unwrap_err();
+    assert!(matches!(sold_out, Error::SoldOut(id) if id.get() == 10), "{sold_out:?}");
+    let unstocked = store.rent(&rental(dan, 777, 1, "dan-1")).await.unwrap_err();
+    assert!(matches!(unstocked, Error::NotStocked(id) if id.get() == 777), "{unstocked:?}");
+    // A refused rental claimed nothing: the same id works once there is a copy.
+    store.set_inventory(&inventory(10, 2)).await.unwrap();
+    let dans = store.rent(&rental(dan, 10, 1, "cleo-1")).await.unwrap().value;
+    assert_ne!(dans.id, first.id);
+    assert_invariant(store).await;
+
+    // Returns: only the customer's own, once; staff may return any; late costs a day's price
+    // per day started.
+    let not_yours = store.return_rental(first.id, Some(dan), start()).await.unwrap_err();
+    assert!(matches!(not_yours, Error::NotYourRental(_)), "{not_yours:?}");
+    let nowhere =
+        store.return_rental(RentalId::new(987_654), Some(dan), start()).await.unwrap_err();
+    assert!(matches!(nowhere, Error::NotYourRental(_)), "{nowhere:?}");
+    let missing = store.return_rental(RentalId::new(987_654), None, start()).await.unwrap_err();
+    assert!(matches!(missing, Error::RentalNotFound(_)), "{missing:?}");
+    let late = start() + DAY * 4 + Duration::from_secs(60);
+    let returned = store.return_rental(first.id, Some(cleo), late).await.unwrap();
+    assert_eq!((returned.value.returned_at, returned.value.late_fee_minor), (Some(late), 500));
+    assert_eq!(returned.changed.unwrap().copies_available, 1);
+    let twice = store.return_rental(first.id, Some(cleo), late).await.unwrap_err();
+    assert!(matches!(twice, Error::AlreadyReturned(_)), "{twice:?}");
+    let by_staff = store.return_rental(dans.id, None, start()).await.unwrap();
+    assert_eq!(by_staff.value.late_fee_minor, 0);
+
+    // Fewer copies than are out on loan is refused; as many is fine.
+    let out = store.rent(&rental(dan, 10, 2, "dan-2")).await.unwrap().value;
+    let below = store.set_inventory(&inventory(10, 0)).await.unwrap_err();
+    assert!(matches!(below, Error::BelowRented { rented: 1, owned: 0, .. }), "{below:?}");
+    let exact = store.set_inventory(&inventory(10, 1)).await.unwrap();
+    assert_eq!((exact.copies_owned, exact.copies_available), (1, 0));
+
+    // A customer's rentals: open ones by due date, then returned ones, latest return first.
+    let open = store.rentals_of(dan, false).await.unwrap();
+    assert_eq!(open.iter().map(|r| r.id).collect::<Vec<_>>(), [out.id]);
+    let all = store.rentals_of(dan, true).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), [out.id, dans.id]);
+    assert_eq!(store.rentals_of(cleo, true).await.unwrap().len(), 1);
+    store.return_rental(out.id, None, start()).await.unwrap();
+    assert_invariant(store).await;
+}
+
+async fn buying(store: &dyn StockStore) {
+    let eve = customer(store, "eve@example.com").await;
+    store.set_inventory(&inventory(20, 2)).await.unwrap();
+    let buy = |request_id: &str, movie_id: i64| NewPurchase {
+        customer_id: eve,
+        movie_id: MovieId::new(movie_id),
+        request_id: request_id.into(),
+        now: start(),
+    };
+    let bought = store.purchase(&buy("eve-1", 20)).await.unwrap();
+    let changed = bought.changed.unwrap();
+    assert_eq!((changed.copies_owned, changed.copies_available), (1, 1), "a bought copy leaves");
+    assert_eq!((bought.value.price_minor, bought.value.currency.as_str()), (1500, "EUR"));
+    assert_eq!(bought.value.purchased_at, start());
+    let again = store.purchase(&buy("eve-1", 20)).await.unwrap();
+    assert_eq!((again.value, again.changed), (bought.value, None));
+    let reused = store.purchase(&buy("eve-1", 10)).await.unwrap_err();
+    assert!(matches!(reused, Error::RequestIdReused(_)), "{reused:?}");
+    store.purchase(&buy("eve-2", 20)).await.unwrap();
+    let sold_out = store.purchase(&buy("eve-3", 20)).await.unwrap_err();
+    assert!(matches!(sold_out, Error::SoldOut(_)), "{sold_out:?}");
+    let unstocked = store.purchase(&buy("eve-4", 778)).await.unwrap_err();
+    assert!(matches!(unstocked, Error::NotStocked(_)), "{unstocked:?}");
+    assert_invariant(store).await;
+}
+
+/// Many customers racing through `a` and `b` (the same store, or two replicas of it) for a film
+/// with few copies, and one customer's retries racing each other.
+async fn races(a: Arc<dyn StockStore>, b: Arc<dyn StockStore>) {
+    const COPIES: i32 = 3;
+    a.set_inventory(&inventory(30, COPIES)).await.unwrap();
+    let mut customers = Vec::new();
+    for index in 0..24 {
+        customers.push(customer(a.as_ref(), &format!("racer{index}@example.com")).await);
+    }
+    let attempts: Vec<_> = customers
+        .iter()
+        .enumerate()
+        .map(|(index, &customer)| {
+            let store = if index % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+            tokio::spawn(async move { store.rent(&rental(customer, 30, 1, "race")).await })
+        })
+        .collect();
+    let mut won = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(Error::SoldOut(_)) => {}
+            Err(other) => panic!("a racer got {other:?}"),
+        }
+    }
+    assert_eq!(won, COPIES, "exactly as many rentals as copies");
+    assert_eq!(a.availability(&[MovieId::new(30)]).await.unwrap()[0].copies_available, 0);
+
+    // One customer's retries of one rental, all at once: one rental, the same for all.
+    a.set_inventory(&inventory(31, 5)).await.unwrap();
+    let retrier = customer(a.as_ref(), "retrier@example.com").await;
+    let retries: Vec<_> = (0..12)
+        .map(|index| {
+            let store = if index % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+            tokio::spawn(async move { store.rent(&rental(retrier, 31, 2, "once")).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut changes = 0;
+    for retry in retries {
+        let outcome = retry.await.unwrap().unwrap();
+        changes += usize::from(outcome.changed.is_some());
+        ids.push(outcome.value.id);
+    }
+    ids.dedup();
+    assert_eq!((ids.len(), changes), (1, 1), "one rental, one change");
+    assert_eq!(a.availability(&[MovieId::new(31)]).await.unwrap()[0].copies_available, 4);
+    assert_invariant(a.as_ref()).await;
+}
