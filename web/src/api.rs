@@ -372,14 +372,16 @@ impl Api {
             .into_inner())
     }
 
-    /// Opens the live availability stream for `movie_ids`.
+    /// Opens the live availability stream for `movie_ids`, resuming from the versions already
+    /// known of some of them (the server then sends what changed since, not the current state).
     pub(crate) async fn watch(
         &self,
         movie_ids: Vec<i64>,
+        resume_from: Vec<stock::FilmVersion>,
     ) -> Result<tonic::Streaming<stock::WatchAvailabilityResponse>, ApiError> {
         Ok(self
             .stock()
-            .watch_availability(stock::WatchAvailabilityRequest { movie_ids })
+            .watch_availability(stock::WatchAvailabilityRequest { movie_ids, resume_from })
             .await?
             .into_inner())
     }

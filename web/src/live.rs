@@ -1,12 +1,13 @@
 //! Live availability: ONE `WatchAvailability` stream for all the films on screen, re-opened when
-//! that set changes and reconnected with backoff after a drop. (A browser has six HTTP/1.1
-//! connections per origin and each open stream holds one: never a stream per card.)
+//! that set changes and reconnected with backoff after a drop, resuming from the versions shown.
+//! (A browser has six HTTP/1.1 connections per origin and each open stream holds one: never a
+//! stream per card.)
 
 use std::collections::HashMap;
 
 use futures::{FutureExt, StreamExt, channel::mpsc};
 use leptos::{prelude::*, task::spawn_local};
-use videostore_proto::stock::{Availability, WatchAvailabilityResponse};
+use videostore_proto::stock::{Availability, FilmVersion, WatchAvailabilityResponse};
 
 use crate::api::Api;
 
@@ -107,8 +108,16 @@ async fn run(api: Api, live: Live, mut changes: mpsc::UnboundedReceiver<()>) {
         if live.state.get_untracked() != LiveState::Reconnecting {
             live.state.set(LiveState::Connecting);
         }
+        // Films already on screen resume from the version shown: nothing committed while the
+        // stream was down (or being re-opened) is missed.
+        let resume_from: Vec<FilmVersion> = live.stock.with_untracked(|stock| {
+            ids.iter()
+                .filter_map(|id| stock.get(id))
+                .map(|known| FilmVersion { movie_id: known.movie_id, version: known.version })
+                .collect()
+        });
         let opened = {
-            let open = api.watch(ids).fuse();
+            let open = api.watch(ids, resume_from).fuse();
             let change = changes.next().fuse();
             futures::pin_mut!(open, change);
             futures::select! {

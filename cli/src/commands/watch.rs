@@ -17,7 +17,10 @@ pub(crate) async fn watch(
 ) -> anyhow::Result<ExitCode> {
     let mut client = StockServiceClient::new(channel(&cli.stock).await?);
     let mut stream = client
-        .watch_availability(stock::WatchAvailabilityRequest { movie_ids: movies })
+        .watch_availability(stock::WatchAvailabilityRequest {
+            movie_ids: movies,
+            resume_from: Vec::new(),
+        })
         .await
         .map_err(call_error)?
         .into_inner();

@@ -115,7 +115,10 @@ pub(crate) async fn measure(
             (Arc::clone(&round), Arc::clone(&subscribed), Arc::clone(&all_subscribed));
         tasks.push(tokio::spawn(async move {
             let mut stream = match client
-                .watch_availability(stock::WatchAvailabilityRequest { movie_ids: vec![movie_id] })
+                .watch_availability(stock::WatchAvailabilityRequest {
+                    movie_ids: vec![movie_id],
+                    resume_from: Vec::new(),
+                })
                 .await
             {
                 Ok(response) => response.into_inner(),

@@ -307,6 +307,29 @@ impl TestStore {
         self.stock_store = Some(store);
     }
 
+    /// Starts another stock server on the same database (a replica: stock's database must be
+    /// PostgreSQL), on a port of its own.
+    pub async fn spawn_stock_replica(&self) -> Service {
+        assert!(self.stock_database.is_some(), "replicas share a PostgreSQL database");
+        let (replica, _) = spawn_stock(
+            self.dir.path(),
+            &self.secret,
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::clone(&self.clock),
+            self.heartbeat_ms,
+            self.stock_database.clone(),
+        )
+        .await;
+        replica
+    }
+
+    /// The PostgreSQL cluster and database stock runs on, if it does.
+    pub fn stock_postgres(&self) -> Option<(&testdb::Cluster, &str)> {
+        let database = self.stock_database.as_deref()?;
+        let name = database.rsplit('/').next()?;
+        Some((self._cluster.as_deref()?, name))
+    }
+
     /// The running stock server.
     pub fn stock(&self) -> &Service {
         self.stock.as_ref().expect("stock is running")

@@ -94,6 +94,75 @@ async fn migrate(connection: &mut Connection, migrations: Migrations) -> anyhow:
     Ok(())
 }
 
+/// A connection of its own that listens on a notification channel.
+///
+/// Notifications are only a doorbell: they are lost while the connection is down, so after
+/// [`listen`] returns (listening), a caller reads what it may have missed from the database.
+pub struct Listener {
+    /// The connection's client, for the heartbeat ([`Listener::alive`]).
+    client: tokio_postgres::Client,
+    /// Notifications as they arrive; an error or the end when the connection is lost.
+    notifications: tokio::sync::mpsc::UnboundedReceiver<
+        Result<tokio_postgres::Notification, tokio_postgres::Error>,
+    >,
+}
+
+impl Listener {
+    /// The next notification's payload; `Err` when the connection was lost.
+    pub async fn next(&mut self) -> anyhow::Result<String> {
+        match self.notifications.recv().await {
+            Some(Ok(notification)) => Ok(notification.payload().to_owned()),
+            Some(Err(error)) => Err(error).context("the listening connection failed"),
+            None => anyhow::bail!("the listening connection closed"),
+        }
+    }
+
+    /// Whether the connection still answers within `patience` (a silent connection can look
+    /// open while no notification will ever arrive on it).
+    pub async fn alive(&self, patience: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(patience, self.client.simple_query("SELECT 1")).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+/// Opens a connection to `url` named `application_name` and listens on `channel`.
+pub async fn listen(url: &str, channel: &str, application_name: &str) -> anyhow::Result<Listener> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .with_context(|| format!("the database URL {:?} does not parse", redact(url)))?;
+    config
+        .application_name(application_name)
+        .connect_timeout(Duration::from_secs(5))
+        .keepalives_idle(Duration::from_secs(10));
+    let (client, mut connection) = config.connect(NoTls).await.context("connecting to listen")?;
+    let (sender, notifications) = tokio::sync::mpsc::unbounded_channel();
+    // The connection's messages are read here, which also drives its queries.
+    tokio::spawn(async move {
+        loop {
+            let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+            let forwarded = match message {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(notification))) => {
+                    sender.send(Ok(notification))
+                }
+                Some(Ok(_notice)) => continue,
+                Some(Err(error)) => {
+                    let _ = sender.send(Err(error));
+                    return;
+                }
+                None => return,
+            };
+            if forwarded.is_err() {
+                return; // The listener was dropped.
+            }
+        }
+    });
+    // Identifiers cannot be parameters; channel names here are the code's own constants.
+    client.batch_execute(&format!("LISTEN {channel}")).await.context("LISTEN")?;
+    Ok(Listener { client, notifications })
+}
+
 /// Whether `error` is a UNIQUE constraint violation.
 pub fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&SqlState::UNIQUE_VIOLATION)

@@ -11,6 +11,7 @@
 //! - [`domain`]: money, rentals, late fees, input rules (the types the store speaks).
 //! - [`store`]: the storage trait and its SQLite implementation.
 //! - `events`: the fan-out of committed availability changes to watchers.
+//! - `feed`: on PostgreSQL, every replica's commits, in order, from the database.
 //! - `passwords`: Argon2id hashing.
 //! - [`clock`]: the time source, replaceable in tests.
 //! - `seed`: stock for the sample films.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod domain;
 mod error;
 mod events;
+mod feed;
 mod grpc;
 mod passwords;
 mod seed;

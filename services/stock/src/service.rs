@@ -17,6 +17,7 @@ use crate::{
     },
     error::Error,
     events::AvailabilityEvents,
+    feed::Feed,
     passwords,
     store::{NewAccount, NewPurchase, NewRental, Outcome, StockStore},
 };
@@ -32,15 +33,25 @@ pub(crate) struct RentRequest {
     pub(crate) request_id: String,
 }
 
+/// How committed changes reach this process's watchers.
+pub(crate) enum Publisher {
+    /// This process is its database's only writer (SQLite): its own commits are all there is,
+    /// published as they commit, and the latest committed stock it has seen is the latest there
+    /// is, so reads may be answered from memory.
+    SoleWriter,
+    /// Replicas share the database (PostgreSQL): the feed publishes every replica's commits in
+    /// order, and reads go to the database.
+    Feed(Feed),
+}
+
 /// The stock service's operations.
 pub(crate) struct Stock {
     /// Where stock, rentals and accounts live.
     store: Arc<dyn StockStore>,
     /// Committed changes, for watchers, and the latest of each for reads.
     events: AvailabilityEvents,
-    /// This process is its database's only writer (SQLite): the latest committed stock it has
-    /// seen is the latest there is, so reads may be answered from memory.
-    sole_writer: bool,
+    /// How this process's commits reach its watchers.
+    publisher: Publisher,
     /// Now, for due dates and fees.
     clock: Arc<dyn Clock>,
     /// Signs the tokens sign-in hands out.
@@ -53,18 +64,26 @@ impl Stock {
     /// Operations over `store`.
     pub(crate) fn new(
         store: Arc<dyn StockStore>,
-        sole_writer: bool,
+        events: AvailabilityEvents,
+        publisher: Publisher,
         clock: Arc<dyn Clock>,
         keys: TokenKeys,
         token_ttl: Duration,
     ) -> Self {
-        Self { store, events: AvailabilityEvents::new(), sole_writer, clock, keys, token_ttl }
+        Self { store, events, publisher, clock, keys, token_ttl }
+    }
+
+    fn sole_writer(&self) -> bool {
+        matches!(self.publisher, Publisher::SoleWriter)
     }
 
     /// The value of a committed write, after publishing the stock it changed (if it did).
     fn published<T>(&self, outcome: Outcome<T>) -> (T, Option<Availability>) {
         if let Some(changed) = &outcome.changed {
-            self.events.publish(changed.clone());
+            match &self.publisher {
+                Publisher::SoleWriter => self.events.publish(changed.clone()),
+                Publisher::Feed(feed) => feed.committed(changed.clone()),
+            }
         }
         (outcome.value, outcome.changed)
     }
@@ -77,14 +96,14 @@ impl Stock {
         ids: &[MovieId],
     ) -> Result<Vec<(MovieId, Option<Arc<Availability>>)>, Error> {
         let mut known =
-            if self.sole_writer { self.events.latest(ids) } else { vec![None; ids.len()] };
+            if self.sole_writer() { self.events.latest(ids) } else { vec![None; ids.len()] };
         let missing: Vec<MovieId> =
             ids.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(id, _)| *id).collect();
         let mut read: HashMap<MovieId, Arc<Availability>> = HashMap::new();
         if !missing.is_empty() {
             for availability in self.store.availability(&missing).await? {
                 let availability = Arc::new(availability);
-                if self.sole_writer {
+                if self.sole_writer() {
                     self.events.remember(Arc::clone(&availability));
                 }
                 read.insert(availability.movie_id, availability);
@@ -100,6 +119,15 @@ impl Stock {
     /// The stock of every stocked film, by id.
     pub(crate) async fn all_availability(&self) -> Result<Vec<Availability>, Error> {
         self.store.all_availability().await
+    }
+
+    /// The changes of `movie_id` after version `after`, in order, as far back as they are kept.
+    pub(crate) async fn changes_after(
+        &self,
+        movie_id: MovieId,
+        after: i64,
+    ) -> Result<Vec<Availability>, Error> {
+        self.store.changes(movie_id, after, None).await
     }
 
     /// Every stock change committed from now on.

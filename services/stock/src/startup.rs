@@ -19,9 +19,11 @@ use crate::{
     clock::Clock,
     config::Config,
     domain,
+    events::AvailabilityEvents,
+    feed::Feed,
     grpc::{AccountApi, StockApi},
     passwords, seed,
-    service::Stock,
+    service::{Publisher, Stock},
     store::{NewAccount, PostgresStore, SqliteStore, StockStore},
 };
 
@@ -46,10 +48,14 @@ impl Application {
         let origins = config.server.origins()?;
         let keys = config.data.token_keys()?;
         let url = config.database_url();
-        let backend = Backend::of(&url)?;
-        let store: Arc<dyn StockStore> = match backend {
-            Backend::Sqlite => Arc::new(SqliteStore::open(&url).await?),
-            Backend::Postgres => Arc::new(PostgresStore::open(&url).await?),
+        let events = AvailabilityEvents::new();
+        let (store, publisher): (Arc<dyn StockStore>, Publisher) = match Backend::of(&url)? {
+            Backend::Sqlite => (Arc::new(SqliteStore::open(&url).await?), Publisher::SoleWriter),
+            Backend::Postgres => {
+                let store = PostgresStore::open(&url).await?;
+                let feed = Feed::start(store.clone(), events.clone(), shutdown.clone()).await?;
+                (Arc::new(store), Publisher::Feed(feed))
+            }
         };
         if config.seed {
             let added = store
@@ -62,10 +68,14 @@ impl Application {
         }
         ensure_staff(&config, store.as_ref(), clock.as_ref()).await?;
         let token_ttl = Duration::from_secs(config.token_ttl_minutes.max(1) * 60);
-        // Stock read from memory is only the latest while this process is the only writer.
-        let sole_writer = backend == Backend::Sqlite;
-        let stock =
-            Arc::new(Stock::new(Arc::clone(&store), sole_writer, clock, keys.clone(), token_ttl));
+        let stock = Arc::new(Stock::new(
+            Arc::clone(&store),
+            events,
+            publisher,
+            clock,
+            keys.clone(),
+            token_ttl,
+        ));
         let heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(10));
         let standard = StandardServices::new(&[
             "videostore.stock.v1.StockService",

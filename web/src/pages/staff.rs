@@ -355,7 +355,7 @@ fn Activity() -> impl IntoView {
     spawn_local(async move {
         use futures::FutureExt;
         let work = async move {
-            let mut stream = match api.watch(Vec::new()).await {
+            let mut stream = match api.watch(Vec::new(), Vec::new()).await {
                 Ok(stream) => stream,
                 Err(error) => return failed.set(Some(error.message)),
             };

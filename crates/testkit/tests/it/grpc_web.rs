@@ -133,7 +133,7 @@ async fn live_availability_streams_over_http1_as_changes_commit() {
     let mut live = grpc_web::open_stream(
         &store.stock().url(),
         "/videostore.stock.v1.StockService/WatchAvailability",
-        &stock::WatchAvailabilityRequest { movie_ids: vec![21] },
+        &stock::WatchAvailabilityRequest { movie_ids: vec![21], resume_from: Vec::new() },
     )
     .await
     .unwrap();

@@ -108,3 +108,188 @@ async fn on_postgres_rentals_fees_and_accounts_survive_a_restart() {
     assert_eq!((availability.copies_owned, availability.copies_available), (1, 1));
     store.stop().await;
 }
+
+/// Every change a watcher received, per film, in the order received.
+type Seen = std::collections::HashMap<i64, Vec<i64>>;
+
+/// Opens a watch of `films` on `stock` and collects every change's version per film until
+/// `stop`; the first message (the current state) is returned apart.
+async fn watch_until(
+    stock: std::net::SocketAddr,
+    films: Vec<i64>,
+    resume_from: Vec<pb::FilmVersion>,
+    stop: tokio_util::sync::CancellationToken,
+) -> (Vec<pb::WatchAvailabilityResponse>, Seen) {
+    let mut client =
+        pb::stock_service_client::StockServiceClient::new(TestStore::channel(stock).await);
+    let mut stream = client
+        .watch_availability(pb::WatchAvailabilityRequest { movie_ids: films, resume_from })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    let mut openings = vec![first];
+    let mut seen = Seen::new();
+    loop {
+        let message = tokio::select! {
+            message = stream.message() => message.unwrap(),
+            () = stop.cancelled() => break,
+        };
+        let Some(message) = message else { break };
+        if message.snapshot {
+            openings.push(message);
+            continue;
+        }
+        for availability in message.availabilities {
+            seen.entry(availability.movie_id).or_default().push(availability.version);
+        }
+    }
+    (openings, seen)
+}
+
+/// Each film's versions go up by exactly one from `from[film]` to `to[film]`.
+fn assert_gap_free(seen: &Seen, from: &std::collections::HashMap<i64, i64>, to: &Seen) {
+    for (film, versions) in seen {
+        let start = from[film];
+        let expected: Vec<i64> = (start + 1..=*to[film].last().unwrap()).collect();
+        assert_eq!(versions, &expected, "film {film}: every version once, in order");
+    }
+}
+
+async fn current_versions(store: &TestStore, films: &[i64]) -> std::collections::HashMap<i64, i64> {
+    store
+        .stock_client()
+        .await
+        .batch_get_availability(pb::BatchGetAvailabilityRequest { movie_ids: films.to_vec() })
+        .await
+        .unwrap()
+        .into_inner()
+        .availabilities
+        .into_iter()
+        .map(|a| (a.movie_id, a.version))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_on_one_replica_hears_every_change_made_on_another_in_order() {
+    let store = TestStore::start_on(StockBackend::Postgres).await;
+    let replica = store.spawn_stock_replica().await;
+    let films = [31, 32, 33];
+    for film in films {
+        set_copies(&store, film, 2).await;
+    }
+    let before = current_versions(&store, &films).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    // Watchers on both replicas; rents and returns through both.
+    let on_replica = tokio::spawn(watch_until(replica.addr, films.to_vec(), vec![], stop.clone()));
+    let on_first =
+        tokio::spawn(watch_until(store.stock().addr, films.to_vec(), vec![], stop.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, token) = store.customer("Walker").await;
+    let addresses = [store.stock().addr, replica.addr];
+    let mut workers = Vec::new();
+    for (index, film) in films.iter().copied().enumerate() {
+        let token = token.clone();
+        let address = addresses[index % 2];
+        workers.push(tokio::spawn(async move {
+            let mut stock = pb::stock_service_client::StockServiceClient::new(
+                TestStore::channel(address).await,
+            );
+            for round in 0..8 {
+                let rental = stock
+                    .rent(authed(rent(film, 1, &format!("{film}-{round}")), &token))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                stock
+                    .r#return(authed(pb::ReturnRequest { rental_id: rental.id }, &token))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let after = current_versions(&store, &films).await;
+    // Give the feed a moment to deliver the last changes, then stop watching.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    for watcher in [on_replica, on_first] {
+        let (_, seen) = watcher.await.unwrap();
+        let to: Seen = after.iter().map(|(film, version)| (*film, vec![*version])).collect();
+        assert_eq!(seen.len(), films.len(), "every film changed: {seen:?}");
+        assert_gap_free(&seen, &before, &to);
+    }
+    replica.stop().await;
+    store.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listener_connection_loses_no_change_and_a_client_resumes_where_it_was() {
+    let store = TestStore::start_on(StockBackend::Postgres).await;
+    let replica = store.spawn_stock_replica().await;
+    let film = 35;
+    set_copies(&store, film, 3).await;
+    let before = current_versions(&store, &[film]).await;
+    let (_, token) = store.customer("Killer").await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watcher = tokio::spawn(watch_until(replica.addr, vec![film], vec![], stop.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut stock = store.stock_client().await;
+    let (cluster, database) = store.stock_postgres().unwrap();
+    for round in 0..12 {
+        if round % 4 == 1 {
+            // Every replica's listening connection is cut: the changes right after it are
+            // committed while no replica listens (each waits 0.1 s before listening again), and
+            // must be caught up from the table.
+            let listening = "SELECT count(*) FROM pg_stat_activity \
+                             WHERE application_name = 'videostore-stock-feed' \
+                             AND datname = current_database()";
+            for _ in 0..100 {
+                if cluster.psql(database, listening).unwrap() == "2" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let killed = cluster
+                .psql(
+                    database,
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE application_name = 'videostore-stock-feed' \
+                     AND datname = current_database()",
+                )
+                .unwrap();
+            assert_eq!(killed, "2", "one listener per replica");
+        }
+        let rental = stock
+            .rent(authed(rent(film, 1, &format!("k-{round}")), &token))
+            .await
+            .unwrap()
+            .into_inner();
+        stock.r#return(authed(pb::ReturnRequest { rental_id: rental.id }, &token)).await.unwrap();
+    }
+    let after = current_versions(&store, &[film]).await;
+    // Each listener comes back within its first retry wait (0.1 s) and catches up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    let (_, seen) = watcher.await.unwrap();
+    let to: Seen = after.iter().map(|(film, version)| (*film, vec![*version])).collect();
+    assert_gap_free(&seen, &before, &to);
+
+    // A client that was away resumes from the version it had: it gets exactly what it missed.
+    let had = *seen[&film].get(4).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let resume = vec![pb::FilmVersion { movie_id: film, version: had }];
+    let resumed = tokio::spawn(watch_until(replica.addr, vec![film], resume, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let (openings, seen_after) = resumed.await.unwrap();
+    assert!(openings.iter().all(|m| !m.snapshot), "no current state for a resumed film");
+    let mut missed: Vec<i64> =
+        openings.iter().flat_map(|m| m.availabilities.iter().map(|a| a.version)).collect();
+    missed.extend(seen_after.get(&film).cloned().unwrap_or_default());
+    assert_eq!(missed, (had + 1..=after[&film]).collect::<Vec<_>>());
+    replica.stop().await;
+    store.stop().await;
+}

@@ -105,7 +105,10 @@ async fn watch_sends_the_current_state_then_each_committed_change() {
     set_copies(&store, 7, 2).await;
     let mut stock = store.stock_client().await;
     let mut watch = stock
-        .watch_availability(pb::WatchAvailabilityRequest { movie_ids: vec![7, 8] })
+        .watch_availability(pb::WatchAvailabilityRequest {
+            movie_ids: vec![7, 8],
+            resume_from: Vec::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -144,11 +147,99 @@ async fn watch_sends_the_current_state_then_each_committed_change() {
 }
 
 #[tokio::test]
+async fn a_reconnecting_watcher_resumes_from_the_versions_it_has() {
+    let store = TestStore::start().await;
+    set_copies(&store, 18, 3).await;
+    set_copies(&store, 19, 3).await;
+    let mut stock = store.stock_client().await;
+    let first = stock
+        .watch_availability(pb::WatchAvailabilityRequest {
+            movie_ids: vec![18, 19],
+            resume_from: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    let had: Vec<pb::FilmVersion> = first
+        .availabilities
+        .iter()
+        .map(|a| pb::FilmVersion { movie_id: a.movie_id, version: a.version })
+        .collect();
+    // While the client is away: two changes to film 18, none to film 19.
+    let (_, token) = store.customer("Ray").await;
+    let rental = stock
+        .rent(authed(pb::RentRequest { movie_id: 18, days: 1, request_id: "a".into() }, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    stock.r#return(authed(pb::ReturnRequest { rental_id: rental.id }, &token)).await.unwrap();
+
+    let mut resumed = stock
+        .watch_availability(pb::WatchAvailabilityRequest {
+            movie_ids: vec![18, 19],
+            resume_from: had.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let missed = resumed.next().await.unwrap().unwrap();
+    assert!(!missed.snapshot, "a resumed film gets its changes, not its current state");
+    let versions: Vec<(i64, i64, i32)> =
+        missed.availabilities.iter().map(|a| (a.movie_id, a.version, a.copies_available)).collect();
+    let v = had[0].version;
+    assert_eq!(versions, [(18, v + 1, 2), (18, v + 2, 3)]);
+    // Nothing is sent twice: the next message is the next change.
+    stock
+        .rent(authed(pb::RentRequest { movie_id: 19, days: 1, request_id: "b".into() }, &token))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), resumed.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.availabilities[0].movie_id, 19);
+    assert_eq!(next.availabilities[0].version, had[1].version + 1);
+
+    // Nothing changed since the versions given: an empty change, and the stream is open.
+    let now = pb::FilmVersion { movie_id: 18, version: v + 2 };
+    let quiet = stock
+        .watch_availability(pb::WatchAvailabilityRequest {
+            movie_ids: vec![18],
+            resume_from: vec![now],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!quiet.snapshot && quiet.availabilities.is_empty());
+    let bad = stock
+        .watch_availability(pb::WatchAvailabilityRequest {
+            movie_ids: vec![18],
+            resume_from: vec![pb::FilmVersion { movie_id: 18, version: -1 }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    store.stop().await;
+}
+
+#[tokio::test]
 async fn watch_of_everything_and_clean_end_at_shutdown() {
     let mut store = TestStore::start().await;
     let mut stock = store.stock_client().await;
     let mut watch = stock
-        .watch_availability(pb::WatchAvailabilityRequest { movie_ids: vec![] })
+        .watch_availability(pb::WatchAvailabilityRequest {
+            movie_ids: vec![],
+            resume_from: Vec::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -175,7 +266,10 @@ async fn watchers_never_see_stock_go_backwards_under_concurrent_changes() {
     let mut watch = store
         .stock_client()
         .await
-        .watch_availability(pb::WatchAvailabilityRequest { movie_ids: vec![22] })
+        .watch_availability(pb::WatchAvailabilityRequest {
+            movie_ids: vec![22],
+            resume_from: Vec::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -232,7 +326,10 @@ async fn an_idle_watch_sends_heartbeats() {
     let mut watch = store
         .stock_client()
         .await
-        .watch_availability(pb::WatchAvailabilityRequest { movie_ids: vec![3] })
+        .watch_availability(pb::WatchAvailabilityRequest {
+            movie_ids: vec![3],
+            resume_from: Vec::new(),
+        })
         .await
         .unwrap()
         .into_inner();

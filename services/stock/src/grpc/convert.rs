@@ -21,6 +21,30 @@ pub(super) fn movie_ids(ids: &[i64], allow_empty: bool) -> Result<Vec<MovieId>, 
     ids.iter().map(|&id| MovieId::parse("movie_ids", id)).collect()
 }
 
+/// The versions a reconnecting watcher resumes from: at most [`MAX_IDS`], each a film id and a
+/// version that is not negative.
+pub(super) fn resume_from(versions: &[pb::FilmVersion]) -> Result<Vec<(MovieId, i64)>, Invalid> {
+    if versions.len() > MAX_IDS {
+        return Err(Invalid(format!(
+            "resume_from has at most {MAX_IDS} films, not {}",
+            versions.len()
+        )));
+    }
+    versions
+        .iter()
+        .map(|resume| {
+            let movie_id = MovieId::parse("resume_from.movie_id", resume.movie_id)?;
+            if resume.version < 0 {
+                return Err(Invalid(format!(
+                    "resume_from.version must not be negative, not {}",
+                    resume.version
+                )));
+            }
+            Ok((movie_id, resume.version))
+        })
+        .collect()
+}
+
 /// A rent request's checked fields.
 pub(super) fn rent_request(
     movie_id: i64,

@@ -91,8 +91,10 @@ impl StockService for StockApi {
         request: Request<pb::WatchAvailabilityRequest>,
     ) -> Result<Response<Self::WatchAvailabilityStream>, Status> {
         let ids = movie_ids(&request.get_ref().movie_ids, true)?;
+        let resume = convert::resume_from(&request.get_ref().resume_from)?;
         let shutdown = self.shutdown.clone().cancelled_owned();
-        let watch = Watch::start(Arc::clone(&self.stock), ids, self.heartbeat, shutdown).await?;
+        let stock = Arc::clone(&self.stock);
+        let watch = Watch::start(stock, ids, resume, self.heartbeat, shutdown).await?;
         // The response stream is the watch itself: no task or channel per subscriber, so a
         // change reaches each subscriber with one wake-up and one encode.
         let stream = futures::stream::unfold(watch, |mut watch| async move {

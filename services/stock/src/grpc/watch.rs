@@ -51,26 +51,71 @@ pub(super) struct Watch {
 }
 
 impl Watch {
-    /// A watch of `ids` (none: every film), its first messages the current stock.
+    /// A watch of `ids` (none: every film). Its first messages are the current stock, except for
+    /// the films of `resume_from`: for those, the changes after the version the client has.
     pub(super) async fn start(
         stock: Arc<Stock>,
         ids: Vec<MovieId>,
+        resume_from: Vec<(MovieId, i64)>,
         every: Duration,
         shutdown: WaitForCancellationFutureOwned,
     ) -> Result<Self, Error> {
+        let every_film = ids.is_empty();
         // A watched film starts at version 0: older than any it can have.
-        let versions: Versions = ids.iter().map(|&id| (id, 0)).collect();
-        // Subscribe before reading the snapshot, so no change committed in between is lost.
+        let mut versions: Versions = ids.iter().map(|&id| (id, 0)).collect();
+        // Subscribe before reading anything, so no change committed in between is lost.
         let changes = stock.subscribe();
-        let first = snapshot(&stock, &ids).await?;
+        let mut resumed = Vec::new();
+        let mut resumed_ids = Vec::new();
+        for (movie_id, version) in resume_from {
+            if (!every_film && !versions.contains_key(&movie_id)) || resumed_ids.contains(&movie_id)
+            {
+                continue; // Not watched, or named twice.
+            }
+            let missed = stock.changes_after(movie_id, version).await?;
+            // Only when the changes kept follow on from the client's version; otherwise the
+            // film is in the snapshot.
+            if missed.first().is_none_or(|first| first.version == version + 1) {
+                versions.insert(movie_id, version);
+                resumed_ids.push(movie_id);
+                resumed.push(missed);
+            }
+        }
+        let mut first: VecDeque<pb::WatchAvailabilityResponse> = VecDeque::new();
+        let snapshot_ids: Vec<MovieId> =
+            ids.iter().copied().filter(|id| !resumed_ids.contains(id)).collect();
+        if resumed_ids.is_empty() || !snapshot_ids.is_empty() || every_film {
+            let mut snapshot = snapshot(&stock, &snapshot_ids, every_film).await?;
+            if every_film {
+                // The films resumed are not sent again in the snapshot.
+                for message in &mut snapshot {
+                    message
+                        .availabilities
+                        .retain(|a| !resumed_ids.contains(&MovieId::new(a.movie_id)));
+                }
+            }
+            first.extend(snapshot);
+        }
+        let missed: Vec<pb::Availability> =
+            resumed.iter().flatten().map(availability_to_proto).collect();
+        if missed.is_empty() && first.is_empty() {
+            // Nothing changed since: an empty change, so the stream opens at once.
+            first.push_back(pb::WatchAvailabilityResponse::default());
+        }
+        for chunk in missed.chunks(SNAPSHOT_CHUNK) {
+            first.push_back(pb::WatchAvailabilityResponse {
+                snapshot: false,
+                availabilities: chunk.to_vec(),
+            });
+        }
         let now = tokio::time::Instant::now();
         Ok(Self {
             stock,
-            every_film: ids.is_empty(),
+            every_film,
             ids,
             changes,
             versions,
-            pending: first.into(),
+            pending: first,
             heartbeat: Box::pin(tokio::time::sleep_until(now + every)),
             every,
             last_sent: now,
@@ -86,10 +131,12 @@ impl Watch {
                 return None;
             }
             if let Some(message) = self.pending.pop_front() {
-                if message.snapshot {
-                    for availability in &message.availabilities {
-                        let id = MovieId::new(availability.movie_id);
-                        self.versions.insert(id, availability.version);
+                // The snapshot sets each film's version; changes (resumed) only move it up.
+                for availability in &message.availabilities {
+                    let id = MovieId::new(availability.movie_id);
+                    let seen = self.versions.entry(id).or_insert(0);
+                    if message.snapshot || availability.version > *seen {
+                        *seen = availability.version;
                     }
                 }
                 return Some(Ok(self.sent(message)));
@@ -139,7 +186,7 @@ impl Watch {
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "slow watcher: sending a fresh snapshot");
-                    match snapshot(&self.stock, &self.ids).await {
+                    match snapshot(&self.stock, &self.ids, self.every_film).await {
                         Ok(messages) => self.pending = messages.into(),
                         Err(error) => {
                             self.finished = true;
@@ -173,13 +220,16 @@ impl Watch {
     }
 }
 
-/// The current stock of `ids` (none: every stocked film), in snapshot messages.
+/// The current stock of `ids` (every stocked film with `every_film`), in snapshot messages.
 async fn snapshot(
     stock: &Stock,
     ids: &[MovieId],
+    every_film: bool,
 ) -> Result<Vec<pb::WatchAvailabilityResponse>, Error> {
-    let availabilities: Vec<pb::Availability> = if ids.is_empty() {
+    let availabilities: Vec<pb::Availability> = if every_film {
         stock.all_availability().await?.iter().map(availability_to_proto).collect()
+    } else if ids.is_empty() {
+        Vec::new()
     } else {
         stock
             .availability(ids)

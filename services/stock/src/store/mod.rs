@@ -109,6 +109,19 @@ pub trait StockStore: Send + Sync + 'static {
     async fn account(&self, id: AccountId) -> Result<Option<Account>, Error>;
     /// Makes an existing account staff.
     async fn promote_to_staff(&self, id: AccountId) -> Result<(), Error>;
+    /// The changes of `movie_id` after version `after`, up to version `upto` if given, in version
+    /// order: what a watcher that has `after` missed. Every change is kept (a trigger writes it
+    /// in the change's own transaction) until [`StockStore::forget_changes`].
+    async fn changes(
+        &self,
+        movie_id: MovieId,
+        after: i64,
+        upto: Option<i64>,
+    ) -> Result<Vec<Availability>, Error>;
+    /// Forgets the changes committed before `before`, but never a film's latest. How many.
+    async fn forget_changes(&self, before: SystemTime) -> Result<u64, Error>;
+    /// Every stocked film's current version.
+    async fn versions(&self) -> Result<Vec<(MovieId, i64)>, Error>;
     /// Checks the invariant for every film: copies available = copies owned − open rentals.
     /// Returns the films where it does not hold (always empty unless there is a bug).
     async fn invariant_violations(&self) -> Result<Vec<MovieId>, Error>;

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use async_trait::async_trait;
 use videostore_kit::postgres::{
-    self, Connection, Migrations, Pool, is_unique_violation,
+    self, Connection, Listener, Migrations, Pool, is_unique_violation,
     tokio_postgres::{self, Row, error::SqlState},
 };
 
@@ -28,7 +28,10 @@ use crate::{
 };
 
 /// The schema, one migration per file.
-const MIGRATIONS: Migrations = &[include_str!("../../migrations/postgres/0001_stock.sql")];
+const MIGRATIONS: Migrations = &[
+    include_str!("../../migrations/postgres/0001_stock.sql"),
+    include_str!("../../migrations/postgres/0002_stock_events.sql"),
+];
 
 const INVENTORY_COLUMNS: &str = "movie_id, copies_owned, copies_available, currency, \
                                  rental_price_minor, purchase_price_minor, version";
@@ -42,6 +45,8 @@ const ACCOUNT_COLUMNS: &str = "id, email, name, role, created_ms";
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Where it is, for the listening connection of the feed.
+    url: String,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -54,7 +59,13 @@ impl PostgresStore {
     /// Connects to the database at `url` and brings its schema up to date.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         let pool = postgres::open(url, MIGRATIONS).await.context("opening the stock database")?;
-        Ok(Self { pool })
+        Ok(Self { pool, url: url.to_owned() })
+    }
+
+    /// A connection of its own listening to the `stock_changes` notifications (see
+    /// `crate::feed`), named `videostore-stock-feed` in `pg_stat_activity`.
+    pub(crate) async fn listen(&self) -> anyhow::Result<Listener> {
+        postgres::listen(&self.url, "stock_changes", "videostore-stock-feed").await
     }
 
     async fn connection(&self) -> Result<Connection, Error> {
@@ -506,6 +517,42 @@ impl StockStore for PostgresStore {
         let client = self.connection().await?;
         client.execute("UPDATE accounts SET role = 'staff' WHERE id = $1", &[&id.get()]).await?;
         Ok(())
+    }
+
+    async fn changes(
+        &self,
+        movie_id: MovieId,
+        after: i64,
+        upto: Option<i64>,
+    ) -> Result<Vec<Availability>, Error> {
+        let client = self.connection().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {INVENTORY_COLUMNS} FROM stock_events \
+                 WHERE movie_id = $1 AND version > $2 AND version <= $3 ORDER BY version"
+            ))
+            .await?;
+        let upto = upto.unwrap_or(i64::MAX);
+        let rows = client.query(&statement, &[&movie_id.get(), &after, &upto]).await?;
+        Ok(rows.iter().map(availability_from_row).collect())
+    }
+
+    async fn forget_changes(&self, before: SystemTime) -> Result<u64, Error> {
+        let client = self.connection().await?;
+        let before = before.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        Ok(client
+            .execute(
+                "DELETE FROM stock_events e WHERE committed_at < to_timestamp($1) AND version < \
+                 (SELECT version FROM inventory i WHERE i.movie_id = e.movie_id)",
+                &[&before],
+            )
+            .await?)
+    }
+
+    async fn versions(&self) -> Result<Vec<(MovieId, i64)>, Error> {
+        let client = self.connection().await?;
+        let rows = client.query("SELECT movie_id, version FROM inventory", &[]).await?;
+        Ok(rows.iter().map(|row| (MovieId::new(row.get(0)), row.get(1))).collect())
     }
 
     async fn invariant_violations(&self) -> Result<Vec<MovieId>, Error> {

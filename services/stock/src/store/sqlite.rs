@@ -23,7 +23,10 @@ use crate::{
 };
 
 /// The schema, one migration per file.
-const MIGRATIONS: Migrations = &[include_str!("../../migrations/sqlite/0001_stock.sql")];
+const MIGRATIONS: Migrations = &[
+    include_str!("../../migrations/sqlite/0001_stock.sql"),
+    include_str!("../../migrations/sqlite/0002_stock_events.sql"),
+];
 
 const INVENTORY_COLUMNS: &str = "movie_id, copies_owned, copies_available, currency, \
                                  rental_price_minor, purchase_price_minor, version";
@@ -461,6 +464,50 @@ impl StockStore for SqliteStore {
                 .prepare_cached("UPDATE accounts SET role = 'staff' WHERE id = ?")?
                 .execute([id])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn changes(
+        &self,
+        movie_id: MovieId,
+        after: i64,
+        upto: Option<i64>,
+    ) -> Result<Vec<Availability>, Error> {
+        let upto = upto.unwrap_or(i64::MAX);
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {INVENTORY_COLUMNS} FROM stock_events \
+                 WHERE movie_id = ? AND version > ? AND version <= ? ORDER BY version"
+            ))?;
+            let changes = statement
+                .query_map(params![movie_id, after, upto], availability_from_row)?
+                .collect::<Result<_, _>>()?;
+            Ok(changes)
+        })
+        .await
+    }
+
+    async fn forget_changes(&self, before: SystemTime) -> Result<u64, Error> {
+        self.transact(move |connection| {
+            Ok(connection
+                .prepare_cached(
+                    "DELETE FROM stock_events WHERE committed_ms < ? AND version < \
+                     (SELECT version FROM inventory i WHERE i.movie_id = stock_events.movie_id)",
+                )?
+                .execute([millis(before)])? as u64)
+        })
+        .await
+    }
+
+    async fn versions(&self) -> Result<Vec<(MovieId, i64)>, Error> {
+        self.read(|connection| {
+            let mut statement =
+                connection.prepare_cached("SELECT movie_id, version FROM inventory")?;
+            let versions = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(versions)
         })
         .await
     }

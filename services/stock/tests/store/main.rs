@@ -92,7 +92,35 @@ async fn run_store_tests(store: Arc<dyn StockStore>) {
     accounts(store.as_ref()).await;
     renting_and_returning(store.as_ref()).await;
     buying(store.as_ref()).await;
+    history(store.as_ref()).await;
     races(Arc::clone(&store), store).await;
+}
+
+/// Every change is kept, per film in version order, one version per change.
+async fn history(store: &dyn StockStore) {
+    let movie = MovieId::new(40);
+    let fay = customer(store, "fay@example.com").await;
+    store.set_inventory(&inventory(40, 2)).await.unwrap();
+    let rented = store.rent(&rental(fay, 40, 1, "h1")).await.unwrap().value;
+    store.return_rental(rented.id, Some(fay), start()).await.unwrap();
+    store.set_inventory(&inventory(40, 3)).await.unwrap();
+    let all = store.changes(movie, 0, None).await.unwrap();
+    let seen: Vec<(i64, i32, i32)> =
+        all.iter().map(|a| (a.version, a.copies_owned, a.copies_available)).collect();
+    assert_eq!(seen, [(1, 2, 2), (2, 2, 1), (3, 2, 2), (4, 3, 3)]);
+    let some = store.changes(movie, 1, Some(3)).await.unwrap();
+    assert_eq!(some.iter().map(|a| a.version).collect::<Vec<_>>(), [2, 3]);
+    assert!(store.changes(movie, 4, None).await.unwrap().is_empty());
+    let versions = store.versions().await.unwrap();
+    assert!(versions.contains(&(movie, 4)), "{versions:?}");
+
+    // Forgetting keeps each film's latest change.
+    let forgotten =
+        store.forget_changes(SystemTime::now() + Duration::from_secs(60)).await.unwrap();
+    assert!(forgotten >= 3, "{forgotten}");
+    let kept = store.changes(movie, 0, None).await.unwrap();
+    assert_eq!(kept.iter().map(|a| a.version).collect::<Vec<_>>(), [4]);
+    assert_eq!(store.forget_changes(SystemTime::UNIX_EPOCH).await.unwrap(), 0);
 }
 
 async fn stocking(store: &dyn StockStore) {

@@ -1,0 +1,226 @@
+//! The database feed of stock changes, for replicas on PostgreSQL: every replica publishes to its
+//! own watchers every change any replica commits, per film in version order with no gaps and no
+//! duplicates.
+//!
+//! Every change is written to `stock_events` in its own transaction, and PostgreSQL then
+//! notifies `stock_changes` with "film:version". Per film, versions go up by one per change and
+//! commit in order (a change holds the film's row until it commits), so hearing of version v
+//! means every earlier version can be read. One task per replica:
+//! - knows the version it has published of every film;
+//! - on a notification (the doorbell) or a change this replica committed, publishes the versions
+//!   between what it knows and what it heard, reading them from `stock_events` unless the change
+//!   in hand is the very next one;
+//! - after (re)connecting its listener, compares every film's version with what it knows and
+//!   publishes what it missed while not listening;
+//! - asks its connection for a heartbeat, since a silent connection delivers nothing;
+//! - forgets changes older than [`KEPT`] now and then (never a film's latest).
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime},
+};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use videostore_kit::postgres::Listener;
+
+use crate::{
+    domain::{Availability, MovieId},
+    error::Error,
+    events::AvailabilityEvents,
+    store::{PostgresStore, StockStore},
+};
+
+/// How often the listening connection must answer a query.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a change is kept for watchers that resume and replicas that reconnect.
+const KEPT: Duration = Duration::from_secs(60 * 60);
+/// How often old changes are forgotten.
+const FORGET_EVERY: Duration = Duration::from_secs(10 * 60);
+/// Waits between attempts to listen again.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// The handle through which this replica's own commits reach the feed.
+#[derive(Clone)]
+pub(crate) struct Feed {
+    commits: mpsc::UnboundedSender<Availability>,
+}
+
+impl Feed {
+    /// Starts following the database's changes into `events`; returns once listening, so every
+    /// change committed from then on will be published.
+    pub(crate) async fn start(
+        store: PostgresStore,
+        events: AvailabilityEvents,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let mut follower = Follower { store, events, known: HashMap::new() };
+        let listener = follower.store.listen().await?;
+        // Everything committed before listening is history: start from the current versions.
+        follower.known = follower.store.versions().await?.into_iter().collect();
+        let (commits, received) = mpsc::unbounded_channel();
+        tokio::spawn(follower.run(listener, received, shutdown));
+        Ok(Self { commits })
+    }
+
+    /// A change this replica committed (published at once when it is the next version).
+    pub(crate) fn committed(&self, change: Availability) {
+        // The feed ends only at shutdown; a change then has nobody left to tell.
+        let _ = self.commits.send(change);
+    }
+}
+
+struct Follower {
+    store: PostgresStore,
+    events: AvailabilityEvents,
+    /// The version published of every film.
+    known: HashMap<MovieId, i64>,
+}
+
+impl Follower {
+    async fn run(
+        mut self,
+        listener: Listener,
+        mut commits: mpsc::UnboundedReceiver<Availability>,
+        shutdown: CancellationToken,
+    ) {
+        let mut listener = Some(listener);
+        let mut retry = FIRST_RETRY;
+        let mut forget = tokio::time::interval(FORGET_EVERY);
+        loop {
+            let mut listening = match listener.take() {
+                Some(listening) => listening,
+                None => match self.store.listen().await {
+                    Ok(listening) => {
+                        // Notifications were lost while not listening: catch up from the table.
+                        match self.catch_up().await {
+                            Ok(()) => {
+                                tracing::info!("listening to stock changes again");
+                                retry = FIRST_RETRY;
+                                listening
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "catching up on stock changes failed");
+                                if wait_or_stop(&mut retry, &shutdown).await {
+                                    return;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "cannot listen to stock changes"
+                        );
+                        if wait_or_stop(&mut retry, &shutdown).await {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let mut heartbeat = tokio::time::interval(HEARTBEAT);
+            heartbeat.tick().await;
+            let lost = loop {
+                let delivered = tokio::select! {
+                    rang = listening.next() => match rang {
+                        Ok(payload) => match parse(&payload) {
+                            Some((movie_id, version)) => self.deliver(movie_id, version, None).await,
+                            None => Ok(()),
+                        },
+                        Err(error) => break format!("{error:#}"),
+                    },
+                    Some(change) = commits.recv() => {
+                        self.deliver(change.movie_id, change.version, Some(change)).await
+                    }
+                    _ = heartbeat.tick() => {
+                        if listening.alive(HEARTBEAT).await {
+                            Ok(())
+                        } else {
+                            break "the listening connection stopped answering".to_owned();
+                        }
+                    }
+                    _ = forget.tick() => {
+                        let before = SystemTime::now() - KEPT;
+                        self.store.forget_changes(before).await.map(drop)
+                    }
+                    () = shutdown.cancelled() => return,
+                };
+                if let Err(error) = delivered {
+                    break format!("{error}");
+                }
+            };
+            tracing::warn!(cause = lost, "stopped listening to stock changes; listening again");
+            // Not at once: a connection that keeps being cut must not become a busy loop.
+            if wait_or_stop(&mut retry, &shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// Publishes the versions of `movie_id` after the one known, up to `version`.
+    async fn deliver(
+        &mut self,
+        movie_id: MovieId,
+        version: i64,
+        change: Option<Availability>,
+    ) -> Result<(), Error> {
+        let known = self.known.get(&movie_id).copied().unwrap_or(0);
+        if version <= known {
+            return Ok(()); // Heard already (a replica's own commit is heard twice).
+        }
+        let changes = match change {
+            Some(change) if version == known + 1 => vec![change],
+            _ => self.store.changes(movie_id, known, Some(version)).await?,
+        };
+        if changes.first().is_some_and(|first| first.version > known + 1) {
+            tracing::warn!(
+                %movie_id,
+                known,
+                first = changes[0].version,
+                "stock changes were forgotten before this replica heard of them"
+            );
+        }
+        for change in changes {
+            self.known.insert(movie_id, change.version);
+            self.events.publish(change);
+        }
+        Ok(())
+    }
+
+    /// Publishes every change committed while not listening.
+    async fn catch_up(&mut self) -> Result<(), Error> {
+        for (movie_id, version) in self.store.versions().await? {
+            self.deliver(movie_id, version, None).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `"film:version"` as sent by the `stock_changed` trigger.
+fn parse(payload: &str) -> Option<(MovieId, i64)> {
+    let (movie_id, version) = payload.split_once(':')?;
+    Some((MovieId::new(movie_id.parse().ok()?), version.parse().ok()?))
+}
+
+/// Waits `retry` (doubling it for next time); true if shutdown came first.
+async fn wait_or_stop(retry: &mut Duration, shutdown: &CancellationToken) -> bool {
+    let wait = *retry;
+    *retry = (*retry * 2).min(LAST_RETRY);
+    tokio::select! {
+        () = tokio::time::sleep(wait) => false,
+        () = shutdown.cancelled() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn payloads_name_a_film_and_a_version() {
+        assert_eq!(super::parse("42:7").map(|(m, v)| (m.get(), v)), Some((42, 7)));
+        assert_eq!(super::parse("42"), None);
+        assert_eq!(super::parse("x:7"), None);
+    }
+}
