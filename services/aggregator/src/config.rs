@@ -15,10 +15,11 @@ pub struct Config {
     /// Where it listens, and for which browsers.
     #[command(flatten)]
     pub server: ServerConfig,
-    /// The catalogue service.
+    /// The catalogue service: one address or several, comma-separated; a host name stands for
+    /// every address it resolves to (a Kubernetes headless Service).
     #[arg(long, env = "CATALOGUE_SERVICE_ADDR", default_value = "http://127.0.0.1:50051")]
     pub catalogue_addr: String,
-    /// The stock service.
+    /// The stock service: one address or several, as for the catalogue.
     #[arg(long, env = "STOCK_SERVICE_ADDR", default_value = "http://127.0.0.1:50052")]
     pub stock_addr: String,
     /// Longest wait for stock before answering with availability unknown, in milliseconds.

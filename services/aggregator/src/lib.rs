@@ -12,6 +12,7 @@
 //! - `grpc`: `StorefrontService` handlers.
 //! - `rest`: `GET /api/movies`, `GET /api/movies/{id}` and `GET /api/movies/export`.
 //! - `json_export`: the export's JSON, written straight from the catalogue's protobuf bytes.
+//! - `upstream`: channels to catalogue and stock, balanced per request over their replicas.
 //! - `web`: the browser app (trunk's `dist/`), with the services' addresses written in.
 
 pub mod config;
@@ -23,4 +24,5 @@ mod rest;
 pub mod startup;
 mod stock_batch;
 mod storefront;
+mod upstream;
 mod web;

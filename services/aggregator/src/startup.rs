@@ -1,11 +1,11 @@
-//! Wiring: lazy channels to catalogue and stock, gRPC and REST on one port, serve until shutdown.
+//! Wiring: channels to catalogue and stock (balanced over their replicas), gRPC and REST on one
+//! port, serve until shutdown.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 use videostore_kit::{
     run::Server,
     serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices},
@@ -13,7 +13,8 @@ use videostore_kit::{
 use videostore_proto::aggregator::storefront_service_server::StorefrontServiceServer;
 
 use crate::{
-    config::Config, films::FilmPages, grpc::StorefrontApi, rest, storefront::Storefront, web,
+    config::Config, films::FilmPages, grpc::StorefrontApi, rest, storefront::Storefront, upstream,
+    web,
 };
 
 /// An aggregator bound to its port, ready to run.
@@ -25,25 +26,15 @@ pub struct Application {
     shutdown: CancellationToken,
 }
 
-fn channel(address: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(address.to_owned())
-        .with_context(|| format!("invalid service address {address:?}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
-}
-
 impl Application {
     /// Prepares the clients (connected lazily: the services may start in any order) and binds.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let origins = config.server.origins()?;
-        let catalogue = channel(&config.catalogue_addr)?;
+        let catalogue = upstream::channel("catalogue", &config.catalogue_addr, shutdown.clone())?;
+        let stock = upstream::channel("stock", &config.stock_addr, shutdown.clone())?;
         let films = Arc::new(FilmPages::default());
         tokio::spawn(Arc::clone(&films).follow(catalogue.clone(), shutdown.clone()));
-        let storefront =
-            Storefront::new(catalogue, channel(&config.stock_addr)?, config.stock_timeout(), films);
+        let storefront = Storefront::new(catalogue, stock, config.stock_timeout(), films);
         let api = StorefrontApi {
             storefront: storefront.clone(),
             default_deadline: config.default_deadline(),

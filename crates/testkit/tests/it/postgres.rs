@@ -293,3 +293,48 @@ async fn a_lost_listener_connection_loses_no_change_and_a_client_resumes_where_i
     replica.stop().await;
     store.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_front_balances_over_stock_replicas_and_rides_out_losing_either() {
+    let mut store = TestStore::start_on(StockBackend::Postgres).await;
+    let replica = store.spawn_stock_replica().await;
+    let both = format!("{},{}", store.stock().url(), replica.url());
+    let front =
+        TestStore::spawn_aggregator(&store.catalogue.url(), &both, Duration::from_millis(500))
+            .await;
+    let mut pages =
+        videostore_proto::aggregator::storefront_service_client::StorefrontServiceClient::new(
+            TestStore::channel(front.addr).await,
+        );
+    // Every one of 20 pages in a row has its stock.
+    let mut all_known = async || {
+        for movie_id in 1..=20 {
+            let page = pages
+                .get_movie_page(agg::GetMoviePageRequest { movie_id, related_limit: 0 })
+                .await
+                .unwrap()
+                .into_inner();
+            if !page.stock.unwrap().known {
+                return false;
+            }
+        }
+        true
+    };
+    // Each replica answers SERVING within a probe or two.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(all_known().await);
+
+    // The first replica goes away: after a probe it is out of the balance.
+    store.stop_stock().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(all_known().await, "pages are served from the other replica");
+
+    // It comes back and the other goes away: it is back in the balance.
+    store.start_stock().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    replica.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(all_known().await, "the first replica is back in the balance");
+    front.stop().await;
+    store.stop().await;
+}

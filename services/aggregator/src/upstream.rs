@@ -1,0 +1,187 @@
+//! Channels to the services behind the store front, balanced per request over their replicas.
+//!
+//! A service is configured as one address or several, comma-separated
+//! (`http://stock-0:50052,http://stock-1:50052`), and a host name counts for every address it
+//! resolves to, as a Kubernetes headless Service's name does. A connection to a ClusterIP-like
+//! single address would stick to one replica for its whole life (one HTTP/2 connection carries
+//! every call), so calls are balanced here instead, per request (power of two choices).
+//!
+//! One task per service resolves the names again and asks each replica's standard health check
+//! every [`PROBE`]: a replica that stops answering SERVING is taken out of the balance, and put
+//! back once it answers again. A single address given as an IP is used as it is, with no task.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint, Uri, channel::Change};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// How often the replicas are resolved and checked.
+const PROBE: Duration = Duration::from_secs(1);
+/// How long a replica has to answer its health check.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// The settings of every connection to a replica.
+fn endpoint(uri: Uri) -> Endpoint {
+    Endpoint::from(uri)
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+}
+
+/// A channel to the service at `addresses` (see the module's description), balanced when there
+/// may be several replicas. The balancing task ends at `shutdown`.
+pub(crate) fn channel(
+    service: &'static str,
+    addresses: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Channel> {
+    let uris = addresses
+        .split(',')
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+        .map(|address| {
+            address
+                .parse::<Uri>()
+                .ok()
+                .filter(|uri| {
+                    matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.host().is_some()
+                        && uri.port_u16().is_some()
+                })
+                .with_context(|| {
+                    format!("{service} address {address:?} is not like http://host:port")
+                })
+        })
+        .collect::<anyhow::Result<Vec<Uri>>>()?;
+    anyhow::ensure!(!uris.is_empty(), "no {service} address is configured");
+    let single_ip = uris.len() == 1
+        && uris[0].host().is_some_and(|host| host.parse::<std::net::IpAddr>().is_ok());
+    if single_ip {
+        return Ok(endpoint(uris[0].clone()).connect_lazy());
+    }
+    let (channel, changes) = Channel::balance_channel::<SocketAddr>(64);
+    tokio::spawn(follow(service, uris, changes, shutdown));
+    Ok(channel)
+}
+
+/// Keeps the balance to the replicas that answer SERVING.
+async fn follow(
+    service: &'static str,
+    uris: Vec<Uri>,
+    changes: tokio::sync::mpsc::Sender<Change<SocketAddr, Endpoint>>,
+    shutdown: CancellationToken,
+) {
+    // The replicas in the balance, and a health client for every replica known.
+    let mut serving: HashSet<SocketAddr> = HashSet::new();
+    let mut probes: HashMap<SocketAddr, HealthClient<Channel>> = HashMap::new();
+    let mut every = tokio::time::interval(PROBE);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let replicas = resolve(&uris).await;
+        probes.retain(|address, _| replicas.contains_key(address));
+        let checks = replicas.iter().map(|(address, uri)| {
+            let probe = probes
+                .entry(*address)
+                .or_insert_with(|| {
+                    let uri = replica_uri(uri, *address);
+                    HealthClient::new(endpoint(uri).connect_timeout(PROBE_TIMEOUT).connect_lazy())
+                })
+                .clone();
+            async move { (*address, uri, is_serving(probe).await) }
+        });
+        for (address, uri, up) in futures::future::join_all(checks).await {
+            let change = match (up, serving.contains(&address)) {
+                (true, false) => {
+                    tracing::info!(service, %address, "replica serving: in the balance");
+                    serving.insert(address);
+                    Change::Insert(address, endpoint(replica_uri(uri, address)))
+                }
+                (false, true) => {
+                    tracing::warn!(service, %address, "replica not serving: out of the balance");
+                    serving.remove(&address);
+                    Change::Remove(address)
+                }
+                _ => continue,
+            };
+            if changes.send(change).await.is_err() {
+                return; // The channel is gone.
+            }
+        }
+        // Replicas whose name no longer resolves to them leave too.
+        let gone: Vec<SocketAddr> =
+            serving.iter().filter(|address| !replicas.contains_key(address)).copied().collect();
+        for address in gone {
+            tracing::info!(service, %address, "replica no longer named: out of the balance");
+            serving.remove(&address);
+            if changes.send(Change::Remove(address)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Every address the configured names resolve to now, each with the URI it came from.
+async fn resolve(uris: &[Uri]) -> HashMap<SocketAddr, &Uri> {
+    let mut replicas = HashMap::new();
+    for uri in uris {
+        let (Some(host), Some(port)) = (uri.host(), uri.port_u16()) else { continue };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match tokio::net::lookup_host((host, port)).await {
+            Ok(addresses) => {
+                for address in addresses {
+                    replicas.insert(address, uri);
+                }
+            }
+            Err(error) => tracing::warn!(%host, %error, "cannot resolve a replica's name"),
+        }
+    }
+    replicas
+}
+
+/// `uri` with its host replaced by `address`: one replica of the name.
+fn replica_uri(uri: &Uri, address: SocketAddr) -> Uri {
+    let scheme = uri.scheme_str().unwrap_or("http");
+    format!("{scheme}://{address}").parse().expect("a socket address is a valid authority")
+}
+
+/// Whether the replica answers its health check with SERVING in time.
+async fn is_serving(mut probe: HealthClient<Channel>) -> bool {
+    let mut request = tonic::Request::new(HealthCheckRequest { service: String::new() });
+    request.set_timeout(PROBE_TIMEOUT);
+    match tokio::time::timeout(PROBE_TIMEOUT, probe.check(request)).await {
+        Ok(Ok(answer)) => answer.into_inner().status == ServingStatus::Serving as i32,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn addresses_are_checked_and_names_resolve_to_every_address() {
+        let token = CancellationToken::new();
+        assert!(channel("stock", "stock:50052", token.clone()).is_err(), "no scheme");
+        assert!(channel("stock", "http://stock", token.clone()).is_err(), "no port");
+        assert!(channel("stock", " , ", token.clone()).is_err(), "nothing");
+        let uris: Vec<Uri> = vec!["http://localhost:50052".parse().unwrap()];
+        let resolved = resolve(&uris).await;
+        assert!(resolved.keys().any(|a| a.ip().is_loopback() && a.port() == 50052), "{resolved:?}");
+        let one = replica_uri(&uris[0], "127.0.0.1:7".parse().unwrap());
+        assert_eq!(one.to_string(), "http://127.0.0.1:7/");
+        token.cancel();
+    }
+}
