@@ -10,6 +10,7 @@
 
 use std::{
     net::TcpListener,
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{
@@ -93,6 +94,7 @@ impl Cluster {
             );
             match started {
                 Ok(()) => {
+                    guard(&bin, &data, dir.path(), as_postgres);
                     return Ok(Self { dir, port, bin, databases: AtomicUsize::new(0) });
                 }
                 Err(error) => last_error = Some(error),
@@ -170,6 +172,35 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
+    }
+}
+
+/// Stops the cluster in `data` (and removes `dir`) once this process has ended, however it
+/// ended: a test process killed by a timeout runs no destructor, and must not leave a server
+/// running. A normal end stops it first, in [`Cluster`]'s drop.
+fn guard(bin: &Path, data: &Path, dir: &Path, as_postgres: bool) {
+    let stop = format!(
+        "{}{} -D '{}' -m immediate stop",
+        if as_postgres { "runuser -u postgres -- " } else { "" },
+        bin.join("pg_ctl").display(),
+        data.display()
+    );
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf '{dir}'",
+        pid = std::process::id(),
+        dir = dir.display()
+    );
+    // A group of its own, so that a signal to the test's process group (`timeout`, a CI's
+    // kill) does not end the guard with it.
+    let spawned = Command::new("sh")
+        .process_group(0)
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Err(error) = spawned {
+        eprintln!("testdb: no guard for the test cluster ({error}); it is stopped on drop only");
     }
 }
 

@@ -87,16 +87,18 @@ pub struct TestStore {
     stock_store: Option<Arc<dyn stock::store::StockStore>>,
     /// Stock's database, when it is not the SQLite file in `dir`.
     stock_database: Option<String>,
-    /// The PostgreSQL cluster that database lives in, kept running while the store is.
+    /// The catalogue's database, when it is not the SQLite file in `dir`.
+    catalogue_database: Option<String>,
+    /// The PostgreSQL cluster those databases live in, kept running while the store is.
     _cluster: Option<Arc<testdb::Cluster>>,
 }
 
-/// Where the stock service keeps its data.
+/// Where catalogue and stock keep their data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StockBackend {
-    /// The embedded SQLite file (the default).
+pub enum Backend {
+    /// The embedded SQLite files (the default).
     Sqlite,
-    /// A database of its own on a throwaway PostgreSQL cluster.
+    /// A database each on a throwaway PostgreSQL cluster.
     Postgres,
 }
 
@@ -171,24 +173,19 @@ impl TestStore {
         Self::start_full(stock_timeout, SystemTime::now(), HEARTBEAT_MS).await
     }
 
-    /// Like [`TestStore::start`], with stock's data where `backend` says.
-    pub async fn start_on(backend: StockBackend) -> Self {
-        let (cluster, database) = match backend {
-            StockBackend::Sqlite => (None, None),
-            StockBackend::Postgres => {
+    /// Like [`TestStore::start`], with catalogue's and stock's data where `backend` says.
+    pub async fn start_on(backend: Backend) -> Self {
+        let databases = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
                 let cluster = testdb::Cluster::shared().expect("a PostgreSQL cluster starts");
-                let database = cluster.database().expect("a database is created");
-                (Some(cluster), Some(database))
+                let catalogue = cluster.database().expect("a database is created");
+                let stock = cluster.database().expect("a database is created");
+                Some((cluster, catalogue, stock))
             }
         };
-        Self::start_full_on(
-            Duration::from_millis(300),
-            SystemTime::now(),
-            HEARTBEAT_MS,
-            database,
-            cluster,
-        )
-        .await
+        Self::start_full_on(Duration::from_millis(300), SystemTime::now(), HEARTBEAT_MS, databases)
+            .await
     }
 
     async fn start_full(
@@ -196,16 +193,19 @@ impl TestStore {
         clock_start: SystemTime,
         heartbeat_ms: u64,
     ) -> Self {
-        Self::start_full_on(stock_timeout, clock_start, heartbeat_ms, None, None).await
+        Self::start_full_on(stock_timeout, clock_start, heartbeat_ms, None).await
     }
 
     async fn start_full_on(
         stock_timeout: Duration,
         clock_start: SystemTime,
         heartbeat_ms: u64,
-        stock_database: Option<String>,
-        cluster: Option<Arc<testdb::Cluster>>,
+        databases: Option<(Arc<testdb::Cluster>, String, String)>,
     ) -> Self {
+        let (cluster, catalogue_database, stock_database) = match databases {
+            Some((cluster, catalogue, stock)) => (Some(cluster), Some(catalogue), Some(stock)),
+            None => (None, None, None),
+        };
         // Logs only on request (TEST_LOG=1), so a failing test's output stays readable.
         if std::env::var_os("TEST_LOG").is_some() {
             videostore_kit::telemetry::init("tests");
@@ -216,7 +216,9 @@ impl TestStore {
             let mut rng = rand::rng();
             (0..64).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
         };
-        let catalogue = Self::spawn_catalogue(dir.path().to_path_buf(), &secret).await;
+        let catalogue =
+            Self::spawn_catalogue(dir.path().to_path_buf(), &secret, catalogue_database.clone())
+                .await;
         let clock = Arc::new(ManualClock::new(clock_start));
         let (stock, stock_store) = spawn_stock(
             dir.path(),
@@ -240,16 +242,17 @@ impl TestStore {
             aggregator,
             stock_store: Some(stock_store),
             stock_database,
+            catalogue_database,
             _cluster: cluster,
         }
     }
 
-    async fn spawn_catalogue(data: PathBuf, secret: &str) -> Service {
+    async fn spawn_catalogue(data: PathBuf, secret: &str, database_url: Option<String>) -> Service {
         let shutdown = CancellationToken::new();
         let config = catalogue::config::Config {
             server: ServerConfig::for_tests("127.0.0.1:0".parse().unwrap()),
             data: data_config(&data, secret),
-            database_url: None,
+            database_url,
             seed: true,
         };
         let app = catalogue::startup::Application::build(config, shutdown.clone())
@@ -321,6 +324,23 @@ impl TestStore {
         )
         .await;
         replica
+    }
+
+    /// Starts another catalogue server on the same database (a replica: the catalogue's
+    /// database must be PostgreSQL), on a port of its own.
+    pub async fn spawn_catalogue_replica(&self) -> Service {
+        assert!(self.catalogue_database.is_some(), "replicas share a PostgreSQL database");
+        Self::spawn_catalogue(
+            self.dir.path().to_path_buf(),
+            &self.secret,
+            self.catalogue_database.clone(),
+        )
+        .await
+    }
+
+    /// The name of the PostgreSQL database the catalogue runs on, if it does.
+    pub fn catalogue_postgres_database(&self) -> Option<String> {
+        self.catalogue_database.as_deref()?.rsplit('/').next().map(str::to_owned)
     }
 
     /// The PostgreSQL cluster and database stock runs on, if it does.

@@ -8,12 +8,16 @@
 //! - `service`: the catalogue's operations in domain terms.
 //! - `error`: every way a call can fail, and its canonical code.
 //! - [`domain`]: films, validation rules, search folding, page cursors.
-//! - `store`: the storage trait, its SQLite implementation and the read cache in front of it.
+//! - `store`: the storage trait, its SQLite and PostgreSQL implementations, and the read cache
+//!   in front of them.
+//! - `feed`: on PostgreSQL, the other replicas' writes, which the read cache and WatchChanges
+//!   follow.
 //! - `seed`: the deterministic sample films of a new store.
 
 pub mod config;
 pub mod domain;
 mod error;
+mod feed;
 mod grpc;
 mod seed;
 mod service;

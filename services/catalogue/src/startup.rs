@@ -13,10 +13,11 @@ use videostore_kit::{
 
 use crate::{
     config::Config,
+    feed,
     grpc::CatalogueApi,
     seed,
     service::Catalogue,
-    store::{CachedStore, CatalogueStore, SqliteStore},
+    store::{CachedStore, CatalogueStore, PostgresStore, SqliteStore},
     wire::{CatalogueRoutes, wire_form},
 };
 
@@ -40,15 +41,28 @@ impl Application {
         let origins = config.server.origins()?;
         let keys = config.data.token_keys()?;
         let url = config.database_url();
-        if Backend::of(&url)? == Backend::Postgres {
-            anyhow::bail!("the catalogue runs on SQLite only so far: set a sqlite:// URL");
-        }
-        let store = SqliteStore::open(&url, wire_form()).await?;
-        if config.seed {
-            seed_if_empty(&store).await?;
-        }
         let (changes, _) = tokio::sync::broadcast::channel(ANNOUNCED_CHANGES);
-        let store = Arc::new(CachedStore::new(store, changes.clone()));
+        let store: Arc<dyn CatalogueStore> = match Backend::of(&url)? {
+            Backend::Sqlite => {
+                let store = SqliteStore::open(&url, wire_form()).await?;
+                if config.seed {
+                    seed_if_empty(&store).await?;
+                }
+                // This process is the database's only writer: its cache hears every write.
+                Arc::new(CachedStore::new(store, changes.clone(), true))
+            }
+            Backend::Postgres => {
+                let store = PostgresStore::open(&url, wire_form()).await?;
+                if config.seed {
+                    seed_if_empty(&store).await?;
+                }
+                // Other replicas' writes arrive through the feed; the cache serves while it
+                // listens.
+                let cached = CachedStore::new(store.clone(), changes.clone(), false);
+                feed::start(&store, cached.control(), shutdown.clone()).await?;
+                Arc::new(cached)
+            }
+        };
         let catalogue = Arc::new(Catalogue::new(store, changes));
         let api = CatalogueApi::new(catalogue, keys, shutdown.clone());
         let standard = StandardServices::new(&["videostore.catalogue.v1.CatalogueService"]).await?;
@@ -87,7 +101,7 @@ impl Server for Application {
     }
 }
 
-async fn seed_if_empty(store: &SqliteStore) -> anyhow::Result<()> {
+async fn seed_if_empty(store: &dyn CatalogueStore) -> anyhow::Result<()> {
     if store.total().await? > 0 {
         return Ok(());
     }

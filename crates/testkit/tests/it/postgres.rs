@@ -1,9 +1,10 @@
-//! The store with stock on PostgreSQL, over real gRPC: the rental rules, the race for the last
-//! copies, retries, and persistence across a restart, as on SQLite.
+//! The store on PostgreSQL, over real gRPC: the rental rules, the race for the last copies,
+//! retries, persistence across a restart, live availability across replicas, and the store
+//! front balancing over them, as on SQLite.
 
 use std::time::Duration;
 
-use testkit::{StockBackend, TestStore, authed};
+use testkit::{Backend, TestStore, authed};
 use tonic::Code;
 use videostore_proto::{aggregator as agg, stock as pb};
 
@@ -15,7 +16,7 @@ fn rent(movie_id: i64, days: i32, request_id: &str) -> pb::RentRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_forty_customers_race_for_three_copies_and_retries_rent_once() {
-    let store = TestStore::start_on(StockBackend::Postgres).await;
+    let store = TestStore::start_on(Backend::Postgres).await;
     set_copies(&store, 15, 3).await;
     let mut tokens = Vec::new();
     for index in 0..40 {
@@ -63,7 +64,7 @@ async fn on_postgres_forty_customers_race_for_three_copies_and_retries_rent_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_rentals_fees_and_accounts_survive_a_restart() {
-    let mut store = TestStore::start_on(StockBackend::Postgres).await;
+    let mut store = TestStore::start_on(Backend::Postgres).await;
     set_copies(&store, 12, 1).await;
     let (_, token) = store.customer("Pia").await;
     let mut stock = store.stock_client().await;
@@ -172,7 +173,7 @@ async fn current_versions(store: &TestStore, films: &[i64]) -> std::collections:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_on_one_replica_hears_every_change_made_on_another_in_order() {
-    let store = TestStore::start_on(StockBackend::Postgres).await;
+    let store = TestStore::start_on(Backend::Postgres).await;
     let replica = store.spawn_stock_replica().await;
     let films = [31, 32, 33];
     for film in films {
@@ -227,7 +228,7 @@ async fn a_watcher_on_one_replica_hears_every_change_made_on_another_in_order() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_listener_connection_loses_no_change_and_a_client_resumes_where_it_was() {
-    let store = TestStore::start_on(StockBackend::Postgres).await;
+    let store = TestStore::start_on(Backend::Postgres).await;
     let replica = store.spawn_stock_replica().await;
     let film = 35;
     set_copies(&store, film, 3).await;
@@ -296,7 +297,7 @@ async fn a_lost_listener_connection_loses_no_change_and_a_client_resumes_where_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_front_balances_over_stock_replicas_and_rides_out_losing_either() {
-    let mut store = TestStore::start_on(StockBackend::Postgres).await;
+    let mut store = TestStore::start_on(Backend::Postgres).await;
     let replica = store.spawn_stock_replica().await;
     let both = format!("{},{}", store.stock().url(), replica.url());
     let front =
@@ -336,5 +337,202 @@ async fn the_store_front_balances_over_stock_replicas_and_rides_out_losing_eithe
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(all_known().await, "the first replica is back in the balance");
     front.stop().await;
+    store.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_catalogue_lists_streams_exports_and_takes_staff_edits() {
+    use futures::StreamExt;
+    use videostore_proto::catalogue as cat;
+
+    let store = TestStore::start_on(Backend::Postgres).await;
+    let mut catalogue = store.catalogue_client().await.max_decoding_message_size(64 << 20);
+    // Seeded: 600 films, listed in pages, streamed and exported alike.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = catalogue
+            .list_movies(cat::ListMoviesRequest {
+                order_by: cat::MovieOrder::Year as i32,
+                page_size: 100,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(page.total_size, 600);
+        paged.extend(page.movies.into_iter().map(|m| m.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let streamed: Vec<i64> = catalogue
+        .stream_movies(cat::StreamMoviesRequest {
+            order_by: cat::MovieOrder::Year as i32,
+            batch_size: 64,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .flat_map(|batch| futures::stream::iter(batch.unwrap().movies))
+        .map(|m| m.id)
+        .collect()
+        .await;
+    assert_eq!(streamed, paged);
+    let exported = catalogue
+        .export_movies(cat::ExportMoviesRequest {
+            order_by: cat::MovieOrder::Year as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(exported.movies.iter().map(|m| m.id).collect::<Vec<_>>(), paged);
+
+    // A staff edit is seen by the next read, the store front's REST export included.
+    let staff = store.staff_token().await;
+    let created = catalogue
+        .create_movie(authed(
+            cat::CreateMovieRequest {
+                movie: Some(cat::Movie {
+                    title: "Żywot Postgresa".into(),
+                    release_year: 2026,
+                    genres: vec!["Documentary".into()],
+                    external_key: "pg-1".into(),
+                    ..Default::default()
+                }),
+                request_id: "create-pg-1".into(),
+            },
+            &staff,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let found = catalogue
+        .list_movies(cat::ListMoviesRequest {
+            filter: Some(cat::MovieFilter { query: "zywot".into(), ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.movies.iter().map(|m| m.id).collect::<Vec<_>>(), [created.id]);
+    let json: serde_json::Value =
+        reqwest::get(format!("{}/api/movies/export?q=zywot", store.aggregator.url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(json[0]["title"], "Żywot Postgresa");
+    catalogue
+        .delete_movie(authed(cat::DeleteMovieRequest { id: created.id }, &staff))
+        .await
+        .unwrap();
+    let gone = catalogue.get_movie(cat::GetMovieRequest { id: created.id }).await.unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    store.stop().await;
+}
+
+/// How long a film edited through one catalogue replica may be served stale by another: the
+/// database notification's trip (milliseconds here), with room for a slow machine.
+const FEED_BOUND: Duration = Duration::from_secs(1);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_film_edited_on_one_catalogue_replica_is_fresh_on_another_and_in_the_store_front() {
+    use videostore_proto::catalogue as cat;
+
+    let store = TestStore::start_on(Backend::Postgres).await;
+    let replica = store.spawn_catalogue_replica().await;
+    let mut on_a = store.catalogue_client().await;
+    let mut on_b = cat::catalogue_service_client::CatalogueServiceClient::new(
+        TestStore::channel(replica.addr).await,
+    );
+    // The store front over both replicas.
+    let both = format!("{},{}", store.catalogue.url(), replica.url());
+    let front =
+        TestStore::spawn_aggregator(&both, &store.stock().url(), Duration::from_millis(500)).await;
+    let mut pages =
+        videostore_proto::aggregator::storefront_service_client::StorefrontServiceClient::new(
+            TestStore::channel(front.addr).await,
+        );
+    let mut changes_on_b =
+        on_b.watch_changes(cat::WatchChangesRequest {}).await.unwrap().into_inner();
+    changes_on_b.message().await.unwrap(); // Opened.
+    let staff = store.staff_token().await;
+    let title_on = async |client: &mut cat::catalogue_service_client::CatalogueServiceClient<_>| {
+        client.get_movie(cat::GetMovieRequest { id: 5 }).await.unwrap().into_inner().title
+    };
+    let page_title = async |pages: &mut videostore_proto::aggregator::storefront_service_client::StorefrontServiceClient<_>| {
+        pages
+            .get_movie_page(agg::GetMoviePageRequest { movie_id: 5, related_limit: 3 })
+            .await
+            .unwrap()
+            .into_inner()
+            .movie
+            .unwrap()
+            .title
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await; // Both replicas in the front's balance.
+    for round in 0..3 {
+        // Read everywhere first, so every cache holds the film.
+        let before = title_on(&mut on_b).await;
+        for _ in 0..4 {
+            page_title(&mut pages).await;
+        }
+        let title = format!("Renamed on A, round {round}");
+        assert_ne!(before, title);
+        on_a.update_movie(authed(
+            cat::UpdateMovieRequest {
+                movie: Some(cat::Movie { id: 5, title: title.clone(), ..Default::default() }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["title".into()] }),
+            },
+            &staff,
+        ))
+        .await
+        .unwrap();
+        let edited = tokio::time::Instant::now();
+        // Replica B announces it, and serves it within the bound (and from then on).
+        let announced = tokio::time::timeout(FEED_BOUND, async {
+            loop {
+                let change = changes_on_b.message().await.unwrap().unwrap();
+                if change.movie_ids.contains(&5) || change.everything {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(announced.is_ok(), "replica B did not announce A's write in time");
+        loop {
+            if title_on(&mut on_b).await == title && page_title(&mut pages).await == title {
+                break;
+            }
+            assert!(edited.elapsed() < FEED_BOUND, "still stale after {:?}", edited.elapsed());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for _ in 0..6 {
+            assert_eq!(title_on(&mut on_b).await, title);
+            assert_eq!(page_title(&mut pages).await, title);
+        }
+        if round == 1 {
+            // B's listener is cut: until it listens again B serves from the database.
+            let (cluster, _) = store.stock_postgres().unwrap();
+            let catalogue_database = store.catalogue_postgres_database().unwrap();
+            let killed = cluster
+                .psql(
+                    &catalogue_database,
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE application_name = 'videostore-catalogue-feed' \
+                     AND datname = current_database()",
+                )
+                .unwrap();
+            assert_eq!(killed, "2");
+        }
+    }
+    front.stop().await;
+    replica.stop().await;
     store.stop().await;
 }

@@ -1,9 +1,11 @@
 //! A read cache in front of any [`CatalogueStore`]: single films and film-page "related" lists,
 //! the two reads every film page makes.
 //!
-//! Coherence: this process is the only writer of its database (every write goes through the
-//! wrapped store below), and every write drops what it may have changed — the films it touched
-//! and all related lists — once it has ended (an unknown outcome drops everything). Each write
+//! Coherence: every write through this process drops what it may have changed — the films it
+//! touched and all related lists — once it has ended (an unknown outcome drops everything). On
+//! SQLite this process is its database's only writer, so that is every write. On PostgreSQL the
+//! other replicas' writes arrive through the feed (`crate::feed`), which drops them the same way,
+//! and the cache serves and fills only while the feed is listening ([`CacheControl::set_live`]). Each write
 //! runs in a task of its own, so a caller that goes away cannot stop it between its commit and
 //! that bookkeeping. A read that missed fills the cache only if no write ended while it was
 //! reading (an epoch counter), so a value read before a write can never be cached after it.
@@ -15,7 +17,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::SystemTime,
 };
@@ -41,10 +43,12 @@ pub(crate) struct CachedStore<S> {
     cache: Arc<Shared>,
 }
 
-/// What the cache holds, shared with the writes' tasks.
+/// What the cache holds, shared with the writes' tasks and the feed.
 struct Shared {
     films: Cache<MovieId, Movie>,
     related: Cache<(MovieId, usize), Arc<Vec<Movie>>>,
+    /// Every write that can change the database reaches `invalidate`: serve and fill only then.
+    live: AtomicBool,
     /// Bumped (under `fill`) after every write.
     epoch: AtomicU64,
     /// Serialises cache fills with invalidations.
@@ -53,17 +57,46 @@ struct Shared {
     changes: broadcast::Sender<Change>,
 }
 
+/// The feed's hold on a cache: other replicas' writes, and whether they are heard at all.
+#[derive(Clone)]
+pub(crate) struct CacheControl(Arc<Shared>);
+
+impl CacheControl {
+    /// Another replica's write: forget what it changed, and announce it.
+    pub(crate) fn changed(&self, change: Change) {
+        self.0.invalidate(change);
+    }
+
+    /// Whether every write is heard from now on: when it changes, the cache starts over (empty)
+    /// and `Everything` is announced.
+    pub(crate) fn set_live(&self, live: bool) {
+        {
+            let _guard = self.0.lock();
+            self.0.live.store(live, Ordering::Release);
+        }
+        self.0.invalidate(Change::Everything);
+    }
+}
+
 impl<S: CatalogueStore + Clone> CachedStore<S> {
-    /// Wraps `inner`, announcing every write on `changes`.
-    pub(crate) fn new(inner: S, changes: broadcast::Sender<Change>) -> Self {
+    /// Wraps `inner`, announcing every write on `changes`. With `live`, every write that can
+    /// change the database goes through this store; otherwise the cache serves nothing until
+    /// told ([`CacheControl::set_live`]).
+    pub(crate) fn new(inner: S, changes: broadcast::Sender<Change>, live: bool) -> Self {
         let cache = Shared {
             films: Cache::new(FILMS),
             related: Cache::new(RELATED),
+            live: AtomicBool::new(live),
             epoch: AtomicU64::new(0),
             fill: Mutex::new(()),
             changes,
         };
         Self { inner, cache: Arc::new(cache) }
+    }
+
+    /// The hold a feed of other replicas' writes has on this cache.
+    pub(crate) fn control(&self) -> CacheControl {
+        CacheControl(Arc::clone(&self.cache))
     }
 
     /// Runs `write` on the wrapped store in a task of its own, then drops and announces what
@@ -109,10 +142,15 @@ impl Shared {
         self.fill.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs `fill` only if no write has finished since `epoch` was read.
+    /// Whether the cache may serve.
+    fn serves(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Runs `fill` only if no write has finished since `epoch` was read, and the cache is live.
     fn fill_if_current(&self, epoch: u64, fill: impl FnOnce()) {
         let _guard = self.lock();
-        if self.epoch.load(Ordering::Acquire) == epoch {
+        if self.epoch.load(Ordering::Acquire) == epoch && self.serves() {
             fill();
         }
     }
@@ -141,7 +179,9 @@ impl Shared {
 impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
     async fn get(&self, id: MovieId) -> Result<Option<Movie>, Error> {
         let cache = &self.cache;
-        if let Some(movie) = cache.films.get(&id) {
+        if cache.serves()
+            && let Some(movie) = cache.films.get(&id)
+        {
             return Ok(Some(movie));
         }
         let epoch = cache.epoch.load(Ordering::Acquire);
@@ -178,7 +218,9 @@ impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
 
     async fn related(&self, movie: &Movie, limit: usize) -> Result<Vec<Movie>, Error> {
         let (cache, key) = (&self.cache, (movie.id, limit));
-        if let Some(related) = cache.related.get(&key) {
+        if cache.serves()
+            && let Some(related) = cache.related.get(&key)
+        {
             return Ok(related.as_ref().clone());
         }
         let epoch = cache.epoch.load(Ordering::Acquire);
@@ -267,7 +309,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("catalogue.db").display());
         let inner = SqliteStore::open(&url, crate::wire::wire_form()).await.unwrap();
         inner.upsert_batch(&crate::seed::films(), SystemTime::now()).await.unwrap();
-        (dir, CachedStore::new(inner, broadcast::channel(16).0))
+        (dir, CachedStore::new(inner, broadcast::channel(16).0, true))
     }
 
     /// The related films as the definition says: sharing a genre, best rated first, then by
@@ -332,7 +374,7 @@ mod tests {
     async fn a_write_whose_caller_went_away_still_ends_in_the_cache_and_is_announced() {
         let (_dir, plain) = store().await;
         let (changes, mut announced) = broadcast::channel(16);
-        let store = CachedStore::new(plain.inner.clone(), changes);
+        let store = CachedStore::new(plain.inner.clone(), changes, true);
         assert_ne!(store.get(MovieId::new(5)).await.unwrap().unwrap().fields.title, "Renamed");
 
         // The caller starts the write and goes away before it ends.

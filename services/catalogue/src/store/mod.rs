@@ -2,13 +2,21 @@
 //! another backend (PostgreSQL) slots in as another implementation of the same trait.
 
 mod cache;
+mod listing;
+mod postgres;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-pub(crate) use self::{cache::CachedStore, sqlite::SqliteStore};
+pub(crate) use self::{
+    cache::{CacheControl, CachedStore},
+    postgres::PostgresStore,
+    sqlite::SqliteStore,
+};
 use crate::{
     domain::{Cursor, Filter, Invalid, ListQuery, Movie, MovieFields, MovieId},
     error::Error,

@@ -4,10 +4,11 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 use videostore_kit::sqlite::{
     Pool,
-    rusqlite::{self, Connection, types::ValueRef},
+    rusqlite::{Connection, types::ValueRef},
 };
 
-use super::sql::Sql;
+use super::sql::{listing, params};
+use crate::store::listing::Sql;
 use crate::{
     domain::{Filter, ListQuery},
     error::Error,
@@ -112,7 +113,7 @@ fn read_chunks(
 ) -> Result<bool, Error> {
     let mut chunk = Vec::with_capacity(EXPORT_CHUNK);
     let mut statement = connection.prepare_cached(&sql.text)?;
-    let mut rows = statement.query(rusqlite::params_from_iter(sql.params.iter()))?;
+    let mut rows = statement.query(params(sql))?;
     while let Some(row) = rows.next()? {
         let ValueRef::Blob(mut wire) = row.get_ref(0)? else {
             let id: i64 = row.get(1)?;
@@ -145,7 +146,7 @@ pub(super) async fn export(
     max_bytes: usize,
 ) -> Result<Option<WireExport>, Error> {
     let query = ListQuery { after: None, limit: usize::MAX, ..query.clone() };
-    let sql = Sql::listing("wire, id", &query);
+    let sql = listing("wire, id", &query);
     let whole_table = query.filter == Filter::default();
     let (size_sender, size) = oneshot::channel();
     let (chunk_sender, chunks) = mpsc::unbounded_channel();

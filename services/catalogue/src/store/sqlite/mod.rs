@@ -23,7 +23,7 @@ use videostore_kit::sqlite::{
 
 use self::{
     rows::{COLUMNS, duplicate_key, get_one, insert, movie_from_row, replace, stored_time},
-    sql::{Sql, expected_rows, push_filter},
+    sql::{expected_rows, listing, params, query_movies, sql},
 };
 use super::{CatalogueStore, FieldChange, Upserted, WireExport, WireForm, WirePage};
 use crate::{
@@ -144,21 +144,21 @@ impl CatalogueStore for SqliteStore {
         let expected = ids.len();
         let ids = serde_json::to_string(ids).context("encoding ids")?;
         self.read(move |connection| {
-            let mut sql = Sql::new(format!(
+            let mut sql = sql(format!(
                 "SELECT {COLUMNS} FROM movies WHERE id IN (SELECT value FROM json_each("
             ));
             sql.bind(ids).push("))");
-            sql.query_movies(connection, expected)
+            query_movies(&sql, connection, expected)
         })
         .await
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Movie>, Error> {
-        let sql = Sql::listing(COLUMNS, query);
+        let sql = listing(COLUMNS, query);
         let limit = query.limit;
         self.read(move |connection| {
             let expected = expected_rows(connection, limit)?;
-            sql.query_movies(connection, expected)
+            query_movies(&sql, connection, expected)
         })
         .await
     }
@@ -169,7 +169,7 @@ impl CatalogueStore for SqliteStore {
         let by_id = query.order == Order::Id;
         let columns =
             if by_id { "wire, id" } else { "wire, id, title_key, release_year, audience_rating" };
-        let sql = Sql::listing(columns, query);
+        let sql = listing(columns, query);
         let limit = query.limit;
         self.read(move |connection| {
             let expected = expected_rows(connection, limit)?;
@@ -182,7 +182,7 @@ impl CatalogueStore for SqliteStore {
             let mut last =
                 Cursor { title_key: String::new(), year: 0, rating: 0.0, id: MovieId::new(0) };
             let mut statement = connection.prepare_cached(&sql.text)?;
-            let mut rows = statement.query(rusqlite::params_from_iter(sql.params.iter()))?;
+            let mut rows = statement.query(params(&sql))?;
             while let Some(row) = rows.next()? {
                 last.id = row.get(1)?;
                 let ValueRef::Blob(wire) = row.get_ref(0)? else {
@@ -221,12 +221,10 @@ impl CatalogueStore for SqliteStore {
     }
 
     async fn count(&self, filter: &Filter) -> Result<i64, Error> {
-        let mut sql = Sql::new("SELECT COUNT(*) FROM movies");
-        push_filter(&mut sql, filter);
+        let mut sql = sql("SELECT COUNT(*) FROM movies");
+        sql.push_filter(filter);
         self.read(move |connection| {
-            Ok(connection
-                .prepare_cached(&sql.text)?
-                .query_row(rusqlite::params_from_iter(sql.params.iter()), |row| row.get(0))?)
+            Ok(connection.prepare_cached(&sql.text)?.query_row(params(&sql), |row| row.get(0))?)
         })
         .await
     }
@@ -237,7 +235,7 @@ impl CatalogueStore for SqliteStore {
         }
         // The best `limit` of each genre come from the genre's rating index; the best
         // `limit` of their union are the answer.
-        let mut sql = Sql::new(format!("SELECT {COLUMNS} FROM movies WHERE id IN ("));
+        let mut sql = sql(format!("SELECT {COLUMNS} FROM movies WHERE id IN ("));
         for (index, genre) in movie.fields.genres.iter().enumerate() {
             if index > 0 {
                 sql.push(" UNION ");
@@ -252,7 +250,7 @@ impl CatalogueStore for SqliteStore {
         }
         sql.push(") ORDER BY audience_rating DESC, title_key ASC, id ASC LIMIT ")
             .bind(limit as i64);
-        self.read(move |connection| sql.query_movies(connection, limit)).await
+        self.read(move |connection| query_movies(&sql, connection, limit)).await
     }
 
     async fn create(
@@ -370,158 +368,5 @@ impl CatalogueStore for SqliteStore {
             Ok(connection.query_row("SELECT COUNT(*) FROM movies", [], |row| row.get(0))?)
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use prost::Message;
-    use videostore_proto::catalogue as pb;
-
-    use super::export::EXPORT_CHUNK;
-    use super::*;
-    use crate::{grpc::movie_to_proto as to_proto, wire::wire_form};
-
-    async fn open(path: &std::path::Path, wire: WireForm) -> SqliteStore {
-        SqliteStore::open(&format!("sqlite://{}", path.display()), wire).await.unwrap()
-    }
-
-    fn everything(order: Order, descending: bool) -> ListQuery {
-        ListQuery { filter: Filter::default(), order, descending, after: None, limit: usize::MAX }
-    }
-
-    /// Every film of the listing, read in wire-form pages of `limit`, decoded.
-    async fn wire_listing(
-        store: &SqliteStore,
-        mut query: ListQuery,
-        limit: usize,
-    ) -> Vec<pb::Movie> {
-        query.limit = limit;
-        let mut films = Vec::new();
-        loop {
-            let page = store.list_wire(&query).await.unwrap();
-            assert_eq!(page.ends.last().copied().unwrap_or(0), page.bytes.len());
-            let decoded = pb::StreamMoviesResponse::decode(page.bytes.as_slice()).unwrap();
-            assert_eq!(decoded.movies.len(), page.ends.len());
-            films.extend(decoded.movies);
-            if page.ends.len() < limit {
-                return films;
-            }
-            query.after = page.last;
-        }
-    }
-
-    #[tokio::test]
-    async fn the_wire_form_follows_every_write_and_every_encoder_change() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("catalogue.db");
-        let store = open(&path, wire_form()).await;
-        let now = SystemTime::now();
-        let seed = crate::seed::films();
-        store.upsert_batch(&seed, now).await.unwrap();
-        // An import that updates a film by its key, a creation, an update, a deletion.
-        let mut renamed = seed[3].clone();
-        renamed.title = "Renamed by import".into();
-        store.upsert_batch(&[renamed], now).await.unwrap();
-        let mut fresh = seed[5].clone();
-        fresh.external_key = Some("fresh".into());
-        let (created, _) = store.create(&fresh, None, now).await.unwrap();
-        let change = |fields: &MovieFields| -> Result<MovieFields, crate::domain::Invalid> {
-            Ok(MovieFields { genres: vec!["Western".into()], ..fields.clone() })
-        };
-        store.update(MovieId::new(9), Box::new(change), now).await.unwrap();
-        assert!(store.delete(MovieId::new(10)).await.unwrap());
-
-        for order in [Order::Title, Order::Year, Order::Rating, Order::Id] {
-            for descending in [false, true] {
-                let query = everything(order, descending);
-                let expected: Vec<_> =
-                    store.list(&query).await.unwrap().into_iter().map(to_proto).collect();
-                assert_eq!(wire_listing(&store, query.clone(), 7).await, expected, "{order:?}");
-                // The same films as one export, in chunks filled to the brim.
-                let (bytes, chunks) = exported(&store, &query, usize::MAX).await.unwrap();
-                let (last, full) = chunks.split_last().unwrap();
-                assert!(!full.is_empty() && full.iter().all(|chunk| chunk.len() == EXPORT_CHUNK));
-                assert!(!last.is_empty() && last.len() <= EXPORT_CHUNK);
-                let whole = chunks.concat();
-                assert_eq!(whole.len(), bytes);
-                let exported = pb::StreamMoviesResponse::decode(whole.as_slice()).unwrap().movies;
-                assert_eq!(exported, expected, "{order:?}");
-            }
-        }
-        assert_kept_total(&store).await;
-        // A filtered export (sized by reading it) and the limits of both kinds.
-        let dramas = ListQuery {
-            filter: Filter { genre: Some("Drama".into()), ..Filter::default() },
-            ..everything(Order::Year, true)
-        };
-        let expected: Vec<_> =
-            store.list(&dramas).await.unwrap().into_iter().map(to_proto).collect();
-        assert!(expected.len() > 10);
-        let (bytes, chunks) = exported(&store, &dramas, usize::MAX).await.unwrap();
-        let whole = chunks.concat();
-        assert_eq!(whole.len(), bytes);
-        let exported_dramas = pb::StreamMoviesResponse::decode(whole.as_slice()).unwrap().movies;
-        assert_eq!(exported_dramas, expected);
-        assert!(exported(&store, &dramas, bytes).await.is_some());
-        assert!(exported(&store, &dramas, bytes - 1).await.is_none());
-        let query = everything(Order::Title, false);
-        let (bytes, _) = exported(&store, &query, usize::MAX).await.unwrap();
-        assert!(exported(&store, &query, bytes).await.is_some());
-        assert!(exported(&store, &query, bytes - 1).await.is_none());
-        let films = wire_listing(&store, everything(Order::Id, false), 1000).await;
-        assert!(films.iter().any(|film| film.title == "Renamed by import"));
-        assert!(films.iter().any(|film| film.id == created.id.get()));
-        assert_eq!(films.iter().find(|film| film.id == 9).unwrap().genres, ["Western"]);
-        assert!(films.iter().all(|film| film.id != 10));
-        drop(store);
-
-        // A new encoder version re-encodes every film when the store opens; the same one
-        // does not.
-        fn id_only(id: MovieId, _: &MovieFields, _: SystemTime, out: &mut Vec<u8>) {
-            out.extend_from_slice(&id.get().to_le_bytes());
-        }
-        let store = open(&path, WireForm { version: 2, encode: id_only }).await;
-        let page = store.list_wire(&everything(Order::Id, false)).await.unwrap();
-        let ids: Vec<u8> = films.iter().flat_map(|film| film.id.to_le_bytes()).collect();
-        assert_eq!(page.bytes, ids);
-        assert_kept_total(&store).await;
-        drop(store);
-        let store = open(&path, wire_form()).await;
-        let query = everything(Order::Id, false);
-        let expected: Vec<_> =
-            store.list(&query).await.unwrap().into_iter().map(to_proto).collect();
-        assert_eq!(wire_listing(&store, query, 1000).await, expected);
-        assert_kept_total(&store).await;
-    }
-
-    /// The export of `query`: its announced size and its chunks, or `None` if over `max`.
-    async fn exported(
-        store: &SqliteStore,
-        query: &ListQuery,
-        max: usize,
-    ) -> Option<(usize, Vec<Vec<u8>>)> {
-        let mut export = store.export_wire(query, max).await.unwrap()?;
-        let mut chunks = Vec::new();
-        while let Some(chunk) = export.chunks.recv().await {
-            chunks.push(chunk.unwrap());
-        }
-        Some((export.bytes, chunks))
-    }
-
-    /// The triggers' total of the wire forms is their sum.
-    async fn assert_kept_total(store: &SqliteStore) {
-        let (kept, sum): (i64, i64) = store
-            .read(|connection| {
-                Ok(connection.query_row(
-                    "SELECT bytes, (SELECT SUM(LENGTH(wire)) FROM movies) FROM wire_bytes",
-                    [],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )?)
-            })
-            .await
-            .unwrap();
-        assert!(sum > 0);
-        assert_eq!(kept, sum);
     }
 }
