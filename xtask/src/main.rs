@@ -29,14 +29,14 @@ type Result<T = ()> = std::result::Result<T, String>;
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("up") => up(),
+        Some("up") => up(args.iter().any(|a| a == "--postgres")),
         Some("test") => test(&args[1..]),
         Some("tools") => tools::ensure(args.iter().any(|a| a == "--browser")),
         Some("web") => tools::ensure(false).and_then(|()| tools::build_web()),
         Some("bench") => bench(args.iter().any(|a| a == "--quick")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up | test [cargo test args] | bench [--quick] | tools [--browser] | web>"
+                "usage: cargo xtask <up [--postgres] | test [cargo test args] | bench [--quick] | tools [--browser] | web>"
             );
             return ExitCode::from(2);
         }
@@ -225,8 +225,13 @@ fn staff_password(data: &Path) -> Result<String> {
 }
 
 /// `cargo xtask up`: the whole store on the embedded database, until Ctrl-C.
-fn up() -> Result {
+/// `cargo xtask up [--postgres]`: the whole store, on its embedded databases or on a PostgreSQL
+/// cluster kept in the data folder (created on first use).
+fn up(postgres: bool) -> Result {
     tools::ensure(false)?;
+    if postgres {
+        tools::ensure_postgres()?;
+    }
     tools::build_web()?;
     let mut build = cargo();
     build.args([
@@ -257,6 +262,24 @@ fn up() -> Result {
         Err(_) => staff_password(&data)?,
     };
 
+    // Dropped last: the services stop before their database does.
+    let mut databases: Vec<(&str, String)> = Vec::new();
+    let _cluster = if postgres {
+        let port: u16 =
+            env::var("VIDEOSTORE_PG_PORT").ok().and_then(|port| port.parse().ok()).unwrap_or(55432);
+        let cluster = testdb::LocalCluster::start(&data.join("postgres"), port)
+            .map_err(|e| format!("starting PostgreSQL: {e:#}"))?;
+        for (variable, name) in
+            [("CATALOGUE_DATABASE_URL", "catalogue"), ("STOCK_DATABASE_URL", "stock")]
+        {
+            let url = cluster.database(name).map_err(|e| format!("{e:#}"))?;
+            databases.push((variable, url));
+        }
+        Some(cluster)
+    } else {
+        None
+    };
+
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -275,7 +298,8 @@ fn up() -> Result {
             .env("CATALOGUE_SERVICE_ADDR", format!("http://{}", addresses.catalogue))
             .env("STOCK_SERVICE_ADDR", format!("http://{}", addresses.stock))
             .env("VIDEOSTORE_STAFF_EMAIL", &staff_email)
-            .env("VIDEOSTORE_STAFF_PASSWORD", &staff_password);
+            .env("VIDEOSTORE_STAFF_PASSWORD", &staff_password)
+            .envs(databases.iter().map(|(variable, url)| (*variable, url)));
         command.spawn().map_err(|e| format!("starting {name}: {e}"))
     };
     let mut children: Vec<(&str, Child)> = Vec::new();
@@ -326,6 +350,9 @@ fn up() -> Result {
     println!("  stock       http://{:<22}  gRPC, gRPC-Web", addresses.stock);
     println!();
     println!("  data        {}", data.display());
+    for (variable, url) in &databases {
+        println!("  database    {variable}={url}");
+    }
     println!("  staff       {staff_email} / {staff_password}");
     println!("  CLI         {} --help", bin.join("videostore").display());
     println!();

@@ -1,4 +1,6 @@
-//! A throwaway PostgreSQL cluster for tests, so that no test assumes a server is running.
+//! PostgreSQL clusters the project starts itself, so that nothing assumes a server is running:
+//! throwaway ones for tests ([`Cluster`]), and the one `cargo xtask up --postgres` keeps in the
+//! data folder ([`LocalCluster`]).
 //!
 //! [`Cluster::shared`] starts one cluster per test process (initdb into a temporary folder, as
 //! the `postgres` user when the tests run as root, since initdb refuses root), listening on a
@@ -201,6 +203,91 @@ fn guard(bin: &Path, data: &Path, dir: &Path, as_postgres: bool) {
         .spawn();
     if let Err(error) = spawned {
         eprintln!("testdb: no guard for the test cluster ({error}); it is stopped on drop only");
+    }
+}
+
+/// A cluster kept in a folder of its own (created on first use, reused after), listening on
+/// 127.0.0.1 only, durable; stopped (fast: in-flight transactions rolled back) when dropped.
+#[derive(Debug)]
+pub struct LocalCluster {
+    data: PathBuf,
+    port: u16,
+    bin: PathBuf,
+}
+
+impl LocalCluster {
+    /// Starts the cluster in `dir` on `port`, creating it first if `dir` holds none.
+    pub fn start(dir: &Path, port: u16) -> anyhow::Result<Self> {
+        let bin = binaries()?;
+        let as_postgres = is_root();
+        let data = dir.join("data");
+        if !data.join("PG_VERSION").is_file() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            if as_postgres {
+                run(Command::new("chown").args(["-R", "postgres:"]).arg(dir), "chown")?;
+            }
+            run(
+                postgres_command(&bin.join("initdb"), as_postgres).arg("-D").arg(&data).args([
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ]),
+                "initdb",
+            )?;
+        }
+        let cluster = Self { data, port, bin };
+        let options =
+            format!("-p {port} -k {} -c listen_addresses=127.0.0.1", dir.canonicalize()?.display());
+        let log = dir.join("log");
+        let log = log.to_str().context("a UTF-8 path")?;
+        run(
+            postgres_command(&cluster.bin.join("pg_ctl"), as_postgres)
+                .arg("-D")
+                .arg(&cluster.data)
+                .args(["-l", log, "-w", "-t", "60", "-o", &options, "start"]),
+            "pg_ctl start (is another server using the port, or this cluster already running?)",
+        )?;
+        Ok(cluster)
+    }
+
+    /// The URL of `database`, created if it does not exist.
+    pub fn database(&self, database: &str) -> anyhow::Result<String> {
+        let port = self.port.to_string();
+        let exists = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-X", "-A", "-t", "-c"])
+            .arg(format!("SELECT 1 FROM pg_database WHERE datname = '{database}'"))
+            .output()
+            .context("running psql")?;
+        if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
+            run(
+                Command::new(self.bin.join("createdb")).args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-U",
+                    "postgres",
+                    database,
+                ]),
+                "createdb",
+            )?;
+        }
+        Ok(format!("postgres://postgres@127.0.0.1:{}/{database}", self.port))
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let _ = run(
+            postgres_command(&self.bin.join("pg_ctl"), is_root())
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "fast", "stop"]),
+            "pg_ctl stop",
+        );
     }
 }
 
