@@ -163,7 +163,7 @@ async fn ensure_staff(
             )?;
             domain::check_password(&password).context("VIDEOSTORE_STAFF_PASSWORD")?;
             let password_hash = passwords::hash(password).await?;
-            store
+            let created = store
                 .create_account(&NewAccount {
                     email: email.clone(),
                     name: "Staff".to_owned(),
@@ -171,8 +171,19 @@ async fn ensure_staff(
                     role: Role::Staff,
                     now: clock.now(),
                 })
-                .await?;
-            tracing::info!(%email, "created the configured staff account");
+                .await;
+            match created {
+                Ok(_) => tracing::info!(%email, "created the configured staff account"),
+                // Another replica starting at the same moment created it first.
+                Err(crate::Error::EmailTaken(_)) => {
+                    let made = store.account_by_email(&email).await?;
+                    anyhow::ensure!(
+                        made.is_some_and(|(account, _)| account.role == Role::Staff),
+                        "the configured staff email {email:?} was just registered as a customer"
+                    );
+                }
+                Err(error) => return Err(error.into()),
+            }
             Ok(())
         }
     }
