@@ -58,10 +58,11 @@ fn authed<T>(token: &str, message: T) -> anyhow::Result<Request<T>> {
     Ok(request)
 }
 
-/// Holds `subscribers` watchers of `movie_id`, then commits `rents` rents one at a time.
+/// Holds `subscribers` watchers of `movie_id`, spread over the replicas `stocks`, then commits
+/// `rents` rents one at a time through the first.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn measure(
-    stock_addr: SocketAddr,
+    stocks: &[SocketAddr],
     stock_pid: u32,
     staff: &str,
     customer: &str,
@@ -69,9 +70,10 @@ pub(crate) async fn measure(
     subscribers: usize,
     rents: usize,
 ) -> anyhow::Result<FanoutResult> {
-    let connections = subscribers.div_ceil(STREAMS_PER_CONNECTION);
+    let connections = subscribers.div_ceil(STREAMS_PER_CONNECTION).max(stocks.len());
     let mut channels = Vec::with_capacity(connections);
-    for _ in 0..connections {
+    for index in 0..connections {
+        let stock_addr = stocks[index % stocks.len()];
         channels.push(
             Channel::from_shared(format!("http://{stock_addr}"))?
                 .tcp_nodelay(true)

@@ -19,6 +19,7 @@ mod clients;
 mod fanout;
 mod load;
 mod plot;
+mod postgres;
 mod rentals;
 mod report;
 mod services;
@@ -100,6 +101,15 @@ enum Command {
         #[arg(long, default_value = "target/release")]
         bin_dir: PathBuf,
     },
+    /// Only the PostgreSQL scenarios, printed (for profiling a change).
+    Postgres {
+        /// The short version `run --quick` runs.
+        #[arg(long)]
+        quick: bool,
+        /// Folder of the release binaries.
+        #[arg(long, default_value = "target/release")]
+        bin_dir: PathBuf,
+    },
     /// Serves the reference ceiling (started by `run`).
     Ceiling {
         /// Address to listen on.
@@ -122,6 +132,8 @@ struct Results {
     fanout: Vec<fanout::FanoutResult>,
     /// `wrk -t1 -c10` on the REST film endpoint, or why it did not run.
     wrk: Result<wrk::WrkResult, String>,
+    /// The store on PostgreSQL.
+    postgres: postgres::PostgresResults,
     memory: Vec<services::Memory>,
 }
 
@@ -165,6 +177,11 @@ async fn main() -> anyhow::Result<()> {
             ceiling::serve(listen, film).await
         }
         Command::Run { quick, out, bin_dir } => run(quick, out, bin_dir).await,
+        Command::Postgres { quick, bin_dir } => {
+            let results = postgres::measure(&bin_dir, quick).await?;
+            eprintln!("{results:#?}");
+            Ok(())
+        }
         Command::Unary { concurrency, seconds, only, bin_dir } => {
             let mut running = services::Running::start(&bin_dir, true).await?;
             eprintln!(
@@ -183,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
             let staff = staff_token(running.stock).await?;
             let customer = register(running.stock, "fanout@example.com").await?;
             let result = fanout::measure(
-                running.stock,
+                &running.stocks,
                 running.pid("stock").unwrap_or(0),
                 &staff,
                 &customer,
@@ -250,7 +267,7 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
     for (index, &subscribers) in audiences.iter().enumerate() {
         eprintln!("bench: fan-out to {subscribers} subscribers");
         let result = fanout::measure(
-            running.stock,
+            &running.stocks,
             running.pid("stock").unwrap_or(0),
             &staff,
             &customer,
@@ -313,6 +330,8 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
     }
     bulk_running.stop();
 
+    let on_postgres = postgres::measure(&bin_dir, quick).await?;
+
     let results = Results {
         mode: if quick { "quick" } else { "full" },
         machine: services::machine(),
@@ -321,6 +340,7 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
         bulk,
         fanout,
         wrk,
+        postgres: on_postgres,
         memory: idle.into_iter().chain(peak).chain(fanout_memory).chain(bulk_memory).collect(),
     };
     std::fs::create_dir_all(&out)?;
@@ -341,5 +361,13 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
         "a unary target answered no call"
     );
     anyhow::ensure!(results.fanout.iter().all(|f| f.missed == 0), "a subscriber missed a change");
+    anyhow::ensure!(
+        results.postgres.rentals.iter().all(|(_, r)| r.invariant_holds),
+        "the stock invariant does not hold on PostgreSQL"
+    );
+    anyhow::ensure!(
+        results.postgres.fanout.missed == 0,
+        "a subscriber missed a change on PostgreSQL"
+    );
     Ok(())
 }

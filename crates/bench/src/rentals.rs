@@ -24,14 +24,20 @@ pub(crate) struct RentalsResult {
     pub(crate) open_rentals_left: i64,
 }
 
-/// 64 customers renting and returning as fast as they can; then the invariant.
+/// 64 customers renting and returning as fast as they can, spread over every stock replica;
+/// then the invariant.
 pub(crate) async fn rentals(
     running: &services::Running,
     duration: Duration,
 ) -> anyhow::Result<RentalsResult> {
     const CUSTOMERS: usize = 64;
     const FILMS: i64 = 8;
-    let stock_channels = channels(running.stock, 4).await?;
+    // Four connections in all, spread over the replicas (each customer keeps to one).
+    let per_replica = 4usize.div_ceil(running.stocks.len());
+    let mut stock_channels = Vec::new();
+    for replica in &running.stocks {
+        stock_channels.extend(channels(*replica, per_replica).await?);
+    }
     let mut accounts = AccountServiceClient::new(stock_channels[0].clone());
     let staff = accounts
         .sign_in(stock::SignInRequest {

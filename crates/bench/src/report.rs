@@ -84,6 +84,7 @@ pub(crate) fn markdown(results: &Results) -> String {
         if r.invariant_holds { "holds" } else { "BROKEN" },
         r.open_rentals_left
     );
+    postgres_section(&mut out, &results.postgres);
     let _ = writeln!(out, "## Bulk delivery: the old comparison, redone\n");
     let _ = writeln!(
         out,
@@ -298,6 +299,34 @@ fn targets(out: &mut String, results: &Results) {
             .join(", "),
         verdict(Some(idle.iter().all(|m| m.rss_kib * 1024 <= 30_000_000)))
     );
+    // On PostgreSQL.
+    let pg = &results.postgres;
+    let three = pg.rentals.iter().find(|(replicas, _)| *replicas == 3).map(|(_, r)| r);
+    let _ = writeln!(
+        out,
+        "| PostgreSQL: rentals ≥ 2,000/s on 3 replicas, zero oversell | {} | {} |",
+        three.map_or("—".into(), |r| format!(
+            "{:.0}/s, invariant {}",
+            r.pairs_per_second,
+            if r.invariant_holds { "holds" } else { "BROKEN" }
+        )),
+        verdict(three.map(|r| r.pairs_per_second >= 2000.0 && r.invariant_holds))
+    );
+    let _ = writeln!(
+        out,
+        "| PostgreSQL: {} subscribers over 3 replicas, p99 ≤ 100 ms | p99 {} ms, {} missed | {} |",
+        pg.fanout.subscribers,
+        ms(pg.fanout.p99_us),
+        pg.fanout.missed,
+        verdict(Some(pg.fanout.p99_us <= 100_000 && pg.fanout.missed == 0))
+    );
+    let pg_get = pg.unary.iter().find(|u| u.target == "catalogue GetMovie");
+    let _ = writeln!(
+        out,
+        "| PostgreSQL: GetMovie ≥ 0.7× ceiling at 64 in flight | {} | {} |",
+        pg_get.map_or("—".into(), |u| format!("{:.2}×", u.throughput_vs_ceiling)),
+        verdict(pg_get.map(|u| u.throughput_vs_ceiling >= 0.7))
+    );
     // What bounds each kind of miss, from perf on this machine; said only when missed.
     let mut bounds = Vec::new();
     if page.is_some_and(|u| u.throughput_vs_ceiling < 0.4) {
@@ -344,4 +373,61 @@ fn targets(out: &mut String, results: &Results) {
              that.\n"
         );
     }
+}
+
+/// The store on PostgreSQL, beside the SQLite figures above.
+fn postgres_section(out: &mut String, pg: &crate::postgres::PostgresResults) {
+    let _ = writeln!(out, "## On PostgreSQL\n");
+    let _ = writeln!(
+        out,
+        "The same services with their data in a PostgreSQL 15 cluster the bench starts for the \
+         run (durable: fsync and synchronous commit on), on this machine beside the services and \
+         the load generator. Stock runs as one replica, then as three sharing the database \
+         (customers spread over them; the aggregator balances over them).\n"
+    );
+    let _ = writeln!(
+        out,
+        "| stock replicas | rent+return pairs/s | failed calls | sold-out refusals | invariant |\n|---:|---:|---:|---:|---|"
+    );
+    for (replicas, r) in &pg.rentals {
+        let _ = writeln!(
+            out,
+            "| {replicas} | {:.0} | {} | {} | {} |",
+            r.pairs_per_second,
+            r.failed_calls,
+            r.sold_out_refusals,
+            if r.invariant_holds { "holds" } else { "BROKEN" }
+        );
+    }
+    let f = &pg.fanout;
+    let _ = writeln!(
+        out,
+        "\n{} `WatchAvailability` subscribers spread over the three replicas, {} rents committed \
+         through one of them, each timed from just before the Rent call to every subscriber \
+         decoding it (two thirds of the subscribers hear it through the database's feed): p50 \
+         {} ms, p99 {} ms, max {} ms, {} missed.\n",
+        f.subscribers,
+        f.rents,
+        ms(f.p50_us),
+        ms(f.p99_us),
+        ms(f.max_us),
+        f.missed
+    );
+    let _ = writeln!(
+        out,
+        "| target, catalogue on PostgreSQL | in flight | calls/s | × ceiling | p99 ms | p99 × ceiling |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for u in &pg.unary {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.2} | {} | {:.2} |",
+            u.target,
+            u.measured.concurrency,
+            u.measured.throughput,
+            u.throughput_vs_ceiling,
+            ms(u.measured.p99_us),
+            u.p99_vs_ceiling
+        );
+    }
+    let _ = writeln!(out);
 }

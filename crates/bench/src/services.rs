@@ -32,10 +32,23 @@ pub(crate) struct Memory {
     pub(crate) file_kib: u64,
 }
 
+/// Where the services keep their data when it is PostgreSQL.
+pub(crate) struct OnPostgres {
+    /// The catalogue's database.
+    pub(crate) catalogue_url: String,
+    /// Stock's database.
+    pub(crate) stock_url: String,
+    /// How many stock processes share it.
+    pub(crate) stock_replicas: usize,
+}
+
 /// The services under test.
 pub(crate) struct Running {
     pub(crate) catalogue: SocketAddr,
+    /// The first stock replica.
     pub(crate) stock: SocketAddr,
+    /// Every stock replica.
+    pub(crate) stocks: Vec<SocketAddr>,
     pub(crate) aggregator: SocketAddr,
     pub(crate) ceiling: SocketAddr,
     children: Vec<(&'static str, Child)>,
@@ -132,46 +145,79 @@ impl Running {
     /// Starts catalogue, stock, aggregator and the ceiling from `bin_dir`; with `seed`, the
     /// catalogue opens with its 600 sample films, without, empty (the bulk scenario fills it).
     pub(crate) async fn start(bin_dir: &Path, seed: bool) -> anyhow::Result<Self> {
+        Self::start_on(bin_dir, seed, None).await
+    }
+
+    /// Like [`Running::start`], with the catalogue and stock on PostgreSQL when `postgres` says
+    /// where, stock as that many replicas (the aggregator balances over them).
+    pub(crate) async fn start_on(
+        bin_dir: &Path,
+        seed: bool,
+        postgres: Option<&OnPostgres>,
+    ) -> anyhow::Result<Self> {
         let data = match std::env::var_os("BENCH_DATA_DIR") {
-            Some(path) => {
+            Some(path) if postgres.is_none() => {
                 std::fs::create_dir_all(&path)?;
                 Data::Kept(path.into())
             }
-            None => Data::Fresh(tempfile::tempdir()?),
+            _ => Data::Fresh(tempfile::tempdir()?),
         };
+        let replicas = postgres.map_or(1, |postgres| postgres.stock_replicas.max(1));
+        let stocks: Vec<SocketAddr> =
+            (0..replicas).map(|_| free_port()).collect::<Result<_, _>>()?;
         let (catalogue, stock, aggregator, ceiling) =
-            (free_port()?, free_port()?, free_port()?, free_port()?);
+            (free_port()?, stocks[0], free_port()?, free_port()?);
         let secret = "bench-secret-bench-secret-bench-secret-0123456789";
         // Children are held by `running` as they start: if anything fails, its drop ends them.
-        let mut running =
-            Self { catalogue, stock, aggregator, ceiling, children: Vec::new(), _data: data };
+        let mut running = Self {
+            catalogue,
+            stock,
+            stocks: stocks.clone(),
+            aggregator,
+            ceiling,
+            children: Vec::new(),
+            _data: data,
+        };
         let data = running._data.path().to_path_buf();
-        let spawn = |name: &'static str| -> anyhow::Result<(&'static str, Child)> {
-            let child = server_command(bin_dir.join(name))
-                .env("VIDEOSTORE_DATA_DIR", &data)
-                .env("VIDEOSTORE_TOKEN_SECRET", secret)
-                .env("CATALOGUE_LISTEN_ADDR", catalogue.to_string())
-                .env("STOCK_LISTEN_ADDR", stock.to_string())
-                .env("AGGREGATOR_LISTEN_ADDR", aggregator.to_string())
-                .env("CATALOGUE_SERVICE_ADDR", format!("http://{catalogue}"))
-                .env("STOCK_SERVICE_ADDR", format!("http://{stock}"))
-                .env("VIDEOSTORE_STAFF_EMAIL", STAFF_EMAIL)
-                .env("VIDEOSTORE_STAFF_PASSWORD", STAFF_PASSWORD)
-                .env("AGGREGATOR_WEB_DIR", data.join("no-web-app"))
-                .env("CATALOGUE_SEED", seed.to_string())
-                // Per-request logs would measure the terminal, not the service.
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .map_err(|e| {
+        let stock_list =
+            stocks.iter().map(|addr| format!("http://{addr}")).collect::<Vec<_>>().join(",");
+        let spawn =
+            |name: &'static str, stock: SocketAddr| -> anyhow::Result<(&'static str, Child)> {
+                let mut command = server_command(bin_dir.join(name));
+                command
+                    .env("VIDEOSTORE_DATA_DIR", &data)
+                    .env("VIDEOSTORE_TOKEN_SECRET", secret)
+                    .env("CATALOGUE_LISTEN_ADDR", catalogue.to_string())
+                    .env("STOCK_LISTEN_ADDR", stock.to_string())
+                    .env("AGGREGATOR_LISTEN_ADDR", aggregator.to_string())
+                    .env("CATALOGUE_SERVICE_ADDR", format!("http://{catalogue}"))
+                    .env("STOCK_SERVICE_ADDR", &stock_list)
+                    .env("VIDEOSTORE_STAFF_EMAIL", STAFF_EMAIL)
+                    .env("VIDEOSTORE_STAFF_PASSWORD", STAFF_PASSWORD)
+                    .env("AGGREGATOR_WEB_DIR", data.join("no-web-app"))
+                    .env("CATALOGUE_SEED", seed.to_string())
+                    // Per-request logs would measure the terminal, not the service.
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null());
+                if let Some(postgres) = postgres {
+                    command
+                        .env("CATALOGUE_DATABASE_URL", &postgres.catalogue_url)
+                        .env("STOCK_DATABASE_URL", &postgres.stock_url);
+                }
+                let child = command.spawn().map_err(|e| {
                     anyhow::anyhow!("starting {}: {e} (build with cargo xtask bench)", name)
                 })?;
-            Ok((name, child))
-        };
-        for name in ["catalogue", "stock", "aggregator"] {
-            running.children.push(spawn(name)?);
+                Ok((name, child))
+            };
+        running.children.push(spawn("catalogue", stock)?);
+        // The first replica first: it migrates and seeds alone, the others find it done.
+        running.children.push(spawn("stock", stock)?);
+        wait_serving(stock).await?;
+        for replica in &stocks[1..] {
+            running.children.push(spawn("stock", *replica)?);
         }
-        for addr in [catalogue, stock, aggregator] {
+        running.children.push(spawn("aggregator", stock)?);
+        for addr in stocks.iter().copied().chain([catalogue, aggregator]) {
             wait_serving(addr).await?;
         }
         // The ceiling answers with a real film of the real size.

@@ -3,13 +3,13 @@
 //! duplicates.
 //!
 //! Every change is written to `stock_events` in its own transaction, and PostgreSQL then
-//! notifies `stock_changes` with "film:version". Per film, versions go up by one per change and
-//! commit in order (a change holds the film's row until it commits), so hearing of version v
+//! notifies `stock_changes` with the change itself. Per film, versions go up by one per change
+//! and commit in order (a change holds the film's row until it commits), so hearing of version v
 //! means every earlier version can be read. One task per replica:
 //! - knows the version it has published of every film;
-//! - on a notification (the doorbell) or a change this replica committed, publishes the versions
-//!   between what it knows and what it heard, reading them from `stock_events` unless the change
-//!   in hand is the very next one;
+//! - on a notification or a change this replica committed, publishes the versions between what
+//!   it knows and what it heard: the change in hand when it is the very next one (the usual
+//!   case, with no read), else read from `stock_events`;
 //! - after (re)connecting its listener, compares every film's version with what it knows and
 //!   publishes what it missed while not listening;
 //! - asks its connection for a heartbeat, since a silent connection delivers nothing;
@@ -127,7 +127,9 @@ impl Follower {
                 let delivered = tokio::select! {
                     rang = listening.next() => match rang {
                         Ok(payload) => match parse(&payload) {
-                            Some((movie_id, version)) => self.deliver(movie_id, version, None).await,
+                            Some((movie_id, version, change)) => {
+                                self.deliver(movie_id, version, change).await
+                            }
                             None => Ok(()),
                         },
                         Err(error) => break format!("{error:#}"),
@@ -199,10 +201,25 @@ impl Follower {
     }
 }
 
-/// `"film:version"` as sent by the `stock_changed` trigger.
-fn parse(payload: &str) -> Option<(MovieId, i64)> {
-    let (movie_id, version) = payload.split_once(':')?;
-    Some((MovieId::new(movie_id.parse().ok()?), version.parse().ok()?))
+/// A notification of the `stock_changed` trigger: the film, the version, and the change itself
+/// (`"film:version:owned:available:currency:rent:buy"`; older schemas sent only the first two).
+fn parse(payload: &str) -> Option<(MovieId, i64, Option<Availability>)> {
+    let mut fields = payload.split(':');
+    let movie_id = MovieId::new(fields.next()?.parse().ok()?);
+    let version: i64 = fields.next()?.parse().ok()?;
+    let mut rest = || fields.next();
+    let change = (|| {
+        Some(Availability {
+            movie_id,
+            version,
+            copies_owned: rest()?.parse().ok()?,
+            copies_available: rest()?.parse().ok()?,
+            currency: rest()?.to_owned(),
+            rental_price_minor: rest()?.parse().ok()?,
+            purchase_price_minor: rest()?.parse().ok()?,
+        })
+    })();
+    Some((movie_id, version, change))
 }
 
 /// Waits `retry` (doubling it for next time); true if shutdown came first.
@@ -218,9 +235,16 @@ async fn wait_or_stop(retry: &mut Duration, shutdown: &CancellationToken) -> boo
 #[cfg(test)]
 mod tests {
     #[test]
-    fn payloads_name_a_film_and_a_version() {
-        assert_eq!(super::parse("42:7").map(|(m, v)| (m.get(), v)), Some((42, 7)));
-        assert_eq!(super::parse("42"), None);
-        assert_eq!(super::parse("x:7"), None);
+    fn payloads_carry_the_change() {
+        let (movie, version, change) = super::parse("42:7:3:1:EUR:199:999").unwrap();
+        assert_eq!((movie.get(), version), (42, 7));
+        let change = change.unwrap();
+        assert_eq!((change.copies_owned, change.copies_available), (3, 1));
+        assert_eq!((change.currency.as_str(), change.rental_price_minor), ("EUR", 199));
+        assert_eq!(change.purchase_price_minor, 999);
+        let (_, _, bare) = super::parse("42:7").unwrap();
+        assert!(bare.is_none(), "the change is then read from the table");
+        assert!(super::parse("42").is_none());
+        assert!(super::parse("x:7").is_none());
     }
 }

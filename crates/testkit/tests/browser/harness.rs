@@ -2,6 +2,7 @@
 
 use std::{
     future::Future,
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -33,7 +34,10 @@ impl Browser {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
+        // A process group of its own, so that stopping it stops every Chromium it started:
+        // killing ChromeDriver alone leaves them running.
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -72,16 +76,18 @@ impl Browser {
             .expect("a Chromium session")
     }
 
-    /// Stops ChromeDriver (and with it any Chromium left).
-    pub(crate) fn stop(mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+    /// Stops ChromeDriver and every Chromium it started.
+    pub(crate) fn stop(self) {
+        drop(self);
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // The whole group: ChromeDriver and its browsers.
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.driver.wait();
     }
 }
 

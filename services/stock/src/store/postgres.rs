@@ -31,6 +31,7 @@ use crate::{
 const MIGRATIONS: Migrations = &[
     include_str!("../../migrations/postgres/0001_stock.sql"),
     include_str!("../../migrations/postgres/0002_stock_events.sql"),
+    include_str!("../../migrations/postgres/0003_changes_in_notifications.sql"),
 ];
 
 const INVENTORY_COLUMNS: &str = "movie_id, copies_owned, copies_available, currency, \
@@ -223,9 +224,9 @@ impl StockStore for PostgresStore {
             Some(row) => Ok(availability_from_row(&row)),
             None => {
                 let rented: i32 = client
-                    .query_one(
-                        "SELECT copies_owned - copies_available FROM inventory WHERE movie_id = $1",
-                        &[&inventory.movie_id.get()],
+            .query_one(
+                &client.prepare_cached("SELECT copies_owned - copies_available FROM inventory WHERE movie_id = $1").await?,
+                &[&inventory.movie_id.get()],
                     )
                     .await?
                     .get(0);
@@ -247,12 +248,12 @@ impl StockStore for PostgresStore {
         let client = self.connection().await?;
         Ok(client
             .execute(
-                "INSERT INTO inventory (movie_id, copies_owned, copies_available, currency, \
+                &client.prepare_cached("INSERT INTO inventory (movie_id, copies_owned, copies_available, currency, \
                  rental_price_minor, purchase_price_minor, version) \
                  SELECT id, copies, copies, currency, rent, buy, 1 \
                  FROM UNNEST($1::BIGINT[], $2::INTEGER[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[]) \
                      AS stock (id, copies, currency, rent, buy) \
-                 ON CONFLICT (movie_id) DO NOTHING",
+                 ON CONFLICT (movie_id) DO NOTHING").await?,
                 &[&ids, &copies, &currencies, &rent, &buy],
             )
             .await?)
@@ -265,10 +266,10 @@ impl StockStore for PostgresStore {
         // Claim the request id first: the rental row, priced once the copy is taken.
         let claimed = transaction
             .query_opt(
-                "INSERT INTO rentals (customer_id, movie_id, days, rented_ms, due_ms, currency, \
+                &transaction.prepare_cached("INSERT INTO rentals (customer_id, movie_id, days, rented_ms, due_ms, currency, \
                  price_per_day_minor, price_minor, request_id) \
                  VALUES ($1, $2, $3, $4, $5, '', 0, 0, $6) \
-                 ON CONFLICT (customer_id, request_id) DO NOTHING RETURNING id",
+                 ON CONFLICT (customer_id, request_id) DO NOTHING RETURNING id").await?,
                 &[
                     &rental.customer_id.get(),
                     &rental.movie_id.get(),
@@ -285,10 +286,12 @@ impl StockStore for PostgresStore {
                 // A retry: the first call committed (its insert was waited for).
                 let earlier = transaction
                     .query_one(
-                        &format!(
-                            "SELECT {RENTAL_COLUMNS} FROM rentals \
+                        &transaction
+                            .prepare_cached(&format!(
+                                "SELECT {RENTAL_COLUMNS} FROM rentals \
                              WHERE customer_id = $1 AND request_id = $2"
-                        ),
+                            ))
+                            .await?,
                         &[&rental.customer_id.get(), &rental.request_id],
                     )
                     .await?;
@@ -306,19 +309,19 @@ impl StockStore for PostgresStore {
         // Take a copy and price the rental from the same inventory row, in one statement.
         let taken = transaction
             .query_opt(
-                &format!(
+                &transaction.prepare_cached(&format!(
                     "WITH taken AS (UPDATE inventory SET copies_available = copies_available - 1, \
                  version = version + 1 WHERE movie_id = $1 AND copies_available > 0 \
                  RETURNING {INVENTORY_COLUMNS}) \
                  UPDATE rentals SET currency = taken.currency, \
                  price_per_day_minor = taken.rental_price_minor, \
                  price_minor = taken.rental_price_minor * rentals.days \
-                 FROM taken WHERE rentals.id = {id} \
+                 FROM taken WHERE rentals.id = $2 \
                  RETURNING {}, {}",
                     prefixed("taken", INVENTORY_COLUMNS),
                     prefixed("rentals", RENTAL_COLUMNS),
-                ),
-                &[&rental.movie_id.get()],
+                )).await?,
+                &[&rental.movie_id.get(), &id],
             )
             .await?;
         // Sold out: dropping the transaction rolls the claim back.
@@ -339,7 +342,11 @@ impl StockStore for PostgresStore {
         let transaction = client.transaction().await?;
         let rental = transaction
             .query_opt(
-                &format!("SELECT {RENTAL_COLUMNS} FROM rentals WHERE id = $1 FOR UPDATE"),
+                &transaction
+                    .prepare_cached(&format!(
+                        "SELECT {RENTAL_COLUMNS} FROM rentals WHERE id = $1 FOR UPDATE"
+                    ))
+                    .await?,
                 &[&rental_id.get()],
             )
             .await?
@@ -359,20 +366,24 @@ impl StockStore for PostgresStore {
         let fee = late_fee(rental.due_at, now, rental.price_per_day_minor);
         let returned = transaction
             .query_one(
-                &format!(
-                    "UPDATE rentals SET returned_ms = $1, late_fee_minor = $2 \
+                &transaction
+                    .prepare_cached(&format!(
+                        "UPDATE rentals SET returned_ms = $1, late_fee_minor = $2 \
                      WHERE id = $3 AND returned_ms IS NULL RETURNING {RENTAL_COLUMNS}"
-                ),
+                    ))
+                    .await?,
                 &[&millis(now), &fee, &rental_id.get()],
             )
             .await?;
         let returned = rental_from_row(&returned);
         let availability = transaction
             .query_one(
-                &format!(
-                    "UPDATE inventory SET copies_available = copies_available + 1, \
+                &transaction
+                    .prepare_cached(&format!(
+                        "UPDATE inventory SET copies_available = copies_available + 1, \
                      version = version + 1 WHERE movie_id = $1 RETURNING {INVENTORY_COLUMNS}"
-                ),
+                    ))
+                    .await?,
                 &[&returned.movie_id.get()],
             )
             .await?;
@@ -386,9 +397,13 @@ impl StockStore for PostgresStore {
         let transaction = client.transaction().await?;
         let claimed = transaction
             .query_opt(
-                "INSERT INTO purchases (customer_id, movie_id, currency, price_minor, \
+                &transaction
+                    .prepare_cached(
+                        "INSERT INTO purchases (customer_id, movie_id, currency, price_minor, \
                  purchased_ms, request_id) VALUES ($1, $2, '', 0, $3, $4) \
                  ON CONFLICT (customer_id, request_id) DO NOTHING RETURNING id",
+                    )
+                    .await?,
                 &[
                     &purchase.customer_id.get(),
                     &purchase.movie_id.get(),
@@ -402,10 +417,12 @@ impl StockStore for PostgresStore {
             Ok(None) => {
                 let earlier = transaction
                     .query_one(
-                        &format!(
-                            "SELECT {PURCHASE_COLUMNS} FROM purchases \
+                        &transaction
+                            .prepare_cached(&format!(
+                                "SELECT {PURCHASE_COLUMNS} FROM purchases \
                              WHERE customer_id = $1 AND request_id = $2"
-                        ),
+                            ))
+                            .await?,
                         &[&purchase.customer_id.get(), &purchase.request_id],
                     )
                     .await?;
@@ -422,18 +439,18 @@ impl StockStore for PostgresStore {
         };
         let taken = transaction
             .query_opt(
-                &format!(
+                &transaction.prepare_cached(&format!(
                     "WITH taken AS (UPDATE inventory SET copies_available = copies_available - 1, \
                  copies_owned = copies_owned - 1, version = version + 1 \
                  WHERE movie_id = $1 AND copies_available > 0 RETURNING {INVENTORY_COLUMNS}) \
                  UPDATE purchases SET currency = taken.currency, \
                  price_minor = taken.purchase_price_minor \
-                 FROM taken WHERE purchases.id = {id} \
+                 FROM taken WHERE purchases.id = $2 \
                  RETURNING {}, {}",
                     prefixed("taken", INVENTORY_COLUMNS),
                     prefixed("purchases", PURCHASE_COLUMNS),
-                ),
-                &[&purchase.movie_id.get()],
+                )).await?,
+                &[&purchase.movie_id.get(), &id],
             )
             .await?;
         let Some(row) = taken else { return Err(Error::SoldOut(purchase.movie_id)) };
@@ -469,10 +486,12 @@ impl StockStore for PostgresStore {
         let client = self.connection().await?;
         let created = client
             .query_one(
-                &format!(
-                    "INSERT INTO accounts (email, name, password_hash, role, created_ms) \
+                &client
+                    .prepare_cached(&format!(
+                        "INSERT INTO accounts (email, name, password_hash, role, created_ms) \
                      VALUES ($1, $2, $3, $4, $5) RETURNING {ACCOUNT_COLUMNS}"
-                ),
+                    ))
+                    .await?,
                 &[
                     &account.email,
                     &account.name,
@@ -542,8 +561,8 @@ impl StockStore for PostgresStore {
         let before = before.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         Ok(client
             .execute(
-                "DELETE FROM stock_events e WHERE committed_at < to_timestamp($1) AND version < \
-                 (SELECT version FROM inventory i WHERE i.movie_id = e.movie_id)",
+                &client.prepare_cached("DELETE FROM stock_events e WHERE committed_at < to_timestamp($1) AND version < \
+                 (SELECT version FROM inventory i WHERE i.movie_id = e.movie_id)").await?,
                 &[&before],
             )
             .await?)
