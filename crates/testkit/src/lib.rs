@@ -106,7 +106,11 @@ pub enum Backend {
 const HEARTBEAT_MS: u64 = 15_000;
 
 fn data_config(data: &std::path::Path, secret: &str) -> DataConfig {
-    DataConfig { data_dir: data.to_path_buf(), token_secret: Some(secret.to_owned()) }
+    DataConfig {
+        data_dir: data.to_path_buf(),
+        token_secret: Some(secret.to_owned()),
+        database_pool: 8,
+    }
 }
 
 fn stock_config(

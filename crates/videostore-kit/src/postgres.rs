@@ -25,12 +25,9 @@ pub type Migrations = &'static [&'static str];
 /// The advisory lock taken while migrating (any number unique to this project will do).
 const MIGRATION_LOCK: i64 = 0x7669_6465_6f73_746f; // "videosto"
 
-/// Connections per replica at most.
-const POOL_SIZE: usize = 16;
-
-/// Opens a pool on `url` (`postgres://user@host:port/database`) and brings the schema up to
-/// date.
-pub async fn open(url: &str, migrations: Migrations) -> anyhow::Result<Pool> {
+/// Opens a pool of at most `connections` on `url` (`postgres://user@host:port/database`) and
+/// brings the schema up to date.
+pub async fn open(url: &str, migrations: Migrations, connections: usize) -> anyhow::Result<Pool> {
     let mut config: tokio_postgres::Config = url
         .parse()
         .with_context(|| format!("the database URL {:?} does not parse", redact(url)))?;
@@ -46,7 +43,7 @@ pub async fn open(url: &str, migrations: Migrations) -> anyhow::Result<Pool> {
         ManagerConfig { recycling_method: RecyclingMethod::Fast },
     );
     let pool = Pool::builder(manager)
-        .max_size(POOL_SIZE)
+        .max_size(connections.max(1))
         .wait_timeout(Some(Duration::from_secs(10)))
         .create_timeout(Some(Duration::from_secs(5)))
         .runtime(deadpool_postgres::Runtime::Tokio1)

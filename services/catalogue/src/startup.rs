@@ -52,7 +52,8 @@ impl Application {
                 Arc::new(CachedStore::new(store, changes.clone(), true))
             }
             Backend::Postgres => {
-                let store = PostgresStore::open(&url, wire_form()).await?;
+                let store =
+                    PostgresStore::open(&url, wire_form(), config.data.database_pool).await?;
                 if config.seed {
                     seed_if_empty(&store).await?;
                 }

@@ -2,16 +2,26 @@
 //! own watchers every change any replica commits, per film in version order with no gaps and no
 //! duplicates.
 //!
-//! Every change is written to `stock_events` in its own transaction, and PostgreSQL then
-//! notifies `stock_changes` with the change itself. Per film, versions go up by one per change
-//! and commit in order (a change holds the film's row until it commits), so hearing of version v
-//! means every earlier version can be read. One task per replica:
+//! Every change is written to `stock_events` in its own transaction by a trigger. Per film,
+//! versions go up by one per change and commit in order (a change holds the film's row until it
+//! commits), so hearing of version v means every earlier version can be read.
+//!
+//! The doorbell: after its commit, the replica that made a change notifies `stock_changes` with
+//! the change itself. One task per replica sends them, as many changes to one notification as
+//! have queued while the previous one was sent. (Notifying inside the write's transaction would
+//! be simpler, but PostgreSQL then holds one database-wide lock from each such commit until it
+//! is on disk: every write waited for the previous one's fsync, halving the rentals a second.)
+//!
+//! The follower, one task per replica:
 //! - knows the version it has published of every film;
 //! - on a notification or a change this replica committed, publishes the versions between what
 //!   it knows and what it heard: the change in hand when it is the very next one (the usual
 //!   case, with no read), else read from `stock_events`;
-//! - after (re)connecting its listener, compares every film's version with what it knows and
-//!   publishes what it missed while not listening;
+//! - every [`POLL`], reads the latest version of each film changed in the last [`WINDOW`] and
+//!   publishes what it has not heard of: a replica that died between its commit and its
+//!   doorbell, or a notification that failed, delays a change by [`POLL`] at most;
+//! - after (re)connecting its listener, and every [`RESYNC`], compares every film's version
+//!   with what it knows and publishes what it missed;
 //! - asks its connection for a heartbeat, since a silent connection delivers nothing;
 //! - forgets changes older than [`KEPT`] now and then (never a film's latest).
 
@@ -31,6 +41,15 @@ use crate::{
     store::{PostgresStore, StockStore},
 };
 
+/// How often recent changes are read, in case a doorbell never rang.
+const POLL: Duration = Duration::from_secs(1);
+/// How far back each poll reads. A change whose transaction began more than this before it
+/// committed, whose doorbell never rang, is found by the next [`RESYNC`].
+const WINDOW: Duration = Duration::from_secs(5);
+/// How often every film's version is compared with the one published.
+const RESYNC: Duration = Duration::from_secs(60);
+/// A notification's payload is at most 8,000 bytes; one change takes at most ~110.
+const PAYLOAD_LIMIT: usize = 7_800;
 /// How often the listening connection must answer a query.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long a change is kept for watchers that resume and replicas that reconnect.
@@ -41,10 +60,11 @@ const FORGET_EVERY: Duration = Duration::from_secs(10 * 60);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 
-/// The handle through which this replica's own commits reach the feed.
+/// The handle through which this replica's own commits reach the feed and the other replicas.
 #[derive(Clone)]
 pub(crate) struct Feed {
     commits: mpsc::UnboundedSender<Availability>,
+    doorbell: mpsc::UnboundedSender<Availability>,
 }
 
 impl Feed {
@@ -60,14 +80,35 @@ impl Feed {
         // Everything committed before listening is history: start from the current versions.
         follower.known = follower.store.versions().await?.into_iter().collect();
         let (commits, received) = mpsc::unbounded_channel();
+        let (doorbell, to_ring) = mpsc::unbounded_channel();
+        tokio::spawn(ring(follower.store.clone(), to_ring));
         tokio::spawn(follower.run(listener, received, shutdown));
-        Ok(Self { commits })
+        Ok(Self { commits, doorbell })
     }
 
-    /// A change this replica committed (published at once when it is the next version).
+    /// A change this replica committed: published here at once when it is the next version,
+    /// and announced to the other replicas.
     pub(crate) fn committed(&self, change: Availability) {
-        // The feed ends only at shutdown; a change then has nobody left to tell.
+        // Both tasks end only at shutdown; a change then has nobody left to tell.
+        let _ = self.doorbell.send(change.clone());
         let _ = self.commits.send(change);
+    }
+}
+
+/// Rings the doorbell for every change this replica commits, with as many changes in one
+/// notification as queued while the previous one was being sent. Ends when the feed is dropped.
+async fn ring(store: PostgresStore, mut changes: mpsc::UnboundedReceiver<Availability>) {
+    while let Some(first) = changes.recv().await {
+        let mut payload = encode(&first);
+        while payload.len() < PAYLOAD_LIMIT {
+            let Ok(next) = changes.try_recv() else { break };
+            payload.push(';');
+            payload.push_str(&encode(&next));
+        }
+        if let Err(error) = store.ring(&payload).await {
+            // The other replicas' next poll finds these changes in the table.
+            tracing::warn!(%error, "announcing stock changes failed");
+        }
     }
 }
 
@@ -88,6 +129,9 @@ impl Follower {
         let mut listener = Some(listener);
         let mut retry = FIRST_RETRY;
         let mut forget = tokio::time::interval(FORGET_EVERY);
+        let mut poll = tokio::time::interval(POLL);
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.tick().await;
         loop {
             let mut listening = match listener.take() {
                 Some(listening) => listening,
@@ -126,12 +170,7 @@ impl Follower {
             let lost = loop {
                 let delivered = tokio::select! {
                     rang = listening.next() => match rang {
-                        Ok(payload) => match parse(&payload) {
-                            Some((movie_id, version, change)) => {
-                                self.deliver(movie_id, version, change).await
-                            }
-                            None => Ok(()),
-                        },
+                        Ok(payload) => self.heard(&payload).await,
                         Err(error) => break format!("{error:#}"),
                     },
                     Some(change) = commits.recv() => {
@@ -144,6 +183,8 @@ impl Follower {
                             break "the listening connection stopped answering".to_owned();
                         }
                     }
+                    _ = poll.tick() => self.poll().await,
+                    _ = resync.tick() => self.catch_up().await,
                     _ = forget.tick() => {
                         let before = SystemTime::now() - KEPT;
                         self.store.forget_changes(before).await.map(drop)
@@ -192,7 +233,23 @@ impl Follower {
         Ok(())
     }
 
-    /// Publishes every change committed while not listening.
+    /// Publishes the changes a notification announces.
+    async fn heard(&mut self, payload: &str) -> Result<(), Error> {
+        for (movie_id, version, change) in payload.split(';').filter_map(parse) {
+            self.deliver(movie_id, version, change).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the recent changes no doorbell announced.
+    async fn poll(&mut self) -> Result<(), Error> {
+        for (movie_id, version) in self.store.recent_versions(WINDOW).await? {
+            self.deliver(movie_id, version, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes every change committed and not yet heard of.
     async fn catch_up(&mut self) -> Result<(), Error> {
         for (movie_id, version) in self.store.versions().await? {
             self.deliver(movie_id, version, None).await?;
@@ -201,8 +258,22 @@ impl Follower {
     }
 }
 
-/// A notification of the `stock_changed` trigger: the film, the version, and the change itself
-/// (`"film:version:owned:available:currency:rent:buy"`; older schemas sent only the first two).
+/// One change in a notification: `"film:version:owned:available:currency:rent:buy"`.
+fn encode(change: &Availability) -> String {
+    format!(
+        "{}:{}:{}:{}:{}:{}:{}",
+        change.movie_id.get(),
+        change.version,
+        change.copies_owned,
+        change.copies_available,
+        change.currency,
+        change.rental_price_minor,
+        change.purchase_price_minor
+    )
+}
+
+/// One change in a notification (`;` separates changes): the film, the version, and the change
+/// itself (see [`encode`]; the trigger of older schemas sent only the first two).
 fn parse(payload: &str) -> Option<(MovieId, i64, Option<Availability>)> {
     let mut fields = payload.split(':');
     let movie_id = MovieId::new(fields.next()?.parse().ok()?);
@@ -246,5 +317,23 @@ mod tests {
         assert!(bare.is_none(), "the change is then read from the table");
         assert!(super::parse("42").is_none());
         assert!(super::parse("x:7").is_none());
+    }
+
+    #[test]
+    fn what_is_encoded_parses_back() {
+        let change = super::Availability {
+            movie_id: super::MovieId::new(i64::MAX),
+            version: i64::MAX,
+            copies_owned: i32::MAX,
+            copies_available: i32::MAX,
+            currency: "EUR".to_owned(),
+            rental_price_minor: i64::MAX,
+            purchase_price_minor: i64::MAX,
+        };
+        let encoded = super::encode(&change);
+        assert!(encoded.len() + 1 < 8_000 - super::PAYLOAD_LIMIT, "a change always fits");
+        let (movie, version, parsed) = super::parse(&encoded).unwrap();
+        assert_eq!((movie, version), (change.movie_id, change.version));
+        assert_eq!(parsed.unwrap(), change);
     }
 }

@@ -52,7 +52,7 @@ impl Application {
         let (store, publisher): (Arc<dyn StockStore>, Publisher) = match Backend::of(&url)? {
             Backend::Sqlite => (Arc::new(SqliteStore::open(&url).await?), Publisher::SoleWriter),
             Backend::Postgres => {
-                let store = PostgresStore::open(&url).await?;
+                let store = PostgresStore::open(&url, config.data.database_pool).await?;
                 let feed = Feed::start(store.clone(), events.clone(), shutdown.clone()).await?;
                 (Arc::new(store), Publisher::Feed(feed))
             }

@@ -296,6 +296,43 @@ async fn a_lost_listener_connection_loses_no_change_and_a_client_resumes_where_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_doorbell_never_rang_still_reaches_every_replica() {
+    // A replica that dies between its commit and its notification: the change is in the
+    // database, and nobody announced it. Every replica finds it by its next poll (each second).
+    let store = TestStore::start_on(Backend::Postgres).await;
+    let replica = store.spawn_stock_replica().await;
+    let film = 36;
+    set_copies(&store, film, 2).await;
+    let before = current_versions(&store, &[film]).await[&film];
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watchers = [store.stock().addr, replica.addr]
+        .map(|addr| tokio::spawn(watch_until(addr, vec![film], vec![], stop.clone())));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (cluster, database) = store.stock_postgres().unwrap();
+    for _ in 0..3 {
+        cluster
+            .psql(
+                database,
+                &format!(
+                    "UPDATE inventory SET copies_owned = copies_owned + 1, \
+                     copies_available = copies_available + 1, version = version + 1 \
+                     WHERE movie_id = {film}"
+                ),
+            )
+            .unwrap();
+    }
+    // The bound is one poll; give it three.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    for watcher in watchers {
+        let (_, seen) = watcher.await.unwrap();
+        assert_eq!(seen.get(&film), Some(&vec![before + 1, before + 2, before + 3]));
+    }
+    replica.stop().await;
+    store.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_front_balances_over_stock_replicas_and_rides_out_losing_either() {
     let mut store = TestStore::start_on(Backend::Postgres).await;
     let replica = store.spawn_stock_replica().await;

@@ -63,11 +63,16 @@ impl From<tokio_postgres::Error> for Error {
 }
 
 impl PostgresStore {
-    /// Connects to the database at `url`, brings its schema up to date, and re-encodes every
-    /// film if it holds another wire form.
-    pub(crate) async fn open(url: &str, wire: WireForm) -> anyhow::Result<Self> {
-        let pool =
-            postgres::open(url, MIGRATIONS).await.context("opening the catalogue database")?;
+    /// Connects to the database at `url` with at most `connections`, brings its schema up to
+    /// date, and re-encodes every film if it holds another wire form.
+    pub(crate) async fn open(
+        url: &str,
+        wire: WireForm,
+        connections: usize,
+    ) -> anyhow::Result<Self> {
+        let pool = postgres::open(url, MIGRATIONS, connections)
+            .await
+            .context("opening the catalogue database")?;
         let store = Self { pool, wire, url: url.to_owned() };
         if let Some(films) = store.reencode().await.context("encoding the films' wire form")? {
             tracing::info!(films, version = wire.version, "stored the films' wire form");

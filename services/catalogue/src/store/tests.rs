@@ -35,7 +35,7 @@ async fn the_postgres_store_keeps_every_rule() {
     run_store_tests(|wire| {
         let url = url.clone();
         async move {
-            Arc::new(PostgresStore::open(&url, wire).await.unwrap()) as Arc<dyn CatalogueStore>
+            Arc::new(PostgresStore::open(&url, wire, 8).await.unwrap()) as Arc<dyn CatalogueStore>
         }
     })
     .await;

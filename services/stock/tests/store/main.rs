@@ -23,7 +23,7 @@ async fn the_sqlite_store_keeps_every_rule() {
 async fn the_postgres_store_keeps_every_rule() {
     let cluster = testdb::Cluster::shared().unwrap();
     let url = cluster.database().unwrap();
-    run_store_tests(Arc::new(PostgresStore::open(&url).await.unwrap())).await;
+    run_store_tests(Arc::new(PostgresStore::open(&url, 8).await.unwrap())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,7 +31,7 @@ async fn two_postgres_stores_on_one_database_are_one_store() {
     // Two replicas: both migrate at once, and what one writes the other reads.
     let cluster = testdb::Cluster::shared().unwrap();
     let url = cluster.database().unwrap();
-    let (a, b) = tokio::join!(PostgresStore::open(&url), PostgresStore::open(&url));
+    let (a, b) = tokio::join!(PostgresStore::open(&url, 8), PostgresStore::open(&url, 8));
     let (a, b): (Arc<dyn StockStore>, Arc<dyn StockStore>) =
         (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
     a.stock_missing(&[inventory(1, 2)]).await.unwrap();
@@ -91,9 +91,37 @@ async fn run_store_tests(store: Arc<dyn StockStore>) {
     stocking(store.as_ref()).await;
     accounts(store.as_ref()).await;
     renting_and_returning(store.as_ref()).await;
+    late_fees(store.as_ref()).await;
     buying(store.as_ref()).await;
     history(store.as_ref()).await;
     races(Arc::clone(&store), store).await;
+}
+
+/// The fee charged on return is the domain's rule to the second, whichever backend computes it.
+async fn late_fees(store: &dyn StockStore) {
+    store.stock_missing(&[inventory(30, 1)]).await.unwrap();
+    let eve = customer(store, "late.eve@example.com").await;
+    let due = start() + DAY * 2;
+    let lateness = [
+        Duration::ZERO,
+        Duration::from_millis(500),
+        Duration::from_secs(1),
+        DAY - Duration::from_millis(1),
+        DAY,
+        DAY + Duration::from_millis(999),
+        DAY + Duration::from_secs(1),
+        DAY * 9 + Duration::from_secs(3_600),
+    ];
+    for (n, late) in lateness.into_iter().enumerate() {
+        let made = store.rent(&rental(eve, 30, 2, &format!("eve-{n}"))).await.unwrap().value;
+        let returned = store.return_rental(made.id, Some(eve), due + late).await.unwrap().value;
+        let expected = stock::domain::late_fee(due, due + late, 250);
+        assert_eq!(returned.late_fee_minor, expected, "returned {late:?} late");
+    }
+    // Early costs nothing either.
+    let made = store.rent(&rental(eve, 30, 2, "eve-early")).await.unwrap().value;
+    let returned = store.return_rental(made.id, None, start()).await.unwrap().value;
+    assert_eq!(returned.late_fee_minor, 0);
 }
 
 /// Every change is kept, per film in version order, one version per change.
