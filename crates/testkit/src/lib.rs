@@ -129,6 +129,7 @@ fn stock_config(
         staff_email: Some(STAFF_EMAIL.into()),
         staff_password: Some(STAFF_PASSWORD.into()),
         watch_heartbeat_ms: heartbeat_ms,
+        request_id_ttl_hours: 24,
     }
 }
 

@@ -22,6 +22,10 @@ pub struct Config {
     /// How long a sign-in token stays valid, in minutes.
     #[arg(long, env = "VIDEOSTORE_TOKEN_TTL_MINUTES", default_value_t = 12 * 60)]
     pub token_ttl_minutes: u64,
+    /// How long a rental's or purchase's request id is remembered, in hours: a retry within it
+    /// returns the first result; after it, the same id makes a new one.
+    #[arg(long, env = "STOCK_REQUEST_ID_TTL_HOURS", default_value_t = 24)]
+    pub request_id_ttl_hours: u64,
     /// How often an idle WatchAvailability stream sends a heartbeat, in milliseconds.
     #[arg(long, env = "STOCK_WATCH_HEARTBEAT_MS", default_value_t = 15_000)]
     pub watch_heartbeat_ms: u64,

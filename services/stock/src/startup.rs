@@ -67,6 +67,11 @@ impl Application {
             }
         }
         ensure_staff(&config, store.as_ref(), clock.as_ref()).await?;
+        // Request ids past their time are forgotten now, before serving, and then every while.
+        let request_id_ttl = Duration::from_secs(config.request_id_ttl_hours.max(1) * 3600);
+        let sweep = Sweep { store: Arc::clone(&store), clock: Arc::clone(&clock), request_id_ttl };
+        sweep.once().await;
+        tokio::spawn(sweep.every(SWEEP_EVERY, shutdown.clone()));
         let token_ttl = Duration::from_secs(config.token_ttl_minutes.max(1) * 60);
         let stock = Arc::new(Stock::new(
             Arc::clone(&store),
@@ -135,6 +140,39 @@ impl Server for Application {
 
     fn run(self) -> impl Future<Output = anyhow::Result<()>> {
         Application::run(self)
+    }
+}
+
+/// How often request ids past their time are forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// Forgets the request ids older than their time to live (see `StockStore::expire_request_ids`).
+struct Sweep {
+    store: Arc<dyn StockStore>,
+    clock: Arc<dyn Clock>,
+    request_id_ttl: Duration,
+}
+
+impl Sweep {
+    async fn once(&self) {
+        let Some(before) = self.clock.now().checked_sub(self.request_id_ttl) else { return };
+        match self.store.expire_request_ids(before).await {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::info!(forgotten, "forgot request ids past their time"),
+            // Only later than planned: the next sweep tries again.
+            Err(error) => tracing::warn!(error = %error, "forgetting old request ids failed"),
+        }
+    }
+
+    async fn every(self, period: Duration, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(period);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => self.once().await,
+                () = shutdown.cancelled() => return,
+            }
+        }
     }
 }
 

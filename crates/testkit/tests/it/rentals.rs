@@ -274,6 +274,36 @@ async fn rentals_and_stock_survive_a_restart() {
 }
 
 #[tokio::test]
+async fn a_request_id_is_remembered_for_a_day_then_makes_a_new_rental() {
+    let mut store = TestStore::start().await;
+    set_copies(&store, 19, 3).await;
+    let (_, token) = store.customer("Kim").await;
+    let mut stock = store.stock_client().await;
+    let first = stock.rent(authed(rent(19, 1, "kim-1"), &token)).await.unwrap().into_inner();
+    // Within the day (and across a restart) the same id is a retry.
+    store.clock.advance(Duration::from_secs(23 * 3600));
+    store.stop_stock().await;
+    store.start_stock().await;
+    let mut stock = store.stock_client().await;
+    let retry = stock.rent(authed(rent(19, 1, "kim-1"), &token)).await.unwrap().into_inner();
+    assert_eq!(retry.id, first.id);
+    // A day on, the service forgets it (at start, and every ten minutes): a new rental.
+    store.clock.advance(Duration::from_secs(2 * 3600));
+    store.stop_stock().await;
+    store.start_stock().await;
+    let mut stock = store.stock_client().await;
+    let second = stock.rent(authed(rent(19, 1, "kim-1"), &token)).await.unwrap().into_inner();
+    assert_ne!(second.id, first.id);
+    let left = stock
+        .get_availability(pb::GetAvailabilityRequest { movie_id: 19 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(left.copies_available, 1, "two rentals, two copies out");
+    store.stop().await;
+}
+
+#[tokio::test]
 async fn rental_desk_serves_walk_ins_and_reports_stock_changes() {
     let store = TestStore::start().await;
     set_copies(&store, 19, 1).await;

@@ -118,6 +118,9 @@ pub trait StockStore: Send + Sync + 'static {
         after: i64,
         upto: Option<i64>,
     ) -> Result<Vec<Availability>, Error>;
+    /// Forgets the request ids of rentals and purchases made before `before`: a retry with one
+    /// of them is then a new call. How many were forgotten.
+    async fn expire_request_ids(&self, before: SystemTime) -> Result<u64, Error>;
     /// Forgets the changes committed before `before`, but never a film's latest. How many.
     async fn forget_changes(&self, before: SystemTime) -> Result<u64, Error>;
     /// Every stocked film's current version.

@@ -39,6 +39,7 @@ const MIGRATIONS: Migrations = &[
     include_str!("../../migrations/postgres/0002_stock_events.sql"),
     include_str!("../../migrations/postgres/0003_changes_in_notifications.sql"),
     include_str!("../../migrations/postgres/0004_doorbell_after_commit.sql"),
+    include_str!("../../migrations/postgres/0005_request_ids_expire.sql"),
 ];
 
 const INVENTORY_COLUMNS: &str = "movie_id, copies_owned, copies_available, currency, \
@@ -158,7 +159,8 @@ fn rental_at(row: &Row, at: usize) -> Rental {
         price_per_day_minor: row.get(at + 8),
         price_minor: row.get(at + 9),
         late_fee_minor: row.get(at + 10),
-        request_id: row.get(at + 11),
+        // Empty once forgotten (see `expire_request_ids`).
+        request_id: row.get::<_, Option<String>>(at + 11).unwrap_or_default(),
     }
 }
 
@@ -175,7 +177,7 @@ fn purchase_at(row: &Row, at: usize) -> Purchase {
         currency: row.get(at + 3),
         price_minor: row.get(at + 4),
         purchased_at: time(row.get(at + 5)),
-        request_id: row.get(at + 6),
+        request_id: row.get::<_, Option<String>>(at + 6).unwrap_or_default(),
     }
 }
 
@@ -606,6 +608,28 @@ impl StockStore for PostgresStore {
         let upto = upto.unwrap_or(i64::MAX);
         let rows = client.query(&statement, &[&movie_id.get(), &after, &upto]).await?;
         Ok(rows.iter().map(availability_from_row).collect())
+    }
+
+    async fn expire_request_ids(&self, before: SystemTime) -> Result<u64, Error> {
+        let client = self.connection().await?;
+        let mut forgotten = 0;
+        // A thousand rows a statement, so no sweep holds many rows' locks for long.
+        for (table, made) in [("rentals", "rented_ms"), ("purchases", "purchased_ms")] {
+            let statement = client
+                .prepare_cached(&format!(
+                    "UPDATE {table} SET request_id = NULL WHERE id IN (SELECT id FROM {table} \
+                     WHERE request_id IS NOT NULL AND {made} < $1 LIMIT 1000)"
+                ))
+                .await?;
+            loop {
+                let done = client.execute(&statement, &[&millis(before)]).await?;
+                forgotten += done;
+                if done < 1000 {
+                    break;
+                }
+            }
+        }
+        Ok(forgotten)
     }
 
     async fn forget_changes(&self, before: SystemTime) -> Result<u64, Error> {

@@ -26,6 +26,7 @@ use crate::{
 const MIGRATIONS: Migrations = &[
     include_str!("../../migrations/sqlite/0001_stock.sql"),
     include_str!("../../migrations/sqlite/0002_stock_events.sql"),
+    include_str!("../../migrations/sqlite/0003_request_ids_expire.sql"),
 ];
 
 const INVENTORY_COLUMNS: &str = "movie_id, copies_owned, copies_available, currency, \
@@ -109,7 +110,8 @@ fn rental_from_row(row: &Row<'_>) -> rusqlite::Result<Rental> {
         price_per_day_minor: row.get(8)?,
         price_minor: row.get(9)?,
         late_fee_minor: row.get(10)?,
-        request_id: row.get(11)?,
+        // Empty once forgotten (see `expire_request_ids`).
+        request_id: row.get::<_, Option<String>>(11)?.unwrap_or_default(),
     })
 }
 
@@ -121,7 +123,7 @@ fn purchase_from_row(row: &Row<'_>) -> rusqlite::Result<Purchase> {
         currency: row.get(3)?,
         price_minor: row.get(4)?,
         purchased_at: time(row.get(5)?),
-        request_id: row.get(6)?,
+        request_id: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
     })
 }
 
@@ -486,6 +488,30 @@ impl StockStore for SqliteStore {
             Ok(changes)
         })
         .await
+    }
+
+    async fn expire_request_ids(&self, before: SystemTime) -> Result<u64, Error> {
+        let mut forgotten = 0;
+        // A thousand rows a transaction, so the sweep never holds the writer for long.
+        for (table, made) in [("rentals", "rented_ms"), ("purchases", "purchased_ms")] {
+            let sql = format!(
+                "UPDATE {table} SET request_id = NULL WHERE id IN (SELECT id FROM {table} \
+                 WHERE request_id IS NOT NULL AND {made} < ? LIMIT 1000)"
+            );
+            loop {
+                let sql = sql.clone();
+                let done = self
+                    .transact(move |connection| {
+                        Ok(connection.prepare_cached(&sql)?.execute([millis(before)])? as u64)
+                    })
+                    .await?;
+                forgotten += done;
+                if done < 1000 {
+                    break;
+                }
+            }
+        }
+        Ok(forgotten)
     }
 
     async fn forget_changes(&self, before: SystemTime) -> Result<u64, Error> {

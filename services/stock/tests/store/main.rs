@@ -93,13 +93,14 @@ async fn run_store_tests(store: Arc<dyn StockStore>) {
     renting_and_returning(store.as_ref()).await;
     late_fees(store.as_ref()).await;
     buying(store.as_ref()).await;
+    request_ids_expire(store.as_ref()).await;
     history(store.as_ref()).await;
     races(Arc::clone(&store), store).await;
 }
 
 /// The fee charged on return is the domain's rule to the second, whichever backend computes it.
 async fn late_fees(store: &dyn StockStore) {
-    store.stock_missing(&[inventory(30, 1)]).await.unwrap();
+    store.stock_missing(&[inventory(41, 1)]).await.unwrap();
     let eve = customer(store, "late.eve@example.com").await;
     let due = start() + DAY * 2;
     let lateness = [
@@ -113,13 +114,13 @@ async fn late_fees(store: &dyn StockStore) {
         DAY * 9 + Duration::from_secs(3_600),
     ];
     for (n, late) in lateness.into_iter().enumerate() {
-        let made = store.rent(&rental(eve, 30, 2, &format!("eve-{n}"))).await.unwrap().value;
+        let made = store.rent(&rental(eve, 41, 2, &format!("eve-{n}"))).await.unwrap().value;
         let returned = store.return_rental(made.id, Some(eve), due + late).await.unwrap().value;
         let expected = stock::domain::late_fee(due, due + late, 250);
         assert_eq!(returned.late_fee_minor, expected, "returned {late:?} late");
     }
     // Early costs nothing either.
-    let made = store.rent(&rental(eve, 30, 2, "eve-early")).await.unwrap().value;
+    let made = store.rent(&rental(eve, 41, 2, "eve-early")).await.unwrap().value;
     let returned = store.return_rental(made.id, None, start()).await.unwrap().value;
     assert_eq!(returned.late_fee_minor, 0);
 }
@@ -288,6 +289,43 @@ async fn buying(store: &dyn StockStore) {
     assert!(matches!(sold_out, Error::SoldOut(_)), "{sold_out:?}");
     let unstocked = store.purchase(&buy("eve-4", 778)).await.unwrap_err();
     assert!(matches!(unstocked, Error::NotStocked(_)), "{unstocked:?}");
+    assert_invariant(store).await;
+}
+
+/// A request id is remembered until it is expired, then it makes a new rental or purchase.
+async fn request_ids_expire(store: &dyn StockStore) {
+    store.stock_missing(&[inventory(42, 5)]).await.unwrap();
+    let fay = customer(store, "keyed.fay@example.com").await;
+    // Everything the other tests made (at `start()`) is forgotten first.
+    let later = start() + DAY * 100;
+    store.expire_request_ids(later).await.unwrap();
+    let at =
+        |request_id: &str, now: SystemTime| NewRental { now, ..rental(fay, 42, 1, request_id) };
+    let old = store.rent(&at("fay-1", later)).await.unwrap().value;
+    let newer = store.rent(&at("fay-2", later + DAY)).await.unwrap().value;
+    let buy = |request_id: &str| NewPurchase {
+        customer_id: fay,
+        movie_id: MovieId::new(42),
+        request_id: request_id.into(),
+        now: later,
+    };
+    let bought = store.purchase(&buy("fay-buy")).await.unwrap().value;
+
+    let forgotten = store.expire_request_ids(later + Duration::from_secs(3_600)).await.unwrap();
+    assert_eq!(forgotten, 2, "the old rental's and the purchase's ids");
+    // A forgotten id makes a new rental or purchase; a remembered one is still a retry.
+    let again = store.rent(&at("fay-1", later + DAY * 2)).await.unwrap();
+    assert!(again.changed.is_some(), "a new rental takes a copy");
+    assert_ne!(again.value.id, old.id);
+    let retried = store.rent(&at("fay-2", later + DAY)).await.unwrap();
+    assert_eq!((retried.value.id, retried.changed), (newer.id, None));
+    let bought_again = store.purchase(&buy("fay-buy")).await.unwrap();
+    assert_ne!(bought_again.value.id, bought.id);
+    // The first rental is kept; only its id is gone.
+    let mine = store.rentals_of(fay, true).await.unwrap();
+    let first = mine.iter().find(|rental| rental.id == old.id).expect("the old rental is kept");
+    assert_eq!(first.request_id, "");
+    assert_eq!(store.expire_request_ids(later + Duration::from_secs(3_600)).await.unwrap(), 1);
     assert_invariant(store).await;
 }
 
