@@ -63,6 +63,10 @@ pub enum Error {
     /// The server is stopping: reconnect (to another replica, or once it is back).
     #[error("the stock service is shutting down; reconnect")]
     ShuttingDown,
+    /// The database cannot be reached (down, restarting, or every connection busy for long):
+    /// the call may be retried, with the same request id.
+    #[error("the stock database is unreachable right now; try again shortly")]
+    DatabaseUnavailable(#[source] anyhow::Error),
     /// A bug or a database failure; the client reads only "internal error".
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -82,7 +86,7 @@ impl ServiceError for Error {
             Self::NotYourRental(_) => Code::PermissionDenied,
             Self::EmailTaken(_) => Code::AlreadyExists,
             Self::WrongCredentials | Self::AccountGone => Code::Unauthenticated,
-            Self::ShuttingDown => Code::Unavailable,
+            Self::ShuttingDown | Self::DatabaseUnavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }
     }

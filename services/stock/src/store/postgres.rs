@@ -21,7 +21,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use videostore_kit::postgres::{
     self, Connection, Listener, Migrations, Pool, is_unique_violation,
-    tokio_postgres::{self, Row},
+    tokio_postgres::{self, Row, error::SqlState},
 };
 
 use super::{NewAccount, NewPurchase, NewRental, Outcome, StockStore};
@@ -106,13 +106,29 @@ impl PostgresStore {
     }
 
     async fn connection(&self) -> Result<Connection, Error> {
-        self.pool.get().await.context("taking a database connection").map_err(Error::Internal)
+        self.pool.get().await.map_err(|error| {
+            tracing::warn!(%error, "no connection to the stock database");
+            Error::DatabaseUnavailable(anyhow::Error::new(error).context("taking a connection"))
+        })
     }
 }
 
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
-        Self::Internal(error.into())
+        const DOWN: [SqlState; 3] =
+            [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW];
+        let lost = error.is_closed()
+            || error.code().is_some_and(|code| DOWN.contains(code))
+            || std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<std::io::Error>());
+        if lost {
+            // The outcome of a call cut off mid-commit is unknown: its retry (same request id)
+            // finds it.
+            tracing::warn!(%error, "lost the stock database");
+            Self::DatabaseUnavailable(error.into())
+        } else {
+            Self::Internal(error.into())
+        }
     }
 }
 

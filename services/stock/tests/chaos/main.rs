@@ -408,3 +408,219 @@ async fn replicas_killed_mid_run_lose_no_rental_oversell_nothing_and_skip_no_cha
         }
     }
 }
+
+/// Whether a failed call may have failed for the database or the connection (retry it, with the
+/// same request id); anything else is an answer.
+fn is_retryable(status: &tonic::Status) -> bool {
+    is_transport(status) || status.code() == Code::Unavailable
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_crashing_mid_run_loses_no_acknowledged_rental() {
+    // A durable cluster of its own (fsync and synchronous commit on), stopped at once twice
+    // mid-run — `pg_ctl stop -m immediate`: every PostgreSQL process quits without a checkpoint,
+    // and the restart recovers from the log — while customers rent and return through two
+    // replicas, retrying every unanswered call with the same request id.
+    let cluster = testdb::Cluster::start(testdb::Durability::Durable).unwrap();
+    let database = cluster.database().unwrap();
+    let name = database.rsplit('/').next().unwrap().to_owned();
+    let data = tempfile::tempdir().unwrap();
+    let mut replicas: Vec<Replica> =
+        (0..2).map(|_| Replica { addr: free_port(), child: None }).collect();
+    for replica in &mut replicas {
+        replica.start(&database, data.path());
+    }
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
+    for addr in &addrs {
+        if tokio::time::timeout(Duration::from_secs(20), wait_serving(*addr)).await.is_err() {
+            panic!("replica {addr} did not start:\n{}", logs(data.path()));
+        }
+    }
+    let staff = sign_in(addrs[0], STAFF.0, STAFF.1).await;
+    let mut stock = client(addrs[0]).await;
+    for movie_id in FILMS {
+        let money = |minor| Some(pb::Money { currency_code: "EUR".into(), minor_units: minor });
+        let inventory = pb::SetInventoryRequest {
+            movie_id,
+            copies_owned: 1_000,
+            rental_price_per_day: money(199),
+            purchase_price: money(999),
+        };
+        stock.set_inventory(authed(inventory, &staff)).await.unwrap();
+    }
+    let start_versions = versions(&cluster, &name);
+    let mut tokens = Vec::new();
+    for index in 0..8 {
+        let email = format!("crash{index}@chaos.test");
+        let channel =
+            Channel::from_shared(format!("http://{}", addrs[0])).unwrap().connect().await.unwrap();
+        pb::account_service_client::AccountServiceClient::new(channel)
+            .register(pb::RegisterRequest {
+                email: email.clone(),
+                name: format!("Crash {index}"),
+                password: "crash password".into(),
+            })
+            .await
+            .unwrap();
+        tokens.push(sign_in(addrs[0], &email, "crash password").await);
+    }
+
+    // A watcher on the second replica, which must miss nothing while its feed reconnects.
+    let running = Arc::new(AtomicBool::new(true));
+    let watcher = {
+        let running = Arc::clone(&running);
+        let addr = addrs[1];
+        // From the versions before the run, whenever its stream opens.
+        let resume_from: Vec<pb::FilmVersion> = start_versions
+            .iter()
+            .map(|(&movie_id, &version)| pb::FilmVersion { movie_id, version })
+            .collect();
+        tokio::spawn(async move {
+            let mut seen: HashMap<i64, Vec<i64>> = HashMap::new();
+            let request = pb::WatchAvailabilityRequest { movie_ids: FILMS.to_vec(), resume_from };
+            let mut stream =
+                client(addr).await.watch_availability(request).await.unwrap().into_inner();
+            while running.load(Ordering::SeqCst) {
+                let Ok(message) =
+                    tokio::time::timeout(Duration::from_millis(200), stream.message()).await
+                else {
+                    continue;
+                };
+                let message =
+                    message.expect("the replica stays up").expect("the stream stays open");
+                assert!(!message.snapshot, "resumed films get changes, never a snapshot");
+                for availability in message.availabilities {
+                    seen.entry(availability.movie_id).or_default().push(availability.version);
+                }
+            }
+            seen
+        })
+    };
+
+    let renting = Arc::new(AtomicBool::new(true));
+    let acknowledged = Arc::new(Mutex::new(HashMap::<String, i64>::new()));
+    let unanswered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut customers = Vec::new();
+    for (index, token) in tokens.into_iter().enumerate() {
+        let (renting, acknowledged, unanswered, addrs) =
+            (renting.clone(), acknowledged.clone(), unanswered.clone(), addrs.clone());
+        customers.push(tokio::spawn(async move {
+            let mut round = 0;
+            while renting.load(Ordering::SeqCst) {
+                let request_id = format!("crash{index}-{round}");
+                let movie_id = FILMS[round % FILMS.len()];
+                round += 1;
+                let mut attempt = index;
+                let rental = loop {
+                    let rent =
+                        pb::RentRequest { movie_id, days: 1, request_id: request_id.clone() };
+                    let mut stock = client(addrs[attempt % addrs.len()]).await;
+                    match stock.rent(authed(rent, &token)).await {
+                        Ok(rental) => break rental.into_inner(),
+                        Err(status) if is_retryable(&status) => {
+                            unanswered.fetch_add(1, Ordering::Relaxed);
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(status) => panic!("rent {request_id}: {status:?}"),
+                    }
+                };
+                acknowledged.lock().unwrap().insert(request_id.clone(), rental.id);
+                loop {
+                    let back = pb::ReturnRequest { rental_id: rental.id };
+                    let mut stock = client(addrs[attempt % addrs.len()]).await;
+                    match stock.r#return(authed(back, &token)).await {
+                        Ok(_) => break,
+                        // An earlier try was committed; its answer was lost.
+                        Err(status) if status.code() == Code::FailedPrecondition => break,
+                        Err(status) if is_retryable(&status) => {
+                            unanswered.fetch_add(1, Ordering::Relaxed);
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(status) => panic!("return {request_id}: {status:?}"),
+                    }
+                }
+            }
+        }));
+    }
+    let crashes = 2;
+    for _ in 0..crashes {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let cluster_crash = tokio::task::block_in_place(|| cluster.crash());
+        cluster_crash.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::task::block_in_place(|| cluster.restart()).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    renting.store(false, Ordering::SeqCst);
+    let customers_done =
+        tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(customers))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("customers still waiting a minute on:\n{}", logs(data.path()))
+            });
+    for customer in customers_done {
+        customer.unwrap();
+    }
+    // The last changes reach the watcher (through a poll at worst), then it stops.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    running.store(false, Ordering::SeqCst);
+    let seen = watcher.await.unwrap();
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let unanswered = unanswered.load(Ordering::Relaxed);
+    eprintln!(
+        "database crash: {crashes} crashes, {} rentals acknowledged, {unanswered} calls retried",
+        acknowledged.len()
+    );
+    assert!(unanswered > 0, "the crashes interrupted calls");
+    // Every acknowledged rental is stored under its request id, returned; nothing else is.
+    let stored: HashMap<String, i64> = cluster
+        .psql(
+            &name,
+            "SELECT request_id || ' ' || id || ' ' || (returned_ms IS NOT NULL) FROM rentals",
+        )
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut fields = line.split(' ');
+            let (request_id, id, returned) =
+                (fields.next().unwrap(), fields.next().unwrap(), fields.next().unwrap());
+            assert_eq!(returned, "true", "rental {id} ({request_id}) was returned");
+            (request_id.to_owned(), id.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(stored, acknowledged, "the rentals stored are exactly those acknowledged");
+    let broken = cluster
+        .psql(
+            &name,
+            "SELECT count(*) FROM inventory i WHERE copies_available <> copies_owned - \
+             (SELECT count(*) FROM rentals r WHERE r.movie_id = i.movie_id AND r.returned_ms IS NULL)",
+        )
+        .unwrap();
+    assert_eq!(broken, "0");
+    // The watcher on the other replica saw every version once, in order.
+    let end_versions = versions(&cluster, &name);
+    for movie_id in FILMS {
+        let expected: Vec<i64> =
+            (start_versions[&movie_id] + 1..=end_versions[&movie_id]).collect();
+        assert_eq!(seen.get(&movie_id).cloned().unwrap_or_default(), expected, "film {movie_id}");
+    }
+}
+
+/// Each of `FILMS`' version, read from the database.
+fn versions(cluster: &testdb::Cluster, database: &str) -> HashMap<i64, i64> {
+    cluster
+        .psql(
+            database,
+            "SELECT movie_id || ':' || version FROM inventory WHERE movie_id IN (1, 2, 3, 4)",
+        )
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (movie, version) = line.split_once(':').unwrap();
+            (movie.parse().unwrap(), version.parse().unwrap())
+        })
+        .collect()
+}
