@@ -425,6 +425,25 @@ impl TestStore {
         (account.id, self.sign_in(&email, password).await)
     }
 
+    /// Starts catalogue, stock and aggregator on these databases of `cluster` (URLs).
+    pub async fn start_on_databases(
+        cluster: Arc<testdb::Cluster>,
+        catalogue: String,
+        stock: String,
+    ) -> Self {
+        let databases = Some((cluster, catalogue, stock));
+        Self::start_full_on(Duration::from_millis(300), SystemTime::now(), HEARTBEAT_MS, databases)
+            .await
+    }
+
+    /// Stops every service and hands over the data folder (with the SQLite databases).
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        self.stop_stock().await;
+        self.aggregator.stop().await;
+        self.catalogue.stop().await;
+        self.dir
+    }
+
     /// Stops every service.
     pub async fn stop(mut self) {
         self.stop_stock().await;

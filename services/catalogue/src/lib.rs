@@ -15,6 +15,7 @@
 //! - `seed`: the deterministic sample films of a new store.
 
 pub mod config;
+pub mod copy;
 pub mod domain;
 mod error;
 mod feed;

@@ -18,6 +18,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod copy;
 pub mod domain;
 mod error;
 mod events;

@@ -2,6 +2,7 @@
 //! another backend (PostgreSQL) slots in as another implementation of the same trait.
 
 mod cache;
+mod copy;
 mod listing;
 mod postgres;
 mod sqlite;

@@ -5,6 +5,7 @@
 //! Every write that changes stock returns the film's new [`Availability`] as committed, so the
 //! caller can publish exactly what the database holds.
 
+mod copy;
 mod postgres;
 mod sqlite;
 
@@ -12,7 +13,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
+pub use self::{copy::Copied, postgres::PostgresStore, sqlite::SqliteStore};
 use crate::{
     domain::{
         Account, AccountId, Availability, Inventory, MovieId, Purchase, Rental, RentalId, Role,

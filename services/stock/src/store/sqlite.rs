@@ -31,11 +31,11 @@ const MIGRATIONS: Migrations = &[
 
 const INVENTORY_COLUMNS: &str = "movie_id, copies_owned, copies_available, currency, \
                                  rental_price_minor, purchase_price_minor, version";
-const RENTAL_COLUMNS: &str = "id, customer_id, movie_id, days, rented_ms, due_ms, returned_ms, \
+pub(super) const RENTAL_COLUMNS: &str = "id, customer_id, movie_id, days, rented_ms, due_ms, returned_ms, \
                               currency, price_per_day_minor, price_minor, late_fee_minor, request_id";
-const PURCHASE_COLUMNS: &str =
+pub(super) const PURCHASE_COLUMNS: &str =
     "id, customer_id, movie_id, currency, price_minor, purchased_ms, request_id";
-const ACCOUNT_COLUMNS: &str = "id, email, name, role, created_ms";
+pub(super) const ACCOUNT_COLUMNS: &str = "id, email, name, role, created_ms";
 
 /// Stock, rentals and accounts in a SQLite file.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ impl SqliteStore {
         Ok(Self { database })
     }
 
-    async fn read<T, F>(&self, job: F) -> Result<T, Error>
+    pub(super) async fn read<T, F>(&self, job: F) -> Result<T, Error>
     where
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
@@ -97,7 +97,7 @@ fn availability_from_row(row: &Row<'_>) -> rusqlite::Result<Availability> {
     })
 }
 
-fn rental_from_row(row: &Row<'_>) -> rusqlite::Result<Rental> {
+pub(super) fn rental_from_row(row: &Row<'_>) -> rusqlite::Result<Rental> {
     Ok(Rental {
         id: row.get(0)?,
         customer_id: row.get(1)?,
@@ -115,7 +115,7 @@ fn rental_from_row(row: &Row<'_>) -> rusqlite::Result<Rental> {
     })
 }
 
-fn purchase_from_row(row: &Row<'_>) -> rusqlite::Result<Purchase> {
+pub(super) fn purchase_from_row(row: &Row<'_>) -> rusqlite::Result<Purchase> {
     Ok(Purchase {
         id: row.get(0)?,
         customer_id: row.get(1)?,
@@ -138,7 +138,7 @@ fn role_text(role: Role) -> &'static str {
     }
 }
 
-fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+pub(super) fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
     let role: String = row.get(3)?;
     Ok(Account {
         id: row.get(0)?,

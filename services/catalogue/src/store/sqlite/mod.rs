@@ -111,6 +111,41 @@ impl SqliteStore {
         .await
     }
 
+    /// Up to `limit` films with ids after `after`, by id, each with the request id that created
+    /// it (for copying the store elsewhere).
+    pub(crate) async fn films_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(Movie, Option<String>)>, Error> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {}, create_request FROM movies WHERE id > ? ORDER BY id LIMIT ?",
+                rows::COLUMNS
+            ))?;
+            let films = statement
+                .query_map(rusqlite::params![after, limit as i64], |row| {
+                    Ok((rows::movie_from_row(row)?, row.get(11)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(films)
+        })
+        .await
+    }
+
+    /// The highest film id ever given (deleted films' included), 0 for none.
+    pub(crate) async fn highest_id(&self) -> Result<i64, Error> {
+        self.read(|connection| {
+            Ok(connection.query_row(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'movies'), 0), \
+                 coalesce((SELECT max(id) FROM movies), 0))",
+                [],
+                |row| row.get(0),
+            )?)
+        })
+        .await
+    }
+
     async fn read<T, F>(&self, job: F) -> Result<T, Error>
     where
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,

@@ -21,34 +21,36 @@ use anyhow::Context;
 use async_trait::async_trait;
 use videostore_kit::postgres::{
     self, Connection, Listener, Migrations, Pool, is_unique_violation,
-    tokio_postgres::{self, Row, error::SqlState},
+    tokio_postgres::{self, error::SqlState},
 };
 
+mod refused;
+mod rows;
+
+use self::{
+    refused::Refused,
+    rows::{
+        ACCOUNT_COLUMNS, INVENTORY_COLUMNS, PURCHASE_COLUMNS, RENTAL_COLUMNS, account_from_row,
+        availability_at, availability_from_row, millis, prefixed, purchase_at, rental_at,
+        rental_from_row, role_text,
+    },
+};
 use super::{NewAccount, NewPurchase, NewRental, Outcome, StockStore};
 use crate::{
     domain::{
-        Account, AccountId, Availability, DAY, Inventory, MovieId, Purchase, PurchaseId, Rental,
-        RentalId, Role,
+        Account, AccountId, Availability, DAY, Inventory, MovieId, Purchase, Rental, RentalId,
     },
     error::Error,
 };
 
 /// The schema, one migration per file.
 const MIGRATIONS: Migrations = &[
-    include_str!("../../migrations/postgres/0001_stock.sql"),
-    include_str!("../../migrations/postgres/0002_stock_events.sql"),
-    include_str!("../../migrations/postgres/0003_changes_in_notifications.sql"),
-    include_str!("../../migrations/postgres/0004_doorbell_after_commit.sql"),
-    include_str!("../../migrations/postgres/0005_request_ids_expire.sql"),
+    include_str!("../../../migrations/postgres/0001_stock.sql"),
+    include_str!("../../../migrations/postgres/0002_stock_events.sql"),
+    include_str!("../../../migrations/postgres/0003_changes_in_notifications.sql"),
+    include_str!("../../../migrations/postgres/0004_doorbell_after_commit.sql"),
+    include_str!("../../../migrations/postgres/0005_request_ids_expire.sql"),
 ];
-
-const INVENTORY_COLUMNS: &str = "movie_id, copies_owned, copies_available, currency, \
-                                 rental_price_minor, purchase_price_minor, version";
-const RENTAL_COLUMNS: &str = "id, customer_id, movie_id, days, rented_ms, due_ms, returned_ms, \
-                              currency, price_per_day_minor, price_minor, late_fee_minor, request_id";
-const PURCHASE_COLUMNS: &str =
-    "id, customer_id, movie_id, currency, price_minor, purchased_ms, request_id";
-const ACCOUNT_COLUMNS: &str = "id, email, name, role, created_ms";
 
 /// Stock, rentals and accounts in a PostgreSQL database.
 #[derive(Clone)]
@@ -105,7 +107,7 @@ impl PostgresStore {
         Ok(rows.iter().map(|row| (MovieId::new(row.get(0)), row.get(1))).collect())
     }
 
-    async fn connection(&self) -> Result<Connection, Error> {
+    pub(super) async fn connection(&self) -> Result<Connection, Error> {
         self.pool.get().await.map_err(|error| {
             tracing::warn!(%error, "no connection to the stock database");
             Error::DatabaseUnavailable(anyhow::Error::new(error).context("taking a connection"))
@@ -129,155 +131,6 @@ impl From<tokio_postgres::Error> for Error {
         } else {
             Self::Internal(error.into())
         }
-    }
-}
-
-fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-fn time(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
-}
-
-/// `INVENTORY_COLUMNS` from `row`, starting at column `at`.
-fn availability_at(row: &Row, at: usize) -> Availability {
-    Availability {
-        movie_id: MovieId::new(row.get(at)),
-        copies_owned: row.get(at + 1),
-        copies_available: row.get(at + 2),
-        currency: row.get(at + 3),
-        rental_price_minor: row.get(at + 4),
-        purchase_price_minor: row.get(at + 5),
-        version: row.get(at + 6),
-    }
-}
-
-fn availability_from_row(row: &Row) -> Availability {
-    availability_at(row, 0)
-}
-
-fn rental_from_row(row: &Row) -> Rental {
-    rental_at(row, 0)
-}
-
-/// `RENTAL_COLUMNS` from `row`, starting at column `at`.
-fn rental_at(row: &Row, at: usize) -> Rental {
-    Rental {
-        id: RentalId::new(row.get(at)),
-        customer_id: AccountId::new(row.get(at + 1)),
-        movie_id: MovieId::new(row.get(at + 2)),
-        days: row.get(at + 3),
-        rented_at: time(row.get(at + 4)),
-        due_at: time(row.get(at + 5)),
-        returned_at: row.get::<_, Option<i64>>(at + 6).map(time),
-        currency: row.get(at + 7),
-        price_per_day_minor: row.get(at + 8),
-        price_minor: row.get(at + 9),
-        late_fee_minor: row.get(at + 10),
-        // Empty once forgotten (see `expire_request_ids`).
-        request_id: row.get::<_, Option<String>>(at + 11).unwrap_or_default(),
-    }
-}
-
-fn purchase_from_row(row: &Row) -> Purchase {
-    purchase_at(row, 0)
-}
-
-/// `PURCHASE_COLUMNS` from `row`, starting at column `at`.
-fn purchase_at(row: &Row, at: usize) -> Purchase {
-    Purchase {
-        id: PurchaseId::new(row.get(at)),
-        customer_id: AccountId::new(row.get(at + 1)),
-        movie_id: MovieId::new(row.get(at + 2)),
-        currency: row.get(at + 3),
-        price_minor: row.get(at + 4),
-        purchased_at: time(row.get(at + 5)),
-        request_id: row.get::<_, Option<String>>(at + 6).unwrap_or_default(),
-    }
-}
-
-fn role_text(role: Role) -> &'static str {
-    match role {
-        Role::Staff => "staff",
-        Role::Customer => "customer",
-    }
-}
-
-fn account_from_row(row: &Row) -> Account {
-    let role: &str = row.get(3);
-    Account {
-        id: AccountId::new(row.get(0)),
-        email: row.get(1),
-        name: row.get(2),
-        role: if role == "staff" { Role::Staff } else { Role::Customer },
-        created_at: time(row.get(4)),
-    }
-}
-
-/// Whether `error` is a foreign key violation (a film that is not stocked).
-/// Why a rent or purchase statement took no copy.
-enum Refused<T> {
-    /// The request id made one already: this is a retry, answered with what it made.
-    Retry(T),
-    /// Refused (or the same request id used for something else).
-    Error(Error),
-}
-
-impl PostgresStore {
-    /// Why a rental took no copy, read after the statement.
-    async fn rent_refused(
-        &self,
-        client: &Connection,
-        rental: &NewRental,
-    ) -> Result<Refused<Rental>, Error> {
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {RENTAL_COLUMNS} FROM rentals WHERE customer_id = $1 AND request_id = $2"
-            ))
-            .await?;
-        let earlier =
-            client.query_opt(&statement, &[&rental.customer_id.get(), &rental.request_id]).await?;
-        if let Some(row) = earlier {
-            let earlier = rental_from_row(&row);
-            if earlier.movie_id != rental.movie_id || earlier.days != rental.days {
-                return Ok(Refused::Error(Error::RequestIdReused(rental.request_id.clone())));
-            }
-            return Ok(Refused::Retry(earlier));
-        }
-        Ok(Refused::Error(self.no_copy(client, rental.movie_id).await?))
-    }
-
-    /// Why a purchase took no copy, read after the statement.
-    async fn purchase_refused(
-        &self,
-        client: &Connection,
-        purchase: &NewPurchase,
-    ) -> Result<Refused<Purchase>, Error> {
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {PURCHASE_COLUMNS} FROM purchases WHERE customer_id = $1 AND request_id = $2"
-            ))
-            .await?;
-        let earlier = client
-            .query_opt(&statement, &[&purchase.customer_id.get(), &purchase.request_id])
-            .await?;
-        if let Some(row) = earlier {
-            let earlier = purchase_from_row(&row);
-            if earlier.movie_id != purchase.movie_id {
-                return Ok(Refused::Error(Error::RequestIdReused(purchase.request_id.clone())));
-            }
-            return Ok(Refused::Retry(earlier));
-        }
-        Ok(Refused::Error(self.no_copy(client, purchase.movie_id).await?))
-    }
-
-    /// Sold out, or not stocked at all.
-    async fn no_copy(&self, client: &Connection, movie_id: MovieId) -> Result<Error, Error> {
-        let statement =
-            client.prepare_cached("SELECT 1 FROM inventory WHERE movie_id = $1").await?;
-        let stocked = client.query_opt(&statement, &[&movie_id.get()]).await?.is_some();
-        Ok(if stocked { Error::SoldOut(movie_id) } else { Error::NotStocked(movie_id) })
     }
 }
 
@@ -418,7 +271,15 @@ impl StockStore for PostgresStore {
             Ok(None) => self.rent_refused(&client, rental).await?,
             // A retry racing the first call on another replica: the first inserted, this one
             // waited for it and was rolled back whole. Its answer is the first call's.
-            Err(error) if is_unique_violation(&error) => self.rent_refused(&client, rental).await?,
+            Err(error) if is_unique_violation(&error) => {
+                match self.rent_refused(&client, rental).await? {
+                    found @ (Refused::Retry(_) | Refused::Error(Error::RequestIdReused(_))) => {
+                        found
+                    }
+                    // Another unique rule broke: not a retry, a fault.
+                    Refused::Error(_) => return Err(error.into()),
+                }
+            }
             Err(error) => return Err(error.into()),
         };
         match refused {
@@ -520,7 +381,12 @@ impl StockStore for PostgresStore {
             }
             Ok(None) => self.purchase_refused(&client, purchase).await?,
             Err(error) if is_unique_violation(&error) => {
-                self.purchase_refused(&client, purchase).await?
+                match self.purchase_refused(&client, purchase).await? {
+                    found @ (Refused::Retry(_) | Refused::Error(Error::RequestIdReused(_))) => {
+                        found
+                    }
+                    Refused::Error(_) => return Err(error.into()),
+                }
             }
             Err(error) => return Err(error.into()),
         };
@@ -678,13 +544,4 @@ impl StockStore for PostgresStore {
             .await?;
         Ok(rows.iter().map(|row| MovieId::new(row.get(0))).collect())
     }
-}
-
-/// `columns` (comma-separated), each prefixed with `table.`.
-fn prefixed(table: &str, columns: &str) -> String {
-    columns
-        .split(',')
-        .map(|column| format!("{table}.{}", column.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -7,30 +7,33 @@
 //! replica waits for it and then finds its film. Exports read in one REPEATABLE READ
 //! transaction, so the total size and the films come from one snapshot.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use futures::{StreamExt, pin_mut};
 use tokio::sync::{mpsc, oneshot};
 use videostore_kit::postgres::{
-    self, Connection, GenericClient, Listener, Migrations, Pool, is_unique_violation,
-    tokio_postgres::{self, IsolationLevel, Row, types::ToSql},
+    self, Connection, GenericClient, Listener, Migrations, Pool, tokio_postgres,
 };
 
+mod export;
+mod rows;
+
+pub(super) use self::rows::insert;
+use self::{export::export, rows::*};
 use super::{
     CatalogueStore, FieldChange, Upserted, WireExport, WireForm, WirePage,
-    listing::{Dialect, Param, Sql},
+    listing::{Dialect, Sql},
 };
 use crate::{
-    domain::{Cursor, Filter, ListQuery, Movie, MovieFields, MovieId, Order, Rating, fold},
+    domain::{Cursor, Filter, ListQuery, Movie, MovieFields, MovieId, Order},
     error::Error,
 };
 
 /// The schema, one migration per file.
 const MIGRATIONS: Migrations = &[
-    include_str!("../../migrations/postgres/0001_movies.sql"),
-    include_str!("../../migrations/postgres/0002_movie_changes.sql"),
+    include_str!("../../../migrations/postgres/0001_movies.sql"),
+    include_str!("../../../migrations/postgres/0002_movie_changes.sql"),
 ];
 
 /// The columns [`movie_from_row`] reads, in its order.
@@ -45,7 +48,7 @@ const EXPORT_CHUNK: usize = if cfg!(test) { 1000 } else { 1 << 20 };
 pub(crate) struct PostgresStore {
     pool: Pool,
     /// How films are kept in wire form.
-    wire: WireForm,
+    pub(super) wire: WireForm,
     /// Where it is, for the listening connection of the feed.
     url: String,
 }
@@ -86,7 +89,7 @@ impl PostgresStore {
         postgres::listen(&self.url, "movie_changes", "videostore-catalogue-feed").await
     }
 
-    async fn connection(&self) -> Result<Connection, Error> {
+    pub(super) async fn connection(&self) -> Result<Connection, Error> {
         self.pool.get().await.context("taking a database connection").map_err(Error::Internal)
     }
 
@@ -120,280 +123,6 @@ impl PostgresStore {
             .await?;
         transaction.commit().await?;
         Ok(Some(rows.len() as u64))
-    }
-}
-
-/// `time` at the precision the database keeps (milliseconds).
-fn stored_time(time: SystemTime) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(millis(time).max(0) as u64)
-}
-
-fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-fn movie_from_row(row: &Row) -> Movie {
-    let audience_rating: f64 = row.get(7);
-    let update_ms: i64 = row.get(10);
-    Movie {
-        id: MovieId::new(row.get(0)),
-        fields: MovieFields {
-            title: row.get(1),
-            release_year: row.get(2),
-            genres: row.get(9),
-            runtime_minutes: row.get(3),
-            director: row.get(4),
-            rating: Rating(row.get(5)),
-            synopsis: row.get(6),
-            audience_rating: audience_rating as f32,
-            external_key: row.get(8),
-        },
-        update_time: UNIX_EPOCH + Duration::from_millis(update_ms.max(0) as u64),
-    }
-}
-
-/// The parameters of `sql`, as tokio-postgres takes them.
-fn params(sql: &Sql) -> Vec<Box<dyn ToSql + Sync + Send>> {
-    sql.params
-        .iter()
-        .map(|param| -> Box<dyn ToSql + Sync + Send> {
-            match param {
-                Param::Int(value) => Box::new(*value),
-                Param::Real(value) => Box::new(*value),
-                Param::Text(value) => Box::new(value.clone()),
-            }
-        })
-        .collect()
-}
-
-fn borrowed(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
-    params.iter().map(|param| param.as_ref() as &(dyn ToSql + Sync)).collect()
-}
-
-async fn query_movies(client: &impl GenericClient, sql: &Sql) -> Result<Vec<Movie>, Error> {
-    let params = params(sql);
-    let statement = client.prepare_cached(&sql.text).await?;
-    Ok(client.query(&statement, &borrowed(&params)).await?.iter().map(movie_from_row).collect())
-}
-
-/// The wire form of `movie`.
-fn encoded(wire: &WireForm, movie: &Movie) -> Vec<u8> {
-    let mut buffer = Vec::with_capacity(256);
-    (wire.encode)(movie.id, &movie.fields, movie.update_time, &mut buffer);
-    buffer
-}
-
-/// Replaces the genre rows of film `id`.
-async fn write_genres(
-    client: &impl GenericClient,
-    id: MovieId,
-    fields: &MovieFields,
-) -> Result<(), Error> {
-    client.execute("DELETE FROM movie_genres WHERE movie_id = $1", &[&id.get()]).await?;
-    if fields.genres.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<String> = fields.genres.iter().map(|genre| genre.to_lowercase()).collect();
-    client
-        .execute(
-            "INSERT INTO movie_genres (movie_id, genre, genre_key, audience_rating, title_key) \
-             SELECT $1, genre, genre_key, $4, $5 FROM UNNEST($2::TEXT[], $3::TEXT[]) \
-                 AS g (genre, genre_key) \
-             ON CONFLICT DO NOTHING",
-            &[
-                &id.get(),
-                &fields.genres,
-                &keys,
-                &f64::from(fields.audience_rating),
-                &fold(&fields.title),
-            ],
-        )
-        .await?;
-    Ok(())
-}
-
-/// A new film's id, from the sequence.
-async fn next_id(client: &impl GenericClient) -> Result<MovieId, Error> {
-    Ok(MovieId::new(client.query_one("SELECT nextval('movies_id_seq')", &[]).await?.get(0)))
-}
-
-/// Inserts `movie` (its id taken already), unless that would break a unique rule: another film
-/// with its external key, or (with `request_id`) a film that request made already. False then:
-/// the caller finds out which.
-async fn insert(
-    client: &impl GenericClient,
-    wire: &WireForm,
-    movie: &Movie,
-    request_id: Option<&str>,
-) -> Result<bool, Error> {
-    let fields = &movie.fields;
-    let inserted = client
-        .execute(
-            "INSERT INTO movies (id, title, title_key, release_year, runtime_minutes, director, \
-             rating, synopsis, audience_rating, external_key, genres, update_time_ms, \
-             create_request, wire) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT DO NOTHING",
-            &[
-                &movie.id.get(),
-                &fields.title,
-                &fold(&fields.title),
-                &fields.release_year,
-                &fields.runtime_minutes,
-                &fields.director,
-                &fields.rating.0,
-                &fields.synopsis,
-                &f64::from(fields.audience_rating),
-                &fields.external_key,
-                &fields.genres,
-                &millis(movie.update_time),
-                &request_id,
-                &encoded(wire, movie),
-            ],
-        )
-        .await?;
-    if inserted == 0 {
-        return Ok(false);
-    }
-    write_genres(client, movie.id, fields).await?;
-    Ok(true)
-}
-
-/// Writes `movie`'s fields over its row.
-async fn replace(client: &impl GenericClient, wire: &WireForm, movie: &Movie) -> Result<(), Error> {
-    let fields = &movie.fields;
-    client
-        .execute(
-            "UPDATE movies SET title = $2, title_key = $3, release_year = $4, \
-             runtime_minutes = $5, director = $6, rating = $7, synopsis = $8, \
-             audience_rating = $9, external_key = $10, genres = $11, update_time_ms = $12, \
-             wire = $13 WHERE id = $1",
-            &[
-                &movie.id.get(),
-                &fields.title,
-                &fold(&fields.title),
-                &fields.release_year,
-                &fields.runtime_minutes,
-                &fields.director,
-                &fields.rating.0,
-                &fields.synopsis,
-                &f64::from(fields.audience_rating),
-                &fields.external_key,
-                &fields.genres,
-                &millis(movie.update_time),
-                &encoded(wire, movie),
-            ],
-        )
-        .await
-        .map_err(|error| duplicate_key(error, fields))?;
-    write_genres(client, movie.id, fields).await
-}
-
-fn duplicate_key(error: tokio_postgres::Error, fields: &MovieFields) -> Error {
-    if is_unique_violation(&error) {
-        Error::DuplicateExternalKey(fields.external_key.clone().unwrap_or_default())
-    } else {
-        error.into()
-    }
-}
-
-/// An export's read: the size first (through `size`), then the films in chunks.
-async fn export(
-    mut client: Connection,
-    sql: Sql,
-    whole_table: bool,
-    max_bytes: usize,
-    size: oneshot::Sender<Result<Option<usize>, Error>>,
-    chunks: mpsc::UnboundedSender<Result<Vec<u8>, Error>>,
-) -> Result<(), Error> {
-    let transaction = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
-    // The kept total first: a connection answers one query at a time, in order.
-    let total: Option<i64> = if whole_table {
-        Some(transaction.query_one("SELECT bytes FROM wire_bytes", &[]).await?.get(0))
-    } else {
-        None
-    };
-    let params = params(&sql);
-    let rows = transaction.query_raw(&sql.text, borrowed(&params)).await?;
-    pin_mut!(rows);
-    let mut chunk = Vec::with_capacity(EXPORT_CHUNK.min(max_bytes.saturating_add(1)));
-    let Some(total) = total else {
-        // Only the films can tell a filtered export's size: all are read before any is sent.
-        let mut read = Vec::new();
-        let mut bytes = 0;
-        while let Some(row) = rows.next().await {
-            let row = row?;
-            let wire: &[u8] = row.get(0);
-            bytes += wire.len();
-            if bytes > max_bytes {
-                let _ = size.send(Ok(None));
-                return Ok(());
-            }
-            fill(&mut chunk, &mut read, wire);
-            if chunks.is_closed() {
-                return Ok(());
-            }
-        }
-        if !chunk.is_empty() {
-            read.push(chunk);
-        }
-        let _ = size.send(Ok(Some(bytes)));
-        for piece in read {
-            let _ = chunks.send(Ok(piece));
-        }
-        return Ok(());
-    };
-    let total = usize::try_from(total).context("a negative wire total")?;
-    if total > max_bytes {
-        let _ = size.send(Ok(None));
-        return Ok(());
-    }
-    let _ = size.send(Ok(Some(total)));
-    let mut sent = 0;
-    let mut full = Vec::new();
-    while let Some(row) = rows.next().await {
-        let row = row?;
-        let wire: &[u8] = row.get(0);
-        sent += wire.len();
-        if sent > total {
-            let _ = chunks.send(Err(Error::internal(format!(
-                "the films' wire forms are more than their kept total of {total} bytes"
-            ))));
-            return Ok(());
-        }
-        fill(&mut chunk, &mut full, wire);
-        for piece in full.drain(..) {
-            if chunks.send(Ok(piece)).is_err() {
-                return Ok(()); // The caller has gone.
-            }
-        }
-    }
-    if !chunk.is_empty() {
-        let _ = chunks.send(Ok(chunk));
-    }
-    if sent != total {
-        let _ = chunks.send(Err(Error::internal(format!(
-            "the films' wire forms are {sent} bytes, not their kept total of {total}"
-        ))));
-    }
-    Ok(())
-}
-
-/// Appends `wire` to `chunk`, moving every chunk filled to [`EXPORT_CHUNK`] into `full`.
-fn fill(chunk: &mut Vec<u8>, full: &mut Vec<Vec<u8>>, mut wire: &[u8]) {
-    while !wire.is_empty() {
-        let room = EXPORT_CHUNK - chunk.len();
-        let (now, rest) = wire.split_at(room.min(wire.len()));
-        chunk.extend_from_slice(now);
-        wire = rest;
-        if chunk.len() == EXPORT_CHUNK {
-            full.push(std::mem::replace(chunk, Vec::with_capacity(EXPORT_CHUNK)));
-        }
     }
 }
 

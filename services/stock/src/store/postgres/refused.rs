@@ -1,0 +1,78 @@
+//! Why a rent or purchase statement took no copy: read after the statement, off the fast path.
+
+use videostore_kit::postgres::Connection;
+
+use super::{
+    PostgresStore,
+    rows::{PURCHASE_COLUMNS, RENTAL_COLUMNS, purchase_from_row, rental_from_row},
+};
+use crate::{
+    domain::{MovieId, Purchase, Rental},
+    error::Error,
+    store::{NewPurchase, NewRental},
+};
+
+/// Why a rent or purchase statement took no copy.
+pub(super) enum Refused<T> {
+    /// The request id made one already: this is a retry, answered with what it made.
+    Retry(T),
+    /// Refused (or the same request id used for something else).
+    Error(Error),
+}
+
+impl PostgresStore {
+    /// Why a rental took no copy, read after the statement.
+    pub(super) async fn rent_refused(
+        &self,
+        client: &Connection,
+        rental: &NewRental,
+    ) -> Result<Refused<Rental>, Error> {
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {RENTAL_COLUMNS} FROM rentals WHERE customer_id = $1 AND request_id = $2"
+            ))
+            .await?;
+        let earlier =
+            client.query_opt(&statement, &[&rental.customer_id.get(), &rental.request_id]).await?;
+        if let Some(row) = earlier {
+            let earlier = rental_from_row(&row);
+            if earlier.movie_id != rental.movie_id || earlier.days != rental.days {
+                return Ok(Refused::Error(Error::RequestIdReused(rental.request_id.clone())));
+            }
+            return Ok(Refused::Retry(earlier));
+        }
+        Ok(Refused::Error(self.no_copy(client, rental.movie_id).await?))
+    }
+
+    /// Why a purchase took no copy, read after the statement.
+    pub(super) async fn purchase_refused(
+        &self,
+        client: &Connection,
+        purchase: &NewPurchase,
+    ) -> Result<Refused<Purchase>, Error> {
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {PURCHASE_COLUMNS} FROM purchases WHERE customer_id = $1 AND request_id = $2"
+            ))
+            .await?;
+        let earlier = client
+            .query_opt(&statement, &[&purchase.customer_id.get(), &purchase.request_id])
+            .await?;
+        if let Some(row) = earlier {
+            let earlier = purchase_from_row(&row);
+            if earlier.movie_id != purchase.movie_id {
+                return Ok(Refused::Error(Error::RequestIdReused(purchase.request_id.clone())));
+            }
+            return Ok(Refused::Retry(earlier));
+        }
+        Ok(Refused::Error(self.no_copy(client, purchase.movie_id).await?))
+    }
+
+    /// Sold out, or not stocked at all.
+    async fn no_copy(&self, client: &Connection, movie_id: MovieId) -> Result<Error, Error> {
+        let statement =
+            client.prepare_cached("SELECT 1 FROM inventory WHERE movie_id = $1").await?;
+        let stocked = client.query_opt(&statement, &[&movie_id.get()]).await?.is_some();
+        Ok(if stocked { Error::SoldOut(movie_id) } else { Error::NotStocked(movie_id) })
+    }
+}
