@@ -2,6 +2,9 @@
 //! chromedriver), against the real services on ephemeral ports, the aggregator serving the
 //! release build from `dist/`. `cargo xtask test` installs Chromium and builds the app first.
 //!
+//! The film browsing and the live badge run on both backends (SQLite, and PostgreSQL with the
+//! database's feed between the stock writes and the watching page).
+//!
 //! One Chromium at a time: the tests take a lock, so two cores are not shared by several
 //! browsers (the live-update test opens two sessions, one per customer).
 
@@ -11,13 +14,22 @@ use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
 use harness::{Browser, screenshot, wait_for};
-use testkit::{TestStore, authed};
+use testkit::{Backend, TestStore, authed};
 use videostore_proto::{catalogue as cat, stock};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browse_search_filter_and_open_a_film_by_deep_link() {
+    browse_search_filter_and_open_a_film(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_browse_search_filter_and_open_a_film_by_deep_link() {
+    browse_search_filter_and_open_a_film(Backend::Postgres).await;
+}
+
+async fn browse_search_filter_and_open_a_film(backend: Backend) {
     let _one_at_a_time = harness::lock().await;
-    let store = TestStore::start().await;
+    let store = TestStore::start_on(backend).await;
     let browser = Browser::start().await;
     let page = browser.session().await;
     let base = store.aggregator.url();
@@ -88,8 +100,17 @@ async fn browse_search_filter_and_open_a_film_by_deep_link() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rent_in_one_browser_changes_the_badge_in_another_live() {
+    a_rent_changes_the_badge_in_another_browser(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_rent_in_one_browser_changes_the_badge_in_another_live() {
+    a_rent_changes_the_badge_in_another_browser(Backend::Postgres).await;
+}
+
+async fn a_rent_changes_the_badge_in_another_browser(backend: Backend) {
     let _one_at_a_time = harness::lock().await;
-    let store = TestStore::start().await;
+    let store = TestStore::start_on(backend).await;
     let staff = store.staff_token().await;
     store
         .stock_client()
@@ -221,7 +242,7 @@ async fn a_rent_in_one_browser_changes_the_badge_in_another_live() {
     }
     latencies.sort();
     eprintln!(
-        "commit → other page's badge over {} changes: p50 {:?}, p99 {:?}, max {:?}",
+        "{backend:?}: commit → other page's badge over {} changes: p50 {:?}, p99 {:?}, max {:?}",
         latencies.len(),
         latencies[latencies.len() / 2],
         latencies[latencies.len() * 99 / 100],
