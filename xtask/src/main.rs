@@ -9,6 +9,7 @@
 //! - `web`: builds the browser app (`trunk build --release`) into `dist/`.
 //! - `bench [--quick]`: builds the services in release and runs the benchmarks, writing
 //!   `target/bench/report.md` and `results.json`; `test` runs the quick mode as a smoke test.
+//! - `k8s`: renders, validates and lints the Kubernetes manifests (`test` does too).
 
 use std::{
     env,
@@ -22,6 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod k8s;
 mod tools;
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -34,9 +36,10 @@ fn main() -> ExitCode {
         Some("tools") => tools::ensure(args.iter().any(|a| a == "--browser")),
         Some("web") => tools::ensure(false).and_then(|()| tools::build_web()),
         Some("bench") => bench(args.iter().any(|a| a == "--quick")),
+        Some("k8s") => k8s::check(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--postgres] | test [cargo test args] | bench [--quick] | tools [--browser] | web>"
+                "usage: cargo xtask <up [--postgres] | test [cargo test args] | bench [--quick] | tools [--browser] | web | k8s>"
             );
             return ExitCode::from(2);
         }
@@ -87,6 +90,8 @@ fn test(extra: &[String]) -> Result {
     tools::build_web()?;
     // The benchmark harness, once, in its quick mode: a smoke test that it still works.
     bench(true)?;
+    // The deployment: rendered, validated and linted (no cluster runs here).
+    k8s::check()?;
 
     let mut command = cargo();
     // Unit and integration tests of every crate but the wasm-only app (its logic is tested

