@@ -55,7 +55,15 @@ impl Application {
                 let store =
                     PostgresStore::open(&url, wire_form(), config.data.database_pool).await?;
                 if config.seed {
-                    seed_if_empty(&store).await?;
+                    // Replicas may start together: the store lets one seed.
+                    let films = seed::films();
+                    let added = store
+                        .seed_if_empty(&films, SystemTime::now())
+                        .await
+                        .context("seeding the catalogue")?;
+                    if added > 0 {
+                        tracing::info!(films = added, "seeded an empty catalogue");
+                    }
                 }
                 // Other replicas' writes arrive through the feed; the cache serves while it
                 // listens.

@@ -41,6 +41,35 @@ async fn the_postgres_store_keeps_every_rule() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_seeding_an_empty_catalogue_together_seed_it_once_with_ids_in_order() {
+    // Two replicas starting at once on an empty database: one seeds, the other finds films, and
+    // the sample films get the ids 1, 2, … that the sample stock is kept under.
+    let cluster = testdb::Cluster::shared().unwrap();
+    let url = cluster.database().unwrap();
+    let (a, b) = tokio::join!(
+        PostgresStore::open(&url, wire_form(), 4),
+        PostgresStore::open(&url, wire_form(), 4)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let films = crate::seed::films();
+    let now = SystemTime::now();
+    let (from_a, from_b) = tokio::join!(a.seed_if_empty(&films, now), b.seed_if_empty(&films, now));
+    let mut added = [from_a.unwrap(), from_b.unwrap()];
+    added.sort();
+    assert_eq!(added, [0, films.len()], "one replica seeds");
+    let ids: Vec<i64> = a
+        .list(&everything(Order::Title, false))
+        .await
+        .unwrap()
+        .iter()
+        .map(|movie| movie.id.get())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(ids, (1..=films.len() as i64).collect::<Vec<_>>());
+}
+
 /// Every test, on the store `open` opens (again, with another wire form, when asked).
 async fn run_store_tests<F, O>(open: O)
 where

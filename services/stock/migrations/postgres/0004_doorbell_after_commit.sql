@@ -5,6 +5,9 @@
 -- rings the doorbell after its commit, several changes to one notification (see src/feed.rs),
 -- and a replica that dies between the two is covered by every replica reading the table's
 -- recent changes each second.
+--
+-- Upgrading: replicas built before this migration neither poll nor read several changes in one
+-- notification, so they must not run beside newer ones. Stop them all, then start the new ones.
 CREATE OR REPLACE FUNCTION stock_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO stock_events (movie_id, version, copies_owned, copies_available, currency,

@@ -332,7 +332,8 @@ impl StockStore for SqliteStore {
             if rental.returned_at.is_some() {
                 return Err(Error::AlreadyReturned(rental_id));
             }
-            let fee = late_fee(rental.due_at, now, rental.price_per_day_minor);
+            // Charged on the return time as stored (milliseconds), as PostgreSQL does.
+            let fee = late_fee(rental.due_at, time(millis(now)), rental.price_per_day_minor);
             let returned = connection
                 .prepare_cached(&format!(
                     "UPDATE rentals SET returned_ms = ?, late_fee_minor = ? \

@@ -105,6 +105,8 @@ async fn late_fees(store: &dyn StockStore) {
     let due = start() + DAY * 2;
     let lateness = [
         Duration::ZERO,
+        // Under a millisecond: both databases keep milliseconds, so this is on time.
+        Duration::from_micros(500),
         Duration::from_millis(500),
         Duration::from_secs(1),
         DAY - Duration::from_millis(1),
@@ -116,7 +118,9 @@ async fn late_fees(store: &dyn StockStore) {
     for (n, late) in lateness.into_iter().enumerate() {
         let made = store.rent(&rental(eve, 41, 2, &format!("eve-{n}"))).await.unwrap().value;
         let returned = store.return_rental(made.id, Some(eve), due + late).await.unwrap().value;
-        let expected = stock::domain::late_fee(due, due + late, 250);
+        let stored = due + Duration::from_millis(late.as_millis() as u64);
+        assert_eq!(returned.returned_at, Some(stored));
+        let expected = stock::domain::late_fee(due, stored, 250);
         assert_eq!(returned.late_fee_minor, expected, "returned {late:?} late");
     }
     // Early costs nothing either.

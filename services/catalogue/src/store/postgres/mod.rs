@@ -126,6 +126,74 @@ impl PostgresStore {
     }
 }
 
+/// Creates or updates (by external key) each of `rows`, in `transaction`.
+async fn upsert(
+    transaction: &impl GenericClient,
+    wire: &WireForm,
+    rows: &[MovieFields],
+    now: SystemTime,
+) -> Result<Vec<Upserted>, Error> {
+    let now = stored_time(now);
+    let find =
+        transaction.prepare("SELECT id FROM movies WHERE external_key = $1 FOR UPDATE").await?;
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for fields in rows {
+        // The film with the row's key is updated; if there is none, one is inserted; and if
+        // another import inserts it meanwhile, the insert waits for it, does nothing, and
+        // that film is updated.
+        let mut outcome = None;
+        for _ in 0..2 {
+            let existing: Option<i64> = match &fields.external_key {
+                Some(key) => transaction.query_opt(&find, &[key]).await?.map(|row| row.get(0)),
+                None => None,
+            };
+            if let Some(id) = existing {
+                let id = MovieId::new(id);
+                let movie = Movie { id, fields: fields.clone(), update_time: now };
+                replace(transaction, wire, &movie).await?;
+                outcome = Some(Upserted::Updated(id));
+                break;
+            }
+            let id = next_id(transaction).await?;
+            let movie = Movie { id, fields: fields.clone(), update_time: now };
+            if insert(transaction, wire, &movie, None).await? {
+                outcome = Some(Upserted::Created(id));
+                break;
+            }
+        }
+        let outcome = outcome.ok_or_else(|| {
+            Error::DuplicateExternalKey(fields.external_key.clone().unwrap_or_default())
+        })?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// The advisory lock replicas take to seed an empty catalogue one at a time.
+const SEED_LOCK: i64 = 0x7669_6465_6f73_6565; // "videosee"
+
+impl PostgresStore {
+    /// Adds `films` if the catalogue has none; how many it added. Replicas starting together
+    /// take turns (an advisory lock), so only the first seeds and the films get the ids 1, 2, …
+    /// in order, the ids the sample stock is kept under.
+    pub(crate) async fn seed_if_empty(
+        &self,
+        films: &[MovieFields],
+        now: SystemTime,
+    ) -> Result<usize, Error> {
+        let mut client = self.connection().await?;
+        let transaction = client.transaction().await?;
+        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&SEED_LOCK]).await?;
+        let present: i64 = transaction.query_one("SELECT count(*) FROM movies", &[]).await?.get(0);
+        if present > 0 {
+            return Ok(0);
+        }
+        upsert(&transaction, &self.wire, films, now).await?;
+        transaction.commit().await?;
+        Ok(films.len())
+    }
+}
+
 #[async_trait]
 impl CatalogueStore for PostgresStore {
     async fn get(&self, id: MovieId) -> Result<Option<Movie>, Error> {
@@ -313,41 +381,9 @@ impl CatalogueStore for PostgresStore {
         rows: &[MovieFields],
         now: SystemTime,
     ) -> Result<Vec<Upserted>, Error> {
-        let now = stored_time(now);
         let mut client = self.connection().await?;
         let transaction = client.transaction().await?;
-        let find =
-            transaction.prepare("SELECT id FROM movies WHERE external_key = $1 FOR UPDATE").await?;
-        let mut outcomes = Vec::with_capacity(rows.len());
-        for fields in rows {
-            // The film with the row's key is updated; if there is none, one is inserted; and if
-            // another import inserts it meanwhile, the insert waits for it, does nothing, and
-            // that film is updated.
-            let mut outcome = None;
-            for _ in 0..2 {
-                let existing: Option<i64> = match &fields.external_key {
-                    Some(key) => transaction.query_opt(&find, &[key]).await?.map(|row| row.get(0)),
-                    None => None,
-                };
-                if let Some(id) = existing {
-                    let id = MovieId::new(id);
-                    let movie = Movie { id, fields: fields.clone(), update_time: now };
-                    replace(&transaction, &self.wire, &movie).await?;
-                    outcome = Some(Upserted::Updated(id));
-                    break;
-                }
-                let id = next_id(&transaction).await?;
-                let movie = Movie { id, fields: fields.clone(), update_time: now };
-                if insert(&transaction, &self.wire, &movie, None).await? {
-                    outcome = Some(Upserted::Created(id));
-                    break;
-                }
-            }
-            let outcome = outcome.ok_or_else(|| {
-                Error::DuplicateExternalKey(fields.external_key.clone().unwrap_or_default())
-            })?;
-            outcomes.push(outcome);
-        }
+        let outcomes = upsert(&transaction, &self.wire, rows, now).await?;
         transaction.commit().await?;
         Ok(outcomes)
     }
