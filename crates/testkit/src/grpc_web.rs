@@ -84,6 +84,18 @@ pub async fn call(
     origin: Option<&str>,
 ) -> anyhow::Result<Reply> {
     let client = reqwest::Client::builder().http1_only().build()?;
+    call_with(&client, base_url, path, request, token, origin).await
+}
+
+/// [`call`] through `client` (which must speak HTTP/1.1 only), e.g. one trusting a test CA.
+pub async fn call_with(
+    client: &reqwest::Client,
+    base_url: &str,
+    path: &str,
+    request: &impl prost::Message,
+    token: Option<&str>,
+    origin: Option<&str>,
+) -> anyhow::Result<Reply> {
     let mut builder = client
         .post(format!("{base_url}{path}"))
         .header("content-type", "application/grpc-web+proto")

@@ -281,6 +281,7 @@ impl TestStore {
             stock_timeout_ms: stock_timeout.as_millis() as u64,
             default_deadline_ms: 2000,
             web_dir: web_dir(),
+            tls_ca: None,
             public_catalogue_url: None,
             public_stock_url: None,
         };

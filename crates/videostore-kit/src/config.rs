@@ -22,12 +22,29 @@ pub struct ServerConfig {
     /// Browser origins allowed to call over gRPC-Web (and REST), comma-separated, or `*`.
     #[arg(long, env = "VIDEOSTORE_CORS_ORIGINS", default_value = DEFAULT_CORS_ORIGINS)]
     pub cors_origins: String,
+    /// Certificate chain (PEM) to speak TLS with on the port; with `--tls-key`.
+    #[arg(long, env = "VIDEOSTORE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "VIDEOSTORE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServerConfig {
     /// Listens on `listen`, allowing any browser origin: for tests.
     pub fn for_tests(listen: SocketAddr) -> Self {
-        Self { listen, cors_origins: "*".to_owned() }
+        Self { listen, cors_origins: "*".to_owned(), tls_cert: None, tls_key: None }
+    }
+
+    /// The TLS settings of the port, if it speaks TLS.
+    pub fn tls(
+        &self,
+    ) -> anyhow::Result<Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::server_config(cert, key)?)),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("TLS needs both VIDEOSTORE_TLS_CERT and VIDEOSTORE_TLS_KEY"),
+        }
     }
 
     /// The allowed origins, parsed.

@@ -39,3 +39,4 @@ pub mod shutdown;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod telemetry;
+pub mod tls;

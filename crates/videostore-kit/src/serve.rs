@@ -2,7 +2,7 @@
 //! browsers), plain HTTP routes (the aggregator's REST facade), with CORS for the configured
 //! browser origins, the standard `grpc.health.v1` service and server reflection.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
@@ -135,6 +135,7 @@ pub async fn serve(
     listener: TcpListener,
     routes: axum::Router,
     origins: &AllowedOrigins,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     standard: &StandardServices,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -147,7 +148,7 @@ pub async fn serve(
             standard.set_not_serving().await;
         }
     };
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -156,8 +157,15 @@ pub async fn serve(
         // services log each internal cause themselves, once (see `error`).
         .layer(TraceLayer::new_for_grpc().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
         .layer(cors_layer(origins))
-        .add_routes(Routes::from(routes))
-        .serve_with_incoming_shutdown(incoming, on_shutdown);
+        .add_routes(Routes::from(routes));
+    let server: std::pin::Pin<
+        Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    > = match tls {
+        None => Box::pin(router.serve_with_incoming_shutdown(incoming, on_shutdown)),
+        Some(tls) => Box::pin(
+            router.serve_with_incoming_shutdown(crate::tls::incoming(incoming, tls), on_shutdown),
+        ),
+    };
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result?,

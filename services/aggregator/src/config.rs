@@ -32,6 +32,10 @@ pub struct Config {
     /// Folder of the built browser app (trunk's `dist`), served at `/`.
     #[arg(long, env = "AGGREGATOR_WEB_DIR", default_value = "dist")]
     pub web_dir: std::path::PathBuf,
+    /// The CA certificate (PEM) that signs catalogue's and stock's certificates, for `https://`
+    /// addresses.
+    #[arg(long, env = "VIDEOSTORE_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// The catalogue's address as browsers reach it; defaults to `--catalogue-addr`.
     #[arg(long, env = "PUBLIC_CATALOGUE_URL")]
     pub public_catalogue_url: Option<String>,

@@ -23,6 +23,8 @@ pub struct Application {
     router: axum::Router,
     standard: StandardServices,
     origins: AllowedOrigins,
+    /// TLS on the port, when configured.
+    tls: Option<std::sync::Arc<videostore_kit::tls::ServerTls>>,
     shutdown: CancellationToken,
 }
 
@@ -30,8 +32,16 @@ impl Application {
     /// Prepares the clients (connected lazily: the services may start in any order) and binds.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let origins = config.server.origins()?;
-        let catalogue = upstream::channel("catalogue", &config.catalogue_addr, shutdown.clone())?;
-        let stock = upstream::channel("stock", &config.stock_addr, shutdown.clone())?;
+        let tls = config.server.tls()?;
+        let ca = config.tls_ca.as_deref().map(videostore_kit::tls::read_ca).transpose()?;
+        let catalogue = upstream::channel(
+            "catalogue",
+            &config.catalogue_addr,
+            ca.as_deref(),
+            shutdown.clone(),
+        )?;
+        let stock =
+            upstream::channel("stock", &config.stock_addr, ca.as_deref(), shutdown.clone())?;
         let films = Arc::new(FilmPages::default());
         tokio::spawn(Arc::clone(&films).follow(catalogue.clone(), shutdown.clone()));
         let storefront = Storefront::new(catalogue, stock, config.stock_timeout(), films);
@@ -62,7 +72,7 @@ impl Application {
         let listen = config.server.listen;
         let listener =
             TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-        Ok(Self { listener, router, standard, origins, shutdown })
+        Ok(Self { listener, router, standard, origins, tls, shutdown })
     }
 
     /// The address the server listens on.
@@ -72,7 +82,15 @@ impl Application {
 
     /// Serves until the shutdown token is cancelled and in-flight calls have finished.
     pub async fn run(self) -> anyhow::Result<()> {
-        serve::serve(self.listener, self.router, &self.origins, &self.standard, self.shutdown).await
+        serve::serve(
+            self.listener,
+            self.router,
+            &self.origins,
+            self.tls,
+            &self.standard,
+            self.shutdown,
+        )
+        .await
     }
 }
 

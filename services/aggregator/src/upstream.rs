@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint, Uri, channel::Change};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri, channel::Change};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -28,13 +28,41 @@ const PROBE: Duration = Duration::from_secs(1);
 /// How long a replica has to answer its health check.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// The settings of every connection to a replica.
-fn endpoint(uri: Uri) -> Endpoint {
-    Endpoint::from(uri)
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
+/// How the replicas of one configured address are reached: over TLS for `https://`, checking
+/// the certificate against the configured CA and the address's host name.
+#[derive(Clone)]
+struct Reach {
+    tls: Option<ClientTlsConfig>,
+}
+
+impl Reach {
+    fn of(named: &Uri, ca: Option<&[u8]>) -> anyhow::Result<Self> {
+        if named.scheme_str() != Some("https") {
+            return Ok(Self { tls: None });
+        }
+        let ca = ca.with_context(|| {
+            format!("{named} is https: set VIDEOSTORE_TLS_CA to the CA that signs its certificate")
+        })?;
+        let host = named.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .domain_name(host.to_owned());
+        Ok(Self { tls: Some(tls) })
+    }
+
+    /// The settings of every connection to a replica at `uri`.
+    fn endpoint(&self, uri: Uri) -> Endpoint {
+        let endpoint = Endpoint::from(uri)
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        match &self.tls {
+            // Only fails for a plain http:// URI, which never gets a TLS config here.
+            Some(tls) => endpoint.tls_config(tls.clone()).expect("an https endpoint takes TLS"),
+            None => endpoint,
+        }
+    }
 }
 
 /// A channel to the service at `addresses` (see the module's description), balanced when there
@@ -42,6 +70,7 @@ fn endpoint(uri: Uri) -> Endpoint {
 pub(crate) fn channel(
     service: &'static str,
     addresses: &str,
+    ca: Option<&[u8]>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Channel> {
     let uris = addresses
@@ -63,10 +92,15 @@ pub(crate) fn channel(
         })
         .collect::<anyhow::Result<Vec<Uri>>>()?;
     anyhow::ensure!(!uris.is_empty(), "no {service} address is configured");
+    let uris = uris
+        .into_iter()
+        .map(|uri| Ok((Reach::of(&uri, ca)?, uri)))
+        .collect::<anyhow::Result<Vec<(Reach, Uri)>>>()?;
     let single_ip = uris.len() == 1
-        && uris[0].host().is_some_and(|host| host.parse::<std::net::IpAddr>().is_ok());
+        && uris[0].1.host().is_some_and(|host| host.parse::<std::net::IpAddr>().is_ok());
     if single_ip {
-        return Ok(endpoint(uris[0].clone()).connect_lazy());
+        let (reach, uri) = &uris[0];
+        return Ok(reach.endpoint(uri.clone()).connect_lazy());
     }
     let (channel, changes) = Channel::balance_channel::<SocketAddr>(64);
     tokio::spawn(follow(service, uris, changes, shutdown));
@@ -76,7 +110,7 @@ pub(crate) fn channel(
 /// Keeps the balance to the replicas that answer SERVING.
 async fn follow(
     service: &'static str,
-    uris: Vec<Uri>,
+    uris: Vec<(Reach, Uri)>,
     changes: tokio::sync::mpsc::Sender<Change<SocketAddr, Endpoint>>,
     shutdown: CancellationToken,
 ) {
@@ -96,8 +130,9 @@ async fn follow(
             let probe = probes
                 .entry(*address)
                 .or_insert_with(|| {
-                    let uri = replica_uri(uri, *address);
-                    HealthClient::new(endpoint(uri).connect_timeout(PROBE_TIMEOUT).connect_lazy())
+                    let (reach, uri) = uri;
+                    let endpoint = reach.endpoint(replica_uri(uri, *address));
+                    HealthClient::new(endpoint.connect_timeout(PROBE_TIMEOUT).connect_lazy())
                 })
                 .clone();
             async move { (*address, uri, is_serving(probe).await) }
@@ -107,7 +142,8 @@ async fn follow(
                 (true, false) => {
                     tracing::info!(service, %address, "replica serving: in the balance");
                     serving.insert(address);
-                    Change::Insert(address, endpoint(replica_uri(uri, address)))
+                    let (reach, uri) = uri;
+                    Change::Insert(address, reach.endpoint(replica_uri(uri, address)))
                 }
                 (false, true) => {
                     tracing::warn!(service, %address, "replica not serving: out of the balance");
@@ -134,15 +170,16 @@ async fn follow(
 }
 
 /// Every address the configured names resolve to now, each with the URI it came from.
-async fn resolve(uris: &[Uri]) -> HashMap<SocketAddr, &Uri> {
+async fn resolve(uris: &[(Reach, Uri)]) -> HashMap<SocketAddr, &(Reach, Uri)> {
     let mut replicas = HashMap::new();
-    for uri in uris {
+    for named in uris {
+        let uri = &named.1;
         let (Some(host), Some(port)) = (uri.host(), uri.port_u16()) else { continue };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         match tokio::net::lookup_host((host, port)).await {
             Ok(addresses) => {
                 for address in addresses {
-                    replicas.insert(address, uri);
+                    replicas.insert(address, named);
                 }
             }
             Err(error) => tracing::warn!(%host, %error, "cannot resolve a replica's name"),
@@ -174,13 +211,16 @@ mod tests {
     #[tokio::test]
     async fn addresses_are_checked_and_names_resolve_to_every_address() {
         let token = CancellationToken::new();
-        assert!(channel("stock", "stock:50052", token.clone()).is_err(), "no scheme");
-        assert!(channel("stock", "http://stock", token.clone()).is_err(), "no port");
-        assert!(channel("stock", " , ", token.clone()).is_err(), "nothing");
-        let uris: Vec<Uri> = vec!["http://localhost:50052".parse().unwrap()];
+        assert!(channel("stock", "stock:50052", None, token.clone()).is_err(), "no scheme");
+        assert!(channel("stock", "http://stock", None, token.clone()).is_err(), "no port");
+        assert!(channel("stock", " , ", None, token.clone()).is_err(), "nothing");
+        let https = channel("stock", "https://stock:50052", None, token.clone());
+        assert!(https.is_err_and(|e| e.to_string().contains("VIDEOSTORE_TLS_CA")), "no CA");
+        let uri: Uri = "http://localhost:50052".parse().unwrap();
+        let uris = vec![(Reach::of(&uri, None).unwrap(), uri)];
         let resolved = resolve(&uris).await;
-        assert!(resolved.keys().any(|a| a.ip().is_loopback() && a.port() == 50052), "{resolved:?}");
-        let one = replica_uri(&uris[0], "127.0.0.1:7".parse().unwrap());
+        assert!(resolved.keys().any(|a| a.ip().is_loopback() && a.port() == 50052));
+        let one = replica_uri(&uris[0].1, "127.0.0.1:7".parse().unwrap());
         assert_eq!(one.to_string(), "http://127.0.0.1:7/");
         token.cancel();
     }

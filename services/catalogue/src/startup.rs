@@ -31,6 +31,8 @@ pub struct Application {
     routes: tonic::service::Routes,
     standard: StandardServices,
     origins: AllowedOrigins,
+    /// TLS on the port, when configured.
+    tls: Option<std::sync::Arc<videostore_kit::tls::ServerTls>>,
     shutdown: CancellationToken,
 }
 
@@ -39,6 +41,7 @@ impl Application {
     /// port: see [`Application::local_addr`]).
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let origins = config.server.origins()?;
+        let tls = config.server.tls()?;
         let keys = config.data.token_keys()?;
         let url = config.database_url();
         let (changes, _) = tokio::sync::broadcast::channel(ANNOUNCED_CHANGES);
@@ -79,7 +82,7 @@ impl Application {
         let listen = config.server.listen;
         let listener =
             TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-        Ok(Self { listener, routes, standard, origins, shutdown })
+        Ok(Self { listener, routes, standard, origins, tls, shutdown })
     }
 
     /// The address the server listens on.
@@ -93,6 +96,7 @@ impl Application {
             self.listener,
             serve::with_grpc_web(self.routes),
             &self.origins,
+            self.tls,
             &self.standard,
             self.shutdown,
         )

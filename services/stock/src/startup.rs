@@ -33,6 +33,8 @@ pub struct Application {
     routes: tonic::service::Routes,
     standard: StandardServices,
     origins: AllowedOrigins,
+    /// TLS on the port, when configured.
+    tls: Option<std::sync::Arc<videostore_kit::tls::ServerTls>>,
     shutdown: CancellationToken,
     store: Arc<dyn StockStore>,
 }
@@ -46,6 +48,7 @@ impl Application {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let origins = config.server.origins()?;
+        let tls = config.server.tls()?;
         let keys = config.data.token_keys()?;
         let url = config.database_url();
         let events = AvailabilityEvents::new();
@@ -107,7 +110,7 @@ impl Application {
         let listen = config.server.listen;
         let listener =
             TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-        Ok(Self { listener, routes, standard, origins, shutdown, store })
+        Ok(Self { listener, routes, standard, origins, tls, shutdown, store })
     }
 
     /// The address the server listens on.
@@ -126,6 +129,7 @@ impl Application {
             self.listener,
             serve::with_grpc_web(self.routes),
             &self.origins,
+            self.tls,
             &self.standard,
             self.shutdown,
         )

@@ -9,3 +9,4 @@ mod logs;
 mod postgres;
 mod rentals;
 mod stock;
+mod tls;
