@@ -304,10 +304,17 @@ async fn a_change_whose_doorbell_never_rang_still_reaches_every_replica() {
     let film = 36;
     set_copies(&store, film, 2).await;
     let before = current_versions(&store, &[film]).await[&film];
-    let stop = tokio_util::sync::CancellationToken::new();
-    let watchers = [store.stock().addr, replica.addr]
-        .map(|addr| tokio::spawn(watch_until(addr, vec![film], vec![], stop.clone())));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A live watcher on each replica: its first message (the current stock) says it is
+    // subscribed, so what follows can only come through that replica's feed.
+    let mut streams = Vec::new();
+    for addr in [store.stock().addr, replica.addr] {
+        let mut client =
+            pb::stock_service_client::StockServiceClient::new(TestStore::channel(addr).await);
+        let request = pb::WatchAvailabilityRequest { movie_ids: vec![film], resume_from: vec![] };
+        let mut stream = client.watch_availability(request).await.unwrap().into_inner();
+        assert!(stream.message().await.unwrap().unwrap().snapshot);
+        streams.push(stream);
+    }
     let (cluster, database) = store.stock_postgres().unwrap();
     for _ in 0..3 {
         cluster
@@ -321,12 +328,18 @@ async fn a_change_whose_doorbell_never_rang_still_reaches_every_replica() {
             )
             .unwrap();
     }
-    // The bound is one poll; give it three.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.cancel();
-    for watcher in watchers {
-        let (_, seen) = watcher.await.unwrap();
-        assert_eq!(seen.get(&film), Some(&vec![before + 1, before + 2, before + 3]));
+    // The bound is one poll (a second); each watcher gets three.
+    for mut stream in streams {
+        let mut heard = Vec::new();
+        let in_time = tokio::time::timeout(Duration::from_secs(3), async {
+            while heard.last() != Some(&(before + 3)) {
+                let message = stream.message().await.unwrap().unwrap();
+                heard.extend(message.availabilities.iter().map(|a| a.version));
+            }
+        })
+        .await;
+        assert!(in_time.is_ok(), "heard only {heard:?} within 3 s");
+        assert_eq!(heard, [before + 1, before + 2, before + 3]);
     }
     replica.stop().await;
     store.stop().await;

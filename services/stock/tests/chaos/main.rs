@@ -465,10 +465,11 @@ async fn the_database_crashing_mid_run_loses_no_acknowledged_rental() {
         tokens.push(sign_in(addrs[0], &email, "crash password").await);
     }
 
-    // A watcher on the second replica, which must miss nothing while its feed reconnects.
-    let running = Arc::new(AtomicBool::new(true));
+    // A watcher on the second replica, which must miss nothing while its feed reconnects. It
+    // stops once it has heard the last versions, which it is told when the run is over.
+    let (last_versions, last) = tokio::sync::watch::channel(None::<HashMap<i64, i64>>);
     let watcher = {
-        let running = Arc::clone(&running);
+        let start = start_versions.clone();
         let addr = addrs[1];
         // From the versions before the run, whenever its stream opens.
         let resume_from: Vec<pb::FilmVersion> = start_versions
@@ -480,7 +481,16 @@ async fn the_database_crashing_mid_run_loses_no_acknowledged_rental() {
             let request = pb::WatchAvailabilityRequest { movie_ids: FILMS.to_vec(), resume_from };
             let mut stream =
                 client(addr).await.watch_availability(request).await.unwrap().into_inner();
-            while running.load(Ordering::SeqCst) {
+            loop {
+                let heard_last = last.borrow().as_ref().is_some_and(|last| {
+                    FILMS.iter().all(|film| {
+                        let heard = seen.get(film).and_then(|v| v.last()).unwrap_or(&start[film]);
+                        *heard >= last[film]
+                    })
+                });
+                if heard_last {
+                    break;
+                }
                 let Ok(message) =
                     tokio::time::timeout(Duration::from_millis(200), stream.message()).await
                 else {
@@ -563,10 +573,13 @@ async fn the_database_crashing_mid_run_loses_no_acknowledged_rental() {
     for customer in customers_done {
         customer.unwrap();
     }
-    // The last changes reach the watcher (through a poll at worst), then it stops.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    running.store(false, Ordering::SeqCst);
-    let seen = watcher.await.unwrap();
+    // The last changes reach the watcher within a poll (a second); five are allowed.
+    let end_versions = versions(&cluster, &name);
+    last_versions.send_replace(Some(end_versions.clone()));
+    let seen = tokio::time::timeout(Duration::from_secs(5), watcher)
+        .await
+        .expect("the watcher heard the last changes within 5 s")
+        .unwrap();
 
     let acknowledged = acknowledged.lock().unwrap().clone();
     let unanswered = unanswered.load(Ordering::Relaxed);
@@ -601,7 +614,6 @@ async fn the_database_crashing_mid_run_loses_no_acknowledged_rental() {
         .unwrap();
     assert_eq!(broken, "0");
     // The watcher on the other replica saw every version once, in order.
-    let end_versions = versions(&cluster, &name);
     for movie_id in FILMS {
         let expected: Vec<i64> =
             (start_versions[&movie_id] + 1..=end_versions[&movie_id]).collect();
