@@ -273,8 +273,31 @@ impl TestStore {
         stock: &str,
         stock_timeout: Duration,
     ) -> Service {
+        Self::spawn_aggregator_with(Self::aggregator_config(catalogue, stock, stock_timeout))
+            .await
+            .0
+    }
+
+    /// Starts an aggregator with `config`; also returns its admin address, if it has one.
+    pub async fn spawn_aggregator_with(
+        config: aggregator::config::Config,
+    ) -> (Service, Option<SocketAddr>) {
         let shutdown = CancellationToken::new();
-        let config = aggregator::config::Config {
+        let app = aggregator::startup::Application::build(config, shutdown.clone())
+            .await
+            .expect("aggregator starts");
+        let (addr, admin) = (app.local_addr(), app.admin_addr());
+        (Service { addr, shutdown, handle: tokio::spawn(app.run()) }, admin)
+    }
+
+    /// The settings [`TestStore::spawn_aggregator`] uses, for a test to change before
+    /// [`TestStore::spawn_aggregator_with`].
+    pub fn aggregator_config(
+        catalogue: &str,
+        stock: &str,
+        stock_timeout: Duration,
+    ) -> aggregator::config::Config {
+        aggregator::config::Config {
             server: ServerConfig::for_tests("127.0.0.1:0".parse().unwrap()),
             catalogue_addr: catalogue.to_owned(),
             stock_addr: stock.to_owned(),
@@ -284,12 +307,7 @@ impl TestStore {
             tls_ca: None,
             public_catalogue_url: None,
             public_stock_url: None,
-        };
-        let app = aggregator::startup::Application::build(config, shutdown.clone())
-            .await
-            .expect("aggregator starts");
-        let addr = app.local_addr();
-        Service { addr, shutdown, handle: tokio::spawn(app.run()) }
+        }
     }
 
     /// Stops the stock service (gracefully).

@@ -28,12 +28,22 @@ pub struct ServerConfig {
     /// The certificate's private key (PEM).
     #[arg(long, env = "VIDEOSTORE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A second, private address for health and reflection (plain gRPC): when set, they are
+    /// served there only, not on `--listen` (whose port a public proxy may route to).
+    #[arg(long, env = "VIDEOSTORE_ADMIN_ADDR")]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
     /// Listens on `listen`, allowing any browser origin: for tests.
     pub fn for_tests(listen: SocketAddr) -> Self {
-        Self { listen, cors_origins: "*".to_owned(), tls_cert: None, tls_key: None }
+        Self {
+            listen,
+            cors_origins: "*".to_owned(),
+            tls_cert: None,
+            tls_key: None,
+            admin_listen: None,
+        }
     }
 
     /// The TLS settings of the port, if it speaks TLS.

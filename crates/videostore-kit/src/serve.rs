@@ -1,8 +1,14 @@
 //! One listener for everything a service speaks: gRPC over HTTP/2, gRPC-Web over HTTP/1.1 (for
 //! browsers), plain HTTP routes (the aggregator's REST facade), with CORS for the configured
 //! browser origins, the standard `grpc.health.v1` service and server reflection.
+//!
+//! Health and reflection can move to a second, private port (`VIDEOSTORE_ADMIN_ADDR`): a port
+//! that faces the public (the aggregator's, behind the Ingress at `/`) then serves neither,
+//! while the kubelet's probes reach them on the private one.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
 
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
@@ -81,12 +87,23 @@ pub struct StandardServices {
     /// The service names reported, besides the server as a whole (`""`).
     names: Vec<String>,
     routes: Routes,
+    /// The private port health and reflection are served on instead of the public one.
+    admin: Option<TcpListener>,
 }
 
 impl StandardServices {
     /// Health (initially SERVING for `""` and each of `service_names`) and reflection over the
-    /// video store's descriptors.
-    pub async fn new(service_names: &[&str]) -> anyhow::Result<Self> {
+    /// video store's descriptors; on a private port of their own when `admin` is set (bound
+    /// here, so that port 0 works in tests: see [`StandardServices::admin_addr`]).
+    pub async fn new(service_names: &[&str], admin: Option<SocketAddr>) -> anyhow::Result<Self> {
+        let admin = match admin {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the admin address {addr}"))?,
+            ),
+            None => None,
+        };
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_service_status("", ServingStatus::Serving).await;
         for name in service_names {
@@ -97,7 +114,17 @@ impl StandardServices {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let routes = Routes::new(health_service).add_service(reflection);
-        Ok(Self { health, names: service_names.iter().map(|n| (*n).to_owned()).collect(), routes })
+        Ok(Self {
+            health,
+            names: service_names.iter().map(|n| (*n).to_owned()).collect(),
+            routes,
+            admin,
+        })
+    }
+
+    /// The private port health and reflection are served on, if they have one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|listener| listener.local_addr().ok())
     }
 
     /// Reports every service of this server as not serving (at shutdown).
@@ -108,9 +135,10 @@ impl StandardServices {
         }
     }
 
-    /// The standard routes plus the service's own.
+    /// The routes the service's own are added to: the standard ones, unless they live on the
+    /// private port.
     pub fn routes(&self) -> Routes {
-        self.routes.clone()
+        if self.admin.is_some() { Routes::default() } else { self.routes.clone() }
     }
 }
 
@@ -136,9 +164,21 @@ pub async fn serve(
     routes: axum::Router,
     origins: &AllowedOrigins,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
-    standard: &StandardServices,
+    mut standard: StandardServices,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // The private port stays up until the public one has drained, so that probes see the
+    // NOT_SERVING of the shutdown rather than a refused connection.
+    let admin_stop = CancellationToken::new();
+    let admin = standard.admin.take().map(|listener| {
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_routes(standard.routes.clone())
+                .serve_with_incoming_shutdown(incoming, admin_stop.clone().cancelled_owned()),
+        )
+    });
+    let standard = &standard;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let on_shutdown = {
         let shutdown = shutdown.clone();
@@ -174,6 +214,13 @@ pub async fn serve(
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => {
             tracing::warn!("in-flight calls did not finish within {SHUTDOWN_GRACE:?}; closing them");
+        }
+    }
+    admin_stop.cancel();
+    if let Some(admin) = admin {
+        // Probes hold no long calls: a second is plenty, and a stuck one must not hold us.
+        if let Ok(Ok(Err(error))) = tokio::time::timeout(Duration::from_secs(1), admin).await {
+            tracing::warn!(%error, "the admin port failed");
         }
     }
     Ok(())

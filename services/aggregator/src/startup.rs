@@ -49,8 +49,11 @@ impl Application {
             storefront: storefront.clone(),
             default_deadline: config.default_deadline(),
         };
-        let standard =
-            StandardServices::new(&["videostore.aggregator.v1.StorefrontService"]).await?;
+        let standard = StandardServices::new(
+            &["videostore.aggregator.v1.StorefrontService"],
+            config.server.admin_listen,
+        )
+        .await?;
         let grpc = standard.routes().add_service(
             StorefrontServiceServer::new(api)
                 .max_decoding_message_size(64 * 1024)
@@ -80,6 +83,11 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// The private address of health and reflection, when they have one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.standard.admin_addr()
+    }
+
     /// Serves until the shutdown token is cancelled and in-flight calls have finished.
     pub async fn run(self) -> anyhow::Result<()> {
         serve::serve(
@@ -87,7 +95,7 @@ impl Application {
             self.router,
             &self.origins,
             self.tls,
-            &self.standard,
+            self.standard,
             self.shutdown,
         )
         .await

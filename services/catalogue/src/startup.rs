@@ -77,7 +77,11 @@ impl Application {
         };
         let catalogue = Arc::new(Catalogue::new(store, changes));
         let api = CatalogueApi::new(catalogue, keys, shutdown.clone());
-        let standard = StandardServices::new(&["videostore.catalogue.v1.CatalogueService"]).await?;
+        let standard = StandardServices::new(
+            &["videostore.catalogue.v1.CatalogueService"],
+            config.server.admin_listen,
+        )
+        .await?;
         let routes = standard.routes().add_service(CatalogueRoutes::new(api, MAX_MESSAGE_BYTES));
         let listen = config.server.listen;
         let listener =
@@ -90,6 +94,11 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// The private address of health and reflection, when they have one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.standard.admin_addr()
+    }
+
     /// Serves until the shutdown token is cancelled and in-flight calls have finished.
     pub async fn run(self) -> anyhow::Result<()> {
         serve::serve(
@@ -97,7 +106,7 @@ impl Application {
             serve::with_grpc_web(self.routes),
             &self.origins,
             self.tls,
-            &self.standard,
+            self.standard,
             self.shutdown,
         )
         .await

@@ -85,10 +85,10 @@ impl Application {
             token_ttl,
         ));
         let heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(10));
-        let standard = StandardServices::new(&[
-            "videostore.stock.v1.StockService",
-            "videostore.stock.v1.AccountService",
-        ])
+        let standard = StandardServices::new(
+            &["videostore.stock.v1.StockService", "videostore.stock.v1.AccountService"],
+            config.server.admin_listen,
+        )
         .await?;
         let routes = standard
             .routes()
@@ -118,6 +118,11 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// The private address of health and reflection, when they have one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.standard.admin_addr()
+    }
+
     /// The store, for checks from tests and tools (e.g. the stock invariant).
     pub fn store(&self) -> Arc<dyn StockStore> {
         Arc::clone(&self.store)
@@ -130,7 +135,7 @@ impl Application {
             serve::with_grpc_web(self.routes),
             &self.origins,
             self.tls,
-            &self.standard,
+            self.standard,
             self.shutdown,
         )
         .await

@@ -299,6 +299,65 @@ async fn reflection_lists_each_services_api() {
     store.stop().await;
 }
 
+/// Behind a public proxy (the Ingress routes `/` to the aggregator), health and reflection live
+/// on a private port: the public one answers neither, over gRPC or gRPC-Web.
+#[tokio::test]
+async fn with_an_admin_address_health_and_reflection_leave_the_public_port() {
+    use tonic_health_client::{HealthCheckRequest, HealthClient, serving};
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest,
+    };
+    let store = TestStore::start().await;
+    let mut config = TestStore::aggregator_config(
+        &store.catalogue.url(),
+        &store.stock().url(),
+        Duration::from_millis(300),
+    );
+    config.server.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    let (front, admin) = TestStore::spawn_aggregator_with(config).await;
+    let admin = admin.expect("an admin address");
+    assert_ne!(admin, front.addr);
+
+    let check = HealthCheckRequest { service: String::new() };
+    let public = HealthClient::new(TestStore::channel(front.addr).await).check(check.clone()).await;
+    assert_eq!(public.unwrap_err().code(), Code::Unimplemented);
+    let private = HealthClient::new(TestStore::channel(admin).await).check(check.clone()).await;
+    assert_eq!(private.unwrap().into_inner().status, serving());
+    let reflection = |addr| async move {
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        ServerReflectionClient::new(TestStore::channel(addr).await)
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .map(|_| ())
+    };
+    assert_eq!(reflection(front.addr).await.unwrap_err().code(), Code::Unimplemented);
+    reflection(admin).await.unwrap();
+    // gRPC-Web, as a browser through the proxy would call it.
+    let web =
+        testkit::grpc_web::call(&front.url(), "/grpc.health.v1.Health/Check", &check, None, None)
+            .await
+            .unwrap();
+    assert_eq!(web.grpc_status(), Some(Code::Unimplemented as i32));
+    // The store front itself still serves on the public port.
+    let page = testkit::grpc_web::call(
+        &front.url(),
+        "/videostore.aggregator.v1.StorefrontService/GetMoviePage",
+        &pb::GetMoviePageRequest { movie_id: 3, related_limit: 1 },
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.grpc_status(), Some(0), "{}", page.grpc_message());
+
+    front.stop().await;
+    store.stop().await;
+}
+
 #[tokio::test]
 async fn a_film_page_follows_staff_edits_made_in_the_catalogue() {
     use videostore_proto::catalogue as cat;
