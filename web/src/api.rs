@@ -36,11 +36,15 @@ impl Endpoints {
             .filter(|content| !content.trim().is_empty())
             .and_then(|content| serde_json::from_str(&content).ok());
         let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
-        let configured = configured.map(|mut endpoints: Self| {
-            if endpoints.aggregator.is_empty() {
-                endpoints.aggregator = origin.clone();
-            }
-            endpoints
+        // An empty address, or a path (`/`), means the page's own origin: behind a proxy that
+        // routes every service's paths on one host (the Ingress, `cargo xtask up --front`).
+        let at_origin = |url: String| {
+            if url.is_empty() || url.starts_with('/') { origin.clone() } else { url }
+        };
+        let configured = configured.map(|endpoints: Self| Self {
+            catalogue: at_origin(endpoints.catalogue),
+            stock: at_origin(endpoints.stock),
+            aggregator: at_origin(endpoints.aggregator),
         });
         configured.unwrap_or_else(|| {
             let location = web_sys::window().map(|w| w.location());

@@ -12,6 +12,7 @@
 //! | musl target, musl-gcc, podman (images) | the toolchain's, Debian's | rustup, apt | the toolchain, `/usr/bin` |
 //! | kubectl + kustomize, kubernetes-validate, checkov | [`K8S_TOOLS`] | PyPI | a venv in `~/.cache/videostore-tools/k8s` |
 //! | PostgreSQL server (tests) | Debian's | apt | `/usr/lib/postgresql/<version>/bin` |
+//! | nginx (the front door: `up --front`, tests) | Debian's | apt | `/usr/sbin/nginx` |
 
 use std::{env, ffi::OsString, path::PathBuf, process::Command};
 
@@ -229,6 +230,15 @@ pub(crate) fn ensure_postgres() -> Result {
     apt_install(&["postgresql"])
 }
 
+/// nginx, for the front door (`cargo xtask up --front` and its tests start their own, with a
+/// configuration in a folder of their own; Debian's service is not used).
+pub(crate) fn ensure_nginx() -> Result {
+    if std::path::Path::new(front_door::NGINX).exists() {
+        return Ok(());
+    }
+    apt_install(&["nginx"])
+}
+
 /// What `cargo xtask images` needs: the musl target, a C compiler for it (the bundled SQLite and
 /// ring are C), and podman.
 pub(crate) fn ensure_image_tools(target: &str) -> Result {
@@ -261,7 +271,7 @@ pub(crate) fn ensure_wrk() -> Result {
 }
 
 /// Installs whatever is missing; with `browser`, what the tests need too (Chromium,
-/// ChromeDriver, PostgreSQL).
+/// ChromeDriver, PostgreSQL, nginx).
 pub(crate) fn ensure(browser: bool) -> Result {
     ensure_wasm_target()?;
     let wasm_bindgen = locked_wasm_bindgen()?;
@@ -283,6 +293,7 @@ pub(crate) fn ensure(browser: bool) -> Result {
     if browser {
         ensure_chromium()?;
         ensure_postgres()?;
+        ensure_nginx()?;
     }
     Ok(())
 }

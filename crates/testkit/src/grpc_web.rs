@@ -1,6 +1,6 @@
-//! A minimal gRPC-Web client over HTTP/1.1, speaking exactly what a browser sends: a POST with
+//! A minimal gRPC-Web client, speaking exactly what a browser sends: a POST with
 //! `content-type: application/grpc-web+proto`, length-prefixed frames, and trailers in a final
-//! frame flagged 0x80.
+//! frame flagged 0x80. Over HTTP/1.1 to the services; over HTTP/2 through the front door.
 
 use std::collections::HashMap;
 
@@ -9,6 +9,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 /// What came back from a gRPC-Web call.
 #[derive(Debug)]
 pub struct Reply {
+    /// The HTTP version the call went over.
+    pub version: reqwest::Version,
     /// The HTTP status.
     pub http_status: u16,
     /// Response headers (lower-case names).
@@ -84,10 +86,12 @@ pub async fn call(
     origin: Option<&str>,
 ) -> anyhow::Result<Reply> {
     let client = reqwest::Client::builder().http1_only().build()?;
-    call_with(&client, base_url, path, request, token, origin).await
+    let reply = call_with(&client, base_url, path, request, token, origin).await?;
+    anyhow::ensure!(reply.version == reqwest::Version::HTTP_11, "expected HTTP/1.1");
+    Ok(reply)
 }
 
-/// [`call`] through `client` (which must speak HTTP/1.1 only), e.g. one trusting a test CA.
+/// [`call`] through `client`, e.g. one trusting a test CA (the reply says which HTTP version).
 pub async fn call_with(
     client: &reqwest::Client,
     base_url: &str,
@@ -109,7 +113,7 @@ pub async fn call_with(
         builder = builder.header("origin", origin);
     }
     let response = builder.send().await?;
-    anyhow::ensure!(response.version() == reqwest::Version::HTTP_11, "expected HTTP/1.1");
+    let version = response.version();
     let http_status = response.status().as_u16();
     let headers = response
         .headers()
@@ -134,12 +138,14 @@ pub async fn call_with(
             messages.push(frame);
         }
     }
-    Ok(Reply { http_status, headers, messages, trailers })
+    Ok(Reply { version, http_status, headers, messages, trailers })
 }
 
 /// A server-streaming gRPC-Web response read frame by frame as it arrives, as a browser's
 /// `fetch` body reader sees it.
 pub struct FrameStream {
+    /// The HTTP version the stream goes over.
+    pub version: reqwest::Version,
     body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Bytes>> + Send>>,
     buffer: BytesMut,
     /// Trailers, once the trailer frame has arrived.
@@ -187,6 +193,18 @@ pub async fn open_stream(
     request: &impl prost::Message,
 ) -> anyhow::Result<FrameStream> {
     let client = reqwest::Client::builder().http1_only().build()?;
+    let stream = open_stream_with(&client, base_url, path, request).await?;
+    anyhow::ensure!(stream.version == reqwest::Version::HTTP_11, "expected HTTP/1.1");
+    Ok(stream)
+}
+
+/// [`open_stream`] through `client` (the stream says which HTTP version it went over).
+pub async fn open_stream_with(
+    client: &reqwest::Client,
+    base_url: &str,
+    path: &str,
+    request: &impl prost::Message,
+) -> anyhow::Result<FrameStream> {
     let response = client
         .post(format!("{base_url}{path}"))
         .header("content-type", "application/grpc-web+proto")
@@ -194,9 +212,9 @@ pub async fn open_stream(
         .body(frame(request))
         .send()
         .await?;
-    anyhow::ensure!(response.version() == reqwest::Version::HTTP_11, "expected HTTP/1.1");
     anyhow::ensure!(response.status().is_success(), "HTTP {}", response.status());
     Ok(FrameStream {
+        version: response.version(),
         body: Box::pin(response.bytes_stream()),
         buffer: BytesMut::new(),
         trailers: None,

@@ -3,9 +3,11 @@
 //!
 //! # Layout
 //! - [`TestStore`]: the whole store; start, stop and restart single services.
-//! - [`grpc_web`]: a minimal gRPC-Web client over HTTP/1.1, as a browser speaks it.
+//! - [`grpc_web`]: a minimal gRPC-Web client, as a browser speaks it.
+//! - [`front::FrontedStore`]: the store with replicas behind the front door (nginx).
 //! - [`authed`]: attach a bearer token to a request.
 
+pub mod front;
 pub mod grpc_web;
 
 use std::{

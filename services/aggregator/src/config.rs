@@ -36,10 +36,13 @@ pub struct Config {
     /// addresses.
     #[arg(long, env = "VIDEOSTORE_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,
-    /// The catalogue's address as browsers reach it; defaults to `--catalogue-addr`.
+    /// The catalogue's address as browsers reach it; defaults to `--catalogue-addr`. `/` means
+    /// the page's own origin, behind a proxy that routes the catalogue's paths there (the
+    /// Ingress, `cargo xtask up --front`).
     #[arg(long, env = "PUBLIC_CATALOGUE_URL")]
     pub public_catalogue_url: Option<String>,
-    /// Stock's address as browsers reach it; defaults to `--stock-addr`.
+    /// Stock's address as browsers reach it; defaults to `--stock-addr`; `/` as for the
+    /// catalogue.
     #[arg(long, env = "PUBLIC_STOCK_URL")]
     pub public_stock_url: Option<String>,
 }

@@ -4,6 +4,7 @@
 mod accounts;
 mod aggregator;
 mod catalogue;
+mod front_door;
 mod grpc_web;
 mod logs;
 mod postgres;

@@ -162,6 +162,7 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
     )
     .await
     .unwrap();
+    assert_eq!(reply.version, reqwest::Version::HTTP_11);
     assert_eq!(reply.grpc_status(), Some(0), "{}", reply.grpc_message());
     assert_eq!(reply.decode::<cat::Movie>()[0].title, film.title);
 
