@@ -10,7 +10,7 @@
 //!   serves them on its admin port only.
 //! - HTTP/1.1 to the backends (tonic-web), no buffering either way (live streams), timeouts of
 //!   an hour for idle streams, N replicas of each service balanced per request, a replica that
-//!   refuses connections skipped for a while.
+//!   refuses connections skipped for a second.
 //!
 //! [`ROUTES`] and the other constants are the one source: `cargo xtask k8s` checks that the
 //! rendered Ingress says the same.
@@ -132,8 +132,10 @@ http {{
     for upstream in [Upstream::Catalogue, Upstream::Stock, Upstream::Aggregator] {
         let _ = writeln!(conf, "    upstream {} {{", upstream.name());
         for addr in backends.of(upstream) {
-            // A replica that refuses a connection is left out for 5 s, then tried again.
-            let _ = writeln!(conf, "        server {addr} max_fails=1 fail_timeout=5s;");
+            // A replica that refuses a connection is left out for a second, then tried again
+            // (a refused connection costs little; a longer pause, with every replica just
+            // restarted, would answer 502 for that long).
+            let _ = writeln!(conf, "        server {addr} max_fails=1 fail_timeout=1s;");
         }
         conf.push_str("        keepalive 32;\n    }\n");
     }

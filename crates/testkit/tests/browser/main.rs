@@ -8,6 +8,7 @@
 //! One Chromium at a time: the tests take a lock, so two cores are not shared by several
 //! browsers (the live-update test opens two sessions, one per customer).
 
+mod front_door;
 mod harness;
 
 use std::time::{Duration, Instant};
@@ -111,6 +112,18 @@ async fn on_postgres_a_rent_in_one_browser_changes_the_badge_in_another_live() {
 async fn a_rent_changes_the_badge_in_another_browser(backend: Backend) {
     let _one_at_a_time = harness::lock().await;
     let store = TestStore::start_on(backend).await;
+    let base = store.aggregator.url();
+    rent_in_one_window_watch_in_another(&store, &base, &format!("{backend:?}")).await;
+    store.stop().await;
+}
+
+/// Two browsers on `base`: one rents the last copy of a film and returns it, the other's badge
+/// follows live; then twenty rent/return pairs through gRPC, timed to the watcher's badge.
+pub(crate) async fn rent_in_one_window_watch_in_another(
+    store: &TestStore,
+    base: &str,
+    label: &str,
+) {
     let staff = store.staff_token().await;
     store
         .stock_client()
@@ -133,12 +146,11 @@ async fn a_rent_changes_the_badge_in_another_browser(backend: Backend) {
         .await
         .unwrap();
     let browser = Browser::start().await;
-    let base = store.aggregator.url();
     let film = format!("{base}/movies/40");
 
     // The renter registers and signs in through the page.
     let renter = browser.session().await;
-    harness::register(&renter, &base, "Renter", "renter@example.com", "renter password").await;
+    harness::register(&renter, base, "Renter", "renter@example.com", "renter password").await;
     renter.goto(&film).await.unwrap();
     // The watcher just looks at the film.
     let watcher = browser.session().await;
@@ -242,7 +254,7 @@ async fn a_rent_changes_the_badge_in_another_browser(backend: Backend) {
     }
     latencies.sort();
     eprintln!(
-        "{backend:?}: commit → other page's badge over {} changes: p50 {:?}, p99 {:?}, max {:?}",
+        "{label}: commit → other page's badge over {} changes: p50 {:?}, p99 {:?}, max {:?}",
         latencies.len(),
         latencies[latencies.len() / 2],
         latencies[latencies.len() * 99 / 100],
@@ -252,7 +264,6 @@ async fn a_rent_changes_the_badge_in_another_browser(backend: Backend) {
     renter.close().await.unwrap();
     watcher.close().await.unwrap();
     browser.stop();
-    store.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
