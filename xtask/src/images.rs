@@ -1,7 +1,9 @@
 //! `cargo xtask images`: the three services as OCI images, `FROM scratch` with one static binary
-//! (musl) each and a numeric non-root user (`images/<service>.Containerfile`), built by podman
-//! without a daemon (`--storage-driver vfs`; running containers is not possible on the machines
-//! this is built on) and saved as OCI archives in `target/images/`.
+//! (musl) each and a numeric non-root user: the runtime stages of `images/Dockerfile`, built by
+//! podman without a daemon (`--storage-driver vfs`; running containers is not possible on the
+//! machines this is built on) and saved as OCI archives in `target/images/`. The binaries are
+//! built here and handed to podman as the Dockerfile's `build` stage (a build context of that
+//! name), since that stage's Rust image cannot be pulled here; Docker users run it as written.
 //!
 //! Then the proof that they are self-contained: each archive is unpacked, its layers extracted
 //! into an otherwise empty folder, and the three binaries run from those folders (`chroot`, as
@@ -38,22 +40,26 @@ pub(crate) fn build() -> Result {
     }
     run(build, &format!("building the services for {TARGET}"))?;
     let out = root().join("target/images");
+    // What the Dockerfile's `build` stage leaves in /out.
+    let stage = out.join("build");
+    let _ = std::fs::remove_dir_all(&stage);
+    std::fs::create_dir_all(stage.join("out/tmp")).map_err(|e| format!("{e}"))?;
     for service in SERVICES {
-        let context = out.join(service);
-        let _ = std::fs::remove_dir_all(&context);
-        std::fs::create_dir_all(context.join("tmp")).map_err(|e| format!("{e}"))?;
         let binary = root().join("target").join(TARGET).join("release").join(service);
-        std::fs::copy(&binary, context.join(service))
+        std::fs::copy(&binary, stage.join("out").join(service))
             .map_err(|e| format!("{}: {e}", binary.display()))?;
-        if service == "aggregator" {
-            copy_dir(&root().join("dist"), &context.join("web"))?;
-        }
+    }
+    copy_dir(&root().join("dist"), &stage.join("out/web"))?;
+    for service in SERVICES {
         let tag = format!("videostore/{service}:dev");
         let mut image = podman();
         image
-            .args(["build", "--quiet", "-t", &tag, "-f"])
-            .arg(root().join(format!("images/{service}.Containerfile")))
-            .arg(&context);
+            .args(["build", "--quiet", "--target", service, "-t", &tag])
+            .arg("--build-context")
+            .arg(format!("build={}", stage.display()))
+            .arg("-f")
+            .arg(root().join("images/Dockerfile"))
+            .arg(&stage);
         run(image, &format!("podman build of {tag}"))?;
         let archive = out.join(format!("{service}.tar"));
         let _ = std::fs::remove_file(&archive);
