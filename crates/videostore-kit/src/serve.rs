@@ -109,11 +109,32 @@ impl StandardServices {
         for name in service_names {
             health.set_service_status(*name, ServingStatus::Serving).await;
         }
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(videostore_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let routes = Routes::new(health_service).add_service(reflection);
+        // Reflection in both versions (Python's grpcio-reflection, older grpcurl, Postman and
+        // Evans speak v1alpha only), listing exactly the services this port answers.
+        let listed = service_names.iter().copied().chain([
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ]);
+        let reflection = || {
+            listed.clone().fold(
+                tonic_reflection::server::Builder::configure()
+                    // Both versions' descriptors, registered below, in both services.
+                    .include_reflection_service(false)
+                    .register_encoded_file_descriptor_set(videostore_proto::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(
+                        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                    )
+                    .register_encoded_file_descriptor_set(
+                        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                    ),
+                |builder, name| builder.with_service_name(name),
+            )
+        };
+        let routes = Routes::new(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?);
         Ok(Self {
             health,
             names: service_names.iter().map(|n| (*n).to_owned()).collect(),

@@ -266,35 +266,95 @@ mod tonic_health_client {
     }
 }
 
+/// Reflection in both versions (v1, and v1alpha for Python's grpcio-reflection, older grpcurl,
+/// Postman and Evans) lists exactly the services each port answers, and describes them.
 #[tokio::test]
-async fn reflection_lists_each_services_api() {
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
+async fn reflection_lists_each_ports_own_services_in_both_versions() {
+    use tonic_reflection::pb::{v1, v1alpha};
     let store = TestStore::start().await;
-    for (addr, expected) in [
-        (store.catalogue.addr, "videostore.catalogue.v1.CatalogueService"),
-        (store.stock().addr, "videostore.stock.v1.StockService"),
-        (store.aggregator.addr, "videostore.aggregator.v1.StorefrontService"),
+    let standard = [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
+    for (addr, own) in [
+        (store.catalogue.addr, vec!["videostore.catalogue.v1.CatalogueService"]),
+        (
+            store.stock().addr,
+            vec!["videostore.stock.v1.AccountService", "videostore.stock.v1.StockService"],
+        ),
+        (store.aggregator.addr, vec!["videostore.aggregator.v1.StorefrontService"]),
     ] {
-        let mut client = ServerReflectionClient::new(TestStore::channel(addr).await);
-        let request = ServerReflectionRequest {
+        let mut expected: Vec<String> =
+            own.iter().chain(&standard).map(|name| (*name).to_owned()).collect();
+        expected.sort();
+
+        let request = v1::ServerReflectionRequest {
             host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
+            message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
         };
+        let mut client = v1::server_reflection_client::ServerReflectionClient::new(
+            TestStore::channel(addr).await,
+        );
         let mut responses = client
             .server_reflection_info(futures::stream::iter([request]))
             .await
             .unwrap()
             .into_inner();
         let response = futures::StreamExt::next(&mut responses).await.unwrap().unwrap();
-        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            response.message_response
+        else {
             panic!("expected a service list");
         };
-        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(names.iter().any(|n| n == expected), "{addr}: {names:?}");
-        assert!(names.iter().any(|n| n == "grpc.health.v1.Health"), "{addr}: {names:?}");
+        let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        assert_eq!(names, expected, "v1 on {addr}");
+
+        // v1alpha: the same list, and a service's file (what a client needs to call it).
+        let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(
+            TestStore::channel(addr).await,
+        );
+        let requests = [
+            v1alpha::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(
+                    v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+                ),
+            },
+            v1alpha::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(
+                    v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                        own[0].to_owned(),
+                    ),
+                ),
+            },
+        ];
+        let mut responses = client
+            .server_reflection_info(futures::stream::iter(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = futures::StreamExt::next(&mut responses).await.unwrap().unwrap();
+        let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            response.message_response
+        else {
+            panic!("expected a service list");
+        };
+        let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        assert_eq!(names, expected, "v1alpha on {addr}");
+        let response = futures::StreamExt::next(&mut responses).await.unwrap().unwrap();
+        let Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(
+            files,
+        )) = response.message_response
+        else {
+            panic!("expected the file of {}", own[0]);
+        };
+        assert!(!files.file_descriptor_proto.is_empty());
     }
     store.stop().await;
 }
