@@ -130,6 +130,7 @@ fn stock_config(
         seed: true,
         staff_email: Some(STAFF_EMAIL.into()),
         staff_password: Some(STAFF_PASSWORD.into()),
+        staff_promote_existing: false,
         watch_heartbeat_ms: heartbeat_ms,
         request_id_ttl_hours: 24,
     }
@@ -425,6 +426,18 @@ impl TestStore {
     /// A staff token.
     pub async fn staff_token(&self) -> String {
         self.sign_in(STAFF_EMAIL, STAFF_PASSWORD).await
+    }
+
+    /// The settings the store's stock server runs with (on a free port), for a test to change
+    /// and start a stock server of its own with.
+    pub fn stock_config(&self) -> stock::config::Config {
+        stock_config(
+            self.dir.path(),
+            &self.secret,
+            "127.0.0.1:0".parse().unwrap(),
+            self.heartbeat_ms,
+            self.stock_database.clone(),
+        )
     }
 
     /// Registers a new customer (unique email from `name`) and returns its id and token.

@@ -38,6 +38,16 @@ pub struct Config {
     /// Password for that staff account, used only when it is created.
     #[arg(long, env = "VIDEOSTORE_STAFF_PASSWORD", hide_env_values = true)]
     pub staff_password: Option<String>,
+    /// A customer account already registered under the staff email is never made staff
+    /// silently (anyone could register the address first): the server refuses to start. With
+    /// this set it is made staff, if the staff password signs in to it.
+    #[arg(
+        long,
+        env = "VIDEOSTORE_STAFF_PROMOTE_EXISTING",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub staff_promote_existing: bool,
 }
 
 impl Config {

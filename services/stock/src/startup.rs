@@ -185,7 +185,8 @@ impl Sweep {
     }
 }
 
-/// Creates the configured staff account if it does not exist, or promotes it if it is a customer.
+/// Creates the configured staff account if it does not exist. A customer account under that
+/// email stops the start, unless promoting it was asked for with its own password.
 async fn ensure_staff(
     config: &Config,
     store: &dyn StockStore,
@@ -198,9 +199,29 @@ async fn ensure_staff(
     let existing = store.account_by_email(&email).await?;
     match existing {
         Some((account, _)) if account.role == Role::Staff => Ok(()),
-        Some((account, _)) => {
+        Some((account, password_hash)) => {
+            // Someone registered the staff address through the shop: never made staff unless
+            // the operator asks and proves the account is theirs.
+            anyhow::ensure!(
+                config.staff_promote_existing,
+                "VIDEOSTORE_STAFF_EMAIL {email:?} is a customer account (id {}) registered \
+                 through the shop; it is not made staff. Choose another staff email, or, if that \
+                 account is yours, set VIDEOSTORE_STAFF_PROMOTE_EXISTING=true with its password \
+                 as VIDEOSTORE_STAFF_PASSWORD",
+                account.id
+            );
+            let password = config.staff_password.clone().context(
+                "VIDEOSTORE_STAFF_PROMOTE_EXISTING needs the account's password as \
+                 VIDEOSTORE_STAFF_PASSWORD",
+            )?;
+            anyhow::ensure!(
+                passwords::verify(password, Some(password_hash)).await?,
+                "VIDEOSTORE_STAFF_PASSWORD does not sign in to the customer account {email:?}: \
+                 it is not made staff"
+            );
             store.promote_to_staff(account.id).await?;
-            tracing::info!(%email, "promoted the configured account to staff");
+            tracing::warn!(%email, account = %account.id, "made the customer account staff, as \
+                VIDEOSTORE_STAFF_PROMOTE_EXISTING asked");
             Ok(())
         }
         None => {

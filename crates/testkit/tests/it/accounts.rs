@@ -113,6 +113,68 @@ async fn configured_staff_account_is_staff() {
     store.stop().await;
 }
 
+/// Anyone can register the staff address before the operator configures it: such a customer
+/// account is never made staff silently. Stock refuses to start, and promotes it only when
+/// asked to and given the account's own password.
+#[tokio::test]
+async fn a_customer_registered_under_the_staff_email_is_not_made_staff() {
+    let mut store = TestStore::start().await;
+    let email = "early-bird@example.com";
+    let password = "squatter password";
+    store
+        .account_client()
+        .await
+        .register(pb::RegisterRequest {
+            email: email.into(),
+            name: "Early Bird".into(),
+            password: password.into(),
+        })
+        .await
+        .unwrap();
+    store.stop_stock().await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let base = store.stock_config();
+    let clock: std::sync::Arc<dyn stock::clock::Clock> = store.clock.clone();
+    let start = |promote: bool, staff_password: &str| {
+        let mut config = base.clone();
+        config.staff_email = Some(email.into());
+        config.staff_password = Some(staff_password.into());
+        config.staff_promote_existing = promote;
+        stock::startup::Application::build(config, clock.clone(), shutdown.clone())
+    };
+
+    let refused = start(false, "operator password 1").await.err().expect("refused");
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("customer account") && message.contains("not made staff"),
+        "{message}"
+    );
+    let refused = start(true, "operator password 1").await.err().expect("refused");
+    let message = format!("{refused:#}");
+    assert!(message.contains("does not sign in"), "{message}");
+
+    // Nothing changed: still a customer.
+    store.start_stock().await;
+    assert_eq!(role(&store, email, password).await, pb::Role::Customer as i32);
+    store.stop_stock().await;
+
+    // Asked, with the account's own password: made staff.
+    let app = start(true, password).await.expect("starts");
+    let server = tokio::spawn(app.run());
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    store.start_stock().await;
+    assert_eq!(role(&store, email, password).await, pb::Role::Staff as i32);
+    store.stop().await;
+}
+
+/// The role of the account, as it sees itself after signing in.
+async fn role(store: &TestStore, email: &str, password: &str) -> i32 {
+    let token = store.sign_in(email, password).await;
+    let me = store.account_client().await.get_me(authed(pb::GetMeRequest {}, &token)).await;
+    me.unwrap().into_inner().role
+}
+
 #[tokio::test]
 async fn catalogue_verifies_tokens_issued_by_stock_without_calling_it() {
     let mut store = TestStore::start().await;

@@ -107,6 +107,7 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
             seed: true,
             staff_email: None,
             staff_password: None,
+            staff_promote_existing: false,
             watch_heartbeat_ms: 15_000,
             request_id_ttl_hours: 24,
         },
