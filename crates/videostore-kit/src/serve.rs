@@ -21,9 +21,16 @@ use tower_http::{
 };
 use tracing::Level;
 
-/// Largest message a server accepts or sends. Big enough for a 5,000-film batch, small enough
-/// that a hostile client cannot make a server buffer gigabytes.
+/// Largest message a server sends, and the largest request of a bulk call (an ImportMovies
+/// batch of 5,000 films). Small enough that a hostile client cannot make a server buffer
+/// gigabytes.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Largest request message of every other call. The biggest valid one is a film with the
+/// longest synopsis (about 25 KB); a WatchAvailability of 1,000 films with their versions is
+/// about 15 KB. A larger message is refused (OUT_OF_RANGE) before it is decoded, so a
+/// WatchAvailability with two million ids costs its sender, not the server.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Which browser origins may call the service directly (gRPC-Web from the web app).
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use videostore_kit::{
     run::Server,
-    serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices},
+    serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, StandardServices},
 };
 use videostore_proto::aggregator::storefront_service_server::StorefrontServiceServer;
 
@@ -56,7 +56,7 @@ impl Application {
         .await?;
         let grpc = standard.routes().add_service(
             StorefrontServiceServer::new(api)
-                .max_decoding_message_size(64 * 1024)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
         let mut router =

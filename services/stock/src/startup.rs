@@ -9,7 +9,7 @@ use videostore_kit::{
     auth::Role,
     database::Backend,
     run::Server,
-    serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices},
+    serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, StandardServices},
 };
 use videostore_proto::stock::{
     account_service_server::AccountServiceServer, stock_service_server::StockServiceServer,
@@ -99,13 +99,13 @@ impl Application {
                     shutdown.clone(),
                     heartbeat,
                 ))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
             .add_service(
                 AccountServiceServer::new(AccountApi::new(stock, keys))
-                    .max_decoding_message_size(64 * 1024)
-                    .max_encoding_message_size(64 * 1024),
+                    .max_decoding_message_size(MAX_REQUEST_BYTES)
+                    .max_encoding_message_size(MAX_REQUEST_BYTES),
             );
         let listen = config.server.listen;
         let listener =

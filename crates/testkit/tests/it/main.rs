@@ -6,6 +6,7 @@ mod aggregator;
 mod catalogue;
 mod front_door;
 mod grpc_web;
+mod limits;
 mod logs;
 mod postgres;
 mod rentals;

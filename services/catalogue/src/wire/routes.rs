@@ -1,5 +1,6 @@
 //! The catalogue's gRPC routes: StreamMovies and ExportMovies from the wire form, every other
-//! method through the generated server.
+//! method through the generated server. ImportMovies alone takes big request messages (batches
+//! of films); every other method's requests are held to `MAX_REQUEST_BYTES`.
 
 use std::{
     convert::Infallible,
@@ -13,34 +14,46 @@ use tonic::{
     codegen::{Service, http},
     server::{Grpc, NamedService},
 };
+use videostore_kit::serve::MAX_REQUEST_BYTES;
 use videostore_proto::{
     catalogue::{self as pb, catalogue_service_server::CatalogueServiceServer},
     codec::ProstCodec,
 };
 
 use super::{EncodedMovies, export, stream::StreamMovies};
+
 use crate::grpc::CatalogueApi;
 
 const STREAM_MOVIES: &str = "/videostore.catalogue.v1.CatalogueService/StreamMovies";
 const EXPORT_MOVIES: &str = "/videostore.catalogue.v1.CatalogueService/ExportMovies";
+const IMPORT_MOVIES: &str = "/videostore.catalogue.v1.CatalogueService/ImportMovies";
 
 /// The routes. Cloned for every request, so the handlers are held by `Arc`.
 #[derive(Clone)]
 pub(crate) struct CatalogueRoutes {
     api: Arc<CatalogueApi>,
+    /// Every method but the ones below, taking small requests.
     generated: CatalogueServiceServer<CatalogueApi>,
-    /// Largest message taken or sent (an export's one message has its own limit).
+    /// The same server taking batches of films, for ImportMovies.
+    import: CatalogueServiceServer<CatalogueApi>,
+    /// Largest message sent, and taken by ImportMovies (an export's one message has its own
+    /// limit).
     max_message_bytes: usize,
 }
 
 impl CatalogueRoutes {
-    /// Routes to `api`, taking and sending messages of at most `max_message_bytes`.
+    /// Routes to `api`, sending messages of at most `max_message_bytes` and taking import
+    /// batches of that size; other requests are held to `MAX_REQUEST_BYTES`.
     pub(crate) fn new(api: CatalogueApi, max_message_bytes: usize) -> Self {
         let api = Arc::new(api);
-        let generated = CatalogueServiceServer::from_arc(Arc::clone(&api))
-            .max_decoding_message_size(max_message_bytes)
-            .max_encoding_message_size(max_message_bytes);
-        Self { api, generated, max_message_bytes }
+        let server = |max_request_bytes| {
+            CatalogueServiceServer::from_arc(Arc::clone(&api))
+                .max_decoding_message_size(max_request_bytes)
+                .max_encoding_message_size(max_message_bytes)
+        };
+        let generated = server(MAX_REQUEST_BYTES.min(max_message_bytes));
+        let import = server(max_message_bytes);
+        Self { api, generated, import, max_message_bytes }
     }
 }
 
@@ -63,15 +76,19 @@ impl Service<http::Request<Body>> for CatalogueRoutes {
             STREAM_MOVIES => {
                 let mut grpc =
                     Grpc::new(ProstCodec::<EncodedMovies, pb::StreamMoviesRequest>::default())
-                        .apply_max_message_size_config(limit, limit);
+                        .apply_max_message_size_config(
+                            Some(MAX_REQUEST_BYTES.min(self.max_message_bytes)),
+                            limit,
+                        );
                 let method = StreamMovies(Arc::clone(&self.api));
                 Box::pin(async move { Ok(grpc.server_streaming(method, request).await) })
             }
             EXPORT_MOVIES => {
                 let api = Arc::clone(&self.api);
-                let limit = self.max_message_bytes;
+                let limit = MAX_REQUEST_BYTES.min(self.max_message_bytes);
                 Box::pin(async move { Ok(export::answer(&api, request, limit).await) })
             }
+            IMPORT_MOVIES => self.import.call(request),
             _ => self.generated.call(request),
         }
     }
