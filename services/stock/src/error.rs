@@ -60,6 +60,9 @@ pub enum Error {
     /// The account a valid token names was deleted.
     #[error("the account of this token no longer exists")]
     AccountGone,
+    /// Too many sign-ins and registrations are waiting for Argon2: the call may be retried.
+    #[error("too many sign-ins at once; try again in a second")]
+    PasswordsBusy,
     /// The server is stopping: reconnect (to another replica, or once it is back).
     #[error("the stock service is shutting down; reconnect")]
     ShuttingDown,
@@ -87,7 +90,17 @@ impl ServiceError for Error {
             Self::EmailTaken(_) => Code::AlreadyExists,
             Self::WrongCredentials | Self::AccountGone => Code::Unauthenticated,
             Self::ShuttingDown | Self::DatabaseUnavailable(_) => Code::Unavailable,
+            Self::PasswordsBusy => Code::ResourceExhausted,
             Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<crate::passwords::PasswordError> for Error {
+    fn from(error: crate::passwords::PasswordError) -> Self {
+        match error {
+            crate::passwords::PasswordError::Busy => Self::PasswordsBusy,
+            crate::passwords::PasswordError::Failed(error) => Self::Internal(error),
         }
     }
 }

@@ -10,8 +10,17 @@
 //! New hashes use OWASP's Argon2id setting m = 7 MiB, t = 5, p = 1 (as strong as the crate's
 //! default m = 19 MiB, t = 2, with a third of the memory); stored hashes verify with whatever
 //! parameters they carry.
+//!
+//! Argon2 is a CPU amplifier, so the queue in front of the threads is bounded: when it is full a
+//! sign-in or registration is refused at once ([`PasswordError::Busy`], RESOURCE_EXHAUSTED)
+//! rather than queued for seconds; and a job whose caller has gone (a client that gave up, a
+//! deadline passed) is dropped when its turn comes instead of run.
 
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{
+    Arc, Mutex, OnceLock,
+    atomic::{AtomicU64, Ordering},
+    mpsc,
+};
 
 use std::cell::RefCell;
 
@@ -97,15 +106,48 @@ fn verify_now(password: &[u8], stored: &str) -> anyhow::Result<bool> {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Runs `job` on one of the password threads and waits for its result.
-async fn on_password_thread<T: Send + 'static>(
-    job: impl FnOnce() -> T + Send + 'static,
-) -> anyhow::Result<T> {
-    static JOBS: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    let jobs = JOBS.get_or_init(|| {
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
+/// Why a password job did not run.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PasswordError {
+    /// Every password thread is busy and the queue is full: the caller may retry shortly.
+    #[error("too many sign-ins and registrations at once")]
+    Busy,
+    /// Argon2 failed, or the stored hash is malformed.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// Jobs per password thread that may wait: at about 20 ms a run, a wait of a third of a second.
+const QUEUE_PER_THREAD: usize = 16;
+
+/// The password threads of one server and the bounded queue in front of them. The threads end
+/// when the last clone is dropped.
+#[derive(Clone)]
+pub(crate) struct Passwords {
+    jobs: mpsc::SyncSender<Job>,
+    counts: Arc<Counts>,
+}
+
+/// What the password threads did.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    /// Argon2 runs.
+    pub(crate) ran: AtomicU64,
+    /// Jobs dropped unrun because their caller had gone.
+    pub(crate) abandoned: AtomicU64,
+}
+
+impl Passwords {
+    /// One thread per core, at most four.
+    pub(crate) fn new() -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+        Self::with_threads(threads, threads * QUEUE_PER_THREAD)
+    }
+
+    /// `threads` password threads with room for `queue` waiting jobs.
+    pub(crate) fn with_threads(threads: usize, queue: usize) -> Self {
+        let (jobs, receiver) = mpsc::sync_channel::<Job>(queue);
+        let receiver = Arc::new(Mutex::new(receiver));
         for index in 0..threads {
             let receiver = Arc::clone(&receiver);
             std::thread::Builder::new()
@@ -121,37 +163,70 @@ async fn on_password_thread<T: Send + 'static>(
                 })
                 .expect("spawning a password thread");
         }
-        Mutex::new(sender)
-    });
-    let (done, result) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move || {
-        let _ = done.send(job());
-    });
-    jobs.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send(job)
-        .map_err(|_| anyhow::anyhow!("the password threads are gone"))?;
-    result.await.map_err(|_| anyhow::anyhow!("a password job panicked"))
-}
+        Self { jobs, counts: Arc::default() }
+    }
 
-/// Hashes a password into a PHC string (algorithm, parameters, salt and hash).
-pub(crate) async fn hash(password: String) -> anyhow::Result<String> {
-    on_password_thread(move || hash_now(password.as_bytes())).await?
-}
+    /// What the threads did so far.
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> &Counts {
+        &self.counts
+    }
 
-/// Checks a password against a stored PHC string. With no stored hash (unknown email) it still
-/// runs one verification, so response times do not reveal which emails have accounts.
-pub(crate) async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
-    on_password_thread(move || {
-        let known = stored.is_some();
-        let stored = match stored {
-            Some(stored) => stored,
-            None => dummy_hash()?.to_owned(),
-        };
-        let matches = verify_now(password.as_bytes(), &stored)?;
-        Ok(known && matches)
-    })
-    .await?
+    /// Runs `job` on a password thread, unless its caller is gone by its turn.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let counts = Arc::clone(&self.counts);
+        let job: Job = Box::new(move || {
+            if done.is_closed() {
+                counts.abandoned.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            counts.ran.fetch_add(1, Ordering::Relaxed);
+            let _ = done.send(job());
+        });
+        self.jobs.try_send(job).map_err(|error| match error {
+            mpsc::TrySendError::Full(_) => PasswordError::Busy,
+            mpsc::TrySendError::Disconnected(_) => {
+                anyhow::anyhow!("the password threads are gone").into()
+            }
+        })?;
+        result.await.map_err(|_| anyhow::anyhow!("a password job panicked").into())
+    }
+
+    /// Hashes a password into a PHC string (algorithm, parameters, salt and hash).
+    pub(crate) async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        Ok(self.run(move || hash_now(password.as_bytes())).await??)
+    }
+
+    /// Checks a password against a stored PHC string. With no stored hash (unknown email) it
+    /// still runs one verification, so response times do not reveal which emails have accounts.
+    pub(crate) async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        let verified = self
+            .run(move || {
+                let known = stored.is_some();
+                let stored = match stored {
+                    Some(stored) => stored,
+                    None => dummy_hash()?.to_owned(),
+                };
+                let matches = verify_now(password.as_bytes(), &stored)?;
+                Ok::<_, anyhow::Error>(known && matches)
+            })
+            .await??;
+        Ok(verified)
+    }
+
+    /// Runs `job` on a password thread (tests: to hold the threads busy).
+    #[cfg(test)]
+    async fn run_job(&self, job: impl FnOnce() + Send + 'static) -> Result<(), PasswordError> {
+        self.run(job).await
+    }
 }
 
 /// A hash to verify against when the email is unknown, made once: one Argon2 run per sign-in
@@ -167,27 +242,87 @@ fn dummy_hash() -> anyhow::Result<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]
     async fn right_password_verifies_and_wrong_one_does_not() {
-        let stored = hash("correct horse".into()).await.unwrap();
+        let passwords = Passwords::new();
+        let stored = passwords.hash("correct horse".into()).await.unwrap();
         assert!(stored.starts_with("$argon2id$"));
-        assert!(verify("correct horse".into(), Some(stored.clone())).await.unwrap());
-        assert!(!verify("wrong horse".into(), Some(stored)).await.unwrap());
-        assert!(!verify("no such account".into(), None).await.unwrap());
+        assert!(passwords.verify("correct horse".into(), Some(stored.clone())).await.unwrap());
+        assert!(!passwords.verify("wrong horse".into(), Some(stored)).await.unwrap());
+        assert!(!passwords.verify("no such account".into(), None).await.unwrap());
     }
 
     #[tokio::test]
     async fn hashes_made_with_the_crates_defaults_still_verify() {
         use argon2::PasswordHasher;
+        let passwords = Passwords::new();
         let salt = SaltString::generate(&mut OsRng);
         let stored = Argon2::default().hash_password(b"old password", &salt).unwrap().to_string();
         assert!(stored.contains("m=19456"));
-        assert!(verify("old password".into(), Some(stored.clone())).await.unwrap());
-        assert!(!verify("new password".into(), Some(stored)).await.unwrap());
-        let fresh = hash("x password".into()).await.unwrap();
+        assert!(passwords.verify("old password".into(), Some(stored.clone())).await.unwrap());
+        assert!(!passwords.verify("new password".into(), Some(stored)).await.unwrap());
+        let fresh = passwords.hash("x password".into()).await.unwrap();
         assert!(fresh.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{fresh}");
-        assert!(verify("x password".into(), Some("not a hash".into())).await.is_err());
+        assert!(passwords.verify("x password".into(), Some("not a hash".into())).await.is_err());
+    }
+
+    /// A job that holds the one thread until `release` is sent.
+    fn hold(passwords: &Passwords) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let passwords = passwords.clone();
+        let task = tokio::spawn(async move {
+            passwords
+                .run_job(move || {
+                    let _ = held.recv();
+                })
+                .await
+                .unwrap();
+        });
+        (release, task)
+    }
+
+    async fn until(check: impl Fn() -> bool) {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let passwords = Passwords::with_threads(1, 1);
+        let (release, held) = hold(&passwords);
+        until(|| passwords.counts().ran.load(Ordering::Relaxed) == 1).await;
+        // One may wait (queued at its first poll); the next is refused without waiting.
+        let mut waiting = Box::pin(passwords.verify("waits".into(), None));
+        assert!(futures::poll!(&mut waiting).is_pending());
+        let refused = passwords.verify("refused".into(), None).await;
+        assert!(matches!(refused, Err(PasswordError::Busy)), "{refused:?}");
+        release.send(()).unwrap();
+        held.await.unwrap();
+        assert!(!waiting.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_gave_up_is_not_run() {
+        let passwords = Passwords::with_threads(1, 8);
+        let (release, held) = hold(&passwords);
+        until(|| passwords.counts().ran.load(Ordering::Relaxed) == 1).await;
+        // Three callers give up while queued (a deadline, a cancelled call).
+        for _ in 0..3 {
+            let gave_up =
+                tokio::time::timeout(Duration::from_millis(5), passwords.verify("x".into(), None))
+                    .await;
+            assert!(gave_up.is_err());
+        }
+        release.send(()).unwrap();
+        held.await.unwrap();
+        // The next caller is answered, and the abandoned three never ran Argon2.
+        assert!(!passwords.verify("answered".into(), None).await.unwrap());
+        assert_eq!(passwords.counts().abandoned.load(Ordering::Relaxed), 3);
+        assert_eq!(passwords.counts().ran.load(Ordering::Relaxed), 2);
     }
 }

@@ -18,7 +18,7 @@ use crate::{
     error::Error,
     events::AvailabilityEvents,
     feed::Feed,
-    passwords,
+    passwords::Passwords,
     store::{NewAccount, NewPurchase, NewRental, Outcome, StockStore},
 };
 
@@ -58,6 +58,8 @@ pub(crate) struct Stock {
     keys: TokenKeys,
     /// How long a token lives.
     token_ttl: Duration,
+    /// Argon2, on threads of its own behind a bounded queue.
+    passwords: Passwords,
 }
 
 impl Stock {
@@ -69,8 +71,9 @@ impl Stock {
         clock: Arc<dyn Clock>,
         keys: TokenKeys,
         token_ttl: Duration,
+        passwords: Passwords,
     ) -> Self {
-        Self { store, events, publisher, clock, keys, token_ttl }
+        Self { store, events, publisher, clock, keys, token_ttl, passwords }
     }
 
     fn sole_writer(&self) -> bool {
@@ -215,7 +218,7 @@ impl Stock {
         name: String,
         password: String,
     ) -> Result<Account, Error> {
-        let password_hash = passwords::hash(password).await?;
+        let password_hash = self.passwords.hash(password).await?;
         let now = self.clock.now();
         let account = self
             .store
@@ -242,7 +245,7 @@ impl Stock {
             None => (None, None),
         };
         // An unknown email still costs one verification, so timing does not tell it apart.
-        let matches = passwords::verify(password, stored).await?;
+        let matches = self.passwords.verify(password, stored).await?;
         let account = match account {
             Some(account) if matches => account,
             _ => return Err(Error::WrongCredentials),

@@ -22,7 +22,8 @@ use crate::{
     events::AvailabilityEvents,
     feed::Feed,
     grpc::{AccountApi, StockApi},
-    passwords, seed,
+    passwords::Passwords,
+    seed,
     service::{Publisher, Stock},
     store::{NewAccount, PostgresStore, SqliteStore, StockStore},
 };
@@ -69,7 +70,8 @@ impl Application {
                 tracing::info!(films = added, "stocked the sample films");
             }
         }
-        ensure_staff(&config, store.as_ref(), clock.as_ref()).await?;
+        let passwords = Passwords::new();
+        ensure_staff(&config, store.as_ref(), clock.as_ref(), &passwords).await?;
         // Request ids past their time are forgotten now, before serving, and then every while.
         let request_id_ttl = Duration::from_secs(config.request_id_ttl_hours.max(1) * 3600);
         let sweep = Sweep { store: Arc::clone(&store), clock: Arc::clone(&clock), request_id_ttl };
@@ -83,6 +85,7 @@ impl Application {
             clock,
             keys.clone(),
             token_ttl,
+            passwords,
         ));
         let heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(10));
         let standard = StandardServices::new(
@@ -191,6 +194,7 @@ async fn ensure_staff(
     config: &Config,
     store: &dyn StockStore,
     clock: &dyn Clock,
+    passwords: &Passwords,
 ) -> anyhow::Result<()> {
     let Some(email) = &config.staff_email else {
         return Ok(());
@@ -215,7 +219,7 @@ async fn ensure_staff(
                  VIDEOSTORE_STAFF_PASSWORD",
             )?;
             anyhow::ensure!(
-                passwords::verify(password, Some(password_hash)).await?,
+                passwords.verify(password, Some(password_hash)).await?,
                 "VIDEOSTORE_STAFF_PASSWORD does not sign in to the customer account {email:?}: \
                  it is not made staff"
             );
@@ -230,7 +234,7 @@ async fn ensure_staff(
                  the staff account needs a password to be created",
             )?;
             domain::check_password(&password).context("VIDEOSTORE_STAFF_PASSWORD")?;
-            let password_hash = passwords::hash(password).await?;
+            let password_hash = passwords.hash(password).await?;
             let created = store
                 .create_account(&NewAccount {
                     email: email.clone(),

@@ -175,6 +175,42 @@ async fn role(store: &TestStore, email: &str, password: &str) -> i32 {
     me.unwrap().into_inner().role
 }
 
+/// A flood of sign-ins (Argon2 is a CPU amplifier) is refused past a short queue at once, with
+/// RESOURCE_EXHAUSTED and a message, instead of piling up; a sign-in after it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_flood_is_refused_past_the_queue_and_the_store_still_signs_in() {
+    let store = TestStore::start().await;
+    let client = store.account_client().await;
+    let calls = (0..300).map(|i| {
+        let mut client = client.clone();
+        async move {
+            client
+                .sign_in(pb::SignInRequest {
+                    email: format!("flood-{i}@example.com"),
+                    password: "not the password".into(),
+                })
+                .await
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut refused = 0;
+    for answer in &answers {
+        let status = answer.as_ref().expect_err("no such account");
+        match status.code() {
+            Code::Unauthenticated => {}
+            Code::ResourceExhausted => {
+                assert!(status.message().contains("try again"), "{}", status.message());
+                refused += 1;
+            }
+            other => panic!("{other:?}: {}", status.message()),
+        }
+    }
+    eprintln!("{refused} of 300 simultaneous sign-ins refused as too many");
+    assert!(refused > 0, "300 at once cannot all fit the queue");
+    store.staff_token().await;
+    store.stop().await;
+}
+
 #[tokio::test]
 async fn catalogue_verifies_tokens_issued_by_stock_without_calling_it() {
     let mut store = TestStore::start().await;
