@@ -101,6 +101,15 @@ enum Command {
         #[arg(long, default_value = "target/release")]
         bin_dir: PathBuf,
     },
+    /// Only the rentals scenario on the embedded database, printed (for profiling a change).
+    Rentals {
+        /// Seconds of renting and returning.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Folder of the release binaries.
+        #[arg(long, default_value = "target/release")]
+        bin_dir: PathBuf,
+    },
     /// Only the PostgreSQL scenarios, printed (for profiling a change).
     Postgres {
         /// The short version `run --quick` runs.
@@ -209,6 +218,13 @@ async fn main() -> anyhow::Result<()> {
                 rents,
             )
             .await?;
+            eprintln!("{result:?}");
+            running.stop();
+            Ok(())
+        }
+        Command::Rentals { seconds, bin_dir } => {
+            let mut running = services::Running::start(&bin_dir, true).await?;
+            let result = rentals(&running, Duration::from_secs(seconds)).await?;
             eprintln!("{result:?}");
             running.stop();
             Ok(())

@@ -64,11 +64,17 @@ pub fn file_from_url(url: &str) -> anyhow::Result<PathBuf> {
 
 /// Settings every connection gets. The page cache is a ceiling, filled only as pages are
 /// used: a small database costs little memory, a big one (500,000 films) stays fast.
+///
+/// `synchronous = FULL`: every commit is on disk before it is acknowledged, so a rental or a
+/// film edit answered OK survives a power cut or an OS crash, not only a crash of the process
+/// (NORMAL, WAL's usual setting, may lose the last commits then). Group commit pays for it: one
+/// fsync covers every write of a group (`bench rentals --seconds 15`, three runs each: 6,642 to
+/// 7,483 rent/return pairs a second with NORMAL, 7,344 to 8,221 with FULL: no cost measurable).
 fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.busy_timeout(Duration::from_secs(10))?;
     connection.set_prepared_statement_cache_capacity(64);
     connection.pragma_update(None, "foreign_keys", true)?;
-    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "temp_store", "MEMORY")?;
     // 32 MiB of page cache (negative: KiB).
     connection.pragma_update(None, "cache_size", -32_768)?;
@@ -381,6 +387,20 @@ mod tests {
         assert!(file_from_url("x.db").is_err());
         assert!(file_from_url("postgres://db/shop").is_err());
         assert!(file_from_url("sqlite::memory:").is_err());
+    }
+
+    #[tokio::test]
+    async fn every_commit_is_synced_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let database = Database::open(&url, MIGRATIONS).unwrap();
+        let synchronous: i64 = database
+            .writer
+            .run(|c| c.pragma_query_value(None, "synchronous", |row| row.get(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(synchronous, 2, "FULL");
     }
 
     #[tokio::test]
