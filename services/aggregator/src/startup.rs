@@ -59,8 +59,7 @@ impl Application {
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
-        let mut router =
-            serve::with_grpc_web(grpc).merge(rest::router(storefront, config.default_deadline()));
+        let mut router = serve::with_grpc_web(grpc);
         let endpoints = web::PublicEndpoints {
             catalogue: config
                 .public_catalogue_url
@@ -69,9 +68,11 @@ impl Application {
             stock: config.public_stock_url.clone().unwrap_or_else(|| config.stock_addr.clone()),
             aggregator: String::new(),
         };
+        let mut pages = rest::router(storefront, config.default_deadline());
         if let Some(app) = web::router(config.web_dir.clone(), &endpoints) {
-            router = router.merge(app);
+            pages = pages.merge(app);
         }
+        router = router.merge(pages.layer(axum::middleware::map_response(web::security_headers)));
         let listen = config.server.listen;
         let listener =
             TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;

@@ -359,6 +359,48 @@ async fn reflection_lists_each_ports_own_services_in_both_versions() {
     store.stop().await;
 }
 
+/// The app and REST answer with security headers; the page's policy allows its own start-up
+/// script, WebAssembly and calls to catalogue and stock; only content-hashed files are cached
+/// for good. (The browser tests run the app under this policy.)
+#[tokio::test]
+async fn the_app_and_rest_answer_with_security_headers() {
+    let store = TestStore::start().await;
+    let http = reqwest::Client::new();
+    let base = store.aggregator.url();
+    let get = |path: &str| http.get(format!("{base}{path}")).send();
+    let page = get("/movies/3").await.unwrap();
+    let header = |response: &reqwest::Response, name: &str| {
+        response.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+    };
+    let policy = header(&page, "content-security-policy");
+    assert!(policy.contains("script-src 'self' 'wasm-unsafe-eval' 'sha256-"), "{policy}");
+    assert!(policy.contains(&format!("connect-src 'self' {}", store.catalogue.url())), "{policy}");
+    assert!(policy.contains(&store.stock().url()), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert_eq!(header(&page, "x-content-type-options"), "nosniff");
+    assert_eq!(header(&page, "referrer-policy"), "no-referrer");
+    assert_eq!(header(&page, "cache-control"), "no-cache");
+    let html = page.text().await.unwrap();
+
+    // The hashed files trunk wrote are immutable.
+    let wasm = html.split('"').find(|part| part.ends_with("_bg.wasm")).expect("the wasm file");
+    let asset = get(wasm).await.unwrap();
+    assert_eq!(asset.status(), 200);
+    assert_eq!(header(&asset, "cache-control"), "public, max-age=31536000, immutable");
+    assert_eq!(header(&asset, "x-content-type-options"), "nosniff");
+
+    let film = get("/api/movies/3").await.unwrap();
+    assert_eq!(film.status(), 200);
+    assert_eq!(
+        header(&film, "content-security-policy"),
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+    assert_eq!(header(&film, "x-content-type-options"), "nosniff");
+    let bad = get("/api/movies/0").await.unwrap();
+    assert_eq!(header(&bad, "x-content-type-options"), "nosniff");
+    store.stop().await;
+}
+
 /// Behind a public proxy (the Ingress routes `/` to the aggregator), health and reflection live
 /// on a private port: the public one answers neither, over gRPC or gRPC-Web.
 #[tokio::test]
