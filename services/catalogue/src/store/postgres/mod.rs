@@ -97,16 +97,17 @@ impl PostgresStore {
     async fn reencode(&self) -> Result<Option<u64>, Error> {
         let mut client = self.connection().await?;
         let transaction = client.transaction().await?;
-        // Replicas opening together: one encodes, the others wait and find it done.
+        // Replicas opening together: one encodes, the others wait and find it done. The lock
+        // comes first: reading with FOR UPDATE and then locking the table deadlocked two
+        // replicas opening an empty database (each held the row-share lock the other's table
+        // lock waited for).
+        transaction.execute("LOCK TABLE wire_form IN EXCLUSIVE MODE", &[]).await?;
         let stored: Option<i64> = transaction
-            .query_opt("SELECT version FROM wire_form FOR UPDATE", &[])
+            .query_opt("SELECT version FROM wire_form", &[])
             .await?
             .map(|row| row.get(0));
         if stored == Some(self.wire.version) {
             return Ok(None);
-        }
-        if stored.is_none() {
-            transaction.execute("LOCK TABLE wire_form IN EXCLUSIVE MODE", &[]).await?;
         }
         let rows = transaction.query(&format!("SELECT {COLUMNS} FROM movies"), &[]).await?;
         let update = transaction.prepare("UPDATE movies SET wire = $1 WHERE id = $2").await?;
