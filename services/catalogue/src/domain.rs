@@ -22,6 +22,8 @@ pub const MAX_SYNOPSIS_CHARS: usize = 5000;
 pub const MAX_EXTERNAL_KEY_CHARS: usize = 100;
 /// Longest search text, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
+/// Longest list of distinct search words (each is one more condition on every title scanned).
+pub const MAX_SEARCH_WORDS: usize = 8;
 /// The first film ever shown publicly was in 1888.
 pub const FIRST_FILM_YEAR: i32 = 1888;
 /// Longest runtime accepted, in minutes.
@@ -214,6 +216,17 @@ pub struct Filter {
     pub max_year: Option<i32>,
 }
 
+/// The folded words of a search that each narrow it: repeats go, and so does a word inside
+/// another (every title with "theater" has "the"). Sorted, so word order does not matter.
+fn search_words(query: &str) -> Vec<String> {
+    let mut words: Vec<String> = fold(query).split_whitespace().map(str::to_owned).collect();
+    words.sort();
+    words.dedup();
+    let all = words.clone();
+    words.retain(|word| !all.iter().any(|other| other != word && other.contains(word.as_str())));
+    words
+}
+
 impl Filter {
     /// Validates the wire filter.
     pub fn new(query: &str, genre: &str, min_year: i32, max_year: i32) -> Result<Self, Invalid> {
@@ -228,8 +241,15 @@ impl Filter {
         if min_year > 0 && max_year > 0 && min_year > max_year {
             return Err(Invalid::new(format!("min_year {min_year} is after max_year {max_year}")));
         }
+        let words = search_words(&query);
+        if words.len() > MAX_SEARCH_WORDS {
+            return Err(Invalid::new(format!(
+                "a search has at most {MAX_SEARCH_WORDS} different words, not {}",
+                words.len()
+            )));
+        }
         Ok(Self {
-            words: fold(&query).split_whitespace().map(str::to_owned).collect(),
+            words,
             genre: (!genre.is_empty()).then_some(genre),
             min_year: (min_year > 0).then_some(min_year),
             max_year: (max_year > 0).then_some(max_year),
@@ -350,6 +370,18 @@ mod tests {
         assert_eq!(fold("Ça Ira"), "ca ira");
         assert_eq!(fold("Сталкер"), "сталкер");
         assert_eq!(fold("千と千尋の神隠し"), "千と千尋の神隠し");
+    }
+
+    #[test]
+    fn search_words_are_deduplicated_and_capped() {
+        let words = |query: &str| Filter::new(query, "", 0, 0).map(|filter| filter.words);
+        assert_eq!(words("Amélie amelie AMELIE").unwrap(), ["amelie"]);
+        assert_eq!(words("the Theater").unwrap(), ["theater"]);
+        assert_eq!(words("river the").unwrap(), words("the river").unwrap());
+        assert_eq!(words(&"a ".repeat(100)).unwrap(), ["a"]);
+        assert!(words("one two three four five six seven eight").is_ok());
+        let refused = words("one two three four five six seven eight nine").unwrap_err();
+        assert!(refused.to_string().contains("at most 8 different words"), "{refused}");
     }
 
     #[test]
