@@ -39,4 +39,5 @@ pub mod shutdown;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod telemetry;
+pub mod text;
 pub mod tls;

@@ -112,6 +112,9 @@ fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<St
             "{field} is {chars} characters long; the limit is {max}"
         )));
     }
+    if let Some(hidden) = videostore_kit::text::hidden_character(trimmed) {
+        return Err(Invalid::new(videostore_kit::text::hidden_character_message(field, hidden)));
+    }
     Ok(trimmed.to_owned())
 }
 
@@ -357,6 +360,8 @@ mod tests {
             (RawMovie { runtime_minutes: -5, ..good() }, "runtime_minutes -5"),
             (RawMovie { audience_rating: f32::NAN, ..good() }, "audience_rating"),
             (RawMovie { rating: 9, ..good() }, "rating 9"),
+            (RawMovie { title: "Evil\u{202E}txt.exe".into(), ..good() }, "title must not contain"),
+            (RawMovie { director: "\u{3164}".into(), ..good() }, "director must not contain"),
         ];
         for (raw, expected) in cases {
             let error = raw.validate(now).unwrap_err();

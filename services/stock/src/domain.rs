@@ -196,6 +196,7 @@ pub fn check_email(email: &str) -> Result<String, Invalid> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
                 && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+                && videostore_kit::text::hidden_character(email).is_none()
                 && !domain.contains('@')
         }
         None => false,
@@ -219,11 +220,24 @@ pub fn check_name(name: &str) -> Result<String, Invalid> {
     if name.chars().any(char::is_control) {
         return Err(Invalid::new("name must not contain control characters"));
     }
+    if let Some(hidden) = videostore_kit::text::hidden_character(name) {
+        return Err(Invalid(videostore_kit::text::hidden_character_message("name", hidden)));
+    }
     Ok(name.to_owned())
 }
 
-/// Checks a new password's length (in characters, so any script works).
-pub fn check_password(password: &str) -> Result<(), Invalid> {
+/// A password as it is hashed and compared: Unicode NFKC, so the same password typed on
+/// another keyboard or system (composed or decomposed accents, full-width digits) matches.
+pub fn normalize_password(password: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    password.nfkc().collect()
+}
+
+/// Checks a new password and returns it normalized ([`normalize_password`]): 8 to 128
+/// characters (in characters, so any script works), not only spaces, and not one of the most
+/// common passwords (the first guesses of anyone trying).
+pub fn check_password(password: &str) -> Result<String, Invalid> {
+    let password = normalize_password(password);
     let chars = password.chars().count();
     if chars < 8 {
         return Err(Invalid::new("password must be at least 8 characters long"));
@@ -233,7 +247,29 @@ pub fn check_password(password: &str) -> Result<(), Invalid> {
             "password must be at most {MAX_PASSWORD_CHARS} characters long"
         )));
     }
-    Ok(())
+    if password.trim().is_empty() {
+        return Err(Invalid::new("password must not be only spaces"));
+    }
+    if is_common_password(&password) {
+        return Err(Invalid::new(
+            "this password is one of the most common ones, tried first by anyone guessing; \
+             choose another",
+        ));
+    }
+    Ok(password)
+}
+
+/// Whether `password` (any case) is on the list of the most common passwords.
+fn is_common_password(password: &str) -> bool {
+    static COMMON: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    let common = COMMON.get_or_init(|| {
+        include_str!("common-passwords.txt")
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .collect()
+    });
+    common.contains(password.to_lowercase().as_str())
 }
 
 #[cfg(test)]
@@ -266,6 +302,16 @@ mod tests {
         assert_eq!(check_email(" Ann@Example.com "), Ok("Ann@Example.com".into()));
         assert!(check_password("short").is_err());
         assert!(check_password("long enough").is_ok());
+        for common in ["password", "Password1", "12345678", "QWERTYUIOP", "iloveyou"] {
+            let refused = check_password(common).unwrap_err();
+            assert!(refused.to_string().contains("most common"), "{common}: {refused}");
+        }
+        assert!(check_password("          ").unwrap_err().to_string().contains("only spaces"));
+        // Composed and decomposed accents, full-width digits: one password.
+        assert_eq!(check_password("caf\u{e9} au lait").unwrap(), "café au lait");
+        assert_eq!(check_password("cafe\u{301} au lait").unwrap(), "café au lait");
+        assert_eq!(normalize_password("ｐａｓｓ１２３４５"), "pass12345");
+        assert!(check_name("Ann\u{202E}nimda").unwrap_err().to_string().contains("U+202E"));
         assert!(check_price("price", -1).is_err());
     }
 }

@@ -211,7 +211,8 @@ impl Stock {
         self.store.rentals_of(customer_id, include_returned).await
     }
 
-    /// Creates a customer account (email, name and password checked already).
+    /// Creates a customer account (email, name and password checked, and the password
+    /// normalized, already).
     pub(crate) async fn register(
         &self,
         email: String,
@@ -245,7 +246,12 @@ impl Stock {
             None => (None, None),
         };
         // An unknown email still costs one verification, so timing does not tell it apart.
-        let matches = self.passwords.verify(password, stored).await?;
+        let normalized = domain::normalize_password(&password);
+        let mut matches = self.passwords.verify(normalized.clone(), stored.clone()).await?;
+        // Accounts made before passwords were normalized had them hashed as typed.
+        if !matches && normalized != password {
+            matches = self.passwords.verify(password, stored).await?;
+        }
         let account = match account {
             Some(account) if matches => account,
             _ => return Err(Error::WrongCredentials),

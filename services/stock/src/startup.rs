@@ -218,8 +218,12 @@ async fn ensure_staff(
                 "VIDEOSTORE_STAFF_PROMOTE_EXISTING needs the account's password as \
                  VIDEOSTORE_STAFF_PASSWORD",
             )?;
+            let normalized = domain::normalize_password(&password);
+            let matches = passwords.verify(normalized.clone(), Some(password_hash.clone())).await?
+                || (normalized != password
+                    && passwords.verify(password, Some(password_hash)).await?);
             anyhow::ensure!(
-                passwords.verify(password, Some(password_hash)).await?,
+                matches,
                 "VIDEOSTORE_STAFF_PASSWORD does not sign in to the customer account {email:?}: \
                  it is not made staff"
             );
@@ -233,7 +237,8 @@ async fn ensure_staff(
                 "VIDEOSTORE_STAFF_EMAIL is set but VIDEOSTORE_STAFF_PASSWORD is not: \
                  the staff account needs a password to be created",
             )?;
-            domain::check_password(&password).context("VIDEOSTORE_STAFF_PASSWORD")?;
+            let password =
+                domain::check_password(&password).context("VIDEOSTORE_STAFF_PASSWORD")?;
             let password_hash = passwords.hash(password).await?;
             let created = store
                 .create_account(&NewAccount {

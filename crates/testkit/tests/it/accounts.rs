@@ -73,6 +73,35 @@ async fn register_sign_in_and_get_me() {
     store.stop().await;
 }
 
+/// A password is compared as Unicode NFKC: typed with a composed or a decomposed accent, or
+/// full-width digits, it is the same password.
+#[tokio::test]
+async fn a_password_signs_in_however_its_accents_were_typed() {
+    let store = TestStore::start().await;
+    store
+        .account_client()
+        .await
+        .register(pb::RegisterRequest {
+            email: "cafe@example.com".into(),
+            name: "Café".into(),
+            password: "cafe\u{301} au lait ２０２６".into(),
+        })
+        .await
+        .unwrap();
+    store.sign_in("cafe@example.com", "caf\u{e9} au lait 2026").await;
+    let wrong = store
+        .account_client()
+        .await
+        .sign_in(pb::SignInRequest {
+            email: "cafe@example.com".into(),
+            password: "cafe au lait 2026".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    store.stop().await;
+}
+
 #[tokio::test]
 async fn registration_input_is_validated() {
     let store = TestStore::start().await;
@@ -83,6 +112,10 @@ async fn registration_input_is_validated() {
         ("a@example.com", "", "long enough", "name"),
         ("a@example.com", "A", "short", "password"),
         ("a@example.com", &"n".repeat(101) as &str, "long enough", "name"),
+        ("a@example.com", "A", "Password1", "most common"),
+        ("a@example.com", "A", "          ", "only spaces"),
+        ("a@example.com", "Ann\u{202E}nimda", "long enough", "U+202E"),
+        ("a\u{200B}b@example.com", "A", "long enough", "email"),
     ] {
         let status = accounts
             .register(pb::RegisterRequest {

@@ -34,8 +34,8 @@ impl AccountService for AccountApi {
         let request = request.into_inner();
         let email = domain::check_email(&request.email)?;
         let name = domain::check_name(&request.name)?;
-        domain::check_password(&request.password)?;
-        let account = self.stock.register(email, name, request.password).await?;
+        let password = domain::check_password(&request.password)?;
+        let account = self.stock.register(email, name, password).await?;
         Ok(Response::new(account_to_proto(&account)))
     }
 
