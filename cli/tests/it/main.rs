@@ -144,6 +144,13 @@ async fn a_customer_signs_up_rents_returns_and_buys() {
     )
     .await;
     assert_eq!(signin.code, 0, "{}", signin.stderr);
+    // The saved token is the owner's only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let token = home.path().join(".config/videostore/token");
+        let mode = std::fs::metadata(&token).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", token.display());
+    }
     let rent =
         videostore(&store, home.path(), &["rent", "3", "--days", "2", "--request-id", "cli-rent"])
             .await;

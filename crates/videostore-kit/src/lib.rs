@@ -30,6 +30,7 @@ pub mod error;
 pub mod ids;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod private;
 pub mod run;
 pub mod runtime;
 pub mod sample;

@@ -20,19 +20,24 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Resu
     }
     let path: PathBuf = data_dir.join("token-secret");
     match fs::read_to_string(&path) {
-        Ok(text) => return Ok(text.trim().as_bytes().to_vec()),
+        Ok(text) => {
+            crate::private::tighten(&path, 0o600)?;
+            return Ok(text.trim().as_bytes().to_vec());
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
     }
-    fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    crate::private::dir(data_dir)?;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     // Write a private temporary file, then link it into place: the secret appears whole or not
     // at all, and if another service got there first its secret wins and ours is dropped.
     let temporary = data_dir.join(format!(".token-secret.{}", std::process::id()));
+    // A leftover of a crashed start with this pid goes; the file is then made afresh.
+    let _ = fs::remove_file(&temporary);
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file =

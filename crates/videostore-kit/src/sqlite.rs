@@ -115,11 +115,17 @@ impl Database {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(url: &str, migrations: Migrations) -> anyhow::Result<Self> {
         let path = file_from_url(url)?;
+        // The folder and the database (its journal files take its mode) are the owner's only.
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            crate::private::dir(parent)?;
+        }
+        crate::private::file(&path)?;
+        for journal in ["-wal", "-shm"] {
+            let mut name = path.clone().into_os_string();
+            name.push(journal);
+            crate::private::tighten(Path::new(&name), 0o600)?;
         }
         let mut writer = Connection::open(&path)
             .with_context(|| format!("opening the database {}", path.display()))?;
@@ -387,6 +393,28 @@ mod tests {
         assert!(file_from_url("x.db").is_err());
         assert!(file_from_url("postgres://db/shop").is_err());
         assert!(file_from_url("sqlite::memory:").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_database_and_its_journal_are_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data/p.db");
+        let database = Database::open(&format!("sqlite://{}", file.display()), MIGRATIONS).unwrap();
+        database
+            .writer
+            .run(|c| c.execute("INSERT INTO t (name) VALUES ('x')", []))
+            .await
+            .unwrap()
+            .unwrap();
+        let mode = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(mode("data"), 0o700);
+        assert_eq!(mode("data/p.db"), 0o600);
+        assert_eq!(mode("data/p.db-wal"), 0o600);
+        assert_eq!(mode("data/p.db-shm"), 0o600);
     }
 
     #[tokio::test]
