@@ -72,7 +72,7 @@ impl Application {
         if let Some(app) = web::router(config.web_dir.clone(), &endpoints) {
             pages = pages.merge(app);
         }
-        router = router.merge(pages.layer(axum::middleware::map_response(web::security_headers)));
+        router = router.merge(web::with_security_headers(pages));
         let listen = config.server.listen;
         let listener =
             TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
