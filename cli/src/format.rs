@@ -24,15 +24,13 @@ pub(crate) fn rating(rating: i32) -> &'static str {
 
 /// One line per film.
 pub(crate) fn movie_line(movie: &Movie) -> String {
-    format!(
-        "{:>6}  {} ({})  {}  {}  ★ {:.1}",
-        movie.id,
-        movie.title,
-        movie.release_year,
-        rating(movie.rating),
-        movie.genres.join(", "),
-        movie.audience_rating
-    )
+    use videostore_display::facts;
+    let rest = facts::joined([
+        Some(rating(movie.rating).to_owned()),
+        facts::genres(&movie.genres),
+        facts::stars(movie.audience_rating),
+    ]);
+    format!("{:>6}  {} ({})  {rest}", movie.id, movie.title, movie.release_year)
 }
 
 /// `2 of 5 available, 1.99 EUR/day, 9.99 EUR to buy`.

@@ -81,7 +81,7 @@ fn integer(object: &serde_json::Map<String, Value>, field: &str) -> Result<i32, 
 pub(crate) fn rating(label: &str) -> Result<i32, String> {
     let normalized = label.trim().to_uppercase().replace(['-', '_', ' '], "");
     Ok(match normalized.as_str() {
-        "" | "NR" | "UNRATED" | "0" => MpaaRating::Unspecified,
+        "" | "NR" | "NOTRATED" | "UNRATED" | "0" => MpaaRating::Unspecified,
         "G" | "1" => MpaaRating::G,
         "PG" | "2" => MpaaRating::Pg,
         "PG13" | "3" => MpaaRating::Pg13,
@@ -151,6 +151,9 @@ mod tests {
     fn ratings_parse_from_labels() {
         assert_eq!(rating("pg-13"), Ok(MpaaRating::Pg13 as i32));
         assert_eq!(rating(""), Ok(0));
+        // The label's own name, as public film datasets spell it, reads as unrated like NR.
+        assert_eq!(rating("Not Rated"), Ok(0));
+        assert_eq!(rating("NR"), Ok(0));
         assert!(rating("X").is_err());
     }
 }

@@ -5,9 +5,11 @@
 //! - [`money`]: integer minor units as `3.99 EUR`.
 //! - [`time`]: timestamps as dates, due dates and "overdue".
 //! - [`rating`]: MPAA labels.
+//! - [`facts`]: a film's known facts on one line (nothing shown for what is not known).
 //! - [`order`]: listing orders by name.
 //! - [`query`]: the store front's filters as a URL query string (bookmarkable searches).
 
+pub mod facts;
 pub mod money;
 pub mod order;
 pub mod query;

@@ -3,7 +3,7 @@
 
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::hooks::use_params_map;
-use videostore_display::{money, rating, time};
+use videostore_display::{facts, money, time};
 use videostore_proto::{aggregator::MoviePage as Page, stock::Money};
 
 use crate::{
@@ -150,9 +150,9 @@ fn Details(page: Page) -> impl IntoView {
             <div>
                 <h1>{movie.title.clone()}</h1>
                 <p class="meta">
-                    {format!("{} · {} · {} min · ★ {:.1}", movie.release_year, rating::label(movie.rating), movie.runtime_minutes, movie.audience_rating)}
+                    {facts::full(&movie)}
                 </p>
-                <p class="meta">{movie.genres.join(", ")}</p>
+                {facts::genres(&movie.genres).map(|genres| view! { <p class="meta">{genres}</p> })}
                 {(!movie.director.is_empty()).then(|| view! { <p>{format!("Directed by {}", movie.director)}</p> })}
                 <p>{movie.synopsis.clone()}</p>
                 <h2>"Related films"</h2>
@@ -160,7 +160,7 @@ fn Details(page: Page) -> impl IntoView {
                     {related.into_iter().map(|film| view! {
                         <li class="card" data-movie-id=film.id>
                             <h3><a href=format!("/movies/{}", film.id)>{film.title.clone()}</a></h3>
-                            <span class="meta">{format!("{} · ★ {:.1}", film.release_year, film.audience_rating)}</span>
+                            <span class="meta">{facts::joined([Some(film.release_year.to_string()), facts::stars(film.audience_rating)])}</span>
                             <AvailabilityBadge movie_id=film.id initial=None/>
                         </li>
                     }).collect_view()}

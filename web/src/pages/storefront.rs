@@ -7,7 +7,7 @@ use leptos_router::{
     NavigateOptions,
     hooks::{use_location, use_navigate},
 };
-use videostore_display::{query::StorefrontQuery, rating};
+use videostore_display::{facts, query::StorefrontQuery};
 use videostore_proto::{aggregator::ListStorefrontResponse, catalogue::Genre};
 
 use crate::{
@@ -240,8 +240,8 @@ pub(crate) fn Storefront() -> impl IntoView {
                             Some(view! {
                                 <li class="card" data-movie-id=movie.id>
                                     <h2><a href=href>{movie.title.clone()}</a></h2>
-                                    <span class="meta">{format!("{} · {} · {}", movie.release_year, rating::label(movie.rating), movie.genres.join(", "))}</span>
-                                    <span class="meta">{format!("★ {:.1}", movie.audience_rating)}</span>
+                                    <span class="meta">{facts::card(&movie)}</span>
+                                    {facts::stars(movie.audience_rating).map(|stars| view! { <span class="meta">{stars}</span> })}
                                     <AvailabilityBadge movie_id=movie.id initial/>
                                 </li>
                             })
