@@ -12,7 +12,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -168,9 +168,8 @@ fn unpack(archive: &Path, rootfs: &Path) -> Result {
     Ok(())
 }
 
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("a free port: {e}"))?;
-    Ok(listener.local_addr().map_err(|e| format!("{e}"))?.port())
+pub(crate) fn free_port() -> Result<u16> {
+    front_door::free_port().map_err(|e| format!("a free port: {e}"))
 }
 
 /// A plain HTTP/1.1 GET on 127.0.0.1: the status line, headers and body as text.

@@ -124,7 +124,7 @@ pub(crate) fn up(options: Options) -> Result {
     let replicas = |first: &str| -> Result<Vec<String>> {
         let mut addresses = vec![first.to_owned()];
         for _ in 1..options.replicas {
-            let port = front_door::free_port().map_err(|e| format!("a free port: {e}"))?;
+            let port = crate::images::free_port()?;
             addresses.push(format!("127.0.0.1:{port}"));
         }
         Ok(addresses)
@@ -140,10 +140,7 @@ pub(crate) fn up(options: Options) -> Result {
     };
     // Behind the front door, the store front's health and reflection leave its public port.
     let aggregator_admin = match front {
-        Some(_) => Some(format!(
-            "127.0.0.1:{}",
-            front_door::free_port().map_err(|e| format!("a free port: {e}"))?
-        )),
+        Some(_) => Some(format!("127.0.0.1:{}", crate::images::free_port()?)),
         None => None,
     };
     let list = |addresses: &[String]| {

@@ -20,11 +20,9 @@ pub struct IsolatedStock {
 }
 
 impl IsolatedStock {
-    /// Kills it at once, like `kill -9` of its process.
-    pub fn kill(mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+    /// Kills it at once, like `kill -9` of its process (dropping it does the same).
+    pub fn kill(self) {
+        drop(self);
     }
 }
 

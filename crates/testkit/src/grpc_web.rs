@@ -76,6 +76,20 @@ fn frame(request: &impl prost::Message) -> Bytes {
     framed.freeze()
 }
 
+/// A gRPC-Web POST of one request message, as a browser sends it.
+fn post(
+    client: &reqwest::Client,
+    base_url: &str,
+    path: &str,
+    request: &impl prost::Message,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{base_url}{path}"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(frame(request))
+}
+
 /// Calls `path` (e.g. `/videostore.catalogue.v1.CatalogueService/GetMovie`) on `base_url` with one
 /// request message, over HTTP/1.1, optionally with a bearer token and an `Origin`.
 pub async fn call(
@@ -100,12 +114,7 @@ pub async fn call_with(
     token: Option<&str>,
     origin: Option<&str>,
 ) -> anyhow::Result<Reply> {
-    let mut builder = client
-        .post(format!("{base_url}{path}"))
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .header("x-user-agent", "grpc-web-test")
-        .body(frame(request));
+    let mut builder = post(client, base_url, path, request).header("x-user-agent", "grpc-web-test");
     if let Some(token) = token {
         builder = builder.header("authorization", format!("Bearer {token}"));
     }
@@ -205,13 +214,7 @@ pub async fn open_stream_with(
     path: &str,
     request: &impl prost::Message,
 ) -> anyhow::Result<FrameStream> {
-    let response = client
-        .post(format!("{base_url}{path}"))
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .body(frame(request))
-        .send()
-        .await?;
+    let response = post(client, base_url, path, request).send().await?;
     anyhow::ensure!(response.status().is_success(), "HTTP {}", response.status());
     Ok(FrameStream {
         version: response.version(),

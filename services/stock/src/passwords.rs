@@ -196,14 +196,33 @@ impl Passwords {
         result.await.map_err(|_| anyhow::anyhow!("a password job panicked").into())
     }
 
-    /// Hashes a password into a PHC string (algorithm, parameters, salt and hash).
+    /// Hashes a password (as NFKC, [`crate::domain::normalize_password`]) into a PHC string
+    /// (algorithm, parameters, salt and hash).
     pub(crate) async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let password = crate::domain::normalize_password(&password);
         Ok(self.run(move || hash_now(password.as_bytes())).await??)
     }
 
-    /// Checks a password against a stored PHC string. With no stored hash (unknown email) it
-    /// still runs one verification, so response times do not reveal which emails have accounts.
+    /// Checks a password against a stored PHC string, as NFKC; for accounts hashed before
+    /// passwords were normalized, also as typed when that differs. With no stored hash (unknown
+    /// email) it still runs the same verifications, so response times do not reveal which
+    /// emails have accounts.
     pub(crate) async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        let normalized = crate::domain::normalize_password(&password);
+        if self.verify_exactly(normalized.clone(), stored.clone()).await? {
+            return Ok(true);
+        }
+        if normalized == password {
+            return Ok(false);
+        }
+        self.verify_exactly(password, stored).await
+    }
+
+    async fn verify_exactly(
         &self,
         password: String,
         stored: Option<String>,

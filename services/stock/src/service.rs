@@ -245,13 +245,8 @@ impl Stock {
             Some((account, hash)) => (Some(account), Some(hash)),
             None => (None, None),
         };
-        // An unknown email still costs one verification, so timing does not tell it apart.
-        let normalized = domain::normalize_password(&password);
-        let mut matches = self.passwords.verify(normalized.clone(), stored.clone()).await?;
-        // Accounts made before passwords were normalized had them hashed as typed.
-        if !matches && normalized != password {
-            matches = self.passwords.verify(password, stored).await?;
-        }
+        // An unknown email costs the same verifications, so timing does not tell it apart.
+        let matches = self.passwords.verify(password, stored).await?;
         let account = match account {
             Some(account) if matches => account,
             _ => return Err(Error::WrongCredentials),

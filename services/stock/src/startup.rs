@@ -218,12 +218,8 @@ async fn ensure_staff(
                 "VIDEOSTORE_STAFF_PROMOTE_EXISTING needs the account's password as \
                  VIDEOSTORE_STAFF_PASSWORD",
             )?;
-            let normalized = domain::normalize_password(&password);
-            let matches = passwords.verify(normalized.clone(), Some(password_hash.clone())).await?
-                || (normalized != password
-                    && passwords.verify(password, Some(password_hash)).await?);
             anyhow::ensure!(
-                matches,
+                passwords.verify(password, Some(password_hash)).await?,
                 "VIDEOSTORE_STAFF_PASSWORD does not sign in to the customer account {email:?}: \
                  it is not made staff"
             );

@@ -132,12 +132,6 @@ async fn ten_live_streams_share_one_page_and_a_killed_replica_is_survived() {
 
     // The app's own stream, on a film page. With replica 0 down it is on replica 1; start 0
     // again and kill 1: the stream surely dies, and must come back by itself (no reload).
-    let film = |page: &Client| {
-        let page = page.clone();
-        async move {
-            page.find(Locator::Css("aside .badge")).await.ok()?.attr("data-available").await.ok()?
-        }
-    };
     page.goto(&format!("{base}/movies/21")).await.unwrap();
     page.wait().for_element(Locator::Css("aside .badge")).await.unwrap();
     wait_for("the film page's live stream", || async {
@@ -149,7 +143,7 @@ async fn ten_live_streams_share_one_page_and_a_killed_replica_is_survived() {
     front.kill_stock(1);
     let killed = Instant::now();
     for round in 0..2 {
-        let before: i64 = film(&page).await.unwrap().parse().unwrap();
+        let before: i64 = harness::badge_available(&page).await.unwrap().parse().unwrap();
         let rental = stock_client
             .rent(authed(
                 stock::RentRequest {
@@ -163,7 +157,7 @@ async fn ten_live_streams_share_one_page_and_a_killed_replica_is_survived() {
             .unwrap()
             .into_inner();
         wait_for("the page to show a rent made after the kill", || async {
-            film(&page).await == Some((before - 1).to_string())
+            harness::badge_available(&page).await == Some((before - 1).to_string())
         })
         .await;
         if round == 0 {
@@ -173,7 +167,10 @@ async fn ten_live_streams_share_one_page_and_a_killed_replica_is_survived() {
             .r#return(authed(stock::ReturnRequest { rental_id: rental.id }, &token))
             .await
             .unwrap();
-        wait_for("the return", || async { film(&page).await == Some(before.to_string()) }).await;
+        wait_for("the return", || async {
+            harness::badge_available(&page).await == Some(before.to_string())
+        })
+        .await;
     }
     assert_eq!(harness::live_state(&page).await, "live");
     let same = page.execute("return window.__same_page === true;", vec![]).await.unwrap();

@@ -122,6 +122,11 @@ pub(crate) async fn live_state(page: &Client) -> String {
     }
 }
 
+/// The copies available that the film page's badge shows (`data-available`), if it shows any.
+pub(crate) async fn badge_available(page: &Client) -> Option<String> {
+    page.find(Locator::Css("aside .badge")).await.ok()?.attr("data-available").await.ok()?
+}
+
 /// The titles of the film cards on the page.
 pub(crate) async fn card_titles(page: &Client) -> Vec<String> {
     let mut titles = Vec::new();

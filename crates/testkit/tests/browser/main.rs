@@ -155,14 +155,10 @@ pub(crate) async fn rent_in_one_window_watch_in_another(
     // The watcher just looks at the film.
     let watcher = browser.session().await;
     watcher.goto(&film).await.unwrap();
-    let badge = |page: &fantoccini::Client| {
-        let page = page.clone();
-        async move {
-            page.find(Locator::Css("aside .badge")).await.ok()?.attr("data-available").await.ok()?
-        }
-    };
-    wait_for("the watcher's badge", || async { badge(&watcher).await.as_deref() == Some("1") })
-        .await;
+    wait_for("the watcher's badge", || async {
+        harness::badge_available(&watcher).await.as_deref() == Some("1")
+    })
+    .await;
     wait_for("the watcher's live stream", || async {
         harness::live_state(&watcher).await == "live"
     })
@@ -191,7 +187,7 @@ pub(crate) async fn rent_in_one_window_watch_in_another(
     let committed = Instant::now();
     assert!(done.text().await.unwrap().starts_with("Rented for 3 days (7.50 EUR)"));
     wait_for("the watcher's badge to say sold out", || async {
-        badge(&watcher).await.as_deref() == Some("0")
+        harness::badge_available(&watcher).await.as_deref() == Some("0")
     })
     .await;
     eprintln!("rent committed → other page's badge changed: {:?}", committed.elapsed());
@@ -218,7 +214,7 @@ pub(crate) async fn rent_in_one_window_watch_in_another(
         .unwrap();
     assert_eq!(notice, "Returned on time. Thank you!");
     wait_for("the watcher's badge to come back", || async {
-        badge(&watcher).await.as_deref() == Some("1")
+        harness::badge_available(&watcher).await.as_deref() == Some("1")
     })
     .await;
 
@@ -242,14 +238,20 @@ pub(crate) async fn rent_in_one_window_watch_in_another(
             .unwrap()
             .into_inner();
         let committed = Instant::now();
-        wait_for("sold out", || async { badge(&watcher).await.as_deref() == Some("0") }).await;
+        wait_for("sold out", || async {
+            harness::badge_available(&watcher).await.as_deref() == Some("0")
+        })
+        .await;
         latencies.push(committed.elapsed());
         stock
             .r#return(authed(stock::ReturnRequest { rental_id: rental.id }, &token))
             .await
             .unwrap();
         let committed = Instant::now();
-        wait_for("back", || async { badge(&watcher).await.as_deref() == Some("1") }).await;
+        wait_for("back", || async {
+            harness::badge_available(&watcher).await.as_deref() == Some("1")
+        })
+        .await;
         latencies.push(committed.elapsed());
     }
     latencies.sort();
