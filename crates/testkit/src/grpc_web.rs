@@ -67,7 +67,7 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// One gRPC-Web data frame: flag 0, a big-endian length, the encoded message.
-fn frame(request: &impl prost::Message) -> Bytes {
+pub fn frame(request: &impl prost::Message) -> Bytes {
     let body = request.encode_to_vec();
     let mut framed = BytesMut::with_capacity(body.len() + 5);
     framed.put_u8(0);

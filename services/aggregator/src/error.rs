@@ -24,6 +24,12 @@ pub(crate) enum Error {
         /// What it answered.
         status: Status,
     },
+    /// As many exports as the store front runs at once are running.
+    #[error(
+        "{} exports are running, as many as run at once; try again in a few seconds",
+        crate::storefront::MAX_EXPORTS
+    )]
+    TooManyExports,
     /// A bug; the client reads only "internal error".
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -81,6 +87,7 @@ impl ServiceError for Error {
         match self {
             Self::Invalid(_) => Code::InvalidArgument,
             Self::Upstream { status, .. } => upstream_code(status),
+            Self::TooManyExports => Code::ResourceExhausted,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -93,11 +100,18 @@ impl From<Error> for Status {
 }
 
 /// The REST facade's answer: the code's HTTP status and
-/// `{"error": {"code": "NOT_FOUND", "message": "…"}}`.
+/// `{"error": {"code": "NOT_FOUND", "message": "…"}}`, with a `Retry-After` (seconds) where
+/// trying again later will do.
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, body) = videostore_kit::error::http_response(&self);
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, Self::TooManyExports) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+        }
+        response
     }
 }
 

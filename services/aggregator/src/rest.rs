@@ -19,6 +19,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use videostore_display::{order, rating};
 use videostore_kit::error::Invalid;
@@ -218,6 +219,7 @@ async fn export_movies(
     params: Result<Query<ExportParams>, QueryRejection>,
 ) -> Result<Response, Error> {
     let params = query_string(params)?;
+    let place = rest.storefront.export_place()?;
     let request = catalogue::StreamMoviesRequest {
         filter: filter(params.q, params.genre, params.min_year, params.max_year),
         order_by: order_by(&params.order)?,
@@ -228,13 +230,34 @@ async fn export_movies(
     // The first batch decides the status: a bad filter or a catalogue that is down is an error
     // response, not a broken body.
     let first_batch = batches.message().await.map_err(Error::upstream("catalogue"))?;
-    let body = json_array_body(first_batch, batches);
+    // The body is written by a task of its own, a batch or two ahead of the client: one that
+    // takes nothing for `EXPORT_STALL` is cut off, and its stream to the catalogue and its
+    // place among the exports are let go.
+    let (sender, body) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let _place = place;
+        let chunks = json_array_body(first_batch, batches);
+        futures::pin_mut!(chunks);
+        while let Some(chunk) = chunks.next().await {
+            match tokio::time::timeout(EXPORT_STALL, sender.send(chunk)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return, // The client has gone.
+                Err(_) => {
+                    tracing::info!("an export's client took nothing for {EXPORT_STALL:?}; cut off");
+                    return;
+                }
+            }
+        }
+    });
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        axum::body::Body::from_stream(body),
+        axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(body)),
     )
         .into_response())
 }
+
+/// How long an export waits for its client to take a batch before cutting it off.
+const EXPORT_STALL: Duration = Duration::from_secs(30);
 
 /// The JSON array, batch by batch, each written from the catalogue's bytes; an error mid-way
 /// ends the body with an error, which cuts the HTTP response short.

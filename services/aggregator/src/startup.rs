@@ -13,7 +13,12 @@ use videostore_kit::{
 use videostore_proto::aggregator::storefront_service_server::StorefrontServiceServer;
 
 use crate::{
-    config::Config, films::FilmPages, grpc::StorefrontApi, rest, storefront::Storefront, upstream,
+    config::Config,
+    films::FilmPages,
+    grpc::StorefrontApi,
+    rest,
+    storefront::{MAX_EXPORTS, Storefront, Upstream},
+    upstream::{self, Purpose},
     web,
 };
 
@@ -38,13 +43,29 @@ impl Application {
             "catalogue",
             &config.catalogue_addr,
             ca.as_deref(),
+            Purpose::Calls,
             shutdown.clone(),
         )?;
-        let stock =
-            upstream::channel("stock", &config.stock_addr, ca.as_deref(), shutdown.clone())?;
+        // Exports have connections of their own: a download whose client stalls stops reading
+        // its stream, which must never hold up the pages' calls.
+        let exports = upstream::channel(
+            "catalogue",
+            &config.catalogue_addr,
+            ca.as_deref(),
+            Purpose::Exports { exports: MAX_EXPORTS as u32 },
+            shutdown.clone(),
+        )?;
+        let stock = upstream::channel(
+            "stock",
+            &config.stock_addr,
+            ca.as_deref(),
+            Purpose::Calls,
+            shutdown.clone(),
+        )?;
         let films = Arc::new(FilmPages::default());
         tokio::spawn(Arc::clone(&films).follow(catalogue.clone(), shutdown.clone()));
-        let storefront = Storefront::new(catalogue, stock, config.stock_timeout(), films);
+        let storefront =
+            Storefront::new(Upstream { catalogue, exports, stock }, config.stock_timeout(), films);
         let api = StorefrontApi {
             storefront: storefront.clone(),
             default_deadline: config.default_deadline(),

@@ -27,13 +27,29 @@ use crate::{error::Error, films::FilmPages, stock_batch::StockBatcher};
 /// Time kept back from the caller's deadline to build and send the answer.
 const ANSWER_MARGIN: Duration = Duration::from_millis(20);
 
+/// Exports (`GET /api/movies/export`) one aggregator runs at once; more are refused with 429
+/// and a `Retry-After`. Each costs the catalogue a stream and the aggregator a batch or two.
+pub(crate) const MAX_EXPORTS: usize = 4;
+
+/// The channels to the services behind the store front.
+pub(crate) struct Upstream {
+    /// The catalogue, for calls.
+    pub(crate) catalogue: Channel,
+    /// The catalogue again, on connections of its own, for exports.
+    pub(crate) exports: Channel,
+    /// Stock.
+    pub(crate) stock: Channel,
+}
+
 /// Clients of the two services behind the store front.
 #[derive(Clone)]
 pub(crate) struct Storefront {
     /// The catalogue.
     catalogue: CatalogueServiceClient<Channel>,
-    /// The same channel, for calls made without the generated client.
-    catalogue_channel: Channel,
+    /// The catalogue's channel for exports, its connections their own.
+    exports: Channel,
+    /// Places for the exports running at once.
+    export_places: Arc<tokio::sync::Semaphore>,
     /// Stock, through lookups shared by concurrent views.
     stock: StockBatcher,
     /// Longest wait for stock.
@@ -44,29 +60,31 @@ pub(crate) struct Storefront {
 
 impl Storefront {
     /// Clients over lazily connected channels, so the services may start in any order.
-    pub(crate) fn new(
-        catalogue: Channel,
-        stock: Channel,
-        stock_timeout: Duration,
-        films: Arc<FilmPages>,
-    ) -> Self {
+    pub(crate) fn new(upstream: Upstream, stock_timeout: Duration, films: Arc<FilmPages>) -> Self {
         Self {
-            catalogue: CatalogueServiceClient::new(catalogue.clone())
+            catalogue: CatalogueServiceClient::new(upstream.catalogue)
                 .max_decoding_message_size(videostore_kit::serve::MAX_MESSAGE_BYTES),
-            catalogue_channel: catalogue,
-            stock: StockBatcher::start(stock, stock_timeout),
+            exports: upstream.exports,
+            export_places: Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)),
+            stock: StockBatcher::start(upstream.stock, stock_timeout),
             stock_timeout,
             films,
         }
     }
 
+    /// A place among the [`MAX_EXPORTS`] exports running at once, or RESOURCE_EXHAUSTED.
+    pub(crate) fn export_place(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        Arc::clone(&self.export_places).try_acquire_owned().map_err(|_| Error::TooManyExports)
+    }
+
     /// Every film matching `request`, in batches straight from the catalogue, each batch the
-    /// bytes of an encoded `StreamMoviesResponse` (for writing them out without decoding).
+    /// bytes of an encoded `StreamMoviesResponse` (for writing them out without decoding). On
+    /// the exports' own connections.
     pub(crate) async fn stream_movie_bytes(
         &self,
         request: catalogue::StreamMoviesRequest,
     ) -> Result<tonic::Streaming<Bytes>, Error> {
-        let mut grpc = tonic::client::Grpc::new(self.catalogue_channel.clone())
+        let mut grpc = tonic::client::Grpc::new(self.exports.clone())
             .max_decoding_message_size(videostore_kit::serve::MAX_MESSAGE_BYTES);
         grpc.ready().await.map_err(|error| {
             Error::upstream("catalogue")(Status::unavailable(format!("not ready: {error}")))

@@ -33,12 +33,31 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 #[derive(Clone)]
 struct Reach {
     tls: Option<ClientTlsConfig>,
+    purpose: Purpose,
 }
 
+/// What a channel carries, which decides its HTTP/2 flow-control windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Short calls: the default windows.
+    Calls,
+    /// Up to `exports` long downloads, each of which may stop reading while its own client
+    /// stalls. The connection's window has room for every one of them to fill its stream's, so
+    /// that stalled downloads never hold up the others (with the defaults, 5 MiB for the
+    /// connection and 2 MiB per stream, three stalled ones stop every call on it).
+    Exports {
+        /// How many run at once at most.
+        exports: u32,
+    },
+}
+
+/// An export stream's flow-control window: how much of it waits in the aggregator at most.
+const EXPORT_STREAM_WINDOW: u32 = 1024 * 1024;
+
 impl Reach {
-    fn of(named: &Uri, ca: Option<&[u8]>) -> anyhow::Result<Self> {
+    fn of(named: &Uri, ca: Option<&[u8]>, purpose: Purpose) -> anyhow::Result<Self> {
         if named.scheme_str() != Some("https") {
-            return Ok(Self { tls: None });
+            return Ok(Self { tls: None, purpose });
         }
         let ca = ca.with_context(|| {
             format!("{named} is https: set VIDEOSTORE_TLS_CA to the CA that signs its certificate")
@@ -47,7 +66,7 @@ impl Reach {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca))
             .domain_name(host.to_owned());
-        Ok(Self { tls: Some(tls) })
+        Ok(Self { tls: Some(tls), purpose })
     }
 
     /// The settings of every connection to a replica at `uri`.
@@ -57,6 +76,12 @@ impl Reach {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
+        let endpoint = match self.purpose {
+            Purpose::Calls => endpoint,
+            Purpose::Exports { exports } => endpoint
+                .initial_stream_window_size(EXPORT_STREAM_WINDOW)
+                .initial_connection_window_size(EXPORT_STREAM_WINDOW * (exports + 1)),
+        };
         match &self.tls {
             // Only fails for a plain http:// URI, which never gets a TLS config here.
             Some(tls) => endpoint.tls_config(tls.clone()).expect("an https endpoint takes TLS"),
@@ -66,11 +91,13 @@ impl Reach {
 }
 
 /// A channel to the service at `addresses` (see the module's description), balanced when there
-/// may be several replicas. The balancing task ends at `shutdown`.
+/// may be several replicas, with its own connections, set up for `purpose`. The balancing task
+/// ends at `shutdown`.
 pub(crate) fn channel(
     service: &'static str,
     addresses: &str,
     ca: Option<&[u8]>,
+    purpose: Purpose,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Channel> {
     let uris = addresses
@@ -94,7 +121,7 @@ pub(crate) fn channel(
     anyhow::ensure!(!uris.is_empty(), "no {service} address is configured");
     let uris = uris
         .into_iter()
-        .map(|uri| Ok((Reach::of(&uri, ca)?, uri)))
+        .map(|uri| Ok((Reach::of(&uri, ca, purpose)?, uri)))
         .collect::<anyhow::Result<Vec<(Reach, Uri)>>>()?;
     let single_ip = uris.len() == 1
         && uris[0].1.host().is_some_and(|host| host.parse::<std::net::IpAddr>().is_ok());
@@ -211,13 +238,19 @@ mod tests {
     #[tokio::test]
     async fn addresses_are_checked_and_names_resolve_to_every_address() {
         let token = CancellationToken::new();
-        assert!(channel("stock", "stock:50052", None, token.clone()).is_err(), "no scheme");
-        assert!(channel("stock", "http://stock", None, token.clone()).is_err(), "no port");
-        assert!(channel("stock", " , ", None, token.clone()).is_err(), "nothing");
-        let https = channel("stock", "https://stock:50052", None, token.clone());
+        assert!(
+            channel("stock", "stock:50052", None, Purpose::Calls, token.clone()).is_err(),
+            "no scheme"
+        );
+        assert!(
+            channel("stock", "http://stock", None, Purpose::Calls, token.clone()).is_err(),
+            "no port"
+        );
+        assert!(channel("stock", " , ", None, Purpose::Calls, token.clone()).is_err(), "nothing");
+        let https = channel("stock", "https://stock:50052", None, Purpose::Calls, token.clone());
         assert!(https.is_err_and(|e| e.to_string().contains("VIDEOSTORE_TLS_CA")), "no CA");
         let uri: Uri = "http://localhost:50052".parse().unwrap();
-        let uris = vec![(Reach::of(&uri, None).unwrap(), uri)];
+        let uris = vec![(Reach::of(&uri, None, Purpose::Calls).unwrap(), uri)];
         let resolved = resolve(&uris).await;
         assert!(resolved.keys().any(|a| a.ip().is_loopback() && a.port() == 50052));
         let one = replica_uri(&uris[0].1, "127.0.0.1:7".parse().unwrap());

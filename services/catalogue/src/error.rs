@@ -36,6 +36,12 @@ pub enum Error {
         /// The limit, in MiB.
         max_mib: usize,
     },
+    /// As many exports as one server runs at once are running.
+    #[error(
+        "{} exports are running, as many as this server runs at once; try again in a few seconds",
+        crate::service::MAX_EXPORTS
+    )]
+    TooManyExports,
     /// The server is stopping: reconnect (to another replica, or once it is back).
     #[error("the catalogue is shutting down; reconnect")]
     ShuttingDown,
@@ -52,6 +58,7 @@ impl ServiceError for Error {
             Self::FilmNotFound(_) => Code::NotFound,
             Self::DuplicateExternalKey(_) => Code::AlreadyExists,
             Self::ExportTooBig { .. } => Code::FailedPrecondition,
+            Self::TooManyExports => Code::ResourceExhausted,
             Self::ShuttingDown => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }

@@ -20,6 +20,20 @@ use crate::{
 pub(crate) const READ_PAGE: usize = 5000;
 /// Most bytes an export in one message may have.
 pub(crate) const MAX_EXPORT_BYTES: usize = 256 * 1024 * 1024;
+/// Exports one process runs at once. Each holds a database connection and, when filtered, up
+/// to [`MAX_EXPORT_BYTES`] of films while it is sent; more are refused (RESOURCE_EXHAUSTED)
+/// rather than queued, so that exports cannot take every connection from the pages.
+pub(crate) const MAX_EXPORTS: usize = 2;
+
+/// A running export, and its place among the [`MAX_EXPORTS`]: the place is given back when the
+/// export is dropped (sent, or its client gone).
+#[derive(Debug)]
+pub(crate) struct Export {
+    /// The films.
+    pub(crate) wire: WireExport,
+    /// Its place among the exports running at once.
+    pub(crate) place: tokio::sync::OwnedSemaphorePermit,
+}
 
 /// One page of a listing.
 #[derive(Debug)]
@@ -38,12 +52,14 @@ pub(crate) struct Catalogue {
     store: Arc<dyn CatalogueStore>,
     /// Committed writes, as the cache announces them.
     changes: broadcast::Sender<Change>,
+    /// Places for exports running at once.
+    exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl Catalogue {
     /// Operations over `store`, whose writes are announced on `changes`.
     pub(crate) fn new(store: Arc<dyn CatalogueStore>, changes: broadcast::Sender<Change>) -> Self {
-        Self { store, changes }
+        Self { store, changes, exports: Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)) }
     }
 
     /// One film.
@@ -172,10 +188,13 @@ impl Catalogue {
         receiver
     }
 
-    /// Every film of `query` in wire form, for one message of at most [`MAX_EXPORT_BYTES`].
-    pub(crate) async fn export(&self, query: &ListQuery) -> Result<WireExport, Error> {
+    /// Every film of `query` in wire form, for one message of at most [`MAX_EXPORT_BYTES`];
+    /// RESOURCE_EXHAUSTED while [`MAX_EXPORTS`] are running.
+    pub(crate) async fn export(&self, query: &ListQuery) -> Result<Export, Error> {
+        let place =
+            Arc::clone(&self.exports).try_acquire_owned().map_err(|_| Error::TooManyExports)?;
         match self.store.export_wire(query, MAX_EXPORT_BYTES).await? {
-            Some(export) => Ok(export),
+            Some(wire) => Ok(Export { wire, place }),
             None => Err(Error::ExportTooBig {
                 films: self.store.count(&query.filter).await?,
                 max_mib: MAX_EXPORT_BYTES >> 20,

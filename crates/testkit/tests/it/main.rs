@@ -4,6 +4,7 @@
 mod accounts;
 mod aggregator;
 mod catalogue;
+mod exports;
 mod front_door;
 mod grpc_web;
 mod limits;

@@ -5,7 +5,7 @@
 use std::task::{Context, Poll};
 
 use prost::bytes::Bytes;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use tonic::{Status, Streaming, body::Body, codec::Codec, codegen::http};
 use videostore_proto::{catalogue as pb, codec::ProstCodec};
 
@@ -47,13 +47,15 @@ pub(super) async fn answer(
         Ok(export) => {
             let mut header = Vec::with_capacity(5);
             header.push(0); // Not compressed.
-            let len = u32::try_from(export.bytes).expect("exports are limited far below 4 GiB");
+            let len =
+                u32::try_from(export.wire.bytes).expect("exports are limited far below 4 GiB");
             header.extend_from_slice(&len.to_be_bytes());
             let body = OneMessage {
                 header: Some(Bytes::from(header)),
-                owed: export.bytes,
-                chunks: export.chunks,
+                owed: export.wire.bytes,
+                chunks: export.wire.chunks,
                 ended: false,
+                _export: export.place,
             };
             let mut response = http::Response::new(Body::new(body));
             response.headers_mut().insert(
@@ -71,8 +73,10 @@ struct OneMessage {
     header: Option<Bytes>,
     /// Bytes of the message not sent yet.
     owed: usize,
-    chunks: UnboundedReceiver<Result<Vec<u8>, Error>>,
+    chunks: Receiver<Result<Vec<u8>, Error>>,
     ended: bool,
+    /// The export's place among those running at once, held until the body is dropped.
+    _export: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl http_body::Body for OneMessage {

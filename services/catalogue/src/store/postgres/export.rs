@@ -2,14 +2,17 @@
 
 use anyhow::Context;
 use futures::{StreamExt, pin_mut};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use videostore_kit::postgres::{Connection, tokio_postgres::IsolationLevel};
 
 use super::{
     EXPORT_CHUNK,
     rows::{borrowed, params},
 };
-use crate::{error::Error, store::listing::Sql};
+use crate::{
+    error::Error,
+    store::{ExportSender, listing::Sql},
+};
 
 /// An export's read: the size first (through `size`), then the films in chunks.
 pub(super) async fn export(
@@ -18,7 +21,7 @@ pub(super) async fn export(
     whole_table: bool,
     max_bytes: usize,
     size: oneshot::Sender<Result<Option<usize>, Error>>,
-    chunks: mpsc::UnboundedSender<Result<Vec<u8>, Error>>,
+    chunks: ExportSender,
 ) -> Result<(), Error> {
     let transaction = client
         .build_transaction()
@@ -58,7 +61,9 @@ pub(super) async fn export(
         }
         let _ = size.send(Ok(Some(bytes)));
         for piece in read {
-            let _ = chunks.send(Ok(piece));
+            if !chunks.send(Ok(piece)).await {
+                break;
+            }
         }
         return Ok(());
     };
@@ -75,25 +80,29 @@ pub(super) async fn export(
         let wire: &[u8] = row.get(0);
         sent += wire.len();
         if sent > total {
-            let _ = chunks.send(Err(Error::internal(format!(
-                "the films' wire forms are more than their kept total of {total} bytes"
-            ))));
+            let _ = chunks
+                .send(Err(Error::internal(format!(
+                    "the films' wire forms are more than their kept total of {total} bytes"
+                ))))
+                .await;
             return Ok(());
         }
         fill(&mut chunk, &mut full, wire);
         for piece in full.drain(..) {
-            if chunks.send(Ok(piece)).is_err() {
-                return Ok(()); // The caller has gone.
+            if !chunks.send(Ok(piece)).await {
+                return Ok(()); // The caller has gone or stalled.
             }
         }
     }
-    if !chunk.is_empty() {
-        let _ = chunks.send(Ok(chunk));
+    if !chunk.is_empty() && !chunks.send(Ok(chunk)).await {
+        return Ok(());
     }
     if sent != total {
-        let _ = chunks.send(Err(Error::internal(format!(
-            "the films' wire forms are {sent} bytes, not their kept total of {total}"
-        ))));
+        let _ = chunks
+            .send(Err(Error::internal(format!(
+                "the films' wire forms are {sent} bytes, not their kept total of {total}"
+            ))))
+            .await;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use videostore_kit::postgres::{
     self, Connection, GenericClient, Listener, Migrations, Pool, tokio_postgres,
 };
@@ -256,18 +256,18 @@ impl CatalogueStore for PostgresStore {
         let whole_table = query.filter == Filter::default();
         let client = self.connection().await?;
         let (size_sender, size) = oneshot::channel();
-        let (chunk_sender, chunks) = mpsc::unbounded_channel();
+        let (chunk_sender, chunks) = super::export_channel();
         let failures = chunk_sender.clone();
         let (failure_sender, failure) = oneshot::channel();
-        // The read goes on after the size is known, while the films are being sent; it never
-        // waits for the client (the export is at most `max_bytes`).
+        // The read goes on after the size is known, while the films are being sent, a few
+        // chunks ahead of the client (for at most `EXPORT_STALL` per chunk).
         tokio::spawn(async move {
             let read = export(client, sql, whole_table, max_bytes, size_sender, chunk_sender);
             if let Err(error) = read.await {
                 // The caller hears why: instead of the size if it still waits for it, else as
                 // the chunks' last item.
                 if let Err(error) = failure_sender.send(error) {
-                    let _ = failures.send(Err(error));
+                    let _ = failures.send(Err(error)).await;
                 }
             }
         });

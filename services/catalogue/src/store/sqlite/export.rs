@@ -1,7 +1,7 @@
 //! Exports: a whole listing read in chunks on one reader connection, from one snapshot.
 
 use anyhow::Context;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use videostore_kit::sqlite::{
     Pool,
     rusqlite::{Connection, types::ValueRef},
@@ -12,7 +12,7 @@ use crate::store::listing::Sql;
 use crate::{
     domain::{Filter, ListQuery},
     error::Error,
-    store::WireExport,
+    store::{ExportSender, WireExport, export_channel},
 };
 
 /// The size of an export's chunks: big enough that each is one cheap allocation and one write,
@@ -22,7 +22,9 @@ pub(super) const EXPORT_CHUNK: usize = if cfg!(test) { 1000 } else { 1 << 20 };
 /// An export's read, on a reader connection: the size first, then the films in chunks.
 struct Exporter {
     size: Option<oneshot::Sender<Result<Option<usize>, Error>>>,
-    chunks: mpsc::UnboundedSender<Result<Vec<u8>, Error>>,
+    chunks: ExportSender,
+    /// The runtime the client's end lives on, to wait for it from this blocking thread.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Exporter {
@@ -52,7 +54,9 @@ impl Exporter {
             }
             self.announce(Some(bytes));
             for chunk in chunks {
-                let _ = self.chunks.send(Ok(chunk));
+                if !self.chunks.send_blocking(&self.runtime, Ok(chunk)) {
+                    break;
+                }
             }
             return Ok(());
         }
@@ -73,7 +77,8 @@ impl Exporter {
                     "the films' wire forms are more than their kept total of {bytes} bytes"
                 )));
             }
-            Ok(self.chunks.send(Ok(chunk)).is_ok()) // Stop when the caller has gone.
+            // Stop when the caller has gone or stalled.
+            Ok(self.chunks.send_blocking(&self.runtime, Ok(chunk)))
         })?;
         if complete && sent != bytes {
             return Err(Error::Internal(anyhow::anyhow!(
@@ -97,7 +102,7 @@ impl Exporter {
                 let _ = sender.send(Err(error));
             }
             None => {
-                let _ = self.chunks.send(Err(error));
+                let _ = self.chunks.send_blocking(&self.runtime, Err(error));
             }
         }
     }
@@ -149,15 +154,16 @@ pub(super) async fn export(
     let sql = listing("wire, id", &query);
     let whole_table = query.filter == Filter::default();
     let (size_sender, size) = oneshot::channel();
-    let (chunk_sender, chunks) = mpsc::unbounded_channel();
+    let (chunk_sender, chunks) = export_channel();
     let (failure_sender, failure) = oneshot::channel();
     let failures = chunk_sender.clone();
-    // The read goes on after the size is known, while the films are being sent; it never
-    // waits for the client (the export is at most `max_bytes`), so a slow one cannot hold
-    // a connection.
+    // The read goes on after the size is known, while the films are being sent, a few chunks
+    // ahead of the client: it holds its connection while it waits for a slow client, for at most
+    // `EXPORT_STALL` per chunk (and the service caps how many exports run at once).
+    let runtime = tokio::runtime::Handle::current();
     tokio::spawn(async move {
         let job = reader.run(move |connection| {
-            let mut exporter = Exporter { size: Some(size_sender), chunks: chunk_sender };
+            let mut exporter = Exporter { size: Some(size_sender), chunks: chunk_sender, runtime };
             if let Err(error) = exporter.run(connection, &sql, whole_table, max_bytes) {
                 exporter.fail(error);
             }
@@ -166,7 +172,7 @@ pub(super) async fn export(
             // The job and its senders are gone (it panicked, or the pool is closed): the
             // caller hears why here, whether it still waits for the size or reads chunks.
             if let Err(error) = failure_sender.send(error) {
-                let _ = failures.send(Err(Error::Internal(error)));
+                let _ = failures.send(Err(Error::Internal(error))).await;
             }
         }
     });
