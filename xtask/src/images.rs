@@ -94,7 +94,6 @@ fn check(out: &Path) -> Result {
             .env_clear()
             .env(format!("{}_LISTEN_ADDR", service.to_uppercase()), format!("127.0.0.1:{port}"))
             .env("VIDEOSTORE_DATA_DIR", "/tmp/data")
-            .env("VIDEOSTORE_TOKEN_SECRET", "images-check-secret-images-check-secret-01234")
             .env("AGGREGATOR_WEB_DIR", "/app/web")
             .env("CATALOGUE_SERVICE_ADDR", format!("http://127.0.0.1:{}", ports[0]))
             .env("STOCK_SERVICE_ADDR", format!("http://127.0.0.1:{}", ports[1]))

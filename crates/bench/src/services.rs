@@ -171,7 +171,6 @@ impl Running {
             (0..replicas).map(|_| free_port()).collect::<Result<_, _>>()?;
         let (catalogue, stock, aggregator, ceiling) =
             (free_port()?, stocks[0], free_port()?, free_port()?);
-        let secret = "bench-secret-bench-secret-bench-secret-0123456789";
         // Children are held by `running` as they start: if anything fails, its drop ends them.
         let mut running = Self {
             catalogue,
@@ -190,7 +189,6 @@ impl Running {
                 let mut command = server_command(bin_dir.join(name));
                 command
                     .env("VIDEOSTORE_DATA_DIR", &data)
-                    .env("VIDEOSTORE_TOKEN_SECRET", secret)
                     .env("CATALOGUE_LISTEN_ADDR", catalogue.to_string())
                     .env("STOCK_LISTEN_ADDR", stock.to_string())
                     .env("AGGREGATOR_LISTEN_ADDR", aggregator.to_string())

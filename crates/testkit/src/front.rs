@@ -158,7 +158,7 @@ impl FrontedStore {
 async fn spawn_isolated_stock(store: &TestStore, listen: SocketAddr) -> IsolatedStock {
     let config = crate::stock_config(
         store.dir.path(),
-        &store.secret,
+        &store.keys,
         listen,
         store.heartbeat_ms,
         store.stock_database.clone(),

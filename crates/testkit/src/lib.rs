@@ -20,7 +20,10 @@ use std::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, transport::Channel};
-use videostore_kit::config::{DataConfig, ServerConfig};
+use videostore_kit::{
+    auth::KeyPairPem,
+    config::{DataConfig, ServerConfig, SigningConfig},
+};
 use videostore_proto::{
     aggregator::storefront_service_client::StorefrontServiceClient,
     catalogue::catalogue_service_client::CatalogueServiceClient,
@@ -73,8 +76,9 @@ impl Service {
 pub struct TestStore {
     /// The data folder (deleted on drop).
     pub dir: tempfile::TempDir,
-    /// The token secret all services share.
-    pub secret: String,
+    /// The token keys: stock signs with the private one, every service verifies with the
+    /// public one (configured, as a deployment does).
+    pub keys: KeyPairPem,
     /// The stock service's clock.
     pub clock: Arc<ManualClock>,
     /// Catalogue server.
@@ -107,24 +111,25 @@ pub enum Backend {
 /// The production heartbeat; tests that need a quicker one say so.
 const HEARTBEAT_MS: u64 = 15_000;
 
-fn data_config(data: &std::path::Path, secret: &str) -> DataConfig {
+fn data_config(data: &std::path::Path, keys: &KeyPairPem) -> DataConfig {
     DataConfig {
         data_dir: data.to_path_buf(),
-        token_secret: Some(secret.to_owned()),
+        token_verify_keys: Some(keys.public.clone()),
         database_pool: 8,
     }
 }
 
 fn stock_config(
     data: &std::path::Path,
-    secret: &str,
+    keys: &KeyPairPem,
     listen: SocketAddr,
     heartbeat_ms: u64,
     database_url: Option<String>,
 ) -> stock::config::Config {
     stock::config::Config {
         server: ServerConfig::for_tests(listen),
-        data: data_config(data, secret),
+        data: data_config(data, keys),
+        signing: SigningConfig { token_signing_key: Some(keys.private.clone()) },
         database_url,
         token_ttl_minutes: 60,
         seed: true,
@@ -138,7 +143,7 @@ fn stock_config(
 
 async fn spawn_stock(
     data: &std::path::Path,
-    secret: &str,
+    keys: &KeyPairPem,
     listen: SocketAddr,
     clock: Arc<ManualClock>,
     heartbeat_ms: u64,
@@ -146,7 +151,7 @@ async fn spawn_stock(
 ) -> (Service, Arc<dyn stock::store::StockStore>) {
     let shutdown = CancellationToken::new();
     let app = stock::startup::Application::build(
-        stock_config(data, secret, listen, heartbeat_ms, database_url),
+        stock_config(data, keys, listen, heartbeat_ms, database_url),
         clock,
         shutdown.clone(),
     )
@@ -219,18 +224,14 @@ impl TestStore {
             videostore_kit::telemetry::init("tests");
         }
         let dir = tempfile::tempdir().expect("temp dir");
-        let secret: String = {
-            use rand::Rng;
-            let mut rng = rand::rng();
-            (0..64).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
-        };
+        let keys = KeyPairPem::generate().expect("a token key pair");
         let catalogue =
-            Self::spawn_catalogue(dir.path().to_path_buf(), &secret, catalogue_database.clone())
+            Self::spawn_catalogue(dir.path().to_path_buf(), &keys, catalogue_database.clone())
                 .await;
         let clock = Arc::new(ManualClock::new(clock_start));
         let (stock, stock_store) = spawn_stock(
             dir.path(),
-            &secret,
+            &keys,
             "127.0.0.1:0".parse().unwrap(),
             Arc::clone(&clock),
             heartbeat_ms,
@@ -243,7 +244,7 @@ impl TestStore {
             stock_addr: stock.addr,
             heartbeat_ms,
             dir,
-            secret,
+            keys,
             clock,
             catalogue,
             stock: Some(stock),
@@ -255,11 +256,15 @@ impl TestStore {
         }
     }
 
-    async fn spawn_catalogue(data: PathBuf, secret: &str, database_url: Option<String>) -> Service {
+    async fn spawn_catalogue(
+        data: PathBuf,
+        keys: &KeyPairPem,
+        database_url: Option<String>,
+    ) -> Service {
         let shutdown = CancellationToken::new();
         let config = catalogue::config::Config {
             server: ServerConfig::for_tests("127.0.0.1:0".parse().unwrap()),
-            data: data_config(&data, secret),
+            data: data_config(&data, keys),
             database_url,
             seed: true,
         };
@@ -326,7 +331,7 @@ impl TestStore {
         assert!(self.stock.is_none(), "stock is already running");
         let (stock, store) = spawn_stock(
             self.dir.path(),
-            &self.secret,
+            &self.keys,
             self.stock_addr,
             Arc::clone(&self.clock),
             self.heartbeat_ms,
@@ -343,7 +348,7 @@ impl TestStore {
         assert!(self.stock_database.is_some(), "replicas share a PostgreSQL database");
         let (replica, _) = spawn_stock(
             self.dir.path(),
-            &self.secret,
+            &self.keys,
             "127.0.0.1:0".parse().unwrap(),
             Arc::clone(&self.clock),
             self.heartbeat_ms,
@@ -359,7 +364,7 @@ impl TestStore {
         assert!(self.catalogue_database.is_some(), "replicas share a PostgreSQL database");
         Self::spawn_catalogue(
             self.dir.path().to_path_buf(),
-            &self.secret,
+            &self.keys,
             self.catalogue_database.clone(),
         )
         .await
@@ -433,7 +438,7 @@ impl TestStore {
     pub fn stock_config(&self) -> stock::config::Config {
         stock_config(
             self.dir.path(),
-            &self.secret,
+            &self.keys,
             "127.0.0.1:0".parse().unwrap(),
             self.heartbeat_ms,
             self.stock_database.clone(),

@@ -1,12 +1,27 @@
-//! Bearer tokens: signed (HMAC-SHA256), expiring JWTs that carry the account id and role.
+//! Bearer tokens: expiring JWTs that carry the account id and role, signed with Ed25519.
 //!
-//! The stock service issues them at sign-in; every service verifies them locally with the shared
-//! key, so no request needs a round trip to stock.
+//! Only stock holds the private key and issues tokens (at sign-in); every service verifies them
+//! locally with the public keys, so no request needs a round trip to stock, and no other service
+//! (nor anything with its configuration) can make one. Each token names its key (`kid`, the
+//! key's RFC 7638 thumbprint), so a new key can be brought in next to the old one and the old
+//! one dropped once its last tokens have expired, without downtime (README: "Tokens").
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
+use base64::Engine as _;
+use ed25519_dalek::{
+    SigningKey, VerifyingKey,
+    pkcs8::{
+        DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey,
+        spki::der::pem::LineEnding,
+    },
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use tonic::metadata::MetadataMap;
 
 use crate::{
@@ -14,9 +29,11 @@ use crate::{
     ids::AccountId,
 };
 
-/// The issuer and audience written into every token, so tokens of other systems signed with the
-/// same key by mistake are refused.
+/// The issuer written into every token.
 const ISSUER: &str = "videostore";
+/// The audience of every token: the video store's services. A token made for anything else,
+/// even if signed by a key they trust, is refused.
+const AUDIENCE: &str = "videostore";
 
 /// What an account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,21 +96,59 @@ struct Claims {
     email: String,
     role: Role,
     iss: String,
+    aud: String,
     iat: u64,
     exp: u64,
 }
 
-/// Signs and verifies tokens with one shared key.
+/// An Ed25519 key pair for tokens, as PEM: the private key (PKCS#8, for stock only) and the
+/// public key (SPKI, for every service), as `openssl genpkey -algorithm ed25519` and
+/// `openssl pkey -pubout` write them.
 #[derive(Clone)]
-pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+pub struct KeyPairPem {
+    /// `-----BEGIN PRIVATE KEY-----`…
+    pub private: String,
+    /// `-----BEGIN PUBLIC KEY-----`…
+    pub public: String,
 }
 
-impl std::fmt::Debug for TokenKeys {
+impl std::fmt::Debug for KeyPairPem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenKeys(..)")
+        f.debug_struct("KeyPairPem").field("public", &self.public).finish_non_exhaustive()
+    }
+}
+
+impl KeyPairPem {
+    /// A new random key pair.
+    pub fn generate() -> anyhow::Result<Self> {
+        let mut seed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
+        let key = SigningKey::from_bytes(&seed);
+        Ok(Self {
+            private: key.to_pkcs8_pem(LineEnding::LF)?.to_string(),
+            public: key.verifying_key().to_public_key_pem(LineEnding::LF)?,
+        })
+    }
+}
+
+/// The RFC 7638 thumbprint of an Ed25519 public key: its `kid`.
+fn key_id(key: &VerifyingKey) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwk = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64.encode(key.as_bytes()));
+    b64.encode(sha2::Sha256::digest(jwk.as_bytes()))
+}
+
+/// Issues tokens: stock's private key.
+#[derive(Clone)]
+pub struct TokenSigner {
+    kid: String,
+    public: VerifyingKey,
+    encoding: EncodingKey,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -106,23 +161,28 @@ pub struct IssuedToken {
     pub expires_at: SystemTime,
 }
 
-impl TokenKeys {
-    /// Keys from a secret of at least 32 bytes.
-    pub fn new(secret: &[u8]) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            secret.len() >= 32,
-            "the token secret must be at least 32 bytes long (it is {})",
-            secret.len()
-        );
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
+impl TokenSigner {
+    /// The signer of an Ed25519 private key in PKCS#8 PEM.
+    pub fn from_pem(private_pem: &str) -> anyhow::Result<Self> {
+        let key = SigningKey::from_pkcs8_pem(private_pem.trim()).map_err(|error| {
+            anyhow::anyhow!("the token signing key is not an Ed25519 private key in PEM: {error}")
+        })?;
+        let der = key.to_pkcs8_der()?;
         Ok(Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            kid: key_id(&key.verifying_key()),
+            public: key.verifying_key(),
+            encoding: EncodingKey::from_ed_der(der.as_bytes()),
         })
+    }
+
+    /// The public half, as SPKI PEM: what every service is given to verify with.
+    pub fn public_pem(&self) -> anyhow::Result<String> {
+        Ok(self.public.to_public_key_pem(LineEnding::LF)?)
+    }
+
+    /// The key's id, written into each token it signs.
+    pub fn kid(&self) -> &str {
+        &self.kid
     }
 
     /// Issues a token for an account, valid for `ttl` from `now`.
@@ -139,23 +199,74 @@ impl TokenKeys {
             email: caller.email.clone(),
             role: caller.role,
             iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
             iat,
             exp: iat + ttl.as_secs(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)?;
         Ok(IssuedToken { token, expires_at })
     }
+}
 
-    /// Verifies a token: signature, issuer and expiry.
+/// Verifies tokens with the public keys the store trusts, by their ids.
+#[derive(Clone)]
+pub struct TokenKeys {
+    keys: HashMap<String, DecodingKey>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys").field("kids", &self.keys.keys()).finish()
+    }
+}
+
+impl TokenKeys {
+    /// The verifier of tokens signed by any of the Ed25519 public keys in `public_pem` (one or
+    /// more SPKI PEM blocks, one after another), and by `signer`'s own key if given.
+    pub fn new(public_pem: &str, signer: Option<&TokenSigner>) -> anyhow::Result<Self> {
+        let mut keys = HashMap::new();
+        for block in pem_blocks(public_pem) {
+            let key = VerifyingKey::from_public_key_pem(block).map_err(|error| {
+                anyhow::anyhow!("a token verify key is not an Ed25519 public key in PEM: {error}")
+            })?;
+            keys.insert(key_id(&key), DecodingKey::from_ed_der(key.as_bytes()));
+        }
+        if let Some(signer) = signer {
+            keys.insert(signer.kid.clone(), DecodingKey::from_ed_der(signer.public.as_bytes()));
+        }
+        anyhow::ensure!(!keys.is_empty(), "no token verify key is configured");
+        // EdDSA only: a token of any other algorithm (`none`, or HS256 made with a public key
+        // taken for a secret) is refused before its signature is looked at.
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 5;
+        Ok(Self { keys, validation })
+    }
+
+    /// The ids of the keys trusted.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// Verifies a token: algorithm, key, signature, issuer, audience and expiry.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         const NOT_VALID: AuthError =
             AuthError::Unauthenticated("the token is not valid: sign in again");
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|error| match error.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    AuthError::Unauthenticated("the token has expired: sign in again")
+        let header = jsonwebtoken::decode_header(token).map_err(|_| NOT_VALID)?;
+        let key = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(NOT_VALID)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|error| {
+                match error.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        AuthError::Unauthenticated("the token has expired: sign in again")
+                    }
+                    _ => NOT_VALID,
                 }
-                _ => NOT_VALID,
             })?;
         let account_id = data.claims.sub.parse().map_err(|_| NOT_VALID)?;
         Ok(Caller {
@@ -194,12 +305,34 @@ impl TokenKeys {
     }
 }
 
+/// The PEM blocks of `text`, each from its `-----BEGIN` line to its `-----END …-----` line.
+fn pem_blocks(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let start = rest.find("-----BEGIN ")?;
+        let end_marker = rest[start..].find("-----END ")? + start;
+        let end = rest[end_marker + 9..].find("-----").map(|i| end_marker + 9 + i + 5)?;
+        let block = &rest[start..end];
+        rest = &rest[end..];
+        Some(block)
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::LazyLock;
+
     use super::*;
 
+    static PAIR: LazyLock<KeyPairPem> = LazyLock::new(|| KeyPairPem::generate().unwrap());
+    static OTHER: LazyLock<KeyPairPem> = LazyLock::new(|| KeyPairPem::generate().unwrap());
+
+    fn signer() -> TokenSigner {
+        TokenSigner::from_pem(&PAIR.private).unwrap()
+    }
+
     fn keys() -> TokenKeys {
-        TokenKeys::new(&[7u8; 32]).unwrap()
+        TokenKeys::new(&PAIR.public, None).unwrap()
     }
 
     fn alice() -> Caller {
@@ -210,31 +343,111 @@ mod tests {
         }
     }
 
+    fn claims(role: Role, aud: &str) -> Claims {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        Claims {
+            sub: "42".into(),
+            email: "alice@example.com".into(),
+            role,
+            iss: ISSUER.into(),
+            aud: aud.into(),
+            iat: now,
+            exp: now + 600,
+        }
+    }
+
     #[test]
-    fn issued_token_verifies_to_the_same_caller() {
-        let issued = keys().issue(&alice(), SystemTime::now(), Duration::from_secs(60)).unwrap();
+    fn issued_token_verifies_to_the_same_caller_and_names_its_key() {
+        let issued = signer().issue(&alice(), SystemTime::now(), Duration::from_secs(60)).unwrap();
         assert_eq!(keys().verify(&issued.token).unwrap(), alice());
+        let header = jsonwebtoken::decode_header(&issued.token).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(header.kid.as_deref(), Some(signer().kid()));
+        // A verifier given only the signer knows its key too.
+        let own = TokenKeys::new("", Some(&signer())).unwrap();
+        assert_eq!(own.verify(&issued.token).unwrap(), alice());
+    }
+
+    #[test]
+    fn the_key_id_is_the_rfc_7638_thumbprint() {
+        // RFC 8037, appendix A.3: the thumbprint of its example Ed25519 key.
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
+        let key = VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
+        assert_eq!(key_id(&key), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
     }
 
     #[test]
     fn expired_token_is_refused() {
         let long_ago = SystemTime::now() - Duration::from_secs(3600);
-        let issued = keys().issue(&alice(), long_ago, Duration::from_secs(60)).unwrap();
+        let issued = signer().issue(&alice(), long_ago, Duration::from_secs(60)).unwrap();
         let refused = keys().verify(&issued.token).unwrap_err();
         assert_eq!(refused.code(), Code::Unauthenticated);
         assert!(refused.to_string().contains("expired"));
     }
 
     #[test]
-    fn token_signed_with_another_key_is_refused() {
-        let other = TokenKeys::new(&[8u8; 32]).unwrap();
+    fn tokens_of_keys_not_trusted_are_refused_and_rotation_trusts_both() {
+        let other = TokenSigner::from_pem(&OTHER.private).unwrap();
         let issued = other.issue(&alice(), SystemTime::now(), Duration::from_secs(60)).unwrap();
         assert_eq!(keys().verify(&issued.token).unwrap_err().code(), Code::Unauthenticated);
+        // During a rotation every service trusts the old key and the new one.
+        let both = TokenKeys::new(&format!("{}\n{}", PAIR.public, OTHER.public), None).unwrap();
+        assert_eq!(both.kids().count(), 2);
+        assert_eq!(both.verify(&issued.token).unwrap(), alice());
+        let old = signer().issue(&alice(), SystemTime::now(), Duration::from_secs(60)).unwrap();
+        assert_eq!(both.verify(&old.token).unwrap(), alice());
+        // A token whose kid was swapped for a trusted one does not verify either.
+        let forged_kid = {
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.kid = Some(signer().kid().to_owned());
+            let key = EncodingKey::from_ed_der(
+                SigningKey::from_pkcs8_pem(&OTHER.private)
+                    .unwrap()
+                    .to_pkcs8_der()
+                    .unwrap()
+                    .as_bytes(),
+            );
+            jsonwebtoken::encode(&header, &claims(Role::Staff, AUDIENCE), &key).unwrap()
+        };
+        assert!(keys().verify(&forged_kid).is_err());
+    }
+
+    #[test]
+    fn other_algorithms_audiences_and_garbage_are_refused() {
+        // HS256 signed with the public key as the secret (the classic confusion), and `none`.
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(signer().kid().to_owned());
+        let hs256 = jsonwebtoken::encode(
+            &header,
+            &claims(Role::Staff, AUDIENCE),
+            &EncodingKey::from_secret(PAIR.public.as_bytes()),
+        )
+        .unwrap();
+        assert!(keys().verify(&hs256).is_err());
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let none = format!(
+            "{}.{}.",
+            b64.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, signer().kid())),
+            b64.encode(serde_json::to_vec(&claims(Role::Staff, AUDIENCE)).unwrap())
+        );
+        assert!(keys().verify(&none).is_err());
+        // Signed by the right key, for another audience.
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(signer().kid().to_owned());
+        let elsewhere =
+            jsonwebtoken::encode(&header, &claims(Role::Staff, "billing"), &signer().encoding)
+                .unwrap();
+        assert!(keys().verify(&elsewhere).is_err());
+        for garbage in ["", "a.b.c", "not a token", "\u{202e}..", &"x".repeat(10_000)] {
+            assert_eq!(keys().verify(garbage).unwrap_err().code(), Code::Unauthenticated);
+        }
     }
 
     #[test]
     fn customer_is_not_staff() {
-        let issued = keys().issue(&alice(), SystemTime::now(), Duration::from_secs(60)).unwrap();
+        let issued = signer().issue(&alice(), SystemTime::now(), Duration::from_secs(60)).unwrap();
         let mut metadata = MetadataMap::new();
         metadata.insert("authorization", format!("Bearer {}", issued.token).parse().unwrap());
         assert_eq!(keys().require_signed_in(&metadata).unwrap().account_id, AccountId::new(42));
@@ -246,7 +459,14 @@ mod tests {
     }
 
     #[test]
-    fn short_secret_is_rejected() {
-        assert!(TokenKeys::new(b"short").is_err());
+    fn keys_that_are_not_ed25519_pem_are_rejected() {
+        assert!(TokenSigner::from_pem("short").is_err());
+        assert!(TokenSigner::from_pem(&PAIR.public).is_err());
+        assert!(TokenKeys::new("", None).is_err());
+        assert!(TokenKeys::new(&PAIR.private, None).is_err());
+        assert!(
+            TokenKeys::new("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", None)
+                .is_err()
+        );
     }
 }

@@ -63,16 +63,17 @@ impl ServerConfig {
     }
 }
 
-/// Where a service that keeps data finds it, and the key its tokens are checked with.
+/// Where a service that keeps data finds it, and the keys its tokens are checked with.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataConfig {
-    /// Folder for the embedded database and the generated token secret.
+    /// Folder for the embedded database and the generated token keys.
     #[arg(long, env = "VIDEOSTORE_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
-    /// Secret that signs tokens (at least 32 bytes, shared by all services). Defaults to one
-    /// generated once in the data folder.
-    #[arg(long, env = "VIDEOSTORE_TOKEN_SECRET", hide_env_values = true)]
-    pub token_secret: Option<String>,
+    /// The Ed25519 public keys tokens are verified with (SPKI PEM, one or more blocks: during a
+    /// key rotation, the old and the new). Defaults to the key pair made once in the data
+    /// folder.
+    #[arg(long, env = "VIDEOSTORE_TOKEN_VERIFY_KEYS", hide_env_values = true)]
+    pub token_verify_keys: Option<String>,
     /// On PostgreSQL, the connections this process keeps at most. Calls beyond it wait here,
     /// not in the database: keep the sum over all replicas near a few per database core (on
     /// 2 cores, 6 to 8 in all made the most rentals a second; 48 made half as many).
@@ -86,9 +87,27 @@ impl DataConfig {
         format!("sqlite://{}", self.data_dir.join(file).display())
     }
 
-    /// The token keys: the configured secret, or the one in the data folder (created once).
-    pub fn token_keys(&self) -> anyhow::Result<crate::auth::TokenKeys> {
-        let secret = crate::secret::load_or_create(self.token_secret.as_deref(), &self.data_dir)?;
-        crate::auth::TokenKeys::new(&secret)
+    /// The keys tokens are verified with (and `signer`'s own, for the service that signs).
+    pub fn token_keys(
+        &self,
+        signer: Option<&crate::auth::TokenSigner>,
+    ) -> anyhow::Result<crate::auth::TokenKeys> {
+        crate::keys::verifier(self.token_verify_keys.as_deref(), &self.data_dir, signer)
+    }
+}
+
+/// The key tokens are signed with: stock's alone.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SigningConfig {
+    /// The Ed25519 private key that signs tokens (PKCS#8 PEM, as `openssl genpkey -algorithm
+    /// ed25519` writes it). Defaults to the key pair made once in the data folder.
+    #[arg(long, env = "VIDEOSTORE_TOKEN_SIGNING_KEY", hide_env_values = true)]
+    pub token_signing_key: Option<String>,
+}
+
+impl SigningConfig {
+    /// The signer, its key from configuration or the data folder.
+    pub fn signer(&self, data: &DataConfig) -> anyhow::Result<crate::auth::TokenSigner> {
+        crate::keys::signer(self.token_signing_key.as_deref(), &data.data_dir)
     }
 }

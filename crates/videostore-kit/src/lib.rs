@@ -19,7 +19,7 @@
 //!   blocking threads, with schema migrations.
 //! - `postgres` (feature `postgres`): PostgreSQL — a connection pool, and migrations that are
 //!   safe when replicas start together.
-//! - [`secret`]: the token signing key, from configuration or created once under the data folder.
+//! - [`keys`]: the token keys, from configuration or made once under the data folder.
 //! - [`runtime`]: the servers' tokio runtime (no LIFO slot: frames leave in batches).
 
 pub mod auth;
@@ -28,13 +28,13 @@ pub mod database;
 pub mod deadline;
 pub mod error;
 pub mod ids;
+pub mod keys;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod private;
 pub mod run;
 pub mod runtime;
 pub mod sample;
-pub mod secret;
 pub mod serve;
 pub mod shutdown;
 #[cfg(feature = "sqlite")]

@@ -42,7 +42,7 @@ impl Application {
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let origins = config.server.origins()?;
         let tls = config.server.tls()?;
-        let keys = config.data.token_keys()?;
+        let keys = config.data.token_keys(None)?;
         let url = config.database_url();
         let (changes, _) = tokio::sync::broadcast::channel(ANNOUNCED_CHANGES);
         let store: Arc<dyn CatalogueStore> = match Backend::of(&url)? {

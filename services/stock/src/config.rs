@@ -1,6 +1,6 @@
 //! Configuration: every setting from a flag or an environment variable, with laptop defaults.
 
-use videostore_kit::config::{DataConfig, ServerConfig};
+use videostore_kit::config::{DataConfig, ServerConfig, SigningConfig};
 
 /// The stock server's settings.
 #[derive(Debug, Clone, clap::Parser)]
@@ -13,9 +13,12 @@ pub struct Config {
     /// Where it listens, and for which browsers.
     #[command(flatten)]
     pub server: ServerConfig,
-    /// Its data folder and token key.
+    /// Its data folder and the keys tokens are verified with.
     #[command(flatten)]
     pub data: DataConfig,
+    /// The key tokens are signed with (stock's alone).
+    #[command(flatten)]
+    pub signing: SigningConfig,
     /// Database URL; defaults to `sqlite://<data dir>/stock.db`.
     #[arg(long, env = "STOCK_DATABASE_URL")]
     pub database_url: Option<String>,

@@ -7,7 +7,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::sync::broadcast;
-use videostore_kit::auth::{Caller, IssuedToken, TokenKeys};
+use videostore_kit::auth::{Caller, IssuedToken, TokenSigner};
 
 use crate::{
     clock::Clock,
@@ -55,7 +55,7 @@ pub(crate) struct Stock {
     /// Now, for due dates and fees.
     clock: Arc<dyn Clock>,
     /// Signs the tokens sign-in hands out.
-    keys: TokenKeys,
+    signer: TokenSigner,
     /// How long a token lives.
     token_ttl: Duration,
     /// Argon2, on threads of its own behind a bounded queue.
@@ -69,11 +69,11 @@ impl Stock {
         events: AvailabilityEvents,
         publisher: Publisher,
         clock: Arc<dyn Clock>,
-        keys: TokenKeys,
+        signer: TokenSigner,
         token_ttl: Duration,
         passwords: Passwords,
     ) -> Self {
-        Self { store, events, publisher, clock, keys, token_ttl, passwords }
+        Self { store, events, publisher, clock, signer, token_ttl, passwords }
     }
 
     fn sole_writer(&self) -> bool {
@@ -254,7 +254,7 @@ impl Stock {
         let caller =
             Caller { account_id: account.id, email: account.email.clone(), role: account.role };
         // Token lifetimes are wall-clock time, not the business clock.
-        let issued = self.keys.issue(&caller, std::time::SystemTime::now(), self.token_ttl)?;
+        let issued = self.signer.issue(&caller, std::time::SystemTime::now(), self.token_ttl)?;
         Ok((issued, account))
     }
 

@@ -50,7 +50,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let origins = config.server.origins()?;
         let tls = config.server.tls()?;
-        let keys = config.data.token_keys()?;
+        let signer = config.signing.signer(&config.data)?;
+        let keys = config.data.token_keys(Some(&signer))?;
         let url = config.database_url();
         let events = AvailabilityEvents::new();
         let (store, publisher): (Arc<dyn StockStore>, Publisher) = match Backend::of(&url)? {
@@ -83,7 +84,7 @@ impl Application {
             events,
             publisher,
             clock,
-            keys.clone(),
+            signer,
             token_ttl,
             passwords,
         ));

@@ -268,3 +268,55 @@ async fn catalogue_verifies_tokens_issued_by_stock_without_calling_it() {
     assert!(created.is_ok(), "{created:?}");
     store.stop().await;
 }
+
+/// Only stock's private key makes a token: a staff token signed with any other Ed25519 key (as
+/// the catalogue could once mint with the shared secret) is refused by every service.
+#[tokio::test]
+async fn staff_tokens_signed_by_any_other_key_are_refused_everywhere() {
+    use std::time::{Duration, SystemTime};
+
+    use videostore_kit::auth::{Caller, KeyPairPem, Role, TokenSigner};
+    use videostore_kit::ids::AccountId;
+
+    let store = TestStore::start().await;
+    let real = store.staff_token().await;
+    let staff = store.account_client().await.get_me(authed(pb::GetMeRequest {}, &real)).await;
+    let staff = staff.unwrap().into_inner();
+    let caller =
+        Caller { account_id: AccountId::new(staff.id), email: staff.email, role: Role::Staff };
+    let other = TokenSigner::from_pem(&KeyPairPem::generate().unwrap().private).unwrap();
+    let forged = other.issue(&caller, SystemTime::now(), Duration::from_secs(600)).unwrap().token;
+    let create = |token: &str| {
+        authed(
+            videostore_proto::catalogue::CreateMovieRequest {
+                movie: Some(videostore_proto::catalogue::Movie {
+                    title: "Forged".into(),
+                    release_year: 2020,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            token,
+        )
+    };
+    let mut catalogue = store.catalogue_client().await;
+    let refused = catalogue.create_movie(create(&forged)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let inventory = |token: &str| {
+        let money = |minor_units| Some(pb::Money { currency_code: "EUR".into(), minor_units });
+        let request = pb::SetInventoryRequest {
+            movie_id: 1,
+            copies_owned: 9,
+            rental_price_per_day: money(300),
+            purchase_price: money(1500),
+        };
+        authed(request, token)
+    };
+    let mut stock = store.stock_client().await;
+    let refused = stock.set_inventory(inventory(&forged)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    // The real one, from stock's key, is accepted by both.
+    catalogue.create_movie(create(&real)).await.unwrap();
+    stock.set_inventory(inventory(&real)).await.unwrap();
+    store.stop().await;
+}

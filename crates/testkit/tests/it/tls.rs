@@ -82,7 +82,8 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
     let shutdown = CancellationToken::new();
     let data_config = DataConfig {
         data_dir: data.path().to_path_buf(),
-        token_secret: Some("tls-test-secret-tls-test-secret-tls-test-0123".into()),
+        // The key pair the first service makes in the data folder, as on a laptop.
+        token_verify_keys: None,
         database_pool: 8,
     };
     let catalogue = catalogue::startup::Application::build(
@@ -102,6 +103,7 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
         stock::config::Config {
             server: pki.server(),
             data: data_config.clone(),
+            signing: videostore_kit::config::SigningConfig { token_signing_key: None },
             database_url: None,
             token_ttl_minutes: 60,
             seed: true,

@@ -22,7 +22,6 @@ const CUSTOMERS: usize = 32;
 const FILMS: [i64; 4] = [1, 2, 3, 4];
 const COPIES: i32 = 3;
 const RUN: Duration = Duration::from_secs(8);
-const SECRET: &str = "chaos-secret-chaos-secret-chaos-secret-0123456789";
 const STAFF: (&str, &str) = ("staff@chaos.test", "staff password 1");
 
 /// One replica: a `stock` process on a port of its own.
@@ -37,7 +36,6 @@ impl Replica {
             .env("STOCK_LISTEN_ADDR", self.addr.to_string())
             .env("STOCK_DATABASE_URL", database)
             .env("VIDEOSTORE_DATA_DIR", data)
-            .env("VIDEOSTORE_TOKEN_SECRET", SECRET)
             .env("VIDEOSTORE_STAFF_EMAIL", STAFF.0)
             .env("VIDEOSTORE_STAFF_PASSWORD", STAFF.1)
             .env("STOCK_WATCH_HEARTBEAT_MS", "500")
