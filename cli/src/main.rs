@@ -80,6 +80,8 @@ enum Command {
         #[arg(long, env = "VIDEOSTORE_PASSWORD", hide_env_values = true)]
         password: String,
     },
+    /// Signs out everywhere (every session of the account ends) and forgets the saved token.
+    Signout,
     /// Films: search, show, import, export.
     #[command(subcommand)]
     Movies(Movies),
@@ -198,23 +200,22 @@ impl Cli {
         })
     }
 
-    /// The bearer token: given, or saved by `signin`.
-    fn token(&self) -> anyhow::Result<String> {
-        if let Some(token) = &self.token {
-            return Ok(token.clone());
+    /// The bearer token: given, or saved by `signin` (refreshed when about to expire).
+    async fn token(&self) -> anyhow::Result<String> {
+        match &self.token {
+            Some(token) => Ok(token.clone()),
+            None => commands::account::saved_token(self).await,
         }
-        let path = self.token_file().context("no token: run `videostore signin` first")?;
-        let token = std::fs::read_to_string(&path)
-            .map_err(|_| anyhow::anyhow!("not signed in: run `videostore signin` first"))?;
-        Ok(token.trim().to_owned())
     }
 
     /// `message` with the bearer token attached.
-    fn authed<T>(&self, message: T) -> anyhow::Result<Request<T>> {
+    async fn authed<T>(&self, message: T) -> anyhow::Result<Request<T>> {
         let mut request = Request::new(message);
         request.metadata_mut().insert(
             "authorization",
-            format!("Bearer {}", self.token()?).parse().context("the token is not valid text")?,
+            format!("Bearer {}", self.token().await?)
+                .parse()
+                .context("the token is not valid text")?,
         );
         Ok(request)
     }
@@ -241,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Signin { email, password } => {
             commands::account::signin(&cli, email, password).await
         }
+        Command::Signout => commands::account::signout(&cli).await,
         Command::Movies(Movies::Search {
             query,
             genre,

@@ -106,10 +106,16 @@ impl From<Status> for ApiError {
 }
 
 /// A signed-in customer or staff member.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Session {
-    /// Bearer token.
+    /// Bearer token: it lives minutes, and is refreshed before it expires.
     pub(crate) token: String,
+    /// When the bearer token expires, in milliseconds since 1970 (as `Date.now()`).
+    #[serde(default)]
+    pub(crate) expires_at_ms: f64,
+    /// The token that gets the next bearer token.
+    #[serde(default)]
+    pub(crate) refresh_token: String,
     /// Display name.
     pub(crate) name: String,
     /// Email.
@@ -125,6 +131,22 @@ fn storage() -> Option<web_sys::Storage> {
 }
 
 impl Session {
+    /// The session a sign-in or refresh answered with.
+    fn from_response(response: stock::SignInResponse) -> Self {
+        let account = response.account.unwrap_or_default();
+        let expires_at_ms = response
+            .expire_time
+            .map_or(0.0, |time| time.seconds as f64 * 1000.0 + f64::from(time.nanos) / 1e6);
+        Self {
+            token: response.token,
+            expires_at_ms,
+            refresh_token: response.refresh_token,
+            name: account.name,
+            email: account.email,
+            staff: account.role == stock::Role::Staff as i32,
+        }
+    }
+
     /// The session kept in this browser tab, if any.
     pub(crate) fn load() -> Option<Self> {
         let text = storage()?.get_item(SESSION_KEY).ok()??;
@@ -151,7 +173,12 @@ impl Session {
 pub(crate) struct Api {
     endpoints: Endpoints,
     session: Arc<Mutex<Option<Session>>>,
+    /// The page's view of the session, told when a refresh changes or ends it.
+    watcher: Arc<Mutex<Option<leptos::prelude::RwSignal<Option<Session>>>>>,
 }
+
+/// How long before its expiry a bearer token is refreshed.
+const REFRESH_AHEAD_MS: f64 = 60_000.0;
 
 fn authed<T>(message: T, session: &Option<Session>) -> Result<Request<T>, ApiError> {
     let Some(session) = session else {
@@ -172,7 +199,53 @@ fn authed<T>(message: T, session: &Option<Session>) -> Result<Request<T>, ApiErr
 impl Api {
     /// Clients for `endpoints`.
     pub(crate) fn new(endpoints: Endpoints) -> Self {
-        Self { endpoints, session: Arc::new(Mutex::new(Session::load())) }
+        Self {
+            endpoints,
+            session: Arc::new(Mutex::new(Session::load())),
+            watcher: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Tells `signal` whenever a refresh changes the session or ends it.
+    pub(crate) fn watch_session(&self, signal: leptos::prelude::RwSignal<Option<Session>>) {
+        *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(signal);
+    }
+
+    /// The session for a call: its bearer token refreshed first if it expires within a minute.
+    /// A session that cannot be refreshed any more (signed out elsewhere, or too old) ends.
+    async fn session_for_call(&self) -> Option<Session> {
+        let session = self.current_session()?;
+        if session.expires_at_ms - js_sys::Date::now() > REFRESH_AHEAD_MS {
+            return Some(session);
+        }
+        let refreshed = self
+            .accounts()
+            .refresh(stock::RefreshRequest { refresh_token: session.refresh_token.clone() })
+            .await;
+        let next = match refreshed {
+            Ok(response) => Some(Session::from_response(response.into_inner())),
+            // Not now (the service is down): the call goes with the token it has.
+            Err(status) if status.code() != Code::Unauthenticated => return Some(session),
+            Err(_) => None,
+        };
+        match &next {
+            Some(session) => session.save(),
+            None => Session::clear(),
+        }
+        self.set_session(next.clone());
+        if let Some(signal) = *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) {
+            use leptos::prelude::Set;
+            signal.set(next.clone());
+        }
+        next
+    }
+
+    /// Ends the session everywhere (best effort: the tab forgets it whatever the answer).
+    pub(crate) async fn sign_out(&self) {
+        if let Some(session) = self.current_session() {
+            let request = stock::SignOutRequest { refresh_token: session.refresh_token };
+            let _ = self.accounts().sign_out(request).await;
+        }
     }
 
     /// Uses `session` for the calls that need one.
@@ -271,13 +344,7 @@ impl Api {
     ) -> Result<Session, ApiError> {
         let response =
             self.accounts().sign_in(stock::SignInRequest { email, password }).await?.into_inner();
-        let account = response.account.unwrap_or_default();
-        Ok(Session {
-            token: response.token,
-            name: account.name,
-            email: account.email,
-            staff: account.role == stock::Role::Staff as i32,
-        })
+        Ok(Session::from_response(response))
     }
 
     /// Rents a copy.
@@ -287,8 +354,10 @@ impl Api {
         days: i32,
         request_id: String,
     ) -> Result<stock::Rental, ApiError> {
-        let request =
-            authed(stock::RentRequest { movie_id, days, request_id }, &self.current_session())?;
+        let request = authed(
+            stock::RentRequest { movie_id, days, request_id },
+            &self.session_for_call().await,
+        )?;
         Ok(self.stock().rent(request).await?.into_inner())
     }
 
@@ -298,14 +367,16 @@ impl Api {
         movie_id: i64,
         request_id: String,
     ) -> Result<stock::Purchase, ApiError> {
-        let request =
-            authed(stock::PurchaseRequest { movie_id, request_id }, &self.current_session())?;
+        let request = authed(
+            stock::PurchaseRequest { movie_id, request_id },
+            &self.session_for_call().await,
+        )?;
         Ok(self.stock().purchase(request).await?.into_inner())
     }
 
     /// Returns a rental.
     pub(crate) async fn return_rental(&self, rental_id: i64) -> Result<stock::Rental, ApiError> {
-        let request = authed(stock::ReturnRequest { rental_id }, &self.current_session())?;
+        let request = authed(stock::ReturnRequest { rental_id }, &self.session_for_call().await)?;
         Ok(self.stock().r#return(request).await?.into_inner())
     }
 
@@ -313,7 +384,7 @@ impl Api {
     pub(crate) async fn my_rentals(&self) -> Result<Vec<stock::Rental>, ApiError> {
         let request = authed(
             stock::ListMyRentalsRequest { include_returned: true },
-            &self.current_session(),
+            &self.session_for_call().await,
         )?;
         let mut stream = self.stock().list_my_rentals(request).await?.into_inner();
         let mut rentals = Vec::new();
@@ -330,7 +401,7 @@ impl Api {
                 movie: Some(movie),
                 request_id: uuid::Uuid::new_v4().to_string(),
             },
-            &self.current_session(),
+            &self.session_for_call().await,
         )?;
         Ok(self.catalogue().create_movie(request).await?.into_inner())
     }
@@ -350,7 +421,7 @@ impl Api {
         let update_mask = Some(prost_types::FieldMask { paths });
         let request = authed(
             cat::UpdateMovieRequest { movie: Some(movie), update_mask },
-            &self.current_session(),
+            &self.session_for_call().await,
         )?;
         Ok(self.catalogue().update_movie(request).await?.into_inner())
     }
@@ -360,7 +431,7 @@ impl Api {
         &self,
         request: stock::SetInventoryRequest,
     ) -> Result<stock::Availability, ApiError> {
-        let request = authed(request, &self.current_session())?;
+        let request = authed(request, &self.session_for_call().await)?;
         Ok(self.stock().set_inventory(request).await?.into_inner())
     }
 

@@ -48,6 +48,7 @@ impl SessionState {
 pub fn App() -> impl IntoView {
     let api = Api::new(Endpoints::from_page());
     let session = SessionState(RwSignal::new(api.current_session()));
+    api.watch_session(session.0);
     let live = Live::start(api.clone());
     provide_context(api);
     provide_context(session);

@@ -1,4 +1,5 @@
-//! `signup` and `signin`.
+//! `signup`, `signin` and `signout`, and the saved session: an access token that lives minutes,
+//! refreshed with the refresh token when it is about to expire.
 
 use std::process::ExitCode;
 
@@ -38,10 +39,109 @@ pub(crate) async fn signin(cli: &Cli, email: &str, password: &str) -> anyhow::Re
         .map_err(call_error)?
         .into_inner();
     let path = cli.token_file().context("no place to save the token: set --token-file")?;
-    save_private(&path, &signed_in.token).with_context(|| format!("saving {}", path.display()))?;
+    let saved = Saved::of(&signed_in);
+    save_private(&path, &saved.to_json()).with_context(|| format!("saving {}", path.display()))?;
     let name = signed_in.account.map(|a| a.name).unwrap_or_default();
-    println!("Signed in as {name} until {}.", format::time(signed_in.expire_time.as_ref()));
+    println!("Signed in as {name} until {}.", format::time(signed_in.refresh_expire_time.as_ref()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Signs the account out everywhere and forgets the saved session.
+pub(crate) async fn signout(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let path = cli.token_file().context("no saved session: set --token-file")?;
+    let Some(saved) = Saved::load(&path)? else {
+        println!("Not signed in.");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut accounts = AccountServiceClient::new(channel(&cli.stock).await?);
+    let signed_out =
+        accounts.sign_out(stock::SignOutRequest { refresh_token: saved.refresh_token }).await;
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    match signed_out {
+        Ok(_) => println!("Signed out everywhere."),
+        // Already over: nothing is left to end.
+        Err(status) if status.code() == tonic::Code::Unauthenticated => println!("Signed out."),
+        Err(status) => return Err(call_error(status)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The bearer token to send: the saved one, refreshed first when it expires within a minute.
+pub(crate) async fn saved_token(cli: &Cli) -> anyhow::Result<String> {
+    let path = cli.token_file().context("no token: run `videostore signin` first")?;
+    let saved = Saved::load(&path)?.context("not signed in: run `videostore signin` first")?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    if saved.expires_at > now + 60 {
+        return Ok(saved.token);
+    }
+    let mut accounts = AccountServiceClient::new(channel(&cli.stock).await?);
+    let refreshed = accounts
+        .refresh(stock::RefreshRequest { refresh_token: saved.refresh_token })
+        .await
+        .map_err(|status| match status.code() {
+            tonic::Code::Unauthenticated => {
+                anyhow::anyhow!("the session has ended: run `videostore signin` again")
+            }
+            _ => call_error(status),
+        })?
+        .into_inner();
+    let saved = Saved::of(&refreshed);
+    save_private(&path, &saved.to_json()).with_context(|| format!("saving {}", path.display()))?;
+    Ok(saved.token)
+}
+
+/// The session `signin` saves: JSON, the owner's only.
+struct Saved {
+    token: String,
+    /// Unix seconds.
+    expires_at: i64,
+    refresh_token: String,
+}
+
+impl Saved {
+    fn of(response: &stock::SignInResponse) -> Self {
+        Self {
+            token: response.token.clone(),
+            expires_at: response.expire_time.as_ref().map_or(0, |time| time.seconds),
+            refresh_token: response.refresh_token.clone(),
+        }
+    }
+
+    fn to_json(&self) -> String {
+        serde_json::json!({
+            "token": self.token,
+            "expires_at": self.expires_at,
+            "refresh_token": self.refresh_token,
+        })
+        .to_string()
+    }
+
+    /// The saved session, if there is one.
+    fn load(path: &std::path::Path) -> anyhow::Result<Option<Self>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+        };
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+            anyhow::anyhow!("{} is not a saved session: run `videostore signin`", path.display())
+        })?;
+        let field = |name: &str| json.get(name).and_then(serde_json::Value::as_str);
+        match (
+            field("token"),
+            json.get("expires_at").and_then(serde_json::Value::as_i64),
+            field("refresh_token"),
+        ) {
+            (Some(token), Some(expires_at), Some(refresh_token)) => Ok(Some(Self {
+                token: token.to_owned(),
+                expires_at,
+                refresh_token: refresh_token.to_owned(),
+            })),
+            _ => {
+                anyhow::bail!("{} is not a saved session: run `videostore signin`", path.display())
+            }
+        }
+    }
 }
 
 /// Writes `contents` to `path` readable by its owner only: a new file (0600) beside it, then

@@ -52,7 +52,7 @@ pub(crate) async fn desk(cli: &Cli) -> anyhow::Result<ExitCode> {
     let mut client = StockServiceClient::new(channel(&cli.stock).await?);
     let (sender, receiver) = tokio::sync::mpsc::channel::<stock::DeskCommand>(16);
     let mut events = client
-        .rental_desk(cli.authed(tokio_stream::wrappers::ReceiverStream::new(receiver))?)
+        .rental_desk(cli.authed(tokio_stream::wrappers::ReceiverStream::new(receiver)).await?)
         .await
         .map_err(call_error)?
         .into_inner();

@@ -41,8 +41,11 @@ pub(crate) async fn import(cli: &Cli, file: &Path) -> anyhow::Result<ExitCode> {
         progress_for_stream.inc(message.movies.len() as u64);
         message
     });
-    let summary =
-        catalogue.import_movies(cli.authed(outbound)?).await.map_err(call_error)?.into_inner();
+    let summary = catalogue
+        .import_movies(cli.authed(outbound).await?)
+        .await
+        .map_err(call_error)?
+        .into_inner();
     progress.finish_and_clear();
     let unlisted = summary.rejected_count - summary.rejected.len() as i64;
     let rejected_total = problems.len() as i64 + summary.rejected_count;

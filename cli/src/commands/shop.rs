@@ -18,7 +18,7 @@ pub(crate) async fn rent(
     let mut client = StockServiceClient::new(channel(&cli.stock).await?);
     let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let rental = client
-        .rent(cli.authed(stock::RentRequest { movie_id, days, request_id })?)
+        .rent(cli.authed(stock::RentRequest { movie_id, days, request_id }).await?)
         .await
         .map_err(call_error)?
         .into_inner();
@@ -30,7 +30,7 @@ pub(crate) async fn rent(
 pub(crate) async fn give_back(cli: &Cli, rental_id: i64) -> anyhow::Result<ExitCode> {
     let mut client = StockServiceClient::new(channel(&cli.stock).await?);
     let rental = client
-        .r#return(cli.authed(stock::ReturnRequest { rental_id })?)
+        .r#return(cli.authed(stock::ReturnRequest { rental_id }).await?)
         .await
         .map_err(call_error)?
         .into_inner();
@@ -47,7 +47,7 @@ pub(crate) async fn buy(
     let mut client = StockServiceClient::new(channel(&cli.stock).await?);
     let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let purchase = client
-        .purchase(cli.authed(stock::PurchaseRequest { movie_id, request_id })?)
+        .purchase(cli.authed(stock::PurchaseRequest { movie_id, request_id }).await?)
         .await
         .map_err(call_error)?
         .into_inner();
@@ -64,7 +64,9 @@ pub(crate) async fn buy(
 pub(crate) async fn rentals(cli: &Cli, open_only: bool) -> anyhow::Result<ExitCode> {
     let mut client = StockServiceClient::new(channel(&cli.stock).await?);
     let mut rentals = client
-        .list_my_rentals(cli.authed(stock::ListMyRentalsRequest { include_returned: !open_only })?)
+        .list_my_rentals(
+            cli.authed(stock::ListMyRentalsRequest { include_returned: !open_only }).await?,
+        )
         .await
         .map_err(call_error)?
         .into_inner();
@@ -102,12 +104,15 @@ pub(crate) async fn set_stock(
         Some(stock::Money { currency_code: prices.currency.to_owned(), minor_units: minor })
     };
     let availability = client
-        .set_inventory(cli.authed(stock::SetInventoryRequest {
-            movie_id,
-            copies_owned,
-            rental_price_per_day: money(prices.rent),
-            purchase_price: money(prices.buy),
-        })?)
+        .set_inventory(
+            cli.authed(stock::SetInventoryRequest {
+                movie_id,
+                copies_owned,
+                rental_price_per_day: money(prices.rent),
+                purchase_price: money(prices.buy),
+            })
+            .await?,
+        )
         .await
         .map_err(call_error)?
         .into_inner();

@@ -176,6 +176,38 @@ async fn a_customer_signs_up_rents_returns_and_buys() {
     assert!(buy.stdout.contains("Bought film 3 for"), "{}", buy.stdout);
     let show = videostore(&store, home.path(), &["movies", "show", "3"]).await;
     assert!(show.stdout.contains("Stock:"), "{}", show.stdout);
+
+    // An access token about to expire is refreshed before the call, and the new one saved.
+    let path = home.path().join(".config/videostore/token");
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    saved["expires_at"] = 0.into();
+    std::fs::write(&path, saved.to_string()).unwrap();
+    let rentals = videostore(&store, home.path(), &["rentals"]).await;
+    assert_eq!(rentals.code, 0, "{}", rentals.stderr);
+    let refreshed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // Saved again, with the new token's expiry (the token itself may be the same to the
+    // byte within one second: Ed25519 signatures are deterministic).
+    assert!(refreshed["expires_at"].as_i64().unwrap() > 0, "{refreshed}");
+
+    // Signing out ends the session everywhere: a copy of the saved session kept elsewhere
+    // cannot refresh any more.
+    let copy = home.path().join("copy");
+    let mut expired = refreshed.clone();
+    expired["expires_at"] = 0.into();
+    std::fs::write(&copy, expired.to_string()).unwrap();
+    let signout = videostore(&store, home.path(), &["signout"]).await;
+    assert_eq!(signout.code, 0, "{}", signout.stderr);
+    assert!(signout.stdout.contains("Signed out everywhere"), "{}", signout.stdout);
+    assert!(!path.exists());
+    let after = videostore(&store, home.path(), &["rentals"]).await;
+    assert_eq!(after.code, 1);
+    assert!(after.stderr.contains("signin"), "{}", after.stderr);
+    let copy = copy.to_str().unwrap();
+    let elsewhere = videostore(&store, home.path(), &["--token-file", copy, "rentals"]).await;
+    assert_eq!(elsewhere.code, 1);
+    assert!(elsewhere.stderr.contains("session has ended"), "{}", elsewhere.stderr);
     store.stop().await;
 }
 

@@ -132,6 +132,7 @@ fn stock_config(
         signing: SigningConfig { token_signing_key: Some(keys.private.clone()) },
         database_url,
         token_ttl_minutes: 60,
+        refresh_ttl_hours: 24,
         seed: true,
         staff_email: Some(STAFF_EMAIL.into()),
         staff_password: Some(STAFF_PASSWORD.into()),

@@ -31,9 +31,12 @@ use crate::{
 
 /// The issuer written into every token.
 const ISSUER: &str = "videostore";
-/// The audience of every token: the video store's services. A token made for anything else,
-/// even if signed by a key they trust, is refused.
+/// The audience of every access token: the video store's services. A token made for anything
+/// else, even if signed by a key they trust, is refused.
 const AUDIENCE: &str = "videostore";
+/// The audience of refresh tokens: stock's Refresh and SignOut only. A refresh token sent as a
+/// bearer token is refused, and an access token is no refresh token.
+const REFRESH_AUDIENCE: &str = "videostore-refresh";
 
 /// What an account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +102,27 @@ struct Claims {
     aud: String,
     iat: u64,
     exp: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RefreshClaims {
+    /// Account id.
+    sub: String,
+    iss: String,
+    aud: String,
+    iat: u64,
+    exp: u64,
+    /// The account's session version when issued: a sign-out since makes it stale.
+    ver: i64,
+}
+
+/// What a verified refresh token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshGrant {
+    /// The account it was issued to.
+    pub account_id: AccountId,
+    /// The account's session version then.
+    pub session_version: i64,
 }
 
 /// An Ed25519 key pair for tokens, as PEM: the private key (PKCS#8, for stock only) and the
@@ -203,9 +227,33 @@ impl TokenSigner {
             iat,
             exp: iat + ttl.as_secs(),
         };
+        self.sign(&claims, expires_at)
+    }
+
+    /// Issues a refresh token for an account at its current session version.
+    pub fn issue_refresh(
+        &self,
+        account_id: AccountId,
+        session_version: i64,
+        now: SystemTime,
+        ttl: Duration,
+    ) -> anyhow::Result<IssuedToken> {
+        let iat = now.duration_since(UNIX_EPOCH)?.as_secs();
+        let claims = RefreshClaims {
+            sub: account_id.get().to_string(),
+            iss: ISSUER.to_owned(),
+            aud: REFRESH_AUDIENCE.to_owned(),
+            iat,
+            exp: iat + ttl.as_secs(),
+            ver: session_version,
+        };
+        self.sign(&claims, now + ttl)
+    }
+
+    fn sign(&self, claims: &impl Serialize, expires_at: SystemTime) -> anyhow::Result<IssuedToken> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)?;
+        let token = jsonwebtoken::encode(&header, claims, &self.encoding)?;
         Ok(IssuedToken { token, expires_at })
     }
 }
@@ -215,6 +263,7 @@ impl TokenSigner {
 pub struct TokenKeys {
     keys: HashMap<String, DecodingKey>,
     validation: Validation,
+    refresh_validation: Validation,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -240,12 +289,19 @@ impl TokenKeys {
         anyhow::ensure!(!keys.is_empty(), "no token verify key is configured");
         // EdDSA only: a token of any other algorithm (`none`, or HS256 made with a public key
         // taken for a secret) is refused before its signature is looked at.
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 5;
-        Ok(Self { keys, validation })
+        let validation = |audience: &str| {
+            let mut validation = Validation::new(Algorithm::EdDSA);
+            validation.set_issuer(&[ISSUER]);
+            validation.set_audience(&[audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            validation.leeway = 5;
+            validation
+        };
+        Ok(Self {
+            keys,
+            validation: validation(AUDIENCE),
+            refresh_validation: validation(REFRESH_AUDIENCE),
+        })
     }
 
     /// The ids of the keys trusted.
@@ -253,26 +309,51 @@ impl TokenKeys {
         self.keys.keys().map(String::as_str)
     }
 
-    /// Verifies a token: algorithm, key, signature, issuer, audience and expiry.
+    /// Verifies an access token: algorithm, key, signature, issuer, audience and expiry.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
-        const NOT_VALID: AuthError =
-            AuthError::Unauthenticated("the token is not valid: sign in again");
+        self.verify_session(token).map(|(caller, _)| caller)
+    }
+
+    /// [`TokenKeys::verify`], with when the token expires.
+    pub fn verify_session(&self, token: &str) -> Result<(Caller, SystemTime), AuthError> {
+        let claims: Claims = self.decode(
+            token,
+            &self.validation,
+            "the token has expired: refresh it or sign in again",
+        )?;
+        let account_id = claims.sub.parse().map_err(|_| NOT_VALID)?;
+        let caller = Caller {
+            account_id: AccountId::new(account_id),
+            email: claims.email,
+            role: claims.role,
+        };
+        Ok((caller, UNIX_EPOCH + Duration::from_secs(claims.exp)))
+    }
+
+    /// Verifies a refresh token (algorithm, key, signature, issuer, its own audience, expiry):
+    /// whether it is still current is the account's to say.
+    pub fn verify_refresh(&self, token: &str) -> Result<RefreshGrant, AuthError> {
+        let claims: RefreshClaims =
+            self.decode(token, &self.refresh_validation, "the session has expired: sign in again")?;
+        let account_id = claims.sub.parse().map_err(|_| NOT_VALID)?;
+        Ok(RefreshGrant { account_id: AccountId::new(account_id), session_version: claims.ver })
+    }
+
+    fn decode<C: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        validation: &Validation,
+        expired: &'static str,
+    ) -> Result<C, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| NOT_VALID)?;
         let key = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(NOT_VALID)?;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|error| {
-                match error.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                        AuthError::Unauthenticated("the token has expired: sign in again")
-                    }
-                    _ => NOT_VALID,
+        jsonwebtoken::decode::<C>(token, key, validation).map(|data| data.claims).map_err(|error| {
+            match error.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    AuthError::Unauthenticated(expired)
                 }
-            })?;
-        let account_id = data.claims.sub.parse().map_err(|_| NOT_VALID)?;
-        Ok(Caller {
-            account_id: AccountId::new(account_id),
-            email: data.claims.email,
-            role: data.claims.role,
+                _ => NOT_VALID,
+            }
         })
     }
 
@@ -280,16 +361,7 @@ impl TokenKeys {
     ///
     /// No header is `Ok(None)`; a header that is not a valid bearer token is UNAUTHENTICATED.
     pub fn caller(&self, metadata: &MetadataMap) -> Result<Option<Caller>, AuthError> {
-        let Some(value) = metadata.get("authorization") else {
-            return Ok(None);
-        };
-        let value = value.to_str().map_err(|_| {
-            AuthError::Unauthenticated("the authorization header is not valid text")
-        })?;
-        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).ok_or(
-            AuthError::Unauthenticated("the authorization header must be `Bearer <token>`"),
-        )?;
-        self.verify(token.trim()).map(Some)
+        bearer(metadata)?.map(|token| self.verify(token)).transpose()
     }
 
     /// The signed-in caller, or UNAUTHENTICATED.
@@ -300,9 +372,62 @@ impl TokenKeys {
 
     /// A staff caller, or UNAUTHENTICATED / PERMISSION_DENIED.
     pub fn require_staff(&self, metadata: &MetadataMap) -> Result<Caller, AuthError> {
-        let caller = self.require_signed_in(metadata)?;
-        if caller.is_staff() { Ok(caller) } else { Err(AuthError::NotStaff) }
+        self.require_staff_session(metadata).map(|session| session.caller)
     }
+
+    /// A staff caller and when its token expires: for long streams, which check it again at
+    /// each command.
+    pub fn require_staff_session(&self, metadata: &MetadataMap) -> Result<Session, AuthError> {
+        let token = bearer(metadata)?
+            .ok_or(AuthError::Unauthenticated("sign in first: this call needs a bearer token"))?;
+        let (caller, expires_at) = self.verify_session(token)?;
+        if caller.is_staff() {
+            Ok(Session { caller, expires_at })
+        } else {
+            Err(AuthError::NotStaff)
+        }
+    }
+}
+
+/// The refusal of a token that does not verify, whatever the reason (not said, to not help
+/// forgers).
+const NOT_VALID: AuthError = AuthError::Unauthenticated("the token is not valid: sign in again");
+
+/// A staff caller whose token was checked at the start of a long stream.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Who.
+    pub caller: Caller,
+    /// When the token expires: the stream checks it again at every command.
+    pub expires_at: SystemTime,
+}
+
+impl Session {
+    /// UNAUTHENTICATED once the token has expired (with the same leeway as at the start).
+    pub fn check(&self, now: SystemTime) -> Result<(), AuthError> {
+        if now > self.expires_at + Duration::from_secs(5) {
+            Err(AuthError::Unauthenticated(
+                "the token has expired: refresh it and open the stream again",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The bearer token of the request's `authorization` metadata, if it has one.
+fn bearer(metadata: &MetadataMap) -> Result<Option<&str>, AuthError> {
+    let Some(value) = metadata.get("authorization") else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::Unauthenticated("the authorization header is not valid text"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or(AuthError::Unauthenticated("the authorization header must be `Bearer <token>`"))?;
+    Ok(Some(token.trim()))
 }
 
 /// The PEM blocks of `text`, each from its `-----BEGIN` line to its `-----END …-----` line.
@@ -468,5 +593,45 @@ mod tests {
             TokenKeys::new("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", None)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn refresh_and_access_tokens_are_not_taken_for_each_other() {
+        let now = SystemTime::now();
+        let refresh = signer()
+            .issue_refresh(AccountId::new(42), 3, now, Duration::from_secs(3600))
+            .unwrap()
+            .token;
+        assert_eq!(
+            keys().verify_refresh(&refresh).unwrap(),
+            RefreshGrant { account_id: AccountId::new(42), session_version: 3 }
+        );
+        assert_eq!(keys().verify(&refresh).unwrap_err().code(), Code::Unauthenticated);
+        let access = signer().issue(&alice(), now, Duration::from_secs(60)).unwrap().token;
+        assert_eq!(keys().verify_refresh(&access).unwrap_err().code(), Code::Unauthenticated);
+        let stale = signer()
+            .issue_refresh(
+                AccountId::new(42),
+                3,
+                now - Duration::from_secs(7200),
+                Duration::from_secs(3600),
+            )
+            .unwrap()
+            .token;
+        assert!(keys().verify_refresh(&stale).unwrap_err().to_string().contains("sign in again"));
+    }
+
+    #[test]
+    fn a_long_streams_session_ends_when_its_token_expires() {
+        let staff = Caller { role: Role::Staff, ..alice() };
+        let now = SystemTime::now();
+        let issued = signer().issue(&staff, now, Duration::from_secs(60)).unwrap();
+        let mut metadata = MetadataMap::new();
+        metadata.insert("authorization", format!("Bearer {}", issued.token).parse().unwrap());
+        let session = keys().require_staff_session(&metadata).unwrap();
+        assert_eq!(session.caller, staff);
+        assert!(session.check(now + Duration::from_secs(30)).is_ok());
+        let ended = session.check(now + Duration::from_secs(120)).unwrap_err();
+        assert_eq!(ended.code(), Code::Unauthenticated);
     }
 }

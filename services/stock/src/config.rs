@@ -22,9 +22,13 @@ pub struct Config {
     /// Database URL; defaults to `sqlite://<data dir>/stock.db`.
     #[arg(long, env = "STOCK_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// How long a sign-in token stays valid, in minutes.
-    #[arg(long, env = "VIDEOSTORE_TOKEN_TTL_MINUTES", default_value_t = 12 * 60)]
+    /// How long an access token stays valid, in minutes: how long a sign-out or a role change
+    /// takes at most to reach every service. Clients refresh it before then.
+    #[arg(long, env = "VIDEOSTORE_TOKEN_TTL_MINUTES", default_value_t = 15)]
     pub token_ttl_minutes: u64,
+    /// How long a refresh token stays valid, in hours (a session without a sign-in).
+    #[arg(long, env = "VIDEOSTORE_REFRESH_TTL_HOURS", default_value_t = 30 * 24)]
+    pub refresh_ttl_hours: u64,
     /// How long a rental's or purchase's request id is remembered, in hours: a retry within it
     /// returns the first result; after it, the same id makes a new one.
     #[arg(long, env = "STOCK_REQUEST_ID_TTL_HOURS", default_value_t = 24)]

@@ -121,6 +121,9 @@ pub struct Account {
     pub role: Role,
     /// When created.
     pub created_at: SystemTime,
+    /// Bumped by every sign-out and role change; refresh tokens carry the version they were
+    /// issued at, and an older one is refused.
+    pub session_version: i64,
 }
 
 /// The late fee for returning at `returned_at` a rental due at `due_at`: the daily price for every

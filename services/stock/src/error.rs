@@ -60,6 +60,9 @@ pub enum Error {
     /// The account a valid token names was deleted.
     #[error("the account of this token no longer exists")]
     AccountGone,
+    /// A refresh token of a session that has ended (signed out, or the role changed).
+    #[error("this session has ended: sign in again")]
+    SessionEnded,
     /// Too many sign-ins and registrations are waiting for Argon2: the call may be retried.
     #[error("too many sign-ins at once; try again in a second")]
     PasswordsBusy,
@@ -88,7 +91,9 @@ impl ServiceError for Error {
             }
             Self::NotYourRental(_) => Code::PermissionDenied,
             Self::EmailTaken(_) => Code::AlreadyExists,
-            Self::WrongCredentials | Self::AccountGone => Code::Unauthenticated,
+            Self::WrongCredentials | Self::AccountGone | Self::SessionEnded => {
+                Code::Unauthenticated
+            }
             Self::ShuttingDown | Self::DatabaseUnavailable(_) => Code::Unavailable,
             Self::PasswordsBusy => Code::ResourceExhausted,
             Self::Internal(_) => Code::Internal,

@@ -7,7 +7,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::sync::broadcast;
-use videostore_kit::auth::{Caller, IssuedToken, TokenSigner};
+use videostore_kit::auth::{Caller, IssuedToken, TokenKeys, TokenSigner};
 
 use crate::{
     clock::Clock,
@@ -56,10 +56,37 @@ pub(crate) struct Stock {
     clock: Arc<dyn Clock>,
     /// Signs the tokens sign-in hands out.
     signer: TokenSigner,
-    /// How long a token lives.
+    /// Verifies refresh tokens.
+    keys: TokenKeys,
+    /// How long an access token lives.
     token_ttl: Duration,
+    /// How long a refresh token lives.
+    refresh_ttl: Duration,
     /// Argon2, on threads of its own behind a bounded queue.
     passwords: Passwords,
+}
+
+/// How tokens are made and checked.
+pub(crate) struct Tokens {
+    /// Signs access and refresh tokens.
+    pub(crate) signer: TokenSigner,
+    /// Verifies refresh tokens.
+    pub(crate) keys: TokenKeys,
+    /// How long an access token lives.
+    pub(crate) token_ttl: Duration,
+    /// How long a refresh token lives.
+    pub(crate) refresh_ttl: Duration,
+}
+
+/// A signed-in session: its tokens and account.
+#[derive(Debug)]
+pub(crate) struct Signed {
+    /// The bearer token, minutes long.
+    pub(crate) access: IssuedToken,
+    /// The token that gets the next access token.
+    pub(crate) refresh: IssuedToken,
+    /// Whose.
+    pub(crate) account: Account,
 }
 
 impl Stock {
@@ -69,11 +96,11 @@ impl Stock {
         events: AvailabilityEvents,
         publisher: Publisher,
         clock: Arc<dyn Clock>,
-        signer: TokenSigner,
-        token_ttl: Duration,
+        tokens: Tokens,
         passwords: Passwords,
     ) -> Self {
-        Self { store, events, publisher, clock, signer, token_ttl, passwords }
+        let Tokens { signer, keys, token_ttl, refresh_ttl } = tokens;
+        Self { store, events, publisher, clock, signer, keys, token_ttl, refresh_ttl, passwords }
     }
 
     fn sole_writer(&self) -> bool {
@@ -229,12 +256,8 @@ impl Stock {
         Ok(account)
     }
 
-    /// A token for the account with this email and password.
-    pub(crate) async fn sign_in(
-        &self,
-        email: &str,
-        password: String,
-    ) -> Result<(IssuedToken, Account), Error> {
+    /// A session for the account with this email and password.
+    pub(crate) async fn sign_in(&self, email: &str, password: String) -> Result<Signed, Error> {
         // Longer than any account's: not worth an Argon2 run.
         if email.len() > domain::MAX_EMAIL_BYTES
             || password.chars().count() > domain::MAX_PASSWORD_CHARS
@@ -251,11 +274,41 @@ impl Stock {
             Some(account) if matches => account,
             _ => return Err(Error::WrongCredentials),
         };
+        self.tokens_for(account)
+    }
+
+    /// A new access token (with the account's role as it is now) and refresh token for a
+    /// current refresh token.
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> Result<Signed, Error> {
+        let grant = self.keys.verify_refresh(refresh_token)?;
+        let account = self.store.account(grant.account_id).await?.ok_or(Error::AccountGone)?;
+        if account.session_version != grant.session_version {
+            return Err(Error::SessionEnded);
+        }
+        self.tokens_for(account)
+    }
+
+    /// Ends every session of the refresh token's account.
+    pub(crate) async fn sign_out(&self, refresh_token: &str) -> Result<(), Error> {
+        let grant = self.keys.verify_refresh(refresh_token)?;
+        self.store.end_sessions(grant.account_id).await?;
+        tracing::info!(account = %grant.account_id, "signed out everywhere");
+        Ok(())
+    }
+
+    fn tokens_for(&self, account: Account) -> Result<Signed, Error> {
         let caller =
             Caller { account_id: account.id, email: account.email.clone(), role: account.role };
         // Token lifetimes are wall-clock time, not the business clock.
-        let issued = self.signer.issue(&caller, std::time::SystemTime::now(), self.token_ttl)?;
-        Ok((issued, account))
+        let now = std::time::SystemTime::now();
+        let access = self.signer.issue(&caller, now, self.token_ttl)?;
+        let refresh = self.signer.issue_refresh(
+            account.id,
+            account.session_version,
+            now,
+            self.refresh_ttl,
+        )?;
+        Ok(Signed { access, refresh, account })
     }
 
     /// The caller's account.

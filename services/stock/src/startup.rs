@@ -24,7 +24,7 @@ use crate::{
     grpc::{AccountApi, StockApi},
     passwords::Passwords,
     seed,
-    service::{Publisher, Stock},
+    service::{Publisher, Stock, Tokens},
     store::{NewAccount, PostgresStore, SqliteStore, StockStore},
 };
 
@@ -78,16 +78,14 @@ impl Application {
         let sweep = Sweep { store: Arc::clone(&store), clock: Arc::clone(&clock), request_id_ttl };
         sweep.once().await;
         tokio::spawn(sweep.every(SWEEP_EVERY, shutdown.clone()));
-        let token_ttl = Duration::from_secs(config.token_ttl_minutes.max(1) * 60);
-        let stock = Arc::new(Stock::new(
-            Arc::clone(&store),
-            events,
-            publisher,
-            clock,
+        let tokens = Tokens {
             signer,
-            token_ttl,
-            passwords,
-        ));
+            keys: keys.clone(),
+            token_ttl: Duration::from_secs(config.token_ttl_minutes.max(1) * 60),
+            refresh_ttl: Duration::from_secs(config.refresh_ttl_hours.max(1) * 3600),
+        };
+        let stock =
+            Arc::new(Stock::new(Arc::clone(&store), events, publisher, clock, tokens, passwords));
         let heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(10));
         let standard = StandardServices::new(
             &["videostore.stock.v1.StockService", "videostore.stock.v1.AccountService"],

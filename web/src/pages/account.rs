@@ -68,8 +68,12 @@ pub(crate) fn Account() -> impl IntoView {
         }
     };
     let sign_out = move |_| {
-        state.set(&api, None);
-        message.set(Some(Ok("Signed out.".into())));
+        let api = api.clone();
+        leptos::task::spawn_local(async move {
+            api.sign_out().await;
+            state.set(&api, None);
+            message.set(Some(Ok("Signed out everywhere.".into())));
+        });
     };
 
     view! {

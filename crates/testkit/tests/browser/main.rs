@@ -466,3 +466,76 @@ async fn a_staff_member_adds_a_film_stocks_it_and_it_appears_in_search() {
     browser.stop();
     store.stop().await;
 }
+
+/// The app refreshes a bearer token that is about to expire before it calls with it, and
+/// "Sign out" ends the session everywhere: its refresh token is refused afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_refreshes_its_token_and_sign_out_ends_the_session() {
+    let _one_at_a_time = harness::lock().await;
+    let store = TestStore::start().await;
+    let browser = Browser::start().await;
+    let base = store.aggregator.url();
+    let page = browser.session().await;
+    harness::register(&page, &base, "Fresh", "fresh@example.com", "fresh password").await;
+    let session = || async {
+        let value = page
+            .execute("return sessionStorage.getItem('videostore.session');", vec![])
+            .await
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(value.as_str().unwrap()).unwrap()
+    };
+    // The token is made to look expired; the page is loaded again so the app reads it.
+    let mut stale = session().await;
+    assert!(stale["refresh_token"].as_str().is_some_and(|t| !t.is_empty()), "{stale}");
+    stale["expires_at_ms"] = 0.into();
+    page.execute(
+        "sessionStorage.setItem('videostore.session', arguments[0]);",
+        vec![stale.to_string().into()],
+    )
+    .await
+    .unwrap();
+    page.goto(&format!("{base}/movies/12")).await.unwrap();
+    page.wait()
+        .for_element(Locator::Css("button[name=rent]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page.wait()
+        .for_element(Locator::Css("button[name=confirm]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page.wait().for_element(Locator::Css("[data-outcome=ok]")).await.unwrap();
+    let refreshed = session().await;
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as f64;
+    assert!(refreshed["expires_at_ms"].as_f64().unwrap() > now_ms, "{refreshed}");
+
+    page.goto(&format!("{base}/account")).await.unwrap();
+    page.wait()
+        .for_element(Locator::Css("button[name=sign-out]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for("the sign-out notice", || async {
+        harness::text_of(&page, "main p.status.info").await.contains("Signed out everywhere")
+    })
+    .await;
+    let refresh_token = refreshed["refresh_token"].as_str().unwrap().to_owned();
+    let ended = store
+        .account_client()
+        .await
+        .refresh(stock::RefreshRequest { refresh_token })
+        .await
+        .unwrap_err();
+    assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
+    browser.stop();
+    store.stop().await;
+}

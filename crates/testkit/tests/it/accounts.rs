@@ -320,3 +320,133 @@ async fn staff_tokens_signed_by_any_other_key_are_refused_everywhere() {
     stock.set_inventory(inventory(&real)).await.unwrap();
     store.stop().await;
 }
+
+/// Access tokens are short-lived and refreshed; signing out ends every session of the account.
+#[tokio::test]
+async fn refresh_renews_a_session_and_sign_out_ends_them_all() {
+    let store = TestStore::start().await;
+    let mut accounts = store.account_client().await;
+    accounts
+        .register(pb::RegisterRequest {
+            email: "ines@example.com".into(),
+            name: "Ines".into(),
+            password: "ines password".into(),
+        })
+        .await
+        .unwrap();
+    let sign_in =
+        || pb::SignInRequest { email: "ines@example.com".into(), password: "ines password".into() };
+    let laptop = accounts.sign_in(sign_in()).await.unwrap().into_inner();
+    let phone = accounts.sign_in(sign_in()).await.unwrap().into_inner();
+    assert!(laptop.refresh_expire_time.unwrap().seconds > laptop.expire_time.unwrap().seconds);
+
+    // A refresh gives a working access token and a new refresh token.
+    let refresh = |token: &str| pb::RefreshRequest { refresh_token: token.into() };
+    let renewed = accounts.refresh(refresh(&laptop.refresh_token)).await.unwrap().into_inner();
+    let me = accounts.get_me(authed(pb::GetMeRequest {}, &renewed.token)).await.unwrap();
+    assert_eq!(me.into_inner().email, "ines@example.com");
+    assert_eq!(renewed.account.unwrap().name, "Ines");
+    // The two kinds are not taken for each other.
+    let as_bearer =
+        accounts.get_me(authed(pb::GetMeRequest {}, &laptop.refresh_token)).await.unwrap_err();
+    assert_eq!(as_bearer.code(), Code::Unauthenticated);
+    let as_refresh = accounts.refresh(refresh(&laptop.token)).await.unwrap_err();
+    assert_eq!(as_refresh.code(), Code::Unauthenticated);
+    let garbage = accounts.refresh(refresh("not a token")).await.unwrap_err();
+    assert_eq!(garbage.code(), Code::Unauthenticated);
+
+    // Signing out on the phone ends the laptop's session too: no refresh token of the account
+    // is taken again, the renewed one included.
+    accounts
+        .sign_out(pb::SignOutRequest { refresh_token: phone.refresh_token.clone() })
+        .await
+        .unwrap();
+    for token in [&laptop.refresh_token, &phone.refresh_token, &renewed.refresh_token] {
+        let ended = accounts.refresh(refresh(token)).await.unwrap_err();
+        assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+        assert!(ended.message().contains("sign in again"), "{}", ended.message());
+    }
+    // Signing in again starts a new session that refreshes.
+    let again = accounts.sign_in(sign_in()).await.unwrap().into_inner();
+    accounts.refresh(refresh(&again.refresh_token)).await.unwrap();
+    store.stop().await;
+}
+
+/// A long staff stream checks its token at every command: the desk and an import end
+/// UNAUTHENTICATED once it has expired, instead of running on for as long as they stay open.
+#[tokio::test]
+async fn long_staff_streams_end_when_their_token_expires() {
+    use std::time::{Duration, SystemTime};
+
+    use videostore_kit::auth::{Caller, Role, TokenSigner};
+    use videostore_kit::ids::AccountId;
+
+    let store = TestStore::start().await;
+    let real = store.staff_token().await;
+    let me = store.account_client().await.get_me(authed(pb::GetMeRequest {}, &real)).await;
+    let me = me.unwrap().into_inner();
+    let staff = Caller { account_id: AccountId::new(me.id), email: me.email, role: Role::Staff };
+    // A token that expired a second ago: still inside the 5 s leeway when the streams open,
+    // past it a few seconds later.
+    let signer = TokenSigner::from_pem(&store.keys.private).unwrap();
+    let issued_at = SystemTime::now() - Duration::from_secs(61);
+    let token = signer.issue(&staff, issued_at, Duration::from_secs(60)).unwrap().token;
+
+    let (commands, receiver) = tokio::sync::mpsc::channel(4);
+    let mut desk = store
+        .stock_client()
+        .await
+        .rental_desk(authed(tokio_stream::wrappers::ReceiverStream::new(receiver), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    let (batches, batch_receiver) = tokio::sync::mpsc::channel(4);
+    let import = {
+        let mut catalogue = store.catalogue_client().await;
+        let request = authed(tokio_stream::wrappers::ReceiverStream::new(batch_receiver), &token);
+        tokio::spawn(async move { catalogue.import_movies(request).await })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    commands
+        .send(pb::DeskCommand {
+            command_id: "late".into(),
+            action: Some(pb::desk_command::Action::Return(pb::DeskReturn { rental_id: 1 })),
+        })
+        .await
+        .unwrap();
+    let ended = desk.message().await.unwrap_err();
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().contains("expired"), "{}", ended.message());
+
+    let film = videostore_proto::catalogue::Movie {
+        title: "Too Late".into(),
+        release_year: 2020,
+        external_key: "too-late".into(),
+        ..Default::default()
+    };
+    batches
+        .send(videostore_proto::catalogue::ImportMoviesRequest { movies: vec![film] })
+        .await
+        .unwrap();
+    drop(batches);
+    let ended = import.await.unwrap().unwrap_err();
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    // Nothing of the refused batch was written.
+    let found = store
+        .catalogue_client()
+        .await
+        .list_movies(videostore_proto::catalogue::ListMoviesRequest {
+            filter: Some(videostore_proto::catalogue::MovieFilter {
+                query: "Too Late".into(),
+                ..Default::default()
+            }),
+            page_size: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(found.movies.iter().all(|m| m.title != "Too Late"));
+    store.stop().await;
+}

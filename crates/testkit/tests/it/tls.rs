@@ -106,6 +106,7 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
             signing: videostore_kit::config::SigningConfig { token_signing_key: None },
             database_url: None,
             token_ttl_minutes: 60,
+            refresh_ttl_hours: 24,
             seed: true,
             staff_email: None,
             staff_password: None,

@@ -5,6 +5,7 @@
 use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use tonic::Streaming;
+use videostore_kit::auth::Session;
 use videostore_proto::catalogue as pb;
 
 use super::convert::raw_from_proto;
@@ -23,6 +24,7 @@ type Writing = tokio::task::JoinHandle<Result<Vec<Upserted>, Error>>;
 /// Reads every row of `stream`, writes the good ones, and sums up what happened.
 pub(super) async fn import(
     catalogue: &Arc<Catalogue>,
+    staff: &Session,
     mut stream: Streaming<pb::ImportMoviesRequest>,
 ) -> Result<pb::ImportMoviesResponse, tonic::Status> {
     let mut summary = pb::ImportMoviesResponse::default();
@@ -32,6 +34,12 @@ pub(super) async fn import(
     let mut index: i64 = 0;
     let now = SystemTime::now();
     while let Some(message) = stream.message().await? {
+        // The token is checked again at every batch: an import does not outlive it. What was
+        // written stays (a batch at a time, each whole); the same import again updates it.
+        if let Err(expired) = staff.check(SystemTime::now()) {
+            count_written(writing.take(), &mut summary).await?;
+            return Err(expired.into());
+        }
         for row in message.movies {
             let row_index = index;
             index += 1;

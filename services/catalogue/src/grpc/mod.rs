@@ -151,10 +151,10 @@ impl CatalogueService for CatalogueApi {
         &self,
         request: Request<Streaming<pb::ImportMoviesRequest>>,
     ) -> Result<Response<pb::ImportMoviesResponse>, Status> {
-        let staff = self.keys.require_staff(request.metadata())?;
-        let summary = import::import(&self.catalogue, request.into_inner()).await?;
+        let staff = self.keys.require_staff_session(request.metadata())?;
+        let summary = import::import(&self.catalogue, &staff, request.into_inner()).await?;
         tracing::info!(
-            staff = %staff.email,
+            staff = %staff.caller.email,
             created = summary.created,
             updated = summary.updated,
             rejected = summary.rejected_count,

@@ -1,4 +1,4 @@
-//! `videostore.stock.v1.AccountService`: register, sign in, who am I.
+//! `videostore.stock.v1.AccountService`: register, sign in, refresh, sign out, who am I.
 
 use std::sync::Arc;
 
@@ -7,7 +7,10 @@ use videostore_kit::auth::TokenKeys;
 use videostore_proto::stock::{self as pb, account_service_server::AccountService};
 
 use super::convert::account_to_proto;
-use crate::{domain, service::Stock};
+use crate::{
+    domain,
+    service::{Signed, Stock},
+};
 
 /// The account handlers.
 #[derive(Clone)]
@@ -44,12 +47,24 @@ impl AccountService for AccountApi {
         request: Request<pb::SignInRequest>,
     ) -> Result<Response<pb::SignInResponse>, Status> {
         let request = request.into_inner();
-        let (issued, account) = self.stock.sign_in(&request.email, request.password).await?;
-        Ok(Response::new(pb::SignInResponse {
-            token: issued.token,
-            expire_time: Some(issued.expires_at.into()),
-            account: Some(account_to_proto(&account)),
-        }))
+        let signed = self.stock.sign_in(&request.email, request.password).await?;
+        Ok(Response::new(signed_to_proto(signed)))
+    }
+
+    async fn refresh(
+        &self,
+        request: Request<pb::RefreshRequest>,
+    ) -> Result<Response<pb::SignInResponse>, Status> {
+        let signed = self.stock.refresh(request.get_ref().refresh_token.trim()).await?;
+        Ok(Response::new(signed_to_proto(signed)))
+    }
+
+    async fn sign_out(
+        &self,
+        request: Request<pb::SignOutRequest>,
+    ) -> Result<Response<pb::SignOutResponse>, Status> {
+        self.stock.sign_out(request.get_ref().refresh_token.trim()).await?;
+        Ok(Response::new(pb::SignOutResponse {}))
     }
 
     async fn get_me(
@@ -59,5 +74,15 @@ impl AccountService for AccountApi {
         let caller = self.keys.require_signed_in(request.metadata())?;
         let account = self.stock.me(&caller).await?;
         Ok(Response::new(account_to_proto(&account)))
+    }
+}
+
+fn signed_to_proto(signed: Signed) -> pb::SignInResponse {
+    pb::SignInResponse {
+        token: signed.access.token,
+        expire_time: Some(signed.access.expires_at.into()),
+        account: Some(account_to_proto(&signed.account)),
+        refresh_token: signed.refresh.token,
+        refresh_expire_time: Some(signed.refresh.expires_at.into()),
     }
 }

@@ -10,7 +10,10 @@ use tokio::sync::{
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
-use videostore_kit::{auth::Caller, error::ServiceError};
+use videostore_kit::{
+    auth::{Caller, Session},
+    error::ServiceError,
+};
 use videostore_proto::stock as pb;
 
 use super::convert::{availability_to_proto, rent_request, rental_to_proto};
@@ -23,7 +26,7 @@ use crate::{
 /// Runs one desk until the staff member ends it, the client goes away or the server shuts down.
 pub(super) async fn run(
     stock: Arc<Stock>,
-    staff: Caller,
+    staff: Session,
     mut commands: Streaming<pb::DeskCommand>,
     mut changes: broadcast::Receiver<Arc<Availability>>,
     sender: mpsc::Sender<Result<pb::DeskEvent, Status>>,
@@ -43,7 +46,13 @@ pub(super) async fn run(
                         return;
                     }
                 };
-                let (result, changed) = command_result(&stock, &staff, command).await;
+                // The token is checked again at every command: a desk left open does not
+                // outlive it.
+                if let Err(expired) = staff.check(std::time::SystemTime::now()) {
+                    send_or_stop(&sender, Err(expired.into()), &shutdown).await;
+                    return;
+                }
+                let (result, changed) = command_result(&stock, &staff.caller, command).await;
                 events.push(pb::DeskEvent { event: Some(pb::desk_event::Event::Result(result)) });
                 if let Some(changed) = changed {
                     let seen = touched.entry(changed.movie_id).or_insert(0);

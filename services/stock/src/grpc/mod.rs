@@ -156,7 +156,7 @@ impl StockService for StockApi {
         &self,
         request: Request<Streaming<pb::DeskCommand>>,
     ) -> Result<Response<Self::RentalDeskStream>, Status> {
-        let staff = self.keys.require_staff(request.metadata())?;
+        let staff = self.keys.require_staff_session(request.metadata())?;
         let commands = request.into_inner();
         let changes = self.stock.subscribe();
         let (sender, receiver) = tokio::sync::mpsc::channel(DESK_QUEUE);

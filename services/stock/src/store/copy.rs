@@ -49,7 +49,7 @@ impl SqliteStore {
             ))?;
             let rows = statement
                 .query_map(params![after, limit as i64], |row| {
-                    Ok((account_from_row(row)?, row.get(5)?))
+                    Ok((account_from_row(row)?, row.get(6)?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
@@ -161,9 +161,10 @@ impl PostgresStore {
             let accounts: Vec<&Account> = page.iter().map(|(account, _)| account).collect();
             transaction
                 .execute(
-                    "INSERT INTO accounts (id, email, name, password_hash, role, created_ms) \
+                    "INSERT INTO accounts \
+                     (id, email, name, password_hash, role, created_ms, session_version) \
                      OVERRIDING SYSTEM VALUE SELECT * FROM unnest($1::bigint[], $2::text[], \
-                     $3::text[], $4::text[], $5::text[], $6::bigint[])",
+                     $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])",
                     &[
                         &accounts.iter().map(|a| a.id.get()).collect::<Vec<_>>(),
                         &accounts.iter().map(|a| a.email.as_str()).collect::<Vec<_>>(),
@@ -171,6 +172,7 @@ impl PostgresStore {
                         &page.iter().map(|(_, hash)| hash.as_str()).collect::<Vec<_>>(),
                         &accounts.iter().map(|a| role_text(a.role)).collect::<Vec<_>>(),
                         &accounts.iter().map(|a| millis(a.created_at)).collect::<Vec<_>>(),
+                        &accounts.iter().map(|a| a.session_version).collect::<Vec<_>>(),
                     ],
                 )
                 .await?;

@@ -108,8 +108,10 @@ pub trait StockStore: Send + Sync + 'static {
     async fn account_by_email(&self, email: &str) -> Result<Option<(Account, String)>, Error>;
     /// An account by id.
     async fn account(&self, id: AccountId) -> Result<Option<Account>, Error>;
-    /// Makes an existing account staff.
+    /// Makes an existing account staff, ending its sessions (its refresh tokens are refused).
     async fn promote_to_staff(&self, id: AccountId) -> Result<(), Error>;
+    /// Ends every session of the account: its refresh tokens are refused from now on.
+    async fn end_sessions(&self, id: AccountId) -> Result<(), Error>;
     /// The changes of `movie_id` after version `after`, up to version `upto` if given, in version
     /// order: what a watcher that has `after` missed. Every change is kept (a trigger writes it
     /// in the change's own transaction) until [`StockStore::forget_changes`].

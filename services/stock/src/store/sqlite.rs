@@ -27,6 +27,7 @@ const MIGRATIONS: Migrations = &[
     include_str!("../../migrations/sqlite/0001_stock.sql"),
     include_str!("../../migrations/sqlite/0002_stock_events.sql"),
     include_str!("../../migrations/sqlite/0003_request_ids_expire.sql"),
+    include_str!("../../migrations/sqlite/0004_sessions.sql"),
 ];
 
 const INVENTORY_COLUMNS: &str = "movie_id, copies_owned, copies_available, currency, \
@@ -35,7 +36,7 @@ pub(super) const RENTAL_COLUMNS: &str = "id, customer_id, movie_id, days, rented
                               currency, price_per_day_minor, price_minor, late_fee_minor, request_id";
 pub(super) const PURCHASE_COLUMNS: &str =
     "id, customer_id, movie_id, currency, price_minor, purchased_ms, request_id";
-pub(super) const ACCOUNT_COLUMNS: &str = "id, email, name, role, created_ms";
+pub(super) const ACCOUNT_COLUMNS: &str = "id, email, name, role, created_ms, session_version";
 
 /// Stock, rentals and accounts in a SQLite file.
 #[derive(Debug, Clone)]
@@ -146,6 +147,7 @@ pub(super) fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
         name: row.get(2)?,
         role: role_from_text(&role),
         created_at: time(row.get(4)?),
+        session_version: row.get(5)?,
     })
 }
 
@@ -445,7 +447,7 @@ impl StockStore for SqliteStore {
                 .prepare_cached(&format!(
                     "SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE email = ?"
                 ))?
-                .query_row([email], |row| Ok((account_from_row(row)?, row.get(5)?)))
+                .query_row([email], |row| Ok((account_from_row(row)?, row.get(6)?)))
                 .optional()?)
         })
         .await
@@ -464,7 +466,22 @@ impl StockStore for SqliteStore {
     async fn promote_to_staff(&self, id: AccountId) -> Result<(), Error> {
         self.transact(move |connection| {
             connection
-                .prepare_cached("UPDATE accounts SET role = 'staff' WHERE id = ?")?
+                .prepare_cached(
+                    "UPDATE accounts SET role = 'staff', session_version = session_version + 1 \
+                     WHERE id = ?",
+                )?
+                .execute([id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn end_sessions(&self, id: AccountId) -> Result<(), Error> {
+        self.transact(move |connection| {
+            connection
+                .prepare_cached(
+                    "UPDATE accounts SET session_version = session_version + 1 WHERE id = ?",
+                )?
                 .execute([id])?;
             Ok(())
         })

@@ -199,8 +199,15 @@ async fn accounts(store: &dyn StockStore) {
     assert_eq!(hash, "$argon2id$not-checked-here");
     assert_eq!(found.created_at, start());
     assert!(store.account_by_email("bob@example.com").await.unwrap().is_none());
+    // A new account's sessions are at version 0; signing out and a role change each end them.
+    assert_eq!(found.session_version, 0);
+    store.end_sessions(ann).await.unwrap();
+    assert_eq!(store.account(ann).await.unwrap().unwrap().session_version, 1);
     store.promote_to_staff(ann).await.unwrap();
-    assert_eq!(store.account(ann).await.unwrap().unwrap().role, Role::Staff);
+    let promoted = store.account(ann).await.unwrap().unwrap();
+    assert_eq!((promoted.role, promoted.session_version), (Role::Staff, 2));
+    let (by_email, _) = store.account_by_email("ann@example.com").await.unwrap().unwrap();
+    assert_eq!(by_email.session_version, 2);
     assert!(store.account(AccountId::new(987_654)).await.unwrap().is_none());
 }
 

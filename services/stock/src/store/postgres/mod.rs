@@ -50,6 +50,7 @@ const MIGRATIONS: Migrations = &[
     include_str!("../../../migrations/postgres/0003_changes_in_notifications.sql"),
     include_str!("../../../migrations/postgres/0004_doorbell_after_commit.sql"),
     include_str!("../../../migrations/postgres/0005_request_ids_expire.sql"),
+    include_str!("../../../migrations/postgres/0006_sessions.sql"),
 ];
 
 /// Stock, rentals and accounts in a PostgreSQL database.
@@ -457,7 +458,7 @@ impl StockStore for PostgresStore {
         Ok(client
             .query_opt(&statement, &[&email])
             .await?
-            .map(|row| (account_from_row(&row), row.get(5))))
+            .map(|row| (account_from_row(&row), row.get(6))))
     }
 
     async fn account(&self, id: AccountId) -> Result<Option<Account>, Error> {
@@ -470,7 +471,24 @@ impl StockStore for PostgresStore {
 
     async fn promote_to_staff(&self, id: AccountId) -> Result<(), Error> {
         let client = self.connection().await?;
-        client.execute("UPDATE accounts SET role = 'staff' WHERE id = $1", &[&id.get()]).await?;
+        client
+            .execute(
+                "UPDATE accounts SET role = 'staff', session_version = session_version + 1 \
+                 WHERE id = $1",
+                &[&id.get()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn end_sessions(&self, id: AccountId) -> Result<(), Error> {
+        let client = self.connection().await?;
+        client
+            .execute(
+                "UPDATE accounts SET session_version = session_version + 1 WHERE id = $1",
+                &[&id.get()],
+            )
+            .await?;
         Ok(())
     }
 

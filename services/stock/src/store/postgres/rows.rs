@@ -14,7 +14,7 @@ pub(super) const RENTAL_COLUMNS: &str = "id, customer_id, movie_id, days, rented
                               currency, price_per_day_minor, price_minor, late_fee_minor, request_id";
 pub(super) const PURCHASE_COLUMNS: &str =
     "id, customer_id, movie_id, currency, price_minor, purchased_ms, request_id";
-pub(super) const ACCOUNT_COLUMNS: &str = "id, email, name, role, created_ms";
+pub(super) const ACCOUNT_COLUMNS: &str = "id, email, name, role, created_ms, session_version";
 
 pub(super) fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -96,6 +96,7 @@ pub(super) fn account_from_row(row: &Row) -> Account {
         name: row.get(2),
         role: if role == "staff" { Role::Staff } else { Role::Customer },
         created_at: time(row.get(4)),
+        session_version: row.get(5),
     }
 }
 
