@@ -40,6 +40,10 @@ pub const STAFF_EMAIL: &str = "staff@videostore.test";
 /// Its password.
 pub const STAFF_PASSWORD: &str = "staff password 1";
 
+/// The cap of open rentals per customer in test stores: above what any test rents at once
+/// (30, in the concurrent-changes test), below what would take long to reach.
+pub const MAX_OPEN_RENTALS: u32 = 40;
+
 /// One running server.
 pub struct Service {
     /// Where it listens.
@@ -133,6 +137,8 @@ fn stock_config(
         database_url,
         token_ttl_minutes: 60,
         refresh_ttl_hours: 24,
+        max_open_rentals: MAX_OPEN_RENTALS,
+        max_purchases_per_day: 20,
         seed: true,
         staff_email: Some(STAFF_EMAIL.into()),
         staff_password: Some(STAFF_PASSWORD.into()),

@@ -29,6 +29,12 @@ pub struct Config {
     /// How long a refresh token stays valid, in hours (a session without a sign-in).
     #[arg(long, env = "VIDEOSTORE_REFRESH_TTL_HOURS", default_value_t = 30 * 24)]
     pub refresh_ttl_hours: u64,
+    /// Rentals one customer may have open at once.
+    #[arg(long, env = "STOCK_MAX_OPEN_RENTALS", default_value_t = 10)]
+    pub max_open_rentals: u32,
+    /// Films one customer may buy in any 24 hours.
+    #[arg(long, env = "STOCK_MAX_PURCHASES_PER_DAY", default_value_t = 20)]
+    pub max_purchases_per_day: u32,
     /// How long a rental's or purchase's request id is remembered, in hours: a retry within it
     /// returns the first result; after it, the same id makes a new one.
     #[arg(long, env = "STOCK_REQUEST_ID_TTL_HOURS", default_value_t = 24)]

@@ -35,6 +35,15 @@ pub enum Error {
     /// The rental belongs to another customer.
     #[error("rental {0} is not one of yours")]
     NotYourRental(RentalId),
+    /// The customer has as many films out as one account may.
+    #[error("you have {0} films out, as many as one account may: return one first")]
+    TooManyOpenRentals(u32),
+    /// The customer has bought as many films in a day as one account may.
+    #[error(
+        "you have bought {0} films in the last 24 hours, as many as one account may: try again \
+         tomorrow"
+    )]
+    TooManyPurchases(u32),
     /// The request id was used before, for a different request.
     #[error("request_id {0:?} was already used for a different request")]
     RequestIdReused(String),
@@ -82,6 +91,8 @@ impl ServiceError for Error {
     fn code(&self) -> Code {
         match self {
             Self::Invalid(_) | Self::RequestIdReused(_) => Code::InvalidArgument,
+            Self::TooManyOpenRentals(_) => Code::FailedPrecondition,
+            Self::TooManyPurchases(_) => Code::ResourceExhausted,
             Self::Auth(error) => error.code(),
             Self::NotStocked(_) | Self::RentalNotFound(_) | Self::NoSuchCustomer(_) => {
                 Code::NotFound

@@ -25,7 +25,7 @@ use crate::{
     passwords::Passwords,
     seed,
     service::{Publisher, Stock, Tokens},
-    store::{NewAccount, PostgresStore, SqliteStore, StockStore},
+    store::{CustomerCaps, NewAccount, PostgresStore, SqliteStore, StockStore},
 };
 
 /// A stock server bound to its port, ready to run.
@@ -71,6 +71,13 @@ impl Application {
                 tracing::info!(films = added, "stocked the sample films");
             }
         }
+        store
+            .set_customer_caps(CustomerCaps {
+                max_open_rentals: config.max_open_rentals,
+                max_purchases_per_day: config.max_purchases_per_day,
+            })
+            .await
+            .context("setting the customer caps")?;
         let passwords = Passwords::new();
         ensure_staff(&config, store.as_ref(), clock.as_ref(), &passwords).await?;
         // Request ids past their time are forgotten now, before serving, and then every while.

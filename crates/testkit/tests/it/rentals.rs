@@ -460,3 +460,34 @@ async fn twenty_buyers_for_two_copies_buy_exactly_two() {
     assert!(store.stock_store().invariant_violations().await.unwrap().is_empty());
     store.stop().await;
 }
+
+/// One customer cannot empty the shop: past the cap of open rentals a rental is refused with
+/// what to do, and returning one makes room again.
+#[tokio::test]
+async fn a_customer_past_the_cap_of_open_rentals_is_told_to_return_one() {
+    let store = TestStore::start().await;
+    let (_, token) = store.customer("Greedy").await;
+    let mut stock = store.stock_client().await;
+    let rent = |movie_id: i64| {
+        authed(
+            pb::RentRequest { movie_id, days: 1, request_id: format!("greedy-{movie_id}") },
+            &token,
+        )
+    };
+    let mut first = None;
+    let cap = i64::from(testkit::MAX_OPEN_RENTALS);
+    for film in 1..=cap {
+        let rental = stock.rent(rent(film)).await.unwrap().into_inner();
+        first.get_or_insert(rental.id);
+    }
+    let refused = stock.rent(rent(cap + 1)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("return one first"), "{}", refused.message());
+    let film_11 = stock.get_availability(pb::GetAvailabilityRequest { movie_id: cap + 1 }).await;
+    let before = film_11.unwrap().into_inner().copies_available;
+    stock.r#return(authed(pb::ReturnRequest { rental_id: first.unwrap() }, &token)).await.unwrap();
+    stock.rent(rent(cap + 1)).await.unwrap();
+    let film_11 = stock.get_availability(pb::GetAvailabilityRequest { movie_id: cap + 1 }).await;
+    assert_eq!(film_11.unwrap().into_inner().copies_available, before - 1);
+    store.stop().await;
+}

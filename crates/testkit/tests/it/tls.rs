@@ -107,6 +107,8 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
             database_url: None,
             token_ttl_minutes: 60,
             refresh_ttl_hours: 24,
+            max_open_rentals: 10,
+            max_purchases_per_day: 20,
             seed: true,
             staff_email: None,
             staff_password: None,

@@ -177,6 +177,15 @@ impl PostgresStore {
                 )
                 .await?;
         }
+        // The shop's history is copied as it is, even where it is over today's customer caps;
+        // stock sets them again from its configuration when it starts.
+        transaction
+            .execute(
+                "UPDATE customer_caps SET max_open_rentals = 2147483647, \
+                 max_purchases_per_day = 2147483647",
+                &[],
+            )
+            .await?;
         let mut after = 0;
         loop {
             let page = source.rentals_after(after, PAGE).await?;

@@ -59,6 +59,15 @@ pub struct Outcome<T> {
     pub changed: Option<Availability>,
 }
 
+/// What one customer may hold, so that one account cannot empty the shop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CustomerCaps {
+    /// Rentals open at once.
+    pub max_open_rentals: u32,
+    /// Purchases in any 24 hours.
+    pub max_purchases_per_day: u32,
+}
+
 /// An account to create.
 #[derive(Debug, Clone)]
 pub struct NewAccount {
@@ -112,6 +121,9 @@ pub trait StockStore: Send + Sync + 'static {
     async fn promote_to_staff(&self, id: AccountId) -> Result<(), Error>;
     /// Ends every session of the account: its refresh tokens are refused from now on.
     async fn end_sessions(&self, id: AccountId) -> Result<(), Error>;
+    /// Sets the caps every customer's rentals and purchases are held to (checked in the same
+    /// write, on every replica).
+    async fn set_customer_caps(&self, caps: CustomerCaps) -> Result<(), Error>;
     /// The changes of `movie_id` after version `after`, up to version `upto` if given, in version
     /// order: what a watcher that has `after` missed. Every change is kept (a trigger writes it
     /// in the change's own transaction) until [`StockStore::forget_changes`].

@@ -13,7 +13,7 @@ use videostore_kit::sqlite::{
     rusqlite::{self, Connection, OptionalExtension, Row, params},
 };
 
-use super::{NewAccount, NewPurchase, NewRental, Outcome, StockStore};
+use super::{CustomerCaps, NewAccount, NewPurchase, NewRental, Outcome, StockStore};
 use crate::{
     domain::{
         Account, AccountId, Availability, DAY, Inventory, MovieId, Purchase, Rental, RentalId,
@@ -28,6 +28,7 @@ const MIGRATIONS: Migrations = &[
     include_str!("../../migrations/sqlite/0002_stock_events.sql"),
     include_str!("../../migrations/sqlite/0003_request_ids_expire.sql"),
     include_str!("../../migrations/sqlite/0004_sessions.sql"),
+    include_str!("../../migrations/sqlite/0005_customer_caps.sql"),
 ];
 
 const INVENTORY_COLUMNS: &str = "movie_id, copies_owned, copies_available, currency, \
@@ -284,6 +285,16 @@ impl StockStore for SqliteStore {
                 }
                 return Ok(Outcome { value: earlier, changed: None });
             }
+            // One writer: what this reads stays true until the rental is written.
+            let (cap, held): (u32, u32) = connection
+                .prepare_cached(
+                    "SELECT max_open_rentals, (SELECT count(*) FROM rentals WHERE customer_id = ? \
+                     AND returned_ms IS NULL) FROM customer_caps",
+                )?
+                .query_row([rental.customer_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            if held >= cap {
+                return Err(Error::TooManyOpenRentals(cap));
+            }
             let availability = take_copy(connection, rental.movie_id, false)?;
             let due_at = rental.now + DAY * rental.days as u32;
             let price = availability.rental_price_minor.saturating_mul(i64::from(rental.days));
@@ -368,6 +379,18 @@ impl StockStore for SqliteStore {
                     return Err(Error::RequestIdReused(purchase.request_id.clone()));
                 }
                 return Ok(Outcome { value: earlier, changed: None });
+            }
+            let day_ago = millis(purchase.now) - 86_400_000;
+            let (cap, held): (u32, u32) = connection
+                .prepare_cached(
+                    "SELECT max_purchases_per_day, (SELECT count(*) FROM purchases \
+                     WHERE customer_id = ? AND purchased_ms > ?) FROM customer_caps",
+                )?
+                .query_row(params![purchase.customer_id, day_ago], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+            if held >= cap {
+                return Err(Error::TooManyPurchases(cap));
             }
             let availability = take_copy(connection, purchase.movie_id, true)?;
             let made = connection
@@ -471,6 +494,17 @@ impl StockStore for SqliteStore {
                      WHERE id = ?",
                 )?
                 .execute([id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_customer_caps(&self, caps: CustomerCaps) -> Result<(), Error> {
+        self.transact(move |connection| {
+            connection.execute(
+                "UPDATE customer_caps SET max_open_rentals = ?, max_purchases_per_day = ?",
+                params![caps.max_open_rentals, caps.max_purchases_per_day],
+            )?;
             Ok(())
         })
         .await

@@ -9,7 +9,9 @@ use std::{
 use stock::{
     Error,
     domain::{AccountId, DAY, Inventory, MovieId, RentalId, Role},
-    store::{NewAccount, NewPurchase, NewRental, PostgresStore, SqliteStore, StockStore},
+    store::{
+        CustomerCaps, NewAccount, NewPurchase, NewRental, PostgresStore, SqliteStore, StockStore,
+    },
 };
 
 #[tokio::test]
@@ -41,7 +43,8 @@ async fn two_postgres_stores_on_one_database_are_one_store() {
     assert_eq!(retried.value, made.value);
     assert!(retried.changed.is_none());
     assert_eq!(b.availability(&[MovieId::new(1)]).await.unwrap()[0].copies_available, 1);
-    races(a, b).await;
+    races(Arc::clone(&a), Arc::clone(&b)).await;
+    caps(a, b).await;
 }
 
 fn inventory(movie_id: i64, copies: i32) -> Inventory {
@@ -95,7 +98,8 @@ async fn run_store_tests(store: Arc<dyn StockStore>) {
     buying(store.as_ref()).await;
     request_ids_expire(store.as_ref()).await;
     history(store.as_ref()).await;
-    races(Arc::clone(&store), store).await;
+    races(Arc::clone(&store), Arc::clone(&store)).await;
+    caps(Arc::clone(&store), store).await;
 }
 
 /// The fee charged on return is the domain's rule to the second, whichever backend computes it.
@@ -388,4 +392,80 @@ async fn races(a: Arc<dyn StockStore>, b: Arc<dyn StockStore>) {
     assert_eq!((ids.len(), changes), (1, 1), "one rental, one change");
     assert_eq!(a.availability(&[MovieId::new(31)]).await.unwrap()[0].copies_available, 4);
     assert_invariant(a.as_ref()).await;
+}
+
+/// One customer cannot empty the shop: open rentals and purchases a day are capped, in the
+/// write itself, even when the customer's calls race each other on two replicas.
+async fn caps(a: Arc<dyn StockStore>, b: Arc<dyn StockStore>) {
+    a.set_customer_caps(CustomerCaps { max_open_rentals: 3, max_purchases_per_day: 2 })
+        .await
+        .unwrap();
+    for film in 60..80 {
+        a.set_inventory(&inventory(film, 2)).await.unwrap();
+    }
+    // Twenty rentals of twenty films at once, half on each replica: three are made.
+    let greedy = customer(a.as_ref(), "greedy@example.com").await;
+    let rents: Vec<_> = (60..80)
+        .map(|film| {
+            let store = if film % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+            let request_id = format!("greedy-{film}");
+            tokio::spawn(async move { store.rent(&rental(greedy, film, 1, &request_id)).await })
+        })
+        .collect();
+    let mut made = Vec::new();
+    for rent in rents {
+        match rent.await.unwrap() {
+            Ok(outcome) => made.push(outcome.value),
+            Err(Error::TooManyOpenRentals(3)) => {}
+            Err(other) => panic!("a capped rental got {other:?}"),
+        }
+    }
+    assert_eq!(made.len(), 3, "exactly the cap of open rentals");
+    assert_eq!(a.rentals_of(greedy, false).await.unwrap().len(), 3);
+    assert_invariant(a.as_ref()).await;
+    // A retry of a rental that was made is still answered; returning one makes room.
+    let first = &made[0];
+    let again =
+        rental(greedy, first.movie_id.get(), 1, &format!("greedy-{}", first.movie_id.get()));
+    assert_eq!(a.rent(&again).await.unwrap().value.id, first.id);
+    a.return_rental(first.id, Some(greedy), start()).await.unwrap();
+    a.rent(&rental(greedy, 79, 1, "greedy-again")).await.unwrap();
+    let refused = b.rent(&rental(greedy, 78, 1, "greedy-more")).await.unwrap_err();
+    assert!(matches!(refused, Error::TooManyOpenRentals(3)), "{refused:?}");
+
+    // Purchases: two a day, racing or not; the next day, two more.
+    let buyer = customer(a.as_ref(), "buyer@example.com").await;
+    let buy = |store: &Arc<dyn StockStore>, film: i64, at: SystemTime| {
+        let store = Arc::clone(store);
+        tokio::spawn(async move {
+            store
+                .purchase(&NewPurchase {
+                    customer_id: buyer,
+                    movie_id: MovieId::new(film),
+                    request_id: format!(
+                        "buy-{film}-{}",
+                        at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()
+                    ),
+                    now: at,
+                })
+                .await
+        })
+    };
+    let buys: Vec<_> =
+        (60..70).map(|film| buy(if film % 2 == 0 { &a } else { &b }, film, start())).collect();
+    let mut bought = 0;
+    for purchase in buys {
+        match purchase.await.unwrap() {
+            Ok(_) => bought += 1,
+            Err(Error::TooManyPurchases(2)) => {}
+            Err(other) => panic!("a capped purchase got {other:?}"),
+        }
+    }
+    assert_eq!(bought, 2, "exactly the cap of purchases a day");
+    assert_invariant(a.as_ref()).await;
+    let tomorrow = start() + DAY + Duration::from_secs(1);
+    buy(&a, 70, tomorrow).await.unwrap().unwrap();
+    a.set_customer_caps(CustomerCaps { max_open_rentals: 10, max_purchases_per_day: 20 })
+        .await
+        .unwrap();
 }

@@ -35,7 +35,7 @@ use self::{
         rental_from_row, role_text,
     },
 };
-use super::{NewAccount, NewPurchase, NewRental, Outcome, StockStore};
+use super::{CustomerCaps, NewAccount, NewPurchase, NewRental, Outcome, StockStore};
 use crate::{
     domain::{
         Account, AccountId, Availability, DAY, Inventory, MovieId, Purchase, Rental, RentalId,
@@ -51,6 +51,7 @@ const MIGRATIONS: Migrations = &[
     include_str!("../../../migrations/postgres/0004_doorbell_after_commit.sql"),
     include_str!("../../../migrations/postgres/0005_request_ids_expire.sql"),
     include_str!("../../../migrations/postgres/0006_sessions.sql"),
+    include_str!("../../../migrations/postgres/0007_customer_caps.sql"),
 ];
 
 /// Stock, rentals and accounts in a PostgreSQL database.
@@ -120,6 +121,14 @@ impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
         const DOWN: [SqlState; 3] =
             [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW];
+        // A customer cap (migration 0007), its number in the detail.
+        let cap =
+            || error.as_db_error().and_then(|db| db.detail()).and_then(|cap| cap.parse().ok());
+        match error.code().map(SqlState::code) {
+            Some("VS001") => return Self::TooManyOpenRentals(cap().unwrap_or_default()),
+            Some("VS002") => return Self::TooManyPurchases(cap().unwrap_or_default()),
+            _ => {}
+        }
         let lost = error.is_closed()
             || error.code().is_some_and(|code| DOWN.contains(code))
             || std::error::Error::source(&error)
@@ -476,6 +485,17 @@ impl StockStore for PostgresStore {
                 "UPDATE accounts SET role = 'staff', session_version = session_version + 1 \
                  WHERE id = $1",
                 &[&id.get()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn set_customer_caps(&self, caps: CustomerCaps) -> Result<(), Error> {
+        let client = self.connection().await?;
+        client
+            .execute(
+                "UPDATE customer_caps SET max_open_rentals = $1, max_purchases_per_day = $2",
+                &[&(caps.max_open_rentals as i32), &(caps.max_purchases_per_day as i32)],
             )
             .await?;
         Ok(())
