@@ -155,6 +155,9 @@ pub(crate) fn up(options: Options) -> Result {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .chain(databases.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
+    // Behind the front door every browser comes from nginx on 127.0.0.1: its X-Forwarded-For
+    // names the client the per-client limits count.
+    .chain(front.map(|_| ("VIDEOSTORE_TRUSTED_PROXIES".to_owned(), "127.0.0.1".to_owned())))
     .collect();
     // Replicas share one pool budget: a few connections per database core in all.
     let pool = (8 / options.replicas).max(2).to_string();

@@ -194,6 +194,10 @@ impl Running {
                     .env("AGGREGATOR_LISTEN_ADDR", aggregator.to_string())
                     .env("CATALOGUE_SERVICE_ADDR", format!("http://{catalogue}"))
                     .env("STOCK_SERVICE_ADDR", &stock_list)
+                    // Throughput is measured here, not the abuse limits.
+                    .env("STOCK_SIGN_INS_PER_MINUTE", "0")
+                    .env("STOCK_WRITES_PER_MINUTE", "0")
+                    .env("STOCK_MAX_OPEN_RENTALS", "1000")
                     .env("VIDEOSTORE_STAFF_EMAIL", STAFF_EMAIL)
                     .env("VIDEOSTORE_STAFF_PASSWORD", STAFF_PASSWORD)
                     .env("AGGREGATOR_WEB_DIR", data.join("no-web-app"))

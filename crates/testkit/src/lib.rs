@@ -139,6 +139,8 @@ fn stock_config(
         refresh_ttl_hours: 24,
         max_open_rentals: MAX_OPEN_RENTALS,
         max_purchases_per_day: 20,
+        sign_ins_per_minute: 0,
+        writes_per_minute: 0,
         seed: true,
         staff_email: Some(STAFF_EMAIL.into()),
         staff_password: Some(STAFF_PASSWORD.into()),

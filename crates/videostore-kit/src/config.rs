@@ -32,6 +32,10 @@ pub struct ServerConfig {
     /// served there only, not on `--listen` (whose port a public proxy may route to).
     #[arg(long, env = "VIDEOSTORE_ADMIN_ADDR")]
     pub admin_listen: Option<SocketAddr>,
+    /// Proxies whose `X-Forwarded-For` names the client, for per-client limits: addresses and
+    /// networks, comma-separated (the front door, the Ingress controller's pods).
+    #[arg(long, env = "VIDEOSTORE_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
 }
 
 impl ServerConfig {
@@ -43,7 +47,14 @@ impl ServerConfig {
             tls_cert: None,
             tls_key: None,
             admin_listen: None,
+            trusted_proxies: String::new(),
         }
+    }
+
+    /// The trusted proxies, parsed.
+    pub fn trusted(&self) -> anyhow::Result<crate::limits::TrustedProxies> {
+        crate::limits::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|error| anyhow::anyhow!("VIDEOSTORE_TRUSTED_PROXIES: {error}"))
     }
 
     /// The TLS settings of the port, if it speaks TLS.

@@ -89,6 +89,13 @@ impl Code {
 pub trait ServiceError: std::error::Error + Send + Sync + 'static {
     /// The canonical code of this failure.
     fn code(&self) -> Code;
+
+    /// When trying again makes sense, for a refusal that passes with time (a rate limit, a
+    /// full queue): sent as `google.rpc.RetryInfo` in the status details, and as `Retry-After`
+    /// by the REST facade.
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// What the client may read of `error`, after logging it: its message, or "internal error"
@@ -107,7 +114,24 @@ fn reported(error: &dyn ServiceError) -> (Code, String) {
 /// The gRPC status for `error`.
 pub fn status(error: &dyn ServiceError) -> Status {
     let (code, message) = reported(error);
-    Status::new(code.grpc(), message)
+    match error.retry_after() {
+        Some(delay) => {
+            use tonic_types::{ErrorDetails, StatusExt};
+            Status::with_error_details(
+                code.grpc(),
+                message,
+                ErrorDetails::with_retry_info(Some(delay)),
+            )
+        }
+        None => Status::new(code.grpc(), message),
+    }
+}
+
+/// The `Retry-After` header value (whole seconds, at least 1) for `error`, if it has one.
+pub fn retry_after_header(error: &dyn ServiceError) -> Option<http::HeaderValue> {
+    let delay = error.retry_after()?;
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    Some(http::HeaderValue::from(seconds.max(1)))
 }
 
 /// The REST facade's answer for `error`: its HTTP status and

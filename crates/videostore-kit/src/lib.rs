@@ -20,6 +20,7 @@
 //! - `postgres` (feature `postgres`): PostgreSQL — a connection pool, and migrations that are
 //!   safe when replicas start together.
 //! - [`keys`]: the token keys, from configuration or made once under the data folder.
+//! - [`limits`]: who a call comes from, and rate limits per client or account.
 //! - [`runtime`]: the servers' tokio runtime (no LIFO slot: frames leave in batches).
 
 pub mod auth;
@@ -29,6 +30,7 @@ pub mod deadline;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod limits;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod private;

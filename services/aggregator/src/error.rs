@@ -91,6 +91,18 @@ impl ServiceError for Error {
             Self::Internal(_) => Code::Internal,
         }
     }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::TooManyExports => Some(std::time::Duration::from_secs(5)),
+            // A limit behind the store front: its hint passes through.
+            Self::Upstream { status, .. } => {
+                use tonic_types::StatusExt;
+                status.get_details_retry_info().and_then(|info| info.retry_delay)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl From<Error> for Status {
@@ -106,10 +118,8 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, body) = videostore_kit::error::http_response(&self);
         let mut response = (status, Json(body)).into_response();
-        if matches!(self, Self::TooManyExports) {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+        if let Some(seconds) = videostore_kit::error::retry_after_header(&self) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds);
         }
         response
     }

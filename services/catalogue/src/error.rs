@@ -63,6 +63,10 @@ impl ServiceError for Error {
             Self::Internal(_) => Code::Internal,
         }
     }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        matches!(self, Self::TooManyExports).then_some(std::time::Duration::from_secs(5))
+    }
 }
 
 impl From<Error> for Status {

@@ -29,6 +29,13 @@ pub struct Config {
     /// How long a refresh token stays valid, in hours (a session without a sign-in).
     #[arg(long, env = "VIDEOSTORE_REFRESH_TTL_HOURS", default_value_t = 30 * 24)]
     pub refresh_ttl_hours: u64,
+    /// Sign-ins and registrations one client (address) may make a minute; 0 for no limit.
+    #[arg(long, env = "STOCK_SIGN_INS_PER_MINUTE", default_value_t = 30)]
+    pub sign_ins_per_minute: u32,
+    /// Rentals, returns, purchases and stock changes one account may make a minute; 0 for no
+    /// limit.
+    #[arg(long, env = "STOCK_WRITES_PER_MINUTE", default_value_t = 120)]
+    pub writes_per_minute: u32,
     /// Rentals one customer may have open at once.
     #[arg(long, env = "STOCK_MAX_OPEN_RENTALS", default_value_t = 10)]
     pub max_open_rentals: u32,

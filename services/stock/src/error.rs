@@ -72,6 +72,20 @@ pub enum Error {
     /// A refresh token of a session that has ended (signed out, or the role changed).
     #[error("this session has ended: sign in again")]
     SessionEnded,
+    /// Too many calls of one kind from one client or account.
+    #[error("too many {what}; try again in {} s", retry_after.as_secs().max(1))]
+    TooManyCalls {
+        /// What was counted.
+        what: &'static str,
+        /// When one more is allowed.
+        retry_after: std::time::Duration,
+    },
+    /// Too many failed sign-ins for this email lately.
+    #[error(
+        "too many failed sign-ins for this email; try again in {} s",
+        .0.as_secs().max(1)
+    )]
+    SignInsPaused(std::time::Duration),
     /// Too many sign-ins and registrations are waiting for Argon2: the call may be retried.
     #[error("too many sign-ins at once; try again in a second")]
     PasswordsBusy,
@@ -106,8 +120,19 @@ impl ServiceError for Error {
                 Code::Unauthenticated
             }
             Self::ShuttingDown | Self::DatabaseUnavailable(_) => Code::Unavailable,
-            Self::PasswordsBusy => Code::ResourceExhausted,
+            Self::PasswordsBusy | Self::TooManyCalls { .. } | Self::SignInsPaused(_) => {
+                Code::ResourceExhausted
+            }
             Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::TooManyCalls { retry_after, .. } => Some(*retry_after),
+            Self::SignInsPaused(wait) => Some(*wait),
+            Self::PasswordsBusy => Some(std::time::Duration::from_secs(1)),
+            _ => None,
         }
     }
 }

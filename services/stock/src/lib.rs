@@ -24,6 +24,7 @@ mod error;
 mod events;
 mod feed;
 mod grpc;
+mod limits;
 mod passwords;
 mod seed;
 mod service;

@@ -22,6 +22,7 @@ use crate::{
     events::AvailabilityEvents,
     feed::Feed,
     grpc::{AccountApi, StockApi},
+    limits::Limits,
     passwords::Passwords,
     seed,
     service::{Publisher, Stock, Tokens},
@@ -93,6 +94,11 @@ impl Application {
         };
         let stock =
             Arc::new(Stock::new(Arc::clone(&store), events, publisher, clock, tokens, passwords));
+        let limits = Arc::new(Limits::new(
+            config.sign_ins_per_minute,
+            config.writes_per_minute,
+            config.server.trusted()?,
+        ));
         let heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(10));
         let standard = StandardServices::new(
             &["videostore.stock.v1.StockService", "videostore.stock.v1.AccountService"],
@@ -105,6 +111,7 @@ impl Application {
                 StockServiceServer::new(StockApi::new(
                     Arc::clone(&stock),
                     keys.clone(),
+                    Arc::clone(&limits),
                     shutdown.clone(),
                     heartbeat,
                 ))
@@ -112,7 +119,7 @@ impl Application {
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
             .add_service(
-                AccountServiceServer::new(AccountApi::new(stock, keys))
+                AccountServiceServer::new(AccountApi::new(stock, keys, limits))
                     .max_decoding_message_size(MAX_REQUEST_BYTES)
                     .max_encoding_message_size(MAX_REQUEST_BYTES),
             );

@@ -450,3 +450,75 @@ async fn long_staff_streams_end_when_their_token_expires() {
     assert!(found.movies.iter().all(|m| m.title != "Too Late"));
     store.stop().await;
 }
+
+/// The abuse limits: sign-ins and registrations per address, writes per account, and a pause
+/// after repeated failed sign-ins of one email. Each refusal is RESOURCE_EXHAUSTED with a
+/// `google.rpc.RetryInfo` that says when to come back, and coming back then works.
+#[tokio::test]
+async fn abusers_are_slowed_down_and_told_when_to_come_back() {
+    use std::time::Duration;
+
+    use tonic_types::StatusExt;
+
+    let mut store = TestStore::start().await;
+    let (_, token) = store.customer("Steady").await;
+    store.stop_stock().await;
+    let mut config = store.stock_config();
+    config.sign_ins_per_minute = 8;
+    config.writes_per_minute = 3;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let clock: std::sync::Arc<dyn stock::clock::Clock> = store.clock.clone();
+    let app = stock::startup::Application::build(config, clock, shutdown.clone()).await.unwrap();
+    let channel = TestStore::channel(app.local_addr()).await;
+    let server = tokio::spawn(app.run());
+    let mut accounts = pb::account_service_client::AccountServiceClient::new(channel.clone());
+    let mut stock = pb::stock_service_client::StockServiceClient::new(channel);
+    let retry_delay = |status: &tonic::Status| {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        status.get_details_retry_info().and_then(|info| info.retry_delay).expect("a retry hint")
+    };
+
+    // Writes per account: three a minute, then a wait of about 20 s.
+    for film in 1..=3 {
+        let request = pb::RentRequest { movie_id: film, days: 1, request_id: format!("w{film}") };
+        stock.rent(authed(request, &token)).await.unwrap();
+    }
+    let request = pb::RentRequest { movie_id: 4, days: 1, request_id: "w4".into() };
+    let limited = stock.rent(authed(request, &token)).await.unwrap_err();
+    let wait = retry_delay(&limited);
+    assert!(wait > Duration::from_secs(10) && wait <= Duration::from_secs(20), "{wait:?}");
+    assert!(limited.message().contains("try again in"), "{}", limited.message());
+
+    // An email guessed at: five failures, then a pause, told in the hint; after it the right
+    // password works (and the pause is over for good).
+    let sign_in =
+        |password: &str| pb::SignInRequest { email: STAFF_EMAIL.into(), password: password.into() };
+    for _ in 0..5 {
+        let wrong = accounts.sign_in(sign_in("guess guess")).await.unwrap_err();
+        assert_eq!(wrong.code(), Code::Unauthenticated);
+    }
+    let paused = accounts.sign_in(sign_in(testkit::STAFF_PASSWORD)).await.unwrap_err();
+    let wait = retry_delay(&paused);
+    assert!(wait <= Duration::from_secs(1), "{wait:?}");
+    assert!(paused.message().contains("failed sign-ins"), "{}", paused.message());
+    tokio::time::sleep(wait).await;
+    accounts.sign_in(sign_in(testkit::STAFF_PASSWORD)).await.unwrap();
+
+    // Sign-ins and registrations from one address: eight a minute in all (seven so far).
+    let register = pb::RegisterRequest {
+        email: "late@example.com".into(),
+        name: "Late".into(),
+        password: "late password".into(),
+    };
+    accounts.register(register.clone()).await.unwrap();
+    let limited = accounts.sign_in(sign_in(testkit::STAFF_PASSWORD)).await.unwrap_err();
+    let wait = retry_delay(&limited);
+    assert!(wait > Duration::from_secs(1) && wait <= Duration::from_secs(8), "{wait:?}");
+    let limited = accounts.register(register).await.unwrap_err();
+    retry_delay(&limited);
+
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    store.start_stock().await;
+    store.stop().await;
+}

@@ -109,6 +109,8 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
             refresh_ttl_hours: 24,
             max_open_rentals: 10,
             max_purchases_per_day: 20,
+            sign_ins_per_minute: 0,
+            writes_per_minute: 0,
             seed: true,
             staff_email: None,
             staff_password: None,

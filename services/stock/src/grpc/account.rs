@@ -9,6 +9,8 @@ use videostore_proto::stock::{self as pb, account_service_server::AccountService
 use super::convert::account_to_proto;
 use crate::{
     domain,
+    error::Error,
+    limits::Limits,
     service::{Signed, Stock},
 };
 
@@ -19,12 +21,14 @@ pub(crate) struct AccountApi {
     stock: Arc<Stock>,
     /// Verifies callers' tokens.
     keys: TokenKeys,
+    /// Sign-ins per client, and the back-off after failures.
+    limits: Arc<Limits>,
 }
 
 impl AccountApi {
     /// Handlers over `stock`.
-    pub(crate) fn new(stock: Arc<Stock>, keys: TokenKeys) -> Self {
-        Self { stock, keys }
+    pub(crate) fn new(stock: Arc<Stock>, keys: TokenKeys, limits: Arc<Limits>) -> Self {
+        Self { stock, keys, limits }
     }
 }
 
@@ -34,6 +38,7 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::Account>, Status> {
+        self.limits.sign_in_attempt(&request)?;
         let request = request.into_inner();
         let email = domain::check_email(&request.email)?;
         let name = domain::check_name(&request.name)?;
@@ -46,8 +51,18 @@ impl AccountService for AccountApi {
         &self,
         request: Request<pb::SignInRequest>,
     ) -> Result<Response<pb::SignInResponse>, Status> {
+        self.limits.sign_in_attempt(&request)?;
         let request = request.into_inner();
-        let signed = self.stock.sign_in(&request.email, request.password).await?;
+        self.limits.may_sign_in(&request.email)?;
+        let signed = match self.stock.sign_in(&request.email, request.password).await {
+            Ok(signed) => signed,
+            Err(Error::WrongCredentials) => {
+                self.limits.sign_in_failed(&request.email);
+                return Err(Error::WrongCredentials.into());
+            }
+            Err(other) => return Err(other.into()),
+        };
+        self.limits.sign_in_worked(&request.email);
         Ok(Response::new(signed_to_proto(signed)))
     }
 

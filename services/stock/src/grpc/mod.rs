@@ -25,6 +25,7 @@ use self::{
 };
 use crate::{
     domain::{self, MovieId, RentalId},
+    limits::Limits,
     service::Stock,
 };
 
@@ -40,6 +41,8 @@ pub(crate) struct StockApi {
     stock: Arc<Stock>,
     /// Verifies callers' tokens.
     keys: TokenKeys,
+    /// Writes per account.
+    limits: Arc<Limits>,
     /// Cancelled at shutdown, so long streams end.
     shutdown: CancellationToken,
     /// How often an idle watch stream sends a heartbeat.
@@ -51,10 +54,11 @@ impl StockApi {
     pub(crate) fn new(
         stock: Arc<Stock>,
         keys: TokenKeys,
+        limits: Arc<Limits>,
         shutdown: CancellationToken,
         heartbeat: Duration,
     ) -> Self {
-        Self { stock, keys, shutdown, heartbeat }
+        Self { stock, keys, limits, shutdown, heartbeat }
     }
 }
 
@@ -109,6 +113,7 @@ impl StockService for StockApi {
         request: Request<pb::RentRequest>,
     ) -> Result<Response<pb::Rental>, Status> {
         let caller = self.keys.require_signed_in(request.metadata())?;
+        self.limits.write(caller.account_id)?;
         let request = request.into_inner();
         let rent = rent_request(request.movie_id, request.days, &request.request_id)?;
         let (rental, _) = self.stock.rent(caller.account_id, rent).await?;
@@ -120,6 +125,7 @@ impl StockService for StockApi {
         request: Request<pb::ReturnRequest>,
     ) -> Result<Response<pb::Rental>, Status> {
         let caller = self.keys.require_signed_in(request.metadata())?;
+        self.limits.write(caller.account_id)?;
         let rental_id = RentalId::parse("rental_id", request.get_ref().rental_id)?;
         let (rental, _) = self.stock.return_rental(&caller, rental_id).await?;
         Ok(Response::new(rental_to_proto(&rental)))
@@ -130,6 +136,7 @@ impl StockService for StockApi {
         request: Request<pb::PurchaseRequest>,
     ) -> Result<Response<pb::Purchase>, Status> {
         let caller = self.keys.require_signed_in(request.metadata())?;
+        self.limits.write(caller.account_id)?;
         let request = request.into_inner();
         let movie_id = MovieId::parse("movie_id", request.movie_id)?;
         let request_id = domain::check_request_id(&request.request_id)?;
@@ -171,6 +178,7 @@ impl StockService for StockApi {
         request: Request<pb::SetInventoryRequest>,
     ) -> Result<Response<pb::Availability>, Status> {
         let staff = self.keys.require_staff(request.metadata())?;
+        self.limits.write(staff.account_id)?;
         let inventory = convert::inventory(request.get_ref())?;
         let availability = self.stock.set_inventory(&staff, &inventory).await?;
         Ok(Response::new(availability_to_proto(&availability)))
