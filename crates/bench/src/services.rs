@@ -198,6 +198,7 @@ impl Running {
                     .env("STOCK_SIGN_INS_PER_MINUTE", "0")
                     .env("STOCK_WRITES_PER_MINUTE", "0")
                     .env("STOCK_MAX_OPEN_RENTALS", "1000")
+                    .env("STOCK_WATCHES_PER_CLIENT", "0")
                     .env("VIDEOSTORE_STAFF_EMAIL", STAFF_EMAIL)
                     .env("VIDEOSTORE_STAFF_PASSWORD", STAFF_PASSWORD)
                     .env("AGGREGATOR_WEB_DIR", data.join("no-web-app"))

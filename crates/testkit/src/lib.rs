@@ -141,6 +141,8 @@ fn stock_config(
         max_purchases_per_day: 20,
         sign_ins_per_minute: 0,
         writes_per_minute: 0,
+        max_watches: 20_000,
+        watches_per_client: 100,
         seed: true,
         staff_email: Some(STAFF_EMAIL.into()),
         staff_password: Some(STAFF_PASSWORD.into()),

@@ -21,6 +21,8 @@
 //!   safe when replicas start together.
 //! - [`keys`]: the token keys, from configuration or made once under the data folder.
 //! - [`limits`]: who a call comes from, and rate limits per client or account.
+//! - [`timeout`]: a time limit on a call's answer; [`undecodable`]: bytes that are not the
+//!   request are INVALID_ARGUMENT.
 //! - [`runtime`]: the servers' tokio runtime (no LIFO slot: frames leave in batches).
 
 pub mod auth;
@@ -43,4 +45,6 @@ pub mod shutdown;
 pub mod sqlite;
 pub mod telemetry;
 pub mod text;
+pub mod timeout;
 pub mod tls;
+pub mod undecodable;

@@ -32,6 +32,16 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// WatchAvailability with two million ids costs its sender, not the server.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
+/// HTTP/2 streams one connection may have open at once (calls and live streams alike). The
+/// bench's fan-out holds 1,000 watchers on one connection; a browser page holds a few. Past it,
+/// a client's new calls wait for one to end (HTTP/2 flow control), so one connection cannot
+/// hold an unbounded share of the server.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+
+/// Calls one connection may have waiting for their answer's head at once; more wait their
+/// turn. (A stream's body does not hold a place: only its handler's start does.)
+pub const MAX_CALLS_PER_CONNECTION: usize = 256;
+
 /// Which browser origins may call the service directly (gRPC-Web from the web app).
 #[derive(Debug, Clone)]
 pub enum AllowedOrigins {
@@ -220,11 +230,16 @@ pub async fn serve(
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .concurrency_limit_per_connection(MAX_CALLS_PER_CONNECTION)
         // One span per call (method, path); failures and latencies at DEBUG (`RUST_LOG=debug`).
         // Failures are not logged as errors here: most are the caller's mistakes, and the
         // services log each internal cause themselves, once (see `error`).
         .layer(TraceLayer::new_for_grpc().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
         .layer(cors_layer(origins))
+        // Nearest the routes (tonic applies the first layer outermost).
+        .layer(crate::timeout::AnswerTimeoutLayer::new(crate::timeout::ANSWER_WITHIN))
+        .layer(crate::undecodable::UndecodableLayer)
         .add_routes(Routes::from(routes));
     let server: std::pin::Pin<
         Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,

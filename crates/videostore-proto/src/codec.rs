@@ -25,6 +25,11 @@ use tonic::{
 };
 use tonic_prost::ProstEncoder;
 
+/// How the status of a message that does not decode begins. Its code is INTERNAL, as tonic
+/// makes it: right for a client (the server sent bad bytes); a server answers it
+/// INVALID_ARGUMENT instead (`videostore_kit::serve`), since there the caller sent them.
+pub const UNDECODABLE: &str = "the message does not decode: ";
+
 /// `application/grpc+proto` via prost, decoding from a slice.
 #[derive(Debug, Clone)]
 pub struct ProstCodec<T, U>(PhantomData<(T, U)>);
@@ -74,8 +79,9 @@ impl<U: Message + Default> Decoder for SliceDecoder<U> {
             tests::COPIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             U::decode(buf.copy_to_bytes(len))
         };
-        // As tonic-prost: a message that does not parse is INTERNAL (gRPC's status code guide).
-        decoded.map(Some).map_err(|error| Status::internal(error.to_string()))
+        // As tonic-prost: a message that does not parse is INTERNAL (gRPC's status code guide),
+        // told apart by its message (see `UNDECODABLE`).
+        decoded.map(Some).map_err(|error| Status::internal(format!("{UNDECODABLE}{error}")))
     }
 
     fn buffer_settings(&self) -> BufferSettings {

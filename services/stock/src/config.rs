@@ -36,6 +36,12 @@ pub struct Config {
     /// limit.
     #[arg(long, env = "STOCK_WRITES_PER_MINUTE", default_value_t = 120)]
     pub writes_per_minute: u32,
+    /// Live streams (WatchAvailability) one process holds at most.
+    #[arg(long, env = "STOCK_MAX_WATCHES", default_value_t = 20_000)]
+    pub max_watches: usize,
+    /// Live streams one client address may hold at once; 0 for no limit.
+    #[arg(long, env = "STOCK_WATCHES_PER_CLIENT", default_value_t = 100)]
+    pub watches_per_client: u32,
     /// Rentals one customer may have open at once.
     #[arg(long, env = "STOCK_MAX_OPEN_RENTALS", default_value_t = 10)]
     pub max_open_rentals: u32,

@@ -80,6 +80,12 @@ pub enum Error {
         /// When one more is allowed.
         retry_after: std::time::Duration,
     },
+    /// As many live streams as one server or one client may hold are open.
+    #[error("too many live streams from {whose}; close one or try again shortly")]
+    TooManyWatches {
+        /// `this address` or `this server`.
+        whose: &'static str,
+    },
     /// Too many failed sign-ins for this email lately.
     #[error(
         "too many failed sign-ins for this email; try again in {} s",
@@ -120,9 +126,10 @@ impl ServiceError for Error {
                 Code::Unauthenticated
             }
             Self::ShuttingDown | Self::DatabaseUnavailable(_) => Code::Unavailable,
-            Self::PasswordsBusy | Self::TooManyCalls { .. } | Self::SignInsPaused(_) => {
-                Code::ResourceExhausted
-            }
+            Self::PasswordsBusy
+            | Self::TooManyCalls { .. }
+            | Self::SignInsPaused(_)
+            | Self::TooManyWatches { .. } => Code::ResourceExhausted,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -132,6 +139,7 @@ impl ServiceError for Error {
             Self::TooManyCalls { retry_after, .. } => Some(*retry_after),
             Self::SignInsPaused(wait) => Some(*wait),
             Self::PasswordsBusy => Some(std::time::Duration::from_secs(1)),
+            Self::TooManyWatches { .. } => Some(std::time::Duration::from_secs(5)),
             _ => None,
         }
     }

@@ -9,9 +9,11 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use videostore_kit::{
     ids::AccountId,
@@ -36,6 +38,44 @@ pub(crate) struct Limits {
     writes: RateLimit<AccountId>,
     trusted: TrustedProxies,
     failures: Mutex<HashMap<String, Failures>>,
+    /// Places for live streams (WatchAvailability) in this process.
+    watches: Arc<Semaphore>,
+    /// Live streams open per client, and how many one may have (0: no limit).
+    watchers: Watchers,
+    watches_per_client: u32,
+}
+
+/// Live streams open per client address.
+type Watchers = Arc<Mutex<HashMap<IpAddr, u32>>>;
+
+/// How many live streams one process and one client may hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WatchCaps {
+    /// In all.
+    pub(crate) per_process: usize,
+    /// From one client address; 0 for no limit.
+    pub(crate) per_client: u32,
+}
+
+/// A live stream's place: given back when the stream is dropped.
+#[derive(Debug)]
+pub(crate) struct WatchPlace {
+    _place: OwnedSemaphorePermit,
+    client: Option<(IpAddr, Watchers)>,
+}
+
+impl Drop for WatchPlace {
+    fn drop(&mut self) {
+        if let Some((client, watchers)) = &self.client {
+            let mut watchers = watchers.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = watchers.get_mut(client) {
+                *count -= 1;
+                if *count == 0 {
+                    watchers.remove(client);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +101,7 @@ impl Limits {
     pub(crate) fn new(
         sign_ins_per_minute: u32,
         writes_per_minute: u32,
+        watches: WatchCaps,
         trusted: TrustedProxies,
     ) -> Self {
         Self {
@@ -68,7 +109,31 @@ impl Limits {
             writes: RateLimit::per_minute(writes_per_minute),
             trusted,
             failures: Mutex::new(HashMap::new()),
+            watches: Arc::new(Semaphore::new(watches.per_process)),
+            watchers: Arc::new(Mutex::new(HashMap::new())),
+            watches_per_client: watches.per_client,
         }
+    }
+
+    /// A place for a live stream of the request's client, or RESOURCE_EXHAUSTED when this
+    /// process or this client holds as many as it may.
+    pub(crate) fn watch_place<T>(&self, request: &tonic::Request<T>) -> Result<WatchPlace, Error> {
+        let place = Arc::clone(&self.watches).try_acquire_owned().map_err(|_| {
+            Error::TooManyWatches { whose: "this server (another replica may have room)" }
+        })?;
+        let peer = request.remote_addr().map(|addr| addr.ip());
+        let client = client_ip(peer, request.metadata(), &self.trusted).map(client_key);
+        let client = match client {
+            Some(client) if self.watches_per_client > 0 => client,
+            _ => return Ok(WatchPlace { _place: place, client: None }),
+        };
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        let count = watchers.entry(client).or_insert(0);
+        if *count >= self.watches_per_client {
+            return Err(Error::TooManyWatches { whose: "this address" });
+        }
+        *count += 1;
+        Ok(WatchPlace { _place: place, client: Some((client, Arc::clone(&self.watchers))) })
     }
 
     /// Counts a sign-in or registration from the request's client.
@@ -134,7 +199,8 @@ mod tests {
 
     #[test]
     fn an_email_waits_after_its_free_failures_and_twice_as_long_each_time() {
-        let limits = Limits::new(0, 0, TrustedProxies::default());
+        let caps = WatchCaps { per_process: 10, per_client: 0 };
+        let limits = Limits::new(0, 0, caps, TrustedProxies::default());
         for _ in 0..FREE_FAILURES - 1 {
             limits.sign_in_failed("Ann@Example.com");
             assert!(limits.may_sign_in("ann@example.com").is_ok());

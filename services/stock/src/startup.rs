@@ -22,7 +22,7 @@ use crate::{
     events::AvailabilityEvents,
     feed::Feed,
     grpc::{AccountApi, StockApi},
-    limits::Limits,
+    limits::{Limits, WatchCaps},
     passwords::Passwords,
     seed,
     service::{Publisher, Stock, Tokens},
@@ -97,6 +97,7 @@ impl Application {
         let limits = Arc::new(Limits::new(
             config.sign_ins_per_minute,
             config.writes_per_minute,
+            WatchCaps { per_process: config.max_watches, per_client: config.watches_per_client },
             config.server.trusted()?,
         ));
         let heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(10));

@@ -368,3 +368,40 @@ async fn every_browser_callable_rpc_answers_over_grpc_web() {
     assert_eq!(shelf[0].items.len(), 4);
     store.stop().await;
 }
+
+/// Bytes that are not the request message are the caller's mistake: INVALID_ARGUMENT over
+/// gRPC and gRPC-Web, not INTERNAL; the server is none the worse.
+#[tokio::test]
+async fn bytes_that_are_not_the_request_are_invalid_argument() {
+    let store = TestStore::start().await;
+    let path = "/videostore.catalogue.v1.CatalogueService/GetMovie";
+    // Field 1 (the id, a varint) sent as length-delimited bytes.
+    let garbage = vec![0xde, 0xad, 0xbe, 0xef];
+
+    let mut grpc = tonic::client::Grpc::new(TestStore::channel(store.catalogue.addr).await);
+    grpc.ready().await.unwrap();
+    let refused = grpc
+        .unary(
+            tonic::Request::new(garbage.clone()),
+            tonic::codegen::http::uri::PathAndQuery::from_static(path),
+            videostore_proto::codec::RawCodec::<Vec<u8>>::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("does not decode"), "{}", refused.message());
+
+    let web =
+        testkit::grpc_web::call(&store.catalogue.url(), path, &garbage, None, None).await.unwrap();
+    assert_eq!(web.grpc_status(), Some(3), "{}", web.grpc_message());
+
+    // A film still comes back whole.
+    let film = store
+        .catalogue_client()
+        .await
+        .get_movie(videostore_proto::catalogue::GetMovieRequest { id: 1 })
+        .await
+        .unwrap();
+    assert_eq!(film.into_inner().id, 1);
+    store.stop().await;
+}

@@ -1,5 +1,6 @@
-//! Request sizes held per method: every call's request is refused past 64 KiB before it is
-//! decoded, except ImportMovies batches; the largest valid requests still pass.
+//! Bounded resources: request sizes held per method (every call's request is refused past
+//! 64 KiB before it is decoded, except ImportMovies batches; the largest valid requests still
+//! pass), and live streams capped per client and per server.
 
 use testkit::{TestStore, authed};
 use tonic::Code;
@@ -73,5 +74,67 @@ async fn oversized_requests_are_refused_before_decoding_and_imports_still_take_b
         .unwrap()
         .into_inner();
     assert_eq!((summary.created, summary.rejected_count), (2_000, 0));
+    store.stop().await;
+}
+
+/// Live streams are capped per client and per process, with a retry hint; a closed stream
+/// gives its place back. Clients are told apart by the front door's X-Forwarded-For (the test's
+/// 127.0.0.1 is a trusted proxy here).
+#[tokio::test]
+async fn live_streams_are_capped_per_client_and_per_server() {
+    use std::time::Duration;
+
+    use tonic_types::StatusExt;
+
+    let mut store = TestStore::start().await;
+    store.stop_stock().await;
+    let mut config = store.stock_config();
+    config.watches_per_client = 2;
+    config.max_watches = 3;
+    config.server.trusted_proxies = "127.0.0.1".into();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let clock: std::sync::Arc<dyn ::stock::clock::Clock> = store.clock.clone();
+    let app = ::stock::startup::Application::build(config, clock, shutdown.clone()).await.unwrap();
+    let channel = TestStore::channel(app.local_addr()).await;
+    let server = tokio::spawn(app.run());
+    let watch = |client: &'static str| {
+        let mut stock = stock::stock_service_client::StockServiceClient::new(channel.clone());
+        async move {
+            let mut request = tonic::Request::new(stock::WatchAvailabilityRequest {
+                movie_ids: vec![1],
+                resume_from: Vec::new(),
+            });
+            request.metadata_mut().insert("x-forwarded-for", client.parse().unwrap());
+            stock.watch_availability(request).await.map(tonic::Response::into_inner)
+        }
+    };
+    let refused = |status: tonic::Status, whose: &str| {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains(whose), "{}", status.message());
+        let retry = status.get_details_retry_info().and_then(|info| info.retry_delay);
+        assert_eq!(retry, Some(Duration::from_secs(5)));
+    };
+
+    let first = watch("203.0.113.1").await.unwrap();
+    let _second = watch("203.0.113.1").await.unwrap();
+    refused(watch("203.0.113.1").await.unwrap_err(), "this address");
+    let _other = watch("203.0.113.2").await.unwrap();
+    refused(watch("203.0.113.3").await.unwrap_err(), "this server");
+    // A stream the client closes gives its place back.
+    drop(first);
+    let mut tries = 0;
+    let _third = loop {
+        match watch("203.0.113.3").await {
+            Ok(stream) => break stream,
+            Err(_) if tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("the closed stream's place never came back: {status:?}"),
+        }
+    };
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    store.start_stock().await;
     store.stop().await;
 }

@@ -111,6 +111,8 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
             max_purchases_per_day: 20,
             sign_ins_per_minute: 0,
             writes_per_minute: 0,
+            max_watches: 20_000,
+            watches_per_client: 100,
             seed: true,
             staff_email: None,
             staff_password: None,

@@ -96,14 +96,16 @@ impl StockService for StockApi {
     ) -> Result<Response<Self::WatchAvailabilityStream>, Status> {
         let ids = movie_ids(&request.get_ref().movie_ids, true)?;
         let resume = convert::resume_from(&request.get_ref().resume_from)?;
+        // Its place among the live streams, held as long as the stream is.
+        let place = self.limits.watch_place(&request)?;
         let shutdown = self.shutdown.clone().cancelled_owned();
         let stock = Arc::clone(&self.stock);
         let watch = Watch::start(stock, ids, resume, self.heartbeat, shutdown).await?;
         // The response stream is the watch itself: no task or channel per subscriber, so a
         // change reaches each subscriber with one wake-up and one encode.
-        let stream = futures::stream::unfold(watch, |mut watch| async move {
+        let stream = futures::stream::unfold((watch, place), |(mut watch, place)| async move {
             let next = watch.next().await?;
-            Some((next, watch))
+            Some((next, (watch, place)))
         });
         Ok(Response::new(Box::pin(stream)))
     }

@@ -1,0 +1,66 @@
+//! A request whose bytes are not the message it should be is the caller's mistake: answered
+//! INVALID_ARGUMENT, not the INTERNAL that tonic's decoding gives it.
+//!
+//! The decoder cannot tell a server's request from a client's answer (one codec serves both),
+//! so it marks its failures ([`videostore_proto::codec::UNDECODABLE`]) and this layer, on the
+//! server, changes their code. It reads only an answer's head, where such a failure is: the
+//! request is decoded before the handler runs (or the handler returns the failure before it
+//! answers). A failure mid-way through a bidirectional stream keeps its INTERNAL.
+
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use http::HeaderValue;
+use tonic::body::Body;
+use videostore_proto::codec::UNDECODABLE;
+
+/// Wraps a server's routes in [`Undecodable`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UndecodableLayer;
+
+impl<S> tower::Layer<S> for UndecodableLayer {
+    type Service = Undecodable<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Undecodable { inner }
+    }
+}
+
+/// See the module's description.
+#[derive(Debug, Clone)]
+pub struct Undecodable<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Undecodable<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            let headers = response.headers_mut();
+            // The message is percent-encoded on the wire (its spaces are `%20`).
+            let undecodable = headers.get("grpc-status").is_some_and(|code| code == "13")
+                && headers.get("grpc-message").is_some_and(|message| {
+                    percent_encoding::percent_decode(message.as_bytes())
+                        .decode_utf8_lossy()
+                        .starts_with(UNDECODABLE)
+                });
+            if undecodable {
+                headers.insert("grpc-status", HeaderValue::from_static("3"));
+            }
+            Ok(response)
+        })
+    }
+}
