@@ -1,6 +1,6 @@
 //! `cargo xtask <command>`: the project's automation, in Rust so it runs wherever cargo does.
 //!
-//! - `up [--postgres] [--front] [--replicas N]`: builds the browser app and the services in
+//! - `up [--postgres] [--front] [--replicas N] [--dev]`: builds the browser app and the services in
 //!   release and runs the whole store, until Ctrl-C: on the embedded database, or PostgreSQL;
 //!   with `--front`, behind nginx as on Kubernetes (HTTPS, HTTP/2, the Ingress's routes), with
 //!   N replicas of catalogue and stock (see `up.rs`).
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         Some("images") => images::build(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--postgres] [--front] [--replicas N] | test [cargo test args] | bench [--quick] | tools [--browser] | web | k8s | images>"
+                "usage: cargo xtask <up [--postgres] [--front] [--replicas N] [--dev] | test [cargo test args] | bench [--quick] | tools [--browser] | web | k8s | images>"
             );
             return ExitCode::from(2);
         }

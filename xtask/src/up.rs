@@ -33,16 +33,19 @@ pub(crate) struct Options {
     postgres: bool,
     front: bool,
     replicas: usize,
+    /// Also allow the origins of `trunk serve` (development only).
+    dev: bool,
 }
 
 impl Options {
     pub(crate) fn parse(args: &[String]) -> Result<Self> {
-        let mut options = Self { postgres: false, front: false, replicas: 1 };
+        let mut options = Self { postgres: false, front: false, replicas: 1, dev: false };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--postgres" => options.postgres = true,
                 "--front" => options.front = true,
+                "--dev" => options.dev = true,
                 "--replicas" => {
                     options.replicas = args
                         .next()
@@ -158,6 +161,13 @@ pub(crate) fn up(options: Options) -> Result {
     // Behind the front door every browser comes from nginx on 127.0.0.1: its X-Forwarded-For
     // names the client the per-client limits count.
     .chain(front.map(|_| ("VIDEOSTORE_TRUSTED_PROXIES".to_owned(), "127.0.0.1".to_owned())))
+    // `trunk serve`'s app (README: "Developing the web app") is let in only when asked for:
+    // the services' defaults allow the app they serve themselves, and no other origin.
+    .chain(options.dev.then(|| {
+        let origins = "http://localhost:8080,http://127.0.0.1:8080,\
+                       http://localhost:8000,http://127.0.0.1:8000";
+        ("VIDEOSTORE_CORS_ORIGINS".to_owned(), origins.to_owned())
+    }))
     .collect();
     // Replicas share one pool budget: a few connections per database core in all.
     let pool = (8 / options.replicas).max(2).to_string();

@@ -9,9 +9,12 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use crate::serve::AllowedOrigins;
 
-/// Browser origins of the app as `cargo xtask up` serves it, and of `trunk serve`.
-pub const DEFAULT_CORS_ORIGINS: &str =
-    "http://localhost:8080,http://127.0.0.1:8080,http://localhost:8000,http://127.0.0.1:8000";
+/// Browser origins of the app as `cargo xtask up` serves it.
+pub const DEFAULT_CORS_ORIGINS: &str = "http://localhost:8080,http://127.0.0.1:8080";
+
+/// The origins of `trunk serve`'s live-reloading app, allowed only in development
+/// (`cargo xtask up --dev` adds them).
+pub const DEVELOPMENT_CORS_ORIGINS: &str = "http://localhost:8000,http://127.0.0.1:8000";
 
 /// How a server listens: its address and which browsers may call it.
 #[derive(Debug, Clone, clap::Args)]

@@ -405,3 +405,49 @@ async fn bytes_that_are_not_the_request_are_invalid_argument() {
     assert_eq!(film.into_inner().id, 1);
     store.stop().await;
 }
+
+/// With its default settings a service lets in the app it serves (:8080) and no other origin:
+/// the live-reload app's (:8000) only in development (`cargo xtask up --dev`).
+#[tokio::test]
+async fn by_default_only_the_served_apps_origin_is_let_in() {
+    use videostore_kit::config::{DEFAULT_CORS_ORIGINS, DataConfig, ServerConfig};
+
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerConfig {
+        cors_origins: DEFAULT_CORS_ORIGINS.into(),
+        ..ServerConfig::for_tests("127.0.0.1:0".parse().unwrap())
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let config = catalogue::config::Config {
+        server,
+        data: DataConfig {
+            data_dir: data.path().to_path_buf(),
+            token_verify_keys: None,
+            database_pool: 8,
+        },
+        database_url: None,
+        seed: false,
+    };
+    let app = catalogue::startup::Application::build(config, shutdown.clone()).await.unwrap();
+    let url =
+        format!("http://{}/videostore.catalogue.v1.CatalogueService/GetMovie", app.local_addr());
+    let running = tokio::spawn(app.run());
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-grpc-web")
+            .send()
+    };
+    for origin in ["http://127.0.0.1:8080", "http://localhost:8080"] {
+        let allowed = preflight(origin).await.unwrap();
+        assert_eq!(allowed.headers()["access-control-allow-origin"], origin);
+    }
+    for origin in ["http://127.0.0.1:8000", "http://localhost:8000", "https://evil.example"] {
+        let refused = preflight(origin).await.unwrap();
+        assert!(refused.headers().get("access-control-allow-origin").is_none(), "{origin}");
+    }
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
