@@ -90,13 +90,24 @@ impl Catalogue {
         ids.iter().map(|id| found.get(id).cloned().ok_or(Error::FilmNotFound(*id))).collect()
     }
 
-    /// A page of `query.limit` films, and where the next one starts.
-    pub(crate) async fn list(&self, query: ListQuery) -> Result<Page, Error> {
+    /// A page of `query.limit` films, and where the next one starts. The total is counted on
+    /// the first page only; later pages are given it (`known_total`, carried in the page
+    /// token), so paging through 500,000 films does not count them again at every page.
+    pub(crate) async fn list(
+        &self,
+        query: ListQuery,
+        known_total: Option<i64>,
+    ) -> Result<Page, Error> {
         let limit = query.limit;
         // One film more than asked says whether there is a next page.
         let peek = ListQuery { limit: limit + 1, ..query };
-        let (mut movies, total) =
-            tokio::try_join!(self.store.list(&peek), self.store.count(&peek.filter))?;
+        let count = async {
+            match known_total {
+                Some(total) => Ok(total),
+                None => self.store.count(&peek.filter).await,
+            }
+        };
+        let (mut movies, total) = tokio::try_join!(self.store.list(&peek), count)?;
         let next = if movies.len() > limit {
             movies.truncate(limit);
             movies.last().map(Cursor::after)

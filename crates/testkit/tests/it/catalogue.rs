@@ -627,3 +627,49 @@ async fn watch_changes_announces_each_committed_write_and_nothing_refused() {
     assert_eq!(announced, ids);
     store.stop().await;
 }
+
+/// A listing is counted once, on its first page: later pages carry that total in their token
+/// (a 500,000-film catalogue is not counted again at every page), so a film added meanwhile
+/// shows in a fresh listing's total, not in the pages of one begun before it.
+#[tokio::test]
+async fn a_listing_is_counted_on_its_first_page_only() {
+    let store = TestStore::start().await;
+    let staff = store.staff_token().await;
+    let mut client = store.catalogue_client().await;
+    let first = client
+        .list_movies(pb::ListMoviesRequest { page_size: 10, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .create_movie(authed(
+            pb::CreateMovieRequest {
+                movie: Some(pb::Movie {
+                    title: "Counted Later".into(),
+                    release_year: 2020,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &staff,
+        ))
+        .await
+        .unwrap();
+    let second = client
+        .list_movies(pb::ListMoviesRequest {
+            page_size: 10,
+            page_token: first.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.total_size, first.total_size, "the listing's own total");
+    let fresh = client
+        .list_movies(pb::ListMoviesRequest { page_size: 10, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fresh.total_size, first.total_size + 1);
+    store.stop().await;
+}

@@ -105,24 +105,29 @@ impl CatalogueService for CatalogueApi {
         request: Request<pb::ListMoviesRequest>,
     ) -> Result<Response<pb::ListMoviesResponse>, Status> {
         let request = request.into_inner();
-        let read = || -> Result<(ListQuery, u64), Invalid> {
+        let read = || -> Result<(ListQuery, u64, Option<i64>), Invalid> {
             let filter = filter_from_proto(request.filter.as_ref())?;
             let order = order_from_proto(request.order_by)?;
             let limit = bounded(request.page_size, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
             let fingerprint = filter.fingerprint(order, request.descending);
-            let after = page_token::decode(&request.page_token, fingerprint)?;
+            let resume = page_token::decode(&request.page_token, fingerprint)?;
+            let (after, total) = match resume {
+                Some(resume) => (Some(resume.after), resume.total),
+                None => (None, None),
+            };
             Ok((
                 ListQuery { filter, order, descending: request.descending, after, limit },
                 fingerprint,
+                total,
             ))
         };
-        let (query, fingerprint) = read()?;
-        let page = self.catalogue.list(query).await?;
+        let (query, fingerprint, known_total) = read()?;
+        let page = self.catalogue.list(query, known_total).await?;
         Ok(Response::new(pb::ListMoviesResponse {
             movies: page.movies.into_iter().map(movie_to_proto).collect(),
             next_page_token: page
                 .next
-                .map(|cursor| page_token::encode(fingerprint, cursor))
+                .map(|cursor| page_token::encode(fingerprint, cursor, page.total))
                 .unwrap_or_default(),
             total_size: page.total,
         }))

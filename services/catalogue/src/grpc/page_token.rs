@@ -1,5 +1,6 @@
 //! ListMovies page tokens: where the next page starts, bound to the filter and order they were
-//! issued for, as URL-safe base64 of a small JSON object.
+//! issued for, and the listing's total as the first page counted it (so that later pages need
+//! no COUNT), as URL-safe base64 of a small JSON object.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
@@ -14,17 +15,29 @@ struct PageToken {
     f: u64,
     /// Where the next page starts.
     c: Cursor,
+    /// How many films matched when the first page was read (absent from older tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    t: Option<i64>,
 }
 
-/// The token for the page starting at `cursor` of the listing with this fingerprint.
-pub(crate) fn encode(fingerprint: u64, cursor: Cursor) -> String {
-    let json = serde_json::to_vec(&PageToken { f: fingerprint, c: cursor })
+/// Where a page starts, and the listing's total if an earlier page counted it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Resume {
+    /// The cursor.
+    pub(crate) after: Cursor,
+    /// The total.
+    pub(crate) total: Option<i64>,
+}
+
+/// The token for the page starting at `cursor` of the listing with this fingerprint and total.
+pub(crate) fn encode(fingerprint: u64, cursor: Cursor, total: i64) -> String {
+    let json = serde_json::to_vec(&PageToken { f: fingerprint, c: cursor, t: Some(total) })
         .expect("a page token always serialises");
     URL_SAFE_NO_PAD.encode(json)
 }
 
 /// Where the page of `token` starts; `None` for the first page (no token).
-pub(crate) fn decode(token: &str, fingerprint: u64) -> Result<Option<Cursor>, Invalid> {
+pub(crate) fn decode(token: &str, fingerprint: u64) -> Result<Option<Resume>, Invalid> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -37,7 +50,10 @@ pub(crate) fn decode(token: &str, fingerprint: u64) -> Result<Option<Cursor>, In
     if decoded.f != fingerprint {
         return Err(Invalid::new("page_token was issued for a different filter or order"));
     }
-    Ok(Some(decoded.c))
+    if decoded.t.is_some_and(|total| total < 0) {
+        return Err(malformed());
+    }
+    Ok(Some(Resume { after: decoded.c, total: decoded.t }))
 }
 
 #[cfg(test)]
@@ -48,8 +64,8 @@ mod tests {
     #[test]
     fn page_token_round_trips_and_is_bound_to_its_filter() {
         let cursor = Cursor { title_key: "a".into(), year: 2000, rating: 7.5, id: MovieId::new(9) };
-        let token = encode(42, cursor.clone());
-        assert_eq!(decode(&token, 42).unwrap(), Some(cursor));
+        let token = encode(42, cursor.clone(), 600);
+        assert_eq!(decode(&token, 42).unwrap(), Some(Resume { after: cursor, total: Some(600) }));
         assert!(decode(&token, 43).unwrap_err().0.contains("different filter"));
         assert!(decode("%%%", 42).is_err());
         assert!(decode(&"A".repeat(3000), 42).is_err());
