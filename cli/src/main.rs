@@ -5,13 +5,13 @@
 
 mod commands;
 mod format;
-mod rows;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tonic::Request;
+use videostore_cli::rows;
 
 /// The video store from the command line.
 #[derive(Debug, Parser)]

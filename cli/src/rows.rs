@@ -10,14 +10,19 @@ use serde_json::Value;
 use videostore_proto::catalogue::{Movie, MpaaRating};
 
 /// One row of the file: its 1-based number and either a film or why it could not be read.
-pub(crate) type Row = (usize, Result<Movie, String>);
+pub type Row = (usize, Result<Movie, String>);
 
 /// Reads every row of `path`: `.csv` files as CSV with a header row, anything else as JSON.
-pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<Row>> {
+pub fn read(path: &Path) -> anyhow::Result<Vec<Row>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let is_csv = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("csv"));
-    if is_csv { read_csv(&text) } else { read_json(&text) }
+    parse(&text, is_csv)
+}
+
+/// Reads every row of a file's text: CSV with a header row when `is_csv`, else a JSON array.
+pub fn parse(text: &str, is_csv: bool) -> anyhow::Result<Vec<Row>> {
+    if is_csv { read_csv(text) } else { read_json(text) }
 }
 
 fn read_json(text: &str) -> anyhow::Result<Vec<Row>> {
@@ -78,7 +83,7 @@ fn integer(object: &serde_json::Map<String, Value>, field: &str) -> Result<i32, 
 }
 
 /// Parses an MPAA label ("PG-13") or its enum number.
-pub(crate) fn rating(label: &str) -> Result<i32, String> {
+pub fn rating(label: &str) -> Result<i32, String> {
     let normalized = label.trim().to_uppercase().replace(['-', '_', ' '], "");
     Ok(match normalized.as_str() {
         "" | "NR" | "NOTRATED" | "UNRATED" | "0" => MpaaRating::Unspecified,

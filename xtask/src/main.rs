@@ -11,6 +11,8 @@
 //! - `web`: builds the browser app (`trunk build --release`) into `dist/`.
 //! - `bench [--quick]`: builds the services in release and runs the benchmarks, writing
 //!   `target/bench/report.md` and `results.json`; `test` runs the quick mode as a smoke test.
+//! - `fuzz [--seconds N] [TARGET…]`: runs the fuzz targets in `fuzz/` (see `fuzz.rs`); `test`
+//!   runs each for a few seconds.
 //! - `k8s`: renders, validates and lints the Kubernetes manifests (`test` does too).
 //! - `images`: the services' OCI images, built and proven self-contained (`test` does too).
 
@@ -21,6 +23,7 @@ use std::{
     time::Instant,
 };
 
+mod fuzz;
 mod images;
 mod k8s;
 mod tools;
@@ -36,11 +39,12 @@ fn main() -> ExitCode {
         Some("tools") => tools::ensure(args.iter().any(|a| a == "--browser")),
         Some("web") => tools::ensure(false).and_then(|()| tools::build_web()),
         Some("bench") => bench(args.iter().any(|a| a == "--quick")),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("k8s") => k8s::check(),
         Some("images") => images::build(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--postgres] [--front] [--replicas N] [--dev] | test [cargo test args] | bench [--quick] | tools [--browser] | web | k8s | images>"
+                "usage: cargo xtask <up [--postgres] [--front] [--replicas N] [--dev] | test [cargo test args] | bench [--quick] | fuzz [--seconds N] [TARGET…] | tools [--browser] | web | k8s | images>"
             );
             return ExitCode::from(2);
         }
@@ -95,6 +99,8 @@ fn test(extra: &[String]) -> Result {
     // built and run from their unpacked layers.
     k8s::check()?;
     images::build()?;
+    // Every fuzz target, briefly: longer runs are `cargo xtask fuzz --seconds N`.
+    fuzz::fuzz(fuzz::SHORT_SECONDS, &[])?;
 
     let mut command = cargo();
     // Unit and integration tests of every crate but the wasm-only app (its logic is tested
@@ -127,7 +133,8 @@ fn test(extra: &[String]) -> Result {
     Ok(())
 }
 
-/// Formatting, and clippy on every crate (the browser app for wasm32): any warning fails.
+/// Formatting, clippy on every crate (the browser app for wasm32): any warning fails. Then the
+/// dependency policy (deny.toml): licences, duplicate versions, sources.
 fn lint() -> Result {
     tools::ensure_lint_tools()?;
     let mut fmt = cargo();
@@ -141,7 +148,12 @@ fn lint() -> Result {
     let mut web = cargo();
     web.args(["clippy", "-p", "web", "--target", "wasm32-unknown-unknown", "--locked"])
         .args(deny_warnings);
-    run(web, "cargo clippy of the browser app (wasm32)")
+    run(web, "cargo clippy of the browser app (wasm32)")?;
+    tools::ensure_cargo_deny()?;
+    let mut deny = cargo();
+    deny.args(["deny", "--locked", "check", "bans", "licenses", "sources"])
+        .env("PATH", tools::path_with_tools());
+    run(deny, "cargo deny check (the policy is deny.toml)")
 }
 
 /// `test result: ok. 34 passed; 0 failed; …` → (34, 0).

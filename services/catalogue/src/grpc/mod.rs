@@ -7,7 +7,6 @@
 mod convert;
 mod import;
 mod lookup;
-mod page_token;
 mod watch;
 
 use std::{pin::Pin, sync::Arc};
@@ -24,6 +23,7 @@ use self::{convert::raw_from_proto, watch::ChangeWatch};
 use crate::{
     domain::{Invalid, ListQuery, MovieFields, MovieId},
     error::Error,
+    page_token,
     service::Catalogue,
 };
 
