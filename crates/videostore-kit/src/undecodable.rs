@@ -5,7 +5,8 @@
 //! so it marks its failures ([`videostore_proto::codec::UNDECODABLE`]) and this layer, on the
 //! server, changes their code. It reads only an answer's head, where such a failure is: the
 //! request is decoded before the handler runs (or the handler returns the failure before it
-//! answers). A failure mid-way through a bidirectional stream keeps its INTERNAL.
+//! answers). A bidirectional stream has answered its head before it reads a message: its
+//! handler answers a message that does not decode with [`request_stream_error`].
 
 use std::task::{Context, Poll};
 
@@ -13,6 +14,17 @@ use futures::future::BoxFuture;
 use http::HeaderValue;
 use tonic::body::Body;
 use videostore_proto::codec::UNDECODABLE;
+
+/// A request stream's failure, as the handler reading it answers it: bytes that are not the
+/// message are the caller's mistake (INVALID_ARGUMENT); any other failure (the caller went
+/// away) as it came.
+pub fn request_stream_error(status: tonic::Status) -> tonic::Status {
+    if status.code() == tonic::Code::Internal && status.message().starts_with(UNDECODABLE) {
+        tonic::Status::invalid_argument(status.message())
+    } else {
+        status
+    }
+}
 
 /// Wraps a server's routes in [`Undecodable`].
 #[derive(Debug, Clone, Copy, Default)]

@@ -7,6 +7,7 @@ mod catalogue;
 mod exports;
 mod front_door;
 mod grpc_web;
+mod hostile;
 mod limits;
 mod logs;
 mod postgres;

@@ -27,7 +27,14 @@ pub(super) async fn answer(
             Ok(Some(lookup)) => lookup.id,
             Ok(None) => return,
             Err(status) => {
+                // Bytes that are not a lookup are answered; a caller that went away hears
+                // nothing, whatever is sent.
                 tracing::debug!(%status, "lookup stream ended by the client");
+                let refused = Err(videostore_kit::undecodable::request_stream_error(status));
+                tokio::select! {
+                    _ = answers.send(refused) => {}
+                    () = shutdown.cancelled() => {}
+                }
                 return;
             }
         };

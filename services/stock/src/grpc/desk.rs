@@ -42,7 +42,11 @@ pub(super) async fn run(
                     Ok(Some(command)) => command,
                     Ok(None) => return,
                     Err(status) => {
+                        // Bytes that are not a command are answered; a caller that went away
+                        // hears nothing, whatever is sent.
                         tracing::debug!(%status, "desk stream ended by the client");
+                        let refused = videostore_kit::undecodable::request_stream_error(status);
+                        send_or_stop(&sender, Err(refused), &shutdown).await;
                         return;
                     }
                 };
