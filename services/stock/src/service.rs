@@ -6,6 +6,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use futures::TryStreamExt;
 use tokio::sync::broadcast;
 use videostore_kit::auth::{Caller, IssuedToken, TokenKeys, TokenSigner};
 
@@ -19,8 +20,11 @@ use crate::{
     events::AvailabilityEvents,
     feed::Feed,
     passwords::Passwords,
-    store::{NewAccount, NewPurchase, NewRental, Outcome, StockStore},
+    store::{NewAccount, NewPurchase, NewRental, Outcome, RentalsAfter, StockStore},
 };
+
+/// Rentals read at a time for ListMyRentals.
+pub(crate) const RENTALS_PAGE: usize = 100;
 
 /// What a staff member or a customer asks to rent.
 #[derive(Debug, Clone)]
@@ -229,13 +233,38 @@ impl Stock {
         Ok(self.published(outcome).0)
     }
 
-    /// A customer's rentals: open ones by due date, then (if asked) returned ones, latest first.
-    pub(crate) async fn rentals_of(
-        &self,
+    /// A customer's rentals: open ones by due date, then (if asked) returned ones, latest first,
+    /// read [`RENTALS_PAGE`] at a time as the stream is taken, so that a long history is never
+    /// held whole. Each page is read on its own: a rental returned while the list is being read
+    /// can be listed both as open and as returned.
+    pub(crate) fn rentals_of(
+        self: &Arc<Self>,
         customer_id: AccountId,
         include_returned: bool,
-    ) -> Result<Vec<Rental>, Error> {
-        self.store.rentals_of(customer_id, include_returned).await
+    ) -> impl futures::Stream<Item = Result<Rental, Error>> + Send + 'static {
+        enum Next {
+            From(Option<RentalsAfter>),
+            Done,
+        }
+        let service = Arc::clone(self);
+        futures::stream::try_unfold(Next::From(None), move |next| {
+            let service = Arc::clone(&service);
+            async move {
+                let Next::From(after) = next else { return Ok::<_, Error>(None) };
+                let page = service
+                    .store
+                    .rentals_of(customer_id, include_returned, after, RENTALS_PAGE)
+                    .await?;
+                let next = match page.last() {
+                    Some(last) if page.len() == RENTALS_PAGE => {
+                        Next::From(Some(RentalsAfter::after(last)))
+                    }
+                    _ => Next::Done,
+                };
+                Ok(Some((futures::stream::iter(page.into_iter().map(Ok)), next)))
+            }
+        })
+        .try_flatten()
     }
 
     /// Creates a customer account (email, name and password checked, and the password

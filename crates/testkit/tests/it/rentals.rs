@@ -190,6 +190,35 @@ async fn sixty_customers_racing_for_three_copies_never_oversell() {
 }
 
 #[tokio::test]
+async fn a_long_history_is_listed_whole_and_in_order_across_pages() {
+    let store = TestStore::start().await;
+    set_copies(&store, 18, 1).await;
+    let (_, ned) = store.customer("Ned").await;
+    let mut stock = store.stock_client().await;
+    // More rentals than a page (100) holds, each returned a minute after the one before.
+    let mut rented = Vec::new();
+    for n in 0..205 {
+        let rental = stock.rent(authed(rent(18, 1, &format!("n{n}")), &ned)).await.unwrap();
+        let id = rental.into_inner().id;
+        store.clock.advance(Duration::from_secs(60));
+        stock.r#return(authed(pb::ReturnRequest { rental_id: id }, &ned)).await.unwrap();
+        rented.push(id);
+    }
+    let open = stock.rent(authed(rent(18, 1, "open"), &ned)).await.unwrap().into_inner();
+    let listed: Vec<i64> = stock
+        .list_my_rentals(authed(pb::ListMyRentalsRequest { include_returned: true }, &ned))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|rental| rental.unwrap().id)
+        .collect()
+        .await;
+    let expected: Vec<i64> = std::iter::once(open.id).chain(rented.into_iter().rev()).collect();
+    assert_eq!(listed, expected, "the open one, then the latest return first, each once");
+    store.stop().await;
+}
+
+#[tokio::test]
 async fn customers_see_and_return_only_their_own_rentals() {
     let store = TestStore::start().await;
     set_copies(&store, 16, 3).await;

@@ -8,7 +8,7 @@ mod watch;
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -154,8 +154,11 @@ impl StockService for StockApi {
     ) -> Result<Response<Self::ListMyRentalsStream>, Status> {
         let caller = self.keys.require_signed_in(request.metadata())?;
         let include_returned = request.get_ref().include_returned;
-        let rentals = self.stock.rentals_of(caller.account_id, include_returned).await?;
-        let stream = tokio_stream::iter(rentals.into_iter().map(|r| Ok(rental_to_proto(&r))));
+        let rentals = self.stock.rentals_of(caller.account_id, include_returned);
+        let stream = rentals.map(|rental| match rental {
+            Ok(rental) => Ok(rental_to_proto(&rental)),
+            Err(error) => Err(Status::from(error)),
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -21,6 +21,31 @@ use crate::{
     error::Error,
 };
 
+/// Where a page of a customer's rentals starts: just after this rental in the listing's order
+/// (open ones by due date, then returned ones, latest return first; ties by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RentalsAfter {
+    /// Whether the rental was returned (returned ones come after every open one).
+    pub returned: bool,
+    /// Its due time (open), or its return time negated (returned), in Unix milliseconds.
+    pub key: i64,
+    /// Its id.
+    pub id: RentalId,
+}
+
+impl RentalsAfter {
+    /// The position just after `rental`.
+    pub fn after(rental: &Rental) -> Self {
+        let millis = |time: SystemTime| {
+            time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+        };
+        match rental.returned_at {
+            Some(returned_at) => Self { returned: true, key: -millis(returned_at), id: rental.id },
+            None => Self { returned: false, key: millis(rental.due_at), id: rental.id },
+        }
+    }
+}
+
 /// A rental to make.
 #[derive(Debug, Clone)]
 pub struct NewRental {
@@ -105,11 +130,14 @@ pub trait StockStore: Send + Sync + 'static {
     ) -> Result<Outcome<Rental>, Error>;
     /// Buys a copy, or returns the earlier purchase made with the same request id.
     async fn purchase(&self, purchase: &NewPurchase) -> Result<Outcome<Purchase>, Error>;
-    /// A customer's rentals: open ones by due date, then returned ones, latest first.
+    /// A page of a customer's rentals: open ones by due date, then returned ones, latest
+    /// first; at most `limit`, starting after `after` (from the start if `None`).
     async fn rentals_of(
         &self,
         customer_id: AccountId,
         include_returned: bool,
+        after: Option<RentalsAfter>,
+        limit: usize,
     ) -> Result<Vec<Rental>, Error>;
     /// Creates an account.
     async fn create_account(&self, account: &NewAccount) -> Result<Account, Error>;

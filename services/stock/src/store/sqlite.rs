@@ -13,7 +13,7 @@ use videostore_kit::sqlite::{
     rusqlite::{self, Connection, OptionalExtension, Row, params},
 };
 
-use super::{CustomerCaps, NewAccount, NewPurchase, NewRental, Outcome, StockStore};
+use super::{CustomerCaps, NewAccount, NewPurchase, NewRental, Outcome, RentalsAfter, StockStore};
 use crate::{
     domain::{
         Account, AccountId, Availability, DAY, Inventory, MovieId, Purchase, Rental, RentalId,
@@ -419,16 +419,30 @@ impl StockStore for SqliteStore {
         &self,
         customer_id: AccountId,
         include_returned: bool,
+        after: Option<RentalsAfter>,
+        limit: usize,
     ) -> Result<Vec<Rental>, Error> {
         let filter = if include_returned { "" } else { " AND returned_ms IS NULL" };
+        // Before the first rental of all: not returned, the smallest key, id 0.
+        let after =
+            after.unwrap_or(RentalsAfter { returned: false, key: i64::MIN, id: RentalId::new(0) });
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(&format!(
-                "SELECT {RENTAL_COLUMNS} FROM rentals WHERE customer_id = ?{filter} \
+                "SELECT {RENTAL_COLUMNS} FROM rentals WHERE customer_id = ?1{filter} \
+                 AND (returned_ms IS NOT NULL, \
+                      CASE WHEN returned_ms IS NULL THEN due_ms ELSE -returned_ms END, id) \
+                     > (?2, ?3, ?4) \
                  ORDER BY returned_ms IS NOT NULL, \
-                 CASE WHEN returned_ms IS NULL THEN due_ms ELSE -returned_ms END, id"
+                 CASE WHEN returned_ms IS NULL THEN due_ms ELSE -returned_ms END, id \
+                 LIMIT ?5"
             ))?;
-            let rentals =
-                statement.query_map([customer_id], rental_from_row)?.collect::<Result<_, _>>()?;
+            let rentals = statement
+                .query_map(
+                    params![customer_id, after.returned, after.key, after.id, limit],
+                    rental_from_row,
+                )?
+                .collect::<Result<_, _>>()?;
             Ok(rentals)
         })
         .await

@@ -8,9 +8,10 @@ use std::{
 
 use stock::{
     Error,
-    domain::{AccountId, DAY, Inventory, MovieId, RentalId, Role},
+    domain::{AccountId, DAY, Inventory, MovieId, Rental, RentalId, Role},
     store::{
-        CustomerCaps, NewAccount, NewPurchase, NewRental, PostgresStore, SqliteStore, StockStore,
+        CustomerCaps, NewAccount, NewPurchase, NewRental, PostgresStore, RentalsAfter, SqliteStore,
+        StockStore,
     },
 };
 
@@ -90,6 +91,24 @@ async fn assert_invariant(store: &dyn StockStore) {
     assert_eq!(store.invariant_violations().await.unwrap(), Vec::<MovieId>::new());
 }
 
+/// Every rental of a customer, read two at a time: every listing in this suite pages.
+async fn rentals_of(
+    store: &dyn StockStore,
+    customer: AccountId,
+    include_returned: bool,
+) -> Vec<Rental> {
+    let mut all: Vec<Rental> = Vec::new();
+    loop {
+        let after = all.last().map(RentalsAfter::after);
+        let page = store.rentals_of(customer, include_returned, after, 2).await.unwrap();
+        let done = page.len() < 2;
+        all.extend(page);
+        if done {
+            return all;
+        }
+    }
+}
+
 async fn run_store_tests(store: Arc<dyn StockStore>) {
     stocking(store.as_ref()).await;
     accounts(store.as_ref()).await;
@@ -98,8 +117,55 @@ async fn run_store_tests(store: Arc<dyn StockStore>) {
     buying(store.as_ref()).await;
     request_ids_expire(store.as_ref()).await;
     history(store.as_ref()).await;
+    long_histories_page(store.as_ref()).await;
     races(Arc::clone(&store), Arc::clone(&store)).await;
     caps(Arc::clone(&store), store).await;
+}
+
+/// A customer's rentals read a page at a time, at any page size, are the whole list in order:
+/// open ones by due date (ties by id), then returned ones, latest return first.
+async fn long_histories_page(store: &dyn StockStore) {
+    store.stock_missing(&[inventory(61, 50), inventory(62, 50)]).await.unwrap();
+    let gus = customer(store, "gus@example.com").await;
+    // Two of three are returned at once (at most 10 may be open), at repeating times, and
+    // due dates repeat (1 to 3 days): the order leans on ids too.
+    let mut made = Vec::new();
+    for n in 0..23u64 {
+        let new = rental(gus, 61 + (n % 2) as i64, 1 + (n % 3) as i32, &format!("gus-{n}"));
+        let rented = store.rent(&new).await.unwrap().value;
+        if n % 3 != 0 {
+            let at = start() + Duration::from_secs(3_600 * (n % 4));
+            store.return_rental(rented.id, Some(gus), at).await.unwrap();
+        }
+        made.push(rented);
+    }
+    for include_returned in [false, true] {
+        let whole = store.rentals_of(gus, include_returned, None, usize::MAX).await.unwrap();
+        assert_eq!(whole.len(), if include_returned { 23 } else { 8 });
+        let key = |r: &Rental| {
+            let after = RentalsAfter::after(r);
+            (after.returned, after.key, after.id.get())
+        };
+        assert!(whole.windows(2).all(|w| key(&w[0]) < key(&w[1])), "in order, each once");
+        for size in [1, 2, 3, 7, 23, 24] {
+            let mut paged: Vec<Rental> = Vec::new();
+            loop {
+                let after = paged.last().map(RentalsAfter::after);
+                let page = store.rentals_of(gus, include_returned, after, size).await.unwrap();
+                assert!(page.len() <= size);
+                let done = page.len() < size;
+                paged.extend(page);
+                if done {
+                    break;
+                }
+            }
+            assert_eq!(paged, whole, "pages of {size}");
+        }
+    }
+    for rental in made.iter().step_by(3) {
+        store.return_rental(rental.id, Some(gus), start()).await.unwrap();
+    }
+    assert_invariant(store).await;
 }
 
 /// The fee charged on return is the domain's rule to the second, whichever backend computes it.
@@ -272,11 +338,11 @@ async fn renting_and_returning(store: &dyn StockStore) {
     assert_eq!((exact.copies_owned, exact.copies_available), (1, 0));
 
     // A customer's rentals: open ones by due date, then returned ones, latest return first.
-    let open = store.rentals_of(dan, false).await.unwrap();
+    let open = rentals_of(store, dan, false).await;
     assert_eq!(open.iter().map(|r| r.id).collect::<Vec<_>>(), [out.id]);
-    let all = store.rentals_of(dan, true).await.unwrap();
+    let all = rentals_of(store, dan, true).await;
     assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), [out.id, dans.id]);
-    assert_eq!(store.rentals_of(cleo, true).await.unwrap().len(), 1);
+    assert_eq!(rentals_of(store, cleo, true).await.len(), 1);
     store.return_rental(out.id, None, start()).await.unwrap();
     assert_invariant(store).await;
 }
@@ -337,7 +403,7 @@ async fn request_ids_expire(store: &dyn StockStore) {
     let bought_again = store.purchase(&buy("fay-buy")).await.unwrap();
     assert_ne!(bought_again.value.id, bought.id);
     // The first rental is kept; only its id is gone.
-    let mine = store.rentals_of(fay, true).await.unwrap();
+    let mine = rentals_of(store, fay, true).await;
     let first = mine.iter().find(|rental| rental.id == old.id).expect("the old rental is kept");
     assert_eq!(first.request_id, "");
     assert_eq!(store.expire_request_ids(later + Duration::from_secs(3_600)).await.unwrap(), 1);
@@ -421,7 +487,7 @@ async fn caps(a: Arc<dyn StockStore>, b: Arc<dyn StockStore>) {
         }
     }
     assert_eq!(made.len(), 3, "exactly the cap of open rentals");
-    assert_eq!(a.rentals_of(greedy, false).await.unwrap().len(), 3);
+    assert_eq!(rentals_of(a.as_ref(), greedy, false).await.len(), 3);
     assert_invariant(a.as_ref()).await;
     // A retry of a rental that was made is still answered; returning one makes room.
     let first = &made[0];

@@ -35,7 +35,7 @@ use self::{
         rental_from_row, role_text,
     },
 };
-use super::{CustomerCaps, NewAccount, NewPurchase, NewRental, Outcome, StockStore};
+use super::{CustomerCaps, NewAccount, NewPurchase, NewRental, Outcome, RentalsAfter, StockStore};
 use crate::{
     domain::{
         Account, AccountId, Availability, DAY, Inventory, MovieId, Purchase, Rental, RentalId,
@@ -410,18 +410,31 @@ impl StockStore for PostgresStore {
         &self,
         customer_id: AccountId,
         include_returned: bool,
+        after: Option<RentalsAfter>,
+        limit: usize,
     ) -> Result<Vec<Rental>, Error> {
         let filter = if include_returned { "" } else { " AND returned_ms IS NULL" };
+        // Before the first rental of all: not returned, the smallest key, id 0.
+        let after =
+            after.unwrap_or(RentalsAfter { returned: false, key: i64::MIN, id: RentalId::new(0) });
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.connection().await?;
         let statement = client
             .prepare_cached(&format!(
                 "SELECT {RENTAL_COLUMNS} FROM rentals WHERE customer_id = $1{filter} \
+                 AND (returned_ms IS NOT NULL, \
+                      CASE WHEN returned_ms IS NULL THEN due_ms ELSE -returned_ms END, id) \
+                     > ($2, $3, $4) \
                  ORDER BY returned_ms IS NOT NULL, \
-                 CASE WHEN returned_ms IS NULL THEN due_ms ELSE -returned_ms END, id"
+                 CASE WHEN returned_ms IS NULL THEN due_ms ELSE -returned_ms END, id \
+                 LIMIT $5"
             ))
             .await?;
         Ok(client
-            .query(&statement, &[&customer_id.get()])
+            .query(
+                &statement,
+                &[&customer_id.get(), &after.returned, &after.key, &after.id.get(), &limit],
+            )
             .await?
             .iter()
             .map(rental_from_row)
