@@ -12,7 +12,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use tokio::sync::broadcast;
@@ -27,6 +30,9 @@ const BUFFERED_CHANGES: usize = 4096;
 pub(crate) struct AvailabilityEvents {
     sender: broadcast::Sender<Arc<Availability>>,
     latest: Arc<RwLock<HashMap<MovieId, Arc<Availability>>>>,
+    /// How many changes have been published: counted before each is sent, so a watcher told
+    /// it missed changes can read here a count that includes them.
+    published: Arc<AtomicU64>,
 }
 
 impl Default for AvailabilityEvents {
@@ -38,15 +44,26 @@ impl Default for AvailabilityEvents {
 impl AvailabilityEvents {
     /// A fan-out with no subscribers.
     pub(crate) fn new() -> Self {
-        let (sender, _) = broadcast::channel(BUFFERED_CHANGES);
-        Self { sender, latest: Arc::default() }
+        Self::with_capacity(BUFFERED_CHANGES)
+    }
+
+    /// A fan-out where a watcher may fall `capacity` changes behind.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let (sender, _) = broadcast::channel(capacity);
+        Self { sender, latest: Arc::default(), published: Arc::default() }
     }
 
     /// Announces a committed change. Having no watchers is fine.
     pub(crate) fn publish(&self, availability: Availability) {
         let availability = Arc::new(availability);
         self.remember_shared(&availability);
+        self.published.fetch_add(1, Ordering::SeqCst);
         let _ = self.sender.send(availability);
+    }
+
+    /// How many changes have been published so far.
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::SeqCst)
     }
 
     /// Keeps `availability`, read from the database, unless a newer version is known.

@@ -164,6 +164,12 @@ impl Stock {
         self.store.changes(movie_id, after, None).await
     }
 
+    /// How many stock changes have been published to watchers so far (see
+    /// [`AvailabilityEvents::published`]).
+    pub(crate) fn changes_published(&self) -> u64 {
+        self.events.published()
+    }
+
     /// Every stock change committed from now on.
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Availability>> {
         self.events.subscribe()

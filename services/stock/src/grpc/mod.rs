@@ -21,7 +21,7 @@ use self::{
         availability_to_proto, movie_ids, purchase_to_proto, rent_request, rental_to_proto,
         stock_to_proto,
     },
-    watch::Watch,
+    watch::{LagSnapshots, Watch},
 };
 use crate::{
     domain::{self, MovieId, RentalId},
@@ -47,6 +47,8 @@ pub(crate) struct StockApi {
     shutdown: CancellationToken,
     /// How often an idle watch stream sends a heartbeat.
     heartbeat: Duration,
+    /// The snapshot shared by watchers of every film that fell behind.
+    lag_snapshots: Arc<LagSnapshots>,
 }
 
 impl StockApi {
@@ -58,7 +60,7 @@ impl StockApi {
         shutdown: CancellationToken,
         heartbeat: Duration,
     ) -> Self {
-        Self { stock, keys, limits, shutdown, heartbeat }
+        Self { stock, keys, limits, shutdown, heartbeat, lag_snapshots: Arc::default() }
     }
 }
 
@@ -100,7 +102,9 @@ impl StockService for StockApi {
         let place = self.limits.watch_place(&request)?;
         let shutdown = self.shutdown.clone().cancelled_owned();
         let stock = Arc::clone(&self.stock);
-        let watch = Watch::start(stock, ids, resume, self.heartbeat, shutdown).await?;
+        let lag_snapshots = Arc::clone(&self.lag_snapshots);
+        let watch =
+            Watch::start(stock, lag_snapshots, ids, resume, self.heartbeat, shutdown).await?;
         // The response stream is the watch itself: no task or channel per subscriber, so a
         // change reaches each subscriber with one wake-up and one encode.
         let stream = futures::stream::unfold((watch, place), |(mut watch, place)| async move {

@@ -3,9 +3,19 @@
 //!
 //! Changes are published after their commit, so two commits may be announced out of order; the
 //! per-film version drops anything older than what the client already has. A watcher that fell
-//! too far behind is sent a fresh snapshot instead of the changes it missed.
+//! too far behind is sent a fresh snapshot instead of the changes it missed. Watchers of every
+//! film that fall behind in one burst share one read of the whole stock ([`LagSnapshots`]):
+//! a thousand slow clients cost one scan, not a thousand.
 
-use std::{collections::HashMap, collections::VecDeque, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -22,6 +32,61 @@ use crate::{
 /// Films per snapshot message of a watch on every film, and most changes in one message.
 const SNAPSHOT_CHUNK: usize = 1000;
 
+/// How long a shared snapshot is kept for watchers that fall behind later in the same burst.
+const SHARED_SNAPSHOT_KEPT: Duration = Duration::from_secs(10);
+
+/// Messages of a snapshot, shared between the watchers sending it.
+type SharedMessages = Arc<[Arc<pb::WatchAvailabilityResponse>]>;
+
+/// The every-film snapshot last read for watchers that fell behind, with how many changes had
+/// been published when its read began: it holds every one of those, so it serves any watcher
+/// whose missed changes were published by then. Reads are one at a time; a watcher waiting
+/// for one is served by it when it can be. The snapshot is let go of a while after it was
+/// read, so a quiet shop holds no copy of its stock.
+#[derive(Debug, Default)]
+pub(crate) struct LagSnapshots {
+    latest: Arc<tokio::sync::Mutex<Option<(u64, SharedMessages)>>>,
+    /// How many times the whole stock was read for watchers that fell behind.
+    reads: AtomicU64,
+}
+
+impl LagSnapshots {
+    /// A snapshot of every film holding at least the first `published` changes.
+    async fn covering(&self, stock: &Stock, published: u64) -> Result<SharedMessages, Error> {
+        let mut latest = self.latest.lock().await;
+        if let Some((read_at, messages)) = latest.as_ref()
+            && *read_at >= published
+        {
+            return Ok(Arc::clone(messages));
+        }
+        let read_at = stock.changes_published();
+        let messages: SharedMessages =
+            snapshot(stock, &[], true).await?.into_iter().map(Arc::new).collect();
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(read_at, "read every film's stock for watchers that fell behind");
+        *latest = Some((read_at, Arc::clone(&messages)));
+        let slot = Arc::clone(&self.latest);
+        let kept = Arc::downgrade(&messages);
+        tokio::spawn(async move {
+            tokio::time::sleep(SHARED_SNAPSHOT_KEPT).await;
+            let mut latest = slot.lock().await;
+            if latest
+                .as_ref()
+                .is_some_and(|(_, held)| kept.upgrade().is_some_and(|k| Arc::ptr_eq(held, &k)))
+            {
+                *latest = None;
+            }
+        });
+        Ok(messages)
+    }
+
+    /// How many times the whole stock was read for watchers that fell behind.
+    #[cfg(test)]
+    fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+}
+
 /// The newest version sent of each film.
 type Versions = HashMap<MovieId, i64, foldhash::fast::RandomState>;
 
@@ -32,14 +97,15 @@ type Versions = HashMap<MovieId, i64, foldhash::fast::RandomState>;
 /// whether a change is watched and new.
 pub(super) struct Watch {
     stock: Arc<Stock>,
+    lag_snapshots: Arc<LagSnapshots>,
     ids: Vec<MovieId>,
     /// Watching every film (no ids asked for).
     every_film: bool,
     changes: broadcast::Receiver<Arc<Availability>>,
     /// Every watched film (or, watching every film, those seen so far).
     versions: Versions,
-    /// Messages ready to go (the snapshot, or a fresh one after lagging).
-    pending: VecDeque<pb::WatchAvailabilityResponse>,
+    /// Messages ready to go (the snapshot, or a fresh one after lagging, maybe shared).
+    pending: VecDeque<Arc<pb::WatchAvailabilityResponse>>,
     /// An idle stream sends an empty message every `every`, so clients can tell a quiet stream
     /// from a dead connection: the timer is due `every` after the last message; a message sent
     /// meanwhile only moves `last_sent`, and the timer is pushed back when it fires too early.
@@ -55,6 +121,7 @@ impl Watch {
     /// the films of `resume_from`: for those, the changes after the version the client has.
     pub(super) async fn start(
         stock: Arc<Stock>,
+        lag_snapshots: Arc<LagSnapshots>,
         ids: Vec<MovieId>,
         resume_from: Vec<(MovieId, i64)>,
         every: Duration,
@@ -81,7 +148,7 @@ impl Watch {
                 resumed.push(missed);
             }
         }
-        let mut first: VecDeque<pb::WatchAvailabilityResponse> = VecDeque::new();
+        let mut first: VecDeque<Arc<pb::WatchAvailabilityResponse>> = VecDeque::new();
         let snapshot_ids: Vec<MovieId> =
             ids.iter().copied().filter(|id| !resumed_ids.contains(id)).collect();
         if resumed_ids.is_empty() || !snapshot_ids.is_empty() || every_film {
@@ -94,23 +161,24 @@ impl Watch {
                         .retain(|a| !resumed_ids.contains(&MovieId::new(a.movie_id)));
                 }
             }
-            first.extend(snapshot);
+            first.extend(snapshot.into_iter().map(Arc::new));
         }
         let missed: Vec<pb::Availability> =
             resumed.iter().flatten().map(availability_to_proto).collect();
         if missed.is_empty() && first.is_empty() {
             // Nothing changed since: an empty change, so the stream opens at once.
-            first.push_back(pb::WatchAvailabilityResponse::default());
+            first.push_back(Arc::default());
         }
         for chunk in missed.chunks(SNAPSHOT_CHUNK) {
-            first.push_back(pb::WatchAvailabilityResponse {
+            first.push_back(Arc::new(pb::WatchAvailabilityResponse {
                 snapshot: false,
                 availabilities: chunk.to_vec(),
-            });
+            }));
         }
         let now = tokio::time::Instant::now();
         Ok(Self {
             stock,
+            lag_snapshots,
             every_film,
             ids,
             changes,
@@ -139,7 +207,8 @@ impl Watch {
                         *seen = availability.version;
                     }
                 }
-                return Some(Ok(self.sent(message)));
+                // Sent as its own copy: the other watchers sharing it still need theirs.
+                return Some(Ok(self.sent(Arc::unwrap_or_clone(message))));
             }
             let received = tokio::select! {
                 received = self.changes.recv() => received,
@@ -186,8 +255,20 @@ impl Watch {
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "slow watcher: sending a fresh snapshot");
-                    match snapshot(&self.stock, &self.ids, self.every_film).await {
-                        Ok(messages) => self.pending = messages.into(),
+                    // Counted now, this includes every change this watcher missed.
+                    let published = self.stock.changes_published();
+                    let fresh = if self.every_film {
+                        self.lag_snapshots
+                            .covering(&self.stock, published)
+                            .await
+                            .map(|shared| shared.iter().cloned().collect())
+                    } else {
+                        snapshot(&self.stock, &self.ids, false)
+                            .await
+                            .map(|messages| messages.into_iter().map(Arc::new).collect())
+                    };
+                    match fresh {
+                        Ok(messages) => self.pending = messages,
                         Err(error) => {
                             self.finished = true;
                             return Some(Err(error.into()));
@@ -248,4 +329,106 @@ async fn snapshot(
             availabilities: chunk.to_vec(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_util::sync::CancellationToken;
+    use videostore_kit::auth::{Caller, KeyPairPem, Role, TokenKeys, TokenSigner};
+
+    use super::*;
+    use crate::{
+        clock::SystemClock,
+        domain::{AccountId, Inventory},
+        events::AvailabilityEvents,
+        passwords::Passwords,
+        service::{Publisher, Tokens},
+        store::{SqliteStore, StockStore},
+    };
+
+    fn inventory(movie_id: i64, copies_owned: i32) -> Inventory {
+        Inventory {
+            movie_id: MovieId::new(movie_id),
+            copies_owned,
+            currency: "EUR".into(),
+            rental_price_minor: 100,
+            purchase_price_minor: 1000,
+        }
+    }
+
+    /// Stock over a new SQLite file with films 1 to 5, where a watcher may fall `behind`
+    /// changes behind.
+    async fn stock(dir: &tempfile::TempDir, behind: usize) -> Arc<Stock> {
+        let url = format!("sqlite://{}", dir.path().join("stock.db").display());
+        let store: Arc<dyn StockStore> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        for id in 1..=5 {
+            store.set_inventory(&inventory(id, 3)).await.unwrap();
+        }
+        let pair = KeyPairPem::generate().unwrap();
+        let signer = TokenSigner::from_pem(&pair.private).unwrap();
+        let keys = TokenKeys::new("", Some(&signer)).unwrap();
+        let hour = Duration::from_secs(3600);
+        let tokens = Tokens { signer, keys, token_ttl: hour, refresh_ttl: hour };
+        let events = AvailabilityEvents::with_capacity(behind);
+        let clock = Arc::new(SystemClock);
+        Arc::new(Stock::new(store, events, Publisher::SoleWriter, clock, tokens, Passwords::new()))
+    }
+
+    /// Sets films 1 to 5 twenty times over; film `f` ends with `last + f - 1` copies.
+    async fn burst(stock: &Stock, last: i32) {
+        let staff =
+            Caller { account_id: AccountId::new(1), email: "s@x.test".into(), role: Role::Staff };
+        for n in 0..20 {
+            let film = 1 + i64::from(n % 5);
+            stock.set_inventory(&staff, &inventory(film, last - 15 + n)).await.unwrap();
+        }
+    }
+
+    fn copies(message: &pb::WatchAvailabilityResponse) -> Vec<(i64, i32)> {
+        message.availabilities.iter().map(|a| (a.movie_id, a.copies_owned)).collect()
+    }
+
+    #[tokio::test]
+    async fn watchers_that_fall_behind_together_share_one_read_of_the_stock() {
+        let dir = tempfile::tempdir().unwrap();
+        let stock = stock(&dir, 8).await;
+        let shared = Arc::new(LagSnapshots::default());
+        let open = CancellationToken::new();
+        let mut watches = Vec::new();
+        for _ in 0..10 {
+            let hour = Duration::from_secs(3600);
+            let cancelled = open.clone().cancelled_owned();
+            let every_film = Vec::new();
+            let mut watch = Watch::start(
+                Arc::clone(&stock),
+                Arc::clone(&shared),
+                every_film,
+                Vec::new(),
+                hour,
+                cancelled,
+            )
+            .await
+            .unwrap();
+            assert!(watch.next().await.unwrap().unwrap().snapshot);
+            watches.push(watch);
+        }
+
+        // Twenty changes, more than a watcher may fall behind: each is sent the stock as it
+        // is now, all from one read.
+        burst(&stock, 20).await;
+        let now: Vec<(i64, i32)> = (1..=5).map(|f| (f, 20 + f as i32 - 1)).collect();
+        for watch in &mut watches {
+            let fresh = watch.next().await.unwrap().unwrap();
+            assert!(fresh.snapshot, "{fresh:?}");
+            assert_eq!(copies(&fresh), now);
+        }
+        assert_eq!(shared.reads(), 1, "ten watchers behind, one read");
+
+        // Behind again, after newer changes: the shared snapshot is too old for it.
+        burst(&stock, 40).await;
+        let fresh = watches[0].next().await.unwrap().unwrap();
+        let now: Vec<(i64, i32)> = (1..=5).map(|f| (f, 40 + f as i32 - 1)).collect();
+        assert_eq!((fresh.snapshot, copies(&fresh)), (true, now));
+        assert_eq!(shared.reads(), 2);
+    }
 }
