@@ -9,10 +9,12 @@
 //!   memory; `ceiling`: the reference server.
 //! - The scenarios: `unary` (throughput and latency as a ratio to the ceiling), `wrk` (the old
 //!   chain's test), `rentals` (committed pairs per second, then the invariant), `fanout` (one
-//!   change to N live subscribers), `bulk` (N films over five transports).
+//!   change to N live subscribers), `bulk` (N films over five transports), `abuse` (what the
+//!   abuse limits leave a real customer during floods).
 //! - `load`: the closed-loop load generator; `clients`: connections and accounts.
 //! - `report` and `plot`: `report.md`, `results.json` and the SVG plots.
 
+mod abuse;
 mod bulk;
 mod ceiling;
 mod clients;
@@ -110,6 +112,15 @@ enum Command {
         #[arg(long, default_value = "target/release")]
         bin_dir: PathBuf,
     },
+    /// Only the abuse scenario, printed.
+    Abuse {
+        /// The short version `run --quick` runs.
+        #[arg(long)]
+        quick: bool,
+        /// Folder of the release binaries.
+        #[arg(long, default_value = "target/release")]
+        bin_dir: PathBuf,
+    },
     /// Only the PostgreSQL scenarios, printed (for profiling a change).
     Postgres {
         /// The short version `run --quick` runs.
@@ -143,7 +154,48 @@ struct Results {
     wrk: Result<wrk::WrkResult, String>,
     /// The store on PostgreSQL.
     postgres: postgres::PostgresResults,
+    /// What the abuse limits leave a real customer.
+    abuse: Abuse,
     memory: Vec<services::Memory>,
+}
+
+/// The abuse scenario's figures.
+#[derive(Debug, Clone, Serialize)]
+struct Abuse {
+    sign_in: abuse::SignInFlood,
+    big_requests: Vec<abuse::BigRequests>,
+    search: abuse::SearchFlood,
+}
+
+/// Sizes of the abuse scenario: (real customers, flooding callers, seconds per flood).
+fn abuse_sizes(quick: bool) -> (usize, usize, Duration) {
+    if quick { (8, 32, Duration::from_secs(2)) } else { (40, 64, Duration::from_secs(8)) }
+}
+
+/// The sign-in flood, on services with their limits as shipped.
+async fn sign_in_flood(
+    bin_dir: &std::path::Path,
+    quick: bool,
+) -> anyhow::Result<abuse::SignInFlood> {
+    let (customers, concurrency, _) = abuse_sizes(quick);
+    let mut limited = services::Running::start_with_limits(bin_dir).await?;
+    eprintln!("bench: a real sign-in during a flood of {concurrency} failing sign-ins");
+    let result = abuse::sign_in_flood(&limited, customers, concurrency).await;
+    limited.stop();
+    let result = result?;
+    eprintln!(
+        "bench:   alone p50 {:.0} ms, max {:.0} ms; flooded p50 {:.0} ms, max {:.0} ms ({} tries \
+         at most, {} gave up); flood: {} checked, {} refused",
+        result.alone.p50_ms,
+        result.alone.max_ms,
+        result.flooded.p50_ms,
+        result.flooded.max_ms,
+        result.most_tries,
+        result.gave_up,
+        result.flood_checked,
+        result.flood_refused
+    );
+    Ok(result)
 }
 
 /// The same allocator as the services: the client's decoding is part of every bulk timing.
@@ -186,6 +238,17 @@ async fn main() -> anyhow::Result<()> {
             ceiling::serve(listen, film).await
         }
         Command::Run { quick, out, bin_dir } => run(quick, out, bin_dir).await,
+        Command::Abuse { quick, bin_dir } => {
+            let (_, concurrency, duration) = abuse_sizes(quick);
+            let sign_in = sign_in_flood(&bin_dir, quick).await?;
+            eprintln!("{sign_in:#?}");
+            let mut running = services::Running::start(&bin_dir, true).await?;
+            let big = abuse::big_requests(&running, concurrency, duration).await;
+            let search = abuse::search_flood(&running, 600, concurrency, duration).await;
+            running.stop();
+            eprintln!("{:#?}\n{:#?}", big?, search?);
+            Ok(())
+        }
         Command::Postgres { quick, bin_dir } => {
             let results = postgres::measure(&bin_dir, quick).await?;
             eprintln!("{results:#?}");
@@ -314,6 +377,18 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
                 .filter(|m| m.service == "stock"),
         );
     }
+    let (_, flood_concurrency, flood_duration) = abuse_sizes(quick);
+    eprintln!("bench: memory under the most expensive requests");
+    let big_requests = abuse::big_requests(&running, flood_concurrency, flood_duration).await?;
+    for big in &big_requests {
+        eprintln!(
+            "bench:   {}: RSS {:.1} → peak {:.1} MiB at {:.0} calls/s",
+            big.service,
+            big.rss_before_kib as f64 / 1024.0,
+            big.rss_peak_kib as f64 / 1024.0,
+            big.measured.throughput
+        );
+    }
     running.stop();
 
     // Bulk delivery, over a catalogue of exactly N films.
@@ -324,6 +399,7 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
     let mut bulk_memory = Vec::new();
     let staff = staff_token(bulk_running.stock).await?;
     let mut imported = 0;
+    let mut search = None;
     for &films in sizes {
         eprintln!("bench: importing films {imported}..{films}");
         let catalogue = channels(bulk_running.catalogue, 1).await?.remove(0);
@@ -336,6 +412,19 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
         );
         imported = films;
         bulk::wait_for_total(catalogue, films).await?;
+        if films == sizes[0] {
+            eprintln!("bench: GetMovie during worst-case searches of {films} films");
+            let flood =
+                abuse::search_flood(&bulk_running, films, flood_concurrency, flood_duration);
+            let flood = flood.await?;
+            eprintln!(
+                "bench:   GetMovie p99 alone {:.2} ms, during {} searches {:.2} ms",
+                flood.alone.p99_us as f64 / 1000.0,
+                flood.searches,
+                flood.flooded.p99_us as f64 / 1000.0
+            );
+            search = Some(flood);
+        }
         eprintln!("bench: bulk delivery of {films} films");
         bulk.extend(bulk::measure(films, runs, &bulk_running, None).await?);
         bulk_memory.extend(bulk_running.memory(if films == sizes[0] {
@@ -347,6 +436,12 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
     bulk_running.stop();
 
     let on_postgres = postgres::measure(&bin_dir, quick).await?;
+    let sign_in = sign_in_flood(&bin_dir, quick).await?;
+    let abuse = Abuse {
+        sign_in,
+        big_requests,
+        search: search.context("the search flood ran on the first bulk size")?,
+    };
 
     let results = Results {
         mode: if quick { "quick" } else { "full" },
@@ -357,6 +452,7 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
         fanout,
         wrk,
         postgres: on_postgres,
+        abuse,
         memory: idle.into_iter().chain(peak).chain(fanout_memory).chain(bulk_memory).collect(),
     };
     std::fs::create_dir_all(&out)?;
@@ -380,6 +476,10 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
     anyhow::ensure!(
         results.postgres.rentals.iter().all(|(_, r)| r.invariant_holds),
         "the stock invariant does not hold on PostgreSQL"
+    );
+    anyhow::ensure!(
+        results.abuse.sign_in.gave_up == 0,
+        "a real customer could not sign in during the sign-in flood"
     );
     anyhow::ensure!(
         results.postgres.fanout.missed == 0,

@@ -13,7 +13,7 @@ use crate::{
     clients::{register, staff_token},
     fanout::{self, FanoutResult},
     rentals::{RentalsResult, rentals},
-    services::{OnPostgres, Running},
+    services::{Limits, OnPostgres, Running},
     unary::{UnaryResult, unary},
 };
 
@@ -41,7 +41,7 @@ pub(crate) async fn measure(bin_dir: &Path, quick: bool) -> anyhow::Result<Postg
             stock_url: cluster.database()?,
             stock_replicas: replicas,
         };
-        let mut running = Running::start_on(bin_dir, true, Some(&postgres)).await?;
+        let mut running = Running::start_on(bin_dir, true, Some(&postgres), Limits::Off).await?;
         if replicas == 1 {
             eprintln!("bench: on PostgreSQL, GetMovie and GetMoviePage at 64 in flight");
             let measured = unary(&running, &[64], Duration::from_secs(seconds), None).await?;

@@ -170,6 +170,7 @@ pub(crate) fn markdown(results: &Results) -> String {
         );
     }
     let _ = writeln!(out);
+    abuse_section(&mut out, &results.abuse);
     let _ = writeln!(out, "## Resident memory\n");
     let _ = writeln!(
         out,
@@ -193,6 +194,69 @@ pub(crate) fn markdown(results: &Results) -> String {
         );
     }
     out
+}
+
+fn abuse_section(out: &mut String, abuse: &crate::Abuse) {
+    let _ = writeln!(out, "## Abuse: what the limits leave a real customer\n");
+    let s = &abuse.sign_in;
+    let _ = writeln!(
+        out,
+        "**Sign-in during a sign-in flood.** Stock with its limits as shipped; {} callers sign in \
+         with wrong passwords as fast as they can, each call from an address of its own (a \
+         distributed flood, which the per-address limit cannot stop: only the bounded Argon2 \
+         queue stands). Meanwhile {} real customers, each from their own address, sign in once \
+         each, 250 ms apart, honouring the retry hint when told to wait. The flood had {} \
+         passwords checked and {} calls refused at once.\n",
+        s.flood_concurrency, s.flooded.calls, s.flood_checked, s.flood_refused
+    );
+    let _ = writeln!(out, "| real sign-in | calls | p50 ms | max ms |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| alone | {} | {:.0} | {:.0} |",
+        s.alone.calls, s.alone.p50_ms, s.alone.max_ms
+    );
+    let _ = writeln!(
+        out,
+        "| during the flood, until signed in (at most {} tries; {} gave up after 30 s) | {} | {:.0} | {:.0} |\n",
+        s.most_tries, s.gave_up, s.flooded.calls, s.flooded.p50_ms, s.flooded.max_ms
+    );
+    let _ = writeln!(
+        out,
+        "**Memory under the most expensive requests**, each service flooded by {} callers:\n",
+        abuse.big_requests.first().map_or(0, |b| b.measured.concurrency)
+    );
+    let _ = writeln!(out, "| service | request | calls/s | p99 ms | RSS before → peak, MiB |");
+    let _ = writeln!(out, "|---|---|---:|---:|---|");
+    for b in &abuse.big_requests {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {} | {:.1} → {:.1} |",
+            b.service,
+            b.request,
+            b.measured.throughput,
+            ms(b.measured.p99_us),
+            b.rss_before_kib as f64 / 1024.0,
+            b.rss_peak_kib as f64 / 1024.0
+        );
+    }
+    let f = &abuse.search;
+    let _ = writeln!(
+        out,
+        "\n**GetMovie during worst-case searches** over {} films: {} callers search for eight \
+         long words found in no title (every title is looked at); {} searches answered. GetMovie \
+         from 4 callers on its own connection:\n",
+        f.films,
+        f.flooded.concurrency.max(f.alone.concurrency),
+        f.searches
+    );
+    let _ = writeln!(out, "| GetMovie | calls/s | p50 ms | p99 ms |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    for (when, m) in [("alone", &f.alone), ("during the searches", &f.flooded)] {
+        let _ =
+            writeln!(out, "| {when} | {:.0} | {} | {} |", m.throughput, ms(m.p50_us), ms(m.p99_us));
+    }
+    let _ = writeln!(out);
 }
 
 fn verdict(met: Option<bool>) -> &'static str {

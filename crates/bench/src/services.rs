@@ -46,6 +46,15 @@ pub(crate) struct OnPostgres {
     pub(crate) stock_replicas: usize,
 }
 
+/// Whether the services run with their abuse limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Limits {
+    /// Off: the scenarios measure throughput.
+    Off,
+    /// As shipped, with 127.0.0.1 a trusted proxy.
+    AsShipped,
+}
+
 /// The services under test.
 pub(crate) struct Running {
     pub(crate) catalogue: SocketAddr,
@@ -149,7 +158,13 @@ impl Running {
     /// Starts catalogue, stock, aggregator and the ceiling from `bin_dir`; with `seed`, the
     /// catalogue opens with its 600 sample films, without, empty (the bulk scenario fills it).
     pub(crate) async fn start(bin_dir: &Path, seed: bool) -> anyhow::Result<Self> {
-        Self::start_on(bin_dir, seed, None).await
+        Self::start_on(bin_dir, seed, None, Limits::Off).await
+    }
+
+    /// Like [`Running::start`] (seeded), with the abuse limits as shipped, behind 127.0.0.1 as
+    /// a trusted proxy (so a caller can name the client it speaks for in `x-forwarded-for`).
+    pub(crate) async fn start_with_limits(bin_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_on(bin_dir, true, None, Limits::AsShipped).await
     }
 
     /// Like [`Running::start`], with the catalogue and stock on PostgreSQL when `postgres` says
@@ -158,6 +173,7 @@ impl Running {
         bin_dir: &Path,
         seed: bool,
         postgres: Option<&OnPostgres>,
+        limits: Limits,
     ) -> anyhow::Result<Self> {
         let data = match std::env::var_os("BENCH_DATA_DIR") {
             Some(path) if postgres.is_none() => {
@@ -194,11 +210,6 @@ impl Running {
                     .env("AGGREGATOR_LISTEN_ADDR", aggregator.to_string())
                     .env("CATALOGUE_SERVICE_ADDR", format!("http://{catalogue}"))
                     .env("STOCK_SERVICE_ADDR", &stock_list)
-                    // Throughput is measured here, not the abuse limits.
-                    .env("STOCK_SIGN_INS_PER_MINUTE", "0")
-                    .env("STOCK_WRITES_PER_MINUTE", "0")
-                    .env("STOCK_MAX_OPEN_RENTALS", "1000")
-                    .env("STOCK_WATCHES_PER_CLIENT", "0")
                     .env("VIDEOSTORE_STAFF_EMAIL", STAFF_EMAIL)
                     .env("VIDEOSTORE_STAFF_PASSWORD", STAFF_PASSWORD)
                     .env("AGGREGATOR_WEB_DIR", data.join("no-web-app"))
@@ -206,6 +217,15 @@ impl Running {
                     // Per-request logs would measure the terminal, not the service.
                     .env("RUST_LOG", "warn")
                     .stdout(Stdio::null());
+                match limits {
+                    // Throughput is measured here, not the abuse limits.
+                    Limits::Off => command
+                        .env("STOCK_SIGN_INS_PER_MINUTE", "0")
+                        .env("STOCK_WRITES_PER_MINUTE", "0")
+                        .env("STOCK_MAX_OPEN_RENTALS", "1000")
+                        .env("STOCK_WATCHES_PER_CLIENT", "0"),
+                    Limits::AsShipped => command.env("VIDEOSTORE_TRUSTED_PROXIES", "127.0.0.1"),
+                };
                 if let Some(postgres) = postgres {
                     // Sized as an operator would: the stock replicas share a few connections
                     // per database core between them.
