@@ -28,7 +28,9 @@ const FREE_FAILURES: u32 = 5;
 const MAX_WAIT: Duration = Duration::from_secs(300);
 /// An email's failures are forgotten this long after the last one.
 const FORGET_AFTER: Duration = Duration::from_secs(900);
-/// Most emails remembered at once.
+/// Most emails remembered at once. Past this, the ones seen once and longest ago are forgotten
+/// first (quick_cache's S3-FIFO), so a flood of made-up emails costs neither memory nor a scan,
+/// and cannot easily push out an email under a real attack, which is seen again and again.
 const MAX_EMAILS: usize = 100_000;
 
 /// The limits of one stock process.
@@ -37,7 +39,7 @@ pub(crate) struct Limits {
     sign_ins: RateLimit<IpAddr>,
     writes: RateLimit<AccountId>,
     trusted: TrustedProxies,
-    failures: Mutex<HashMap<String, Failures>>,
+    failures: Mutex<quick_cache::unsync::Cache<String, Failures>>,
     /// Places for live streams (WatchAvailability) in this process.
     watches: Arc<Semaphore>,
     /// Live streams open per client, and how many one may have (0: no limit).
@@ -108,7 +110,7 @@ impl Limits {
             sign_ins: RateLimit::per_minute(sign_ins_per_minute),
             writes: RateLimit::per_minute(writes_per_minute),
             trusted,
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(quick_cache::unsync::Cache::new(MAX_EMAILS)),
             watches: Arc::new(Semaphore::new(watches.per_process)),
             watchers: Arc::new(Mutex::new(HashMap::new())),
             watches_per_client: watches.per_client,
@@ -158,7 +160,7 @@ impl Limits {
     /// Whether `email` may try to sign in now.
     pub(crate) fn may_sign_in(&self, email: &str) -> Result<(), Error> {
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let blocked = failures.get(&key(email)).and_then(Failures::blocked_until);
+        let blocked = failures.peek(&key(email)).and_then(Failures::blocked_until);
         match blocked {
             Some(until) if until > Instant::now() => {
                 Err(Error::SignInsPaused(until - Instant::now()))
@@ -171,10 +173,11 @@ impl Limits {
     pub(crate) fn sign_in_failed(&self, email: &str) {
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= MAX_EMAILS {
-            failures.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
-        }
-        let entry = failures.entry(key(email)).or_insert(Failures { count: 0, last: now });
+        let email = key(email);
+        let first = || Ok::<_, std::convert::Infallible>(Failures { count: 0, last: now });
+        let Ok(Some(mut entry)) = failures.get_mut_or_insert_with(email.as_str(), first) else {
+            return;
+        };
         if now.duration_since(entry.last) >= FORGET_AFTER {
             entry.count = 0;
         }
@@ -196,6 +199,20 @@ fn key(email: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn made_up_emails_are_forgotten_first_and_an_attacked_email_stays_paused() {
+        let caps = WatchCaps { per_process: 10, per_client: 0 };
+        let limits = Limits::new(0, 0, caps, TrustedProxies::default());
+        for n in 0..2 * MAX_EMAILS {
+            limits.sign_in_failed(&format!("made-up-{n}@example.com"));
+            if n % 1000 == 0 {
+                limits.sign_in_failed("victim@example.com");
+            }
+        }
+        assert!(limits.failures.lock().unwrap().len() <= MAX_EMAILS);
+        assert!(matches!(limits.may_sign_in("victim@example.com"), Err(Error::SignInsPaused(_))));
+    }
 
     #[test]
     fn an_email_waits_after_its_free_failures_and_twice_as_long_each_time() {
