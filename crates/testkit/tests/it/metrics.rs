@@ -1,0 +1,168 @@
+//! `/metrics`: every call counted by method and status code, over gRPC and gRPC-Web, timed to
+//! the end of a stream; the exposition is OpenMetrics a real parser reads; it is served on the
+//! private admin port when the service has one, and then not on the public one.
+
+use std::{path::PathBuf, process::Command};
+
+use futures::StreamExt;
+use testkit::{TestStore, grpc_web};
+use tonic::Code;
+use videostore_proto::catalogue as cat;
+
+const GET_MOVIE: &str = "videostore.catalogue.v1.CatalogueService/GetMovie";
+const STREAM_MOVIES: &str = "videostore.catalogue.v1.CatalogueService/StreamMovies";
+
+async fn scrape(addr: std::net::SocketAddr) -> (reqwest::StatusCode, String, String) {
+    let response = reqwest::get(format!("http://{addr}/metrics")).await.expect("a scrape");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    (status, content_type, response.text().await.expect("a body"))
+}
+
+/// The value of `rpc_server_call_duration_seconds_<series>` for `method` and `code` (0 if absent).
+fn value(text: &str, series: &str, method: &str, code: &str) -> f64 {
+    let name = format!("rpc_server_call_duration_seconds_{series}{{");
+    text.lines()
+        .filter(|line| line.starts_with(&name))
+        .filter(|line| line.contains(&format!("rpc_method=\"{method}\"")))
+        .filter(|line| line.contains(&format!("rpc_response_status_code=\"{code}\"")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Python with the Prometheus client library, as `cargo xtask tools` installs it.
+fn parser() -> PathBuf {
+    let tools = std::env::var_os("VIDEOSTORE_TOOLS_DIR").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/videostore-tools")
+        },
+        PathBuf::from,
+    );
+    let python = tools.join("metrics/bin/python3");
+    assert!(python.is_file(), "{} is missing: run `cargo xtask tools --browser`", python.display());
+    python
+}
+
+#[tokio::test]
+async fn calls_are_counted_by_method_and_code_and_the_exposition_parses() {
+    let store = TestStore::start().await;
+    let addr = store.catalogue.addr;
+    let (_, _, before) = scrape(addr).await;
+    let mut catalogue = store.catalogue_client().await;
+    for id in [1, 2, 3] {
+        catalogue.get_movie(cat::GetMovieRequest { id }).await.unwrap();
+    }
+    for _ in 0..2 {
+        let missing = catalogue.get_movie(cat::GetMovieRequest { id: 999_999 }).await;
+        assert_eq!(missing.unwrap_err().code(), Code::NotFound);
+    }
+    let invalid = catalogue.get_movie(cat::GetMovieRequest { id: 0 }).await;
+    assert_eq!(invalid.unwrap_err().code(), Code::InvalidArgument);
+    // Over gRPC-Web (HTTP/1.1), as the browser calls.
+    let reply = grpc_web::call(
+        &store.catalogue.url(),
+        &format!("/{GET_MOVIE}"),
+        &cat::GetMovieRequest { id: 4 },
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.grpc_status(), Some(0));
+    // Made-up paths share one series, however many there are.
+    let base = store.catalogue.url();
+    for path in ["/made.up.Service/One", "/made.up.Service/Two"] {
+        let reply = grpc_web::call(&base, path, &cat::GetMovieRequest { id: 1 }, None, None).await;
+        assert_eq!(reply.unwrap().grpc_status(), Some(Code::Unimplemented as i32));
+    }
+    // A server stream, read to its end.
+    let films = catalogue
+        .stream_movies(cat::StreamMoviesRequest { batch_size: 100, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .count()
+        .await;
+    assert!(films > 0);
+
+    let (status, content_type, after) = scrape(addr).await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    let moved = |series: &str, method: &str, code: &str| {
+        value(&after, series, method, code) - value(&before, series, method, code)
+    };
+    assert_eq!(moved("count", GET_MOVIE, "OK"), 4.0, "three over gRPC, one over gRPC-Web");
+    assert_eq!(moved("count", GET_MOVIE, "NOT_FOUND"), 2.0);
+    assert_eq!(moved("count", GET_MOVIE, "INVALID_ARGUMENT"), 1.0);
+    assert_eq!(moved("count", STREAM_MOVIES, "OK"), 1.0);
+    assert_eq!(moved("count", "_OTHER", "UNIMPLEMENTED"), 2.0);
+    assert!(!after.contains("made.up"), "no series per made-up path");
+    // The buckets are cumulative: the last (+Inf) holds every call; each took some time.
+    let last_bucket = |text: &str| {
+        text.lines()
+            .filter(|line| line.starts_with("rpc_server_call_duration_seconds_bucket{"))
+            .filter(|line| line.contains(GET_MOVIE) && line.contains("\"OK\""))
+            .filter(|line| line.contains("le=\"+Inf\""))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert_eq!(last_bucket(&after) - last_bucket(&before), 4.0);
+    assert!(moved("sum", GET_MOVIE, "OK") > 0.0);
+    assert!(after.contains("rpc_system_name=\"grpc\""));
+
+    // A real OpenMetrics parser reads it, and finds the histogram.
+    let script = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        families = {f.name: f for f in text_string_to_metric_families(sys.stdin.read())}\n\
+        f = families['rpc_server_call_duration_seconds']\n\
+        assert f.type == 'histogram', f.type\n\
+        assert f.unit == 'seconds', f.unit\n\
+        print(len(f.samples))\n";
+    let mut child = Command::new(parser())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(after.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the OpenMetrics parser refused /metrics: {}\n{after}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    store.stop().await;
+}
+
+#[tokio::test]
+async fn with_an_admin_port_metrics_are_served_there_only() {
+    let store = TestStore::start().await;
+    let mut config = store.stock_config();
+    config.server.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let clock = std::sync::Arc::new(stock::clock::SystemClock);
+    let app = stock::startup::Application::build(config, clock, shutdown.clone()).await.unwrap();
+    let (public, admin) = (app.local_addr(), app.admin_addr().expect("an admin port"));
+    let server = tokio::spawn(app.run());
+    let channel = TestStore::channel(public).await;
+    let mut stock = videostore_proto::stock::stock_service_client::StockServiceClient::new(channel);
+    let request = videostore_proto::stock::GetAvailabilityRequest { movie_id: 1 };
+    stock.get_availability(request).await.unwrap();
+    let (status, _, text) = scrape(admin).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("# TYPE rpc_server_call_duration_seconds histogram"), "{text}");
+    let method = "videostore.stock.v1.StockService/GetAvailability";
+    assert_eq!(value(&text, "count", method, "OK"), 1.0, "{text}");
+    let (status, _, _) = scrape(public).await;
+    assert_ne!(status, 200, "the public port does not show the metrics");
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    store.stop().await;
+}
