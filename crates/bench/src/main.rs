@@ -117,6 +117,9 @@ enum Command {
         /// The short version `run --quick` runs.
         #[arg(long)]
         quick: bool,
+        /// Films in the catalogue the searches look through.
+        #[arg(long, default_value_t = 20_000)]
+        films: usize,
         /// Folder of the release binaries.
         #[arg(long, default_value = "target/release")]
         bin_dir: PathBuf,
@@ -238,15 +241,22 @@ async fn main() -> anyhow::Result<()> {
             ceiling::serve(listen, film).await
         }
         Command::Run { quick, out, bin_dir } => run(quick, out, bin_dir).await,
-        Command::Abuse { quick, bin_dir } => {
+        Command::Abuse { quick, films, bin_dir } => {
             let (_, concurrency, duration) = abuse_sizes(quick);
             let sign_in = sign_in_flood(&bin_dir, quick).await?;
             eprintln!("{sign_in:#?}");
             let mut running = services::Running::start(&bin_dir, true).await?;
             let big = abuse::big_requests(&running, concurrency, duration).await;
-            let search = abuse::search_flood(&running, 600, concurrency, duration).await;
             running.stop();
-            eprintln!("{:#?}\n{:#?}", big?, search?);
+            eprintln!("{:#?}", big?);
+            let mut running = services::Running::start(&bin_dir, false).await?;
+            let staff = staff_token(running.stock).await?;
+            let catalogue = channels(running.catalogue, 1).await?.remove(0);
+            bulk::import(catalogue.clone(), &staff, 0, films).await?;
+            bulk::wait_for_total(catalogue, films).await?;
+            let search = abuse::search_flood(&running, films, concurrency, duration).await;
+            running.stop();
+            eprintln!("{:#?}", search?);
             Ok(())
         }
         Command::Postgres { quick, bin_dir } => {
