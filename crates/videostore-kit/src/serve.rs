@@ -112,10 +112,15 @@ pub struct StandardServices {
 }
 
 impl StandardServices {
-    /// Health (initially SERVING for `""` and each of `service_names`) and reflection over the
-    /// video store's descriptors; on a private port of their own when `admin` is set (bound
-    /// here, so that port 0 works in tests: see [`StandardServices::admin_addr`]).
-    pub async fn new(service_names: &[&str], admin: Option<SocketAddr>) -> anyhow::Result<Self> {
+    /// Health (initially SERVING for `""` and each of `service_names`), reflection over the
+    /// video store's descriptors and `metrics` at `/metrics`; on a private port of their own
+    /// when `admin` is set (bound here, so that port 0 works in tests: see
+    /// [`StandardServices::admin_addr`]).
+    pub async fn new(
+        service_names: &[&str],
+        admin: Option<SocketAddr>,
+        metrics: crate::metrics::Metrics,
+    ) -> anyhow::Result<Self> {
         let admin = match admin {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -160,7 +165,7 @@ impl StandardServices {
             names: service_names.iter().map(|n| (*n).to_owned()).collect(),
             routes,
             admin,
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
         })
     }
 

@@ -73,6 +73,7 @@ impl Application {
         let standard = StandardServices::new(
             &["videostore.aggregator.v1.StorefrontService"],
             config.server.admin_listen,
+            videostore_kit::metrics::Metrics::new(),
         )
         .await?;
         let grpc = standard.routes().add_service(

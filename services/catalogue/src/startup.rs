@@ -45,6 +45,7 @@ impl Application {
         let keys = config.data.token_keys(None)?;
         let url = config.database_url();
         let (changes, _) = tokio::sync::broadcast::channel(ANNOUNCED_CHANGES);
+        let metrics = videostore_kit::metrics::Metrics::new();
         let store: Arc<dyn CatalogueStore> = match Backend::of(&url)? {
             Backend::Sqlite => {
                 let store = SqliteStore::open(&url, wire_form()).await?;
@@ -52,7 +53,9 @@ impl Application {
                     seed_if_empty(&store).await?;
                 }
                 // This process is the database's only writer: its cache hears every write.
-                Arc::new(CachedStore::new(store, changes.clone(), true))
+                let cached = CachedStore::new(store, changes.clone(), true);
+                cached.register_metrics(&metrics);
+                Arc::new(cached)
             }
             Backend::Postgres => {
                 let store =
@@ -71,6 +74,7 @@ impl Application {
                 // Other replicas' writes arrive through the feed; the cache serves while it
                 // listens.
                 let cached = CachedStore::new(store.clone(), changes.clone(), false);
+                cached.register_metrics(&metrics);
                 feed::start(&store, cached.control(), shutdown.clone()).await?;
                 Arc::new(cached)
             }
@@ -80,6 +84,7 @@ impl Application {
         let standard = StandardServices::new(
             &["videostore.catalogue.v1.CatalogueService"],
             config.server.admin_listen,
+            metrics,
         )
         .await?;
         let routes = standard.routes().add_service(CatalogueRoutes::new(api, MAX_MESSAGE_BYTES));

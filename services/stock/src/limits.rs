@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use videostore_kit::{
@@ -45,6 +46,8 @@ pub(crate) struct Limits {
     /// Live streams open per client, and how many one may have (0: no limit).
     watchers: Watchers,
     watches_per_client: u32,
+    /// Live streams open (shown at `/metrics`).
+    open_watches: Gauge,
 }
 
 /// Live streams open per client address.
@@ -64,10 +67,12 @@ pub(crate) struct WatchCaps {
 pub(crate) struct WatchPlace {
     _place: OwnedSemaphorePermit,
     client: Option<(IpAddr, Watchers)>,
+    open: Gauge,
 }
 
 impl Drop for WatchPlace {
     fn drop(&mut self) {
+        self.open.dec();
         if let Some((client, watchers)) = &self.client {
             let mut watchers = watchers.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(count) = watchers.get_mut(client) {
@@ -114,6 +119,7 @@ impl Limits {
             watches: Arc::new(Semaphore::new(watches.per_process)),
             watchers: Arc::new(Mutex::new(HashMap::new())),
             watches_per_client: watches.per_client,
+            open_watches: Gauge::default(),
         }
     }
 
@@ -127,7 +133,7 @@ impl Limits {
         let client = client_ip(peer, request.metadata(), &self.trusted).map(client_key);
         let client = match client {
             Some(client) if self.watches_per_client > 0 => client,
-            _ => return Ok(WatchPlace { _place: place, client: None }),
+            _ => return Ok(self.opened(place, None)),
         };
         let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
         let count = watchers.entry(client).or_insert(0);
@@ -135,7 +141,22 @@ impl Limits {
             return Err(Error::TooManyWatches { whose: "this address" });
         }
         *count += 1;
-        Ok(WatchPlace { _place: place, client: Some((client, Arc::clone(&self.watchers))) })
+        Ok(self.opened(place, Some((client, Arc::clone(&self.watchers)))))
+    }
+
+    fn opened(
+        &self,
+        place: OwnedSemaphorePermit,
+        client: Option<(IpAddr, Watchers)>,
+    ) -> WatchPlace {
+        self.open_watches.inc();
+        WatchPlace { _place: place, client, open: self.open_watches.clone() }
+    }
+
+    /// Shows the open live streams at `/metrics`.
+    pub(crate) fn register_metrics(&self, metrics: &videostore_kit::metrics::Metrics) {
+        let help = "WatchAvailability streams open";
+        metrics.register("videostore_watch_streams", help, self.open_watches.clone());
     }
 
     /// Counts a sign-in or registration from the request's client.

@@ -32,6 +32,8 @@ use std::sync::{
 
 use std::cell::RefCell;
 
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+
 use argon2::{
     Algorithm, Argon2, Block, Params, PasswordHash, Version,
     password_hash::{Output, ParamsString, SaltString, rand_core::OsRng},
@@ -139,13 +141,15 @@ pub(crate) struct Passwords {
     verify_micros: Arc<AtomicU64>,
 }
 
-/// What the password threads did.
+/// What the password threads did (shown at `/metrics`).
 #[derive(Debug, Default)]
 pub(crate) struct Counts {
     /// Argon2 runs.
-    pub(crate) ran: AtomicU64,
+    pub(crate) ran: Counter,
     /// Jobs dropped unrun because their caller had gone.
-    pub(crate) abandoned: AtomicU64,
+    pub(crate) abandoned: Counter,
+    /// Jobs queued or running.
+    pub(crate) queued: Gauge,
 }
 
 impl Passwords {
@@ -177,6 +181,16 @@ impl Passwords {
         Self { jobs, counts: Arc::default(), verify_micros: Arc::default() }
     }
 
+    /// Shows what the threads do at `/metrics`.
+    pub(crate) fn register_metrics(&self, metrics: &videostore_kit::metrics::Metrics) {
+        let counts = &self.counts;
+        metrics.register("videostore_password_runs", "Argon2 runs", counts.ran.clone());
+        let abandoned = "Password jobs dropped unrun because their caller had gone";
+        metrics.register("videostore_password_abandoned", abandoned, counts.abandoned.clone());
+        let queued = "Password jobs waiting or running";
+        metrics.register("videostore_password_queue", queued, counts.queued.clone());
+    }
+
     /// What the threads did so far.
     #[cfg(test)]
     pub(crate) fn counts(&self) -> &Counts {
@@ -192,18 +206,26 @@ impl Passwords {
         let counts = Arc::clone(&self.counts);
         let job: Job = Box::new(move || {
             if done.is_closed() {
-                counts.abandoned.fetch_add(1, Ordering::Relaxed);
-                return;
+                counts.abandoned.inc();
+            } else {
+                counts.ran.inc();
+                let _ = done.send(job());
             }
-            counts.ran.fetch_add(1, Ordering::Relaxed);
-            let _ = done.send(job());
+            counts.queued.dec();
         });
-        self.jobs.try_send(job).map_err(|error| match error {
-            mpsc::TrySendError::Full(_) => PasswordError::Busy,
-            mpsc::TrySendError::Disconnected(_) => {
-                anyhow::anyhow!("the password threads are gone").into()
-            }
-        })?;
+        // Counted before it is sent: a thread may take it (and count it off) at once.
+        self.counts.queued.inc();
+        self.jobs
+            .try_send(job)
+            .inspect_err(|_| {
+                self.counts.queued.dec();
+            })
+            .map_err(|error| match error {
+                mpsc::TrySendError::Full(_) => PasswordError::Busy,
+                mpsc::TrySendError::Disconnected(_) => {
+                    anyhow::anyhow!("the password threads are gone").into()
+                }
+            })?;
         result.await.map_err(|_| anyhow::anyhow!("a password job panicked").into())
     }
 
@@ -318,14 +340,14 @@ mod tests {
         let passwords = Passwords::with_threads(1, 4);
         let stored = passwords.hash("correct horse".into()).await.unwrap();
         assert!(!passwords.verify("wrong horse".into(), Some(stored)).await.unwrap());
-        let ran = passwords.counts().ran.load(Ordering::Relaxed);
+        let ran = passwords.counts().ran.get();
         let typical = Duration::from_micros(passwords.verify_micros.load(Ordering::Relaxed));
         assert!(typical > Duration::ZERO, "the verification was timed");
         tokio::time::pause();
         let started = tokio::time::Instant::now();
         assert!(!passwords.verify("no such account".into(), None).await.unwrap());
         let waited = started.elapsed();
-        assert_eq!(passwords.counts().ran.load(Ordering::Relaxed), ran, "no Argon2 run");
+        assert_eq!(passwords.counts().ran.get(), ran, "no Argon2 run");
         // The timer's resolution is a millisecond.
         assert!(waited >= typical && waited <= typical + Duration::from_millis(2), "{waited:?}");
     }
@@ -355,7 +377,7 @@ mod tests {
     async fn a_full_queue_refuses_at_once() {
         let passwords = Passwords::with_threads(1, 1);
         let (release, held) = hold(&passwords);
-        until(|| passwords.counts().ran.load(Ordering::Relaxed) == 1).await;
+        until(|| passwords.counts().ran.get() == 1).await;
         // One may wait (queued at its first poll); the next is refused without waiting.
         let mut waiting = Box::pin(passwords.verify("waits".into(), None));
         assert!(futures::poll!(&mut waiting).is_pending());
@@ -370,7 +392,7 @@ mod tests {
     async fn a_job_whose_caller_gave_up_is_not_run() {
         let passwords = Passwords::with_threads(1, 8);
         let (release, held) = hold(&passwords);
-        until(|| passwords.counts().ran.load(Ordering::Relaxed) == 1).await;
+        until(|| passwords.counts().ran.get() == 1).await;
         // Three callers give up while queued (a deadline, a cancelled call).
         for _ in 0..3 {
             let gave_up =
@@ -382,7 +404,7 @@ mod tests {
         held.await.unwrap();
         // The next caller is answered, and the abandoned three never ran Argon2.
         assert!(!passwords.verify("answered".into(), None).await.unwrap());
-        assert_eq!(passwords.counts().abandoned.load(Ordering::Relaxed), 3);
-        assert_eq!(passwords.counts().ran.load(Ordering::Relaxed), 2);
+        assert_eq!(passwords.counts().abandoned.get(), 3);
+        assert_eq!(passwords.counts().ran.get(), 2);
     }
 }

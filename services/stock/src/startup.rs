@@ -92,6 +92,8 @@ impl Application {
             token_ttl: Duration::from_secs(config.token_ttl_minutes.max(1) * 60),
             refresh_ttl: Duration::from_secs(config.refresh_ttl_hours.max(1) * 3600),
         };
+        let metrics = videostore_kit::metrics::Metrics::new();
+        passwords.register_metrics(&metrics);
         let stock =
             Arc::new(Stock::new(Arc::clone(&store), events, publisher, clock, tokens, passwords));
         let limits = Arc::new(Limits::new(
@@ -104,20 +106,24 @@ impl Application {
         let standard = StandardServices::new(
             &["videostore.stock.v1.StockService", "videostore.stock.v1.AccountService"],
             config.server.admin_listen,
+            metrics,
         )
         .await?;
+        let api = StockApi::new(
+            Arc::clone(&stock),
+            keys.clone(),
+            Arc::clone(&limits),
+            shutdown.clone(),
+            heartbeat,
+        );
+        api.register_metrics(standard.metrics());
+        limits.register_metrics(standard.metrics());
         let routes = standard
             .routes()
             .add_service(
-                StockServiceServer::new(StockApi::new(
-                    Arc::clone(&stock),
-                    keys.clone(),
-                    Arc::clone(&limits),
-                    shutdown.clone(),
-                    heartbeat,
-                ))
-                .max_decoding_message_size(MAX_REQUEST_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                StockServiceServer::new(api)
+                    .max_decoding_message_size(MAX_REQUEST_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
             .add_service(
                 AccountServiceServer::new(AccountApi::new(stock, keys, limits))

@@ -166,3 +166,60 @@ async fn with_an_admin_port_metrics_are_served_there_only() {
     server.await.unwrap().unwrap();
     store.stop().await;
 }
+
+/// A plain sample's value (`name` as written, with or without labels), 0 if absent.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.split([' ', '{']).next() == Some(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn the_services_show_their_cache_live_streams_and_password_work() {
+    use videostore_proto::stock::{self, stock_service_client::StockServiceClient};
+    let store = TestStore::start().await;
+    // The read cache: the first lookup of a film misses, the next hits.
+    let (_, _, before) = scrape(store.catalogue.addr).await;
+    let mut catalogue = store.catalogue_client().await;
+    for _ in 0..3 {
+        catalogue.get_movie(cat::GetMovieRequest { id: 77 }).await.unwrap();
+    }
+    let (_, _, after) = scrape(store.catalogue.addr).await;
+    let moved = |name: &str| sample(&after, name) - sample(&before, name);
+    assert_eq!(moved("videostore_cache_misses_total"), 1.0, "{after}");
+    assert_eq!(moved("videostore_cache_hits_total"), 2.0);
+
+    // Live streams open now, and Argon2 runs (a sign-in) with nothing left queued.
+    let stock_addr = store.stock().addr;
+    let (_, _, before) = scrape(stock_addr).await;
+    store.customer("Metrics").await;
+    let mut watches = Vec::new();
+    for _ in 0..2 {
+        let mut client = StockServiceClient::new(TestStore::channel(stock_addr).await);
+        let request = stock::WatchAvailabilityRequest { movie_ids: vec![1], ..Default::default() };
+        let mut watch = client.watch_availability(request).await.unwrap().into_inner();
+        watch.message().await.unwrap().expect("the snapshot");
+        watches.push(watch);
+    }
+    let (_, _, during) = scrape(stock_addr).await;
+    assert_eq!(sample(&during, "videostore_watch_streams"), 2.0, "{during}");
+    let runs = sample(&during, "videostore_password_runs_total")
+        - sample(&before, "videostore_password_runs_total");
+    assert!(runs >= 2.0, "a registration and a sign-in hash: {runs}");
+    assert_eq!(sample(&during, "videostore_password_queue"), 0.0);
+    assert!(during.contains("videostore_watch_resyncs_total"));
+    drop(watches);
+    // A closed stream gives its place back once the server notices.
+    let mut open = 2.0;
+    for _ in 0..100 {
+        let (_, _, now) = scrape(stock_addr).await;
+        open = sample(&now, "videostore_watch_streams");
+        if open == 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(open, 0.0);
+    store.stop().await;
+}

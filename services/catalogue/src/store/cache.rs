@@ -14,6 +14,7 @@
 //! Each write is then announced on a broadcast channel, which feeds WatchChanges: other
 //! services' caches of catalogue data follow this one.
 
+use prometheus_client::metrics::counter::Counter;
 use std::{
     sync::{
         Arc, Mutex,
@@ -53,6 +54,9 @@ struct Shared {
     epoch: AtomicU64,
     /// Serialises cache fills with invalidations.
     fill: Mutex<()>,
+    /// Film lookups answered from the cache, and those that were not (shown at `/metrics`).
+    hits: Counter,
+    misses: Counter,
     /// Where writes are announced.
     changes: broadcast::Sender<Change>,
 }
@@ -89,9 +93,19 @@ impl<S: CatalogueStore + Clone> CachedStore<S> {
             live: AtomicBool::new(live),
             epoch: AtomicU64::new(0),
             fill: Mutex::new(()),
+            hits: Counter::default(),
+            misses: Counter::default(),
             changes,
         };
         Self { inner, cache: Arc::new(cache) }
+    }
+
+    /// Shows the film lookups the cache answered, and those it did not, at `/metrics`.
+    pub(crate) fn register_metrics(&self, metrics: &videostore_kit::metrics::Metrics) {
+        let help = "Film lookups answered from the read cache";
+        metrics.register("videostore_cache_hits", help, self.cache.hits.clone());
+        let help = "Film lookups the read cache could not answer";
+        metrics.register("videostore_cache_misses", help, self.cache.misses.clone());
     }
 
     /// The hold a feed of other replicas' writes has on this cache.
@@ -182,8 +196,10 @@ impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
         if cache.serves()
             && let Some(movie) = cache.films.get(&id)
         {
+            cache.hits.inc();
             return Ok(Some(movie));
         }
+        cache.misses.inc();
         let epoch = cache.epoch.load(Ordering::Acquire);
         let found = self.inner.get(id).await?;
         if let Some(movie) = &found {

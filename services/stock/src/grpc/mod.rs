@@ -62,6 +62,11 @@ impl StockApi {
     ) -> Self {
         Self { stock, keys, limits, shutdown, heartbeat, lag_snapshots: Arc::default() }
     }
+
+    /// Shows the live streams' figures at `/metrics`.
+    pub(crate) fn register_metrics(&self, metrics: &videostore_kit::metrics::Metrics) {
+        self.lag_snapshots.register_metrics(metrics);
+    }
 }
 
 #[tonic::async_trait]

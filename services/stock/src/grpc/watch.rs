@@ -10,12 +10,11 @@
 use std::{
     collections::{HashMap, VecDeque},
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::Duration,
 };
+
+use prometheus_client::metrics::counter::Counter;
 
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -47,7 +46,9 @@ type SharedMessages = Arc<[Arc<pb::WatchAvailabilityResponse>]>;
 pub(crate) struct LagSnapshots {
     latest: Arc<tokio::sync::Mutex<Option<(u64, SharedMessages)>>>,
     /// How many times the whole stock was read for watchers that fell behind.
-    reads: AtomicU64,
+    reads: Counter,
+    /// How many times a watcher fell behind and was sent a fresh snapshot.
+    resyncs: Counter,
 }
 
 impl LagSnapshots {
@@ -62,7 +63,7 @@ impl LagSnapshots {
         let read_at = stock.changes_published();
         let messages: SharedMessages =
             snapshot(stock, &[], true).await?.into_iter().map(Arc::new).collect();
-        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.reads.inc();
         tracing::debug!(read_at, "read every film's stock for watchers that fell behind");
         *latest = Some((read_at, Arc::clone(&messages)));
         let slot = Arc::clone(&self.latest);
@@ -83,7 +84,15 @@ impl LagSnapshots {
     /// How many times the whole stock was read for watchers that fell behind.
     #[cfg(test)]
     fn reads(&self) -> u64 {
-        self.reads.load(Ordering::Relaxed)
+        self.reads.get()
+    }
+
+    /// Shows the resyncs and the reads for them at `/metrics`.
+    pub(crate) fn register_metrics(&self, metrics: &videostore_kit::metrics::Metrics) {
+        let help = "Times a watcher fell behind and was sent a fresh snapshot";
+        metrics.register("videostore_watch_resyncs", help, self.resyncs.clone());
+        let help = "Reads of every film's stock for watchers that fell behind (shared)";
+        metrics.register("videostore_watch_snapshot_reads", help, self.reads.clone());
     }
 }
 
@@ -255,6 +264,7 @@ impl Watch {
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "slow watcher: sending a fresh snapshot");
+                    self.lag_snapshots.resyncs.inc();
                     // Counted now, this includes every change this watcher missed.
                     let published = self.stock.changes_published();
                     let fresh = if self.every_film {
