@@ -180,7 +180,7 @@ pub(crate) async fn sign_in_flood(
             })
         })
         .collect();
-    // The flood has filled the queue before the first real customer comes.
+    // The flood is in full swing before the first real customer comes.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut flooded = Vec::new();
     let (mut most_tries, mut gave_up) = (0, 0);
@@ -216,17 +216,21 @@ pub(crate) async fn sign_in_flood(
     })
 }
 
-/// Runs `call` from `concurrency` callers for `duration` while sampling the RSS of `pid`.
-async fn with_peak_rss<F, Fut>(
-    pid: u32,
+/// `service`'s memory while `call` (of `request`) runs from `concurrency` callers for
+/// `duration`: its RSS before, and the highest sampled every 20 ms meanwhile.
+async fn under_flood<F, Fut>(
+    running: &services::Running,
+    (service, request): (&'static str, &'static str),
     concurrency: usize,
     duration: Duration,
     call: F,
-) -> (load::Measured, u64)
+) -> BigRequests
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    let pid = running.pid(service).unwrap_or(0);
+    let rss_before_kib = services::rss_kib(pid);
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
         let sampling = Arc::clone(&sampling);
@@ -241,7 +245,8 @@ where
     };
     let measured = load::run(concurrency, duration, call).await;
     sampling.store(false, Ordering::Relaxed);
-    (measured, sampler.await.unwrap_or(0))
+    let rss_peak_kib = sampler.await.unwrap_or(0);
+    BigRequests { service, request, measured, rss_before_kib, rss_peak_kib }
 }
 
 /// Each service's memory under `concurrency` callers of its most expensive requests.
@@ -250,67 +255,48 @@ pub(crate) async fn big_requests(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Vec<BigRequests>> {
-    let mut results = Vec::new();
     let ids: Vec<i64> = (1..=1000).map(|n| 1 + n % 600).collect();
-
     let catalogue = channels(running.catalogue, 4).await?;
-    let pid = running.pid("catalogue").unwrap_or(0);
-    let before = services::rss_kib(pid);
     let batch = ids.clone();
-    let (measured, peak) = with_peak_rss(pid, concurrency, duration, move |worker| {
-        let mut client = CatalogueServiceClient::new(catalogue[worker % 4].clone());
-        let ids = batch.clone();
-        async move { client.batch_get_movies(BatchGetMoviesRequest { ids }).await.is_ok() }
-    })
+    let catalogue = under_flood(
+        running,
+        ("catalogue", "BatchGetMovies of 1,000 ids (the most allowed)"),
+        concurrency,
+        duration,
+        move |worker| {
+            let mut client = CatalogueServiceClient::new(catalogue[worker % 4].clone());
+            let ids = batch.clone();
+            async move { client.batch_get_movies(BatchGetMoviesRequest { ids }).await.is_ok() }
+        },
+    )
     .await;
-    results.push(BigRequests {
-        service: "catalogue",
-        request: "BatchGetMovies of 1,000 ids (the most allowed)",
-        measured,
-        rss_before_kib: before,
-        rss_peak_kib: peak,
-    });
-
     let stock = channels(running.stock, 4).await?;
-    let pid = running.pid("stock").unwrap_or(0);
-    let before = services::rss_kib(pid);
-    let batch = ids.clone();
-    let (measured, peak) = with_peak_rss(pid, concurrency, duration, move |worker| {
-        let mut client = StockServiceClient::new(stock[worker % 4].clone());
-        let movie_ids = batch.clone();
-        async move {
-            let request = BatchGetAvailabilityRequest { movie_ids };
-            client.batch_get_availability(request).await.is_ok()
-        }
-    })
+    let stock = under_flood(
+        running,
+        ("stock", "BatchGetAvailability of 1,000 ids (the most allowed)"),
+        concurrency,
+        duration,
+        move |worker| {
+            let mut client = StockServiceClient::new(stock[worker % 4].clone());
+            let request = BatchGetAvailabilityRequest { movie_ids: ids.clone() };
+            async move { client.batch_get_availability(request).await.is_ok() }
+        },
+    )
     .await;
-    results.push(BigRequests {
-        service: "stock",
-        request: "BatchGetAvailability of 1,000 ids (the most allowed)",
-        measured,
-        rss_before_kib: before,
-        rss_peak_kib: peak,
-    });
-
     let aggregator = channels(running.aggregator, 4).await?;
-    let pid = running.pid("aggregator").unwrap_or(0);
-    let before = services::rss_kib(pid);
-    let (measured, peak) = with_peak_rss(pid, concurrency, duration, move |worker| {
-        let mut client = StorefrontServiceClient::new(aggregator[worker % 4].clone());
-        async move {
+    let aggregator = under_flood(
+        running,
+        ("aggregator", "ListStorefront of 100 films with their stock (the largest page)"),
+        concurrency,
+        duration,
+        move |worker| {
+            let mut client = StorefrontServiceClient::new(aggregator[worker % 4].clone());
             let request = ListStorefrontRequest { page_size: 100, ..Default::default() };
-            client.list_storefront(request).await.is_ok()
-        }
-    })
+            async move { client.list_storefront(request).await.is_ok() }
+        },
+    )
     .await;
-    results.push(BigRequests {
-        service: "aggregator",
-        request: "ListStorefront of 100 films with their stock (the largest page)",
-        measured,
-        rss_before_kib: before,
-        rss_peak_kib: peak,
-    });
-    Ok(results)
+    Ok(vec![catalogue, stock, aggregator])
 }
 
 /// GetMovie alone, then during `search_concurrency` callers of worst-case searches.

@@ -22,7 +22,6 @@ use videostore_kit::{
     ids::AccountId,
     text::hidden_character,
 };
-use videostore_proto::catalogue::Movie;
 
 /// A check: panics when the input breaks a promise.
 pub type Check = fn(&[u8]);
@@ -59,23 +58,9 @@ fn import(data: &[u8], csv: bool) {
     for (index, (row, parsed)) in rows.into_iter().enumerate() {
         assert_eq!(row, index + 1, "rows are numbered from 1 in file order");
         match parsed {
-            Ok(movie) => check_movie(raw_movie(&movie)),
+            Ok(movie) => check_movie(RawMovie::from(&movie)),
             Err(reason) => assert!(!reason.is_empty(), "a rejected row says why"),
         }
-    }
-}
-
-fn raw_movie(movie: &Movie) -> RawMovie {
-    RawMovie {
-        title: movie.title.clone(),
-        release_year: movie.release_year,
-        genres: movie.genres.clone(),
-        runtime_minutes: movie.runtime_minutes,
-        director: movie.director.clone(),
-        rating: movie.rating,
-        synopsis: movie.synopsis.clone(),
-        audience_rating: movie.audience_rating,
-        external_key: movie.external_key.clone(),
     }
 }
 
@@ -123,18 +108,7 @@ fn check_movie(raw: RawMovie) {
         );
     }
     assert!((0.0..=10.0).contains(&fields.audience_rating), "the audience rating is 0 to 10");
-    let again = RawMovie {
-        title: fields.title.clone(),
-        release_year: fields.release_year,
-        genres: fields.genres.clone(),
-        runtime_minutes: fields.runtime_minutes,
-        director: fields.director.clone(),
-        rating: fields.rating.0,
-        synopsis: fields.synopsis.clone(),
-        audience_rating: fields.audience_rating,
-        external_key: fields.external_key.clone().unwrap_or_default(),
-    }
-    .validate(now());
+    let again = RawMovie::from(&fields).validate(now());
     assert_eq!(again.as_ref(), Ok(&fields), "accepted fields are accepted again unchanged");
     // The cursor after this film must make a page token that reads back (the next page
     // after it must be reachable, however long its folded title).

@@ -258,7 +258,7 @@ pub async fn serve(
         .layer(cors_layer(origins))
         // Nearest the routes (tonic applies the first layer outermost).
         .layer(crate::timeout::AnswerTimeoutLayer::new(crate::timeout::ANSWER_WITHIN))
-        .layer(crate::undecodable::UndecodableLayer)
+        .layer(tower::util::MapResponseLayer::new(crate::undecodable::answer_undecodable))
         .add_routes(Routes::from(routes));
     let server: std::pin::Pin<
         Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,

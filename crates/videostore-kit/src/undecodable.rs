@@ -2,15 +2,12 @@
 //! INVALID_ARGUMENT, not the INTERNAL that tonic's decoding gives it.
 //!
 //! The decoder cannot tell a server's request from a client's answer (one codec serves both),
-//! so it marks its failures ([`videostore_proto::codec::UNDECODABLE`]) and this layer, on the
-//! server, changes their code. It reads only an answer's head, where such a failure is: the
-//! request is decoded before the handler runs (or the handler returns the failure before it
-//! answers). A bidirectional stream has answered its head before it reads a message: its
+//! so it marks its failures ([`videostore_proto::codec::UNDECODABLE`]) and the server changes
+//! their code in its answers ([`answer_undecodable`]). That reads only an answer's head, where
+//! such a failure is: the request is decoded before the handler runs (or the handler returns the
+//! failure before it answers). A bidirectional stream has answered its head before it reads a message: its
 //! handler answers a message that does not decode with [`request_stream_error`].
 
-use std::task::{Context, Poll};
-
-use futures::future::BoxFuture;
 use http::HeaderValue;
 use tonic::body::Body;
 use videostore_proto::codec::UNDECODABLE;
@@ -36,48 +33,12 @@ pub(crate) fn is_undecodable(headers: &http::HeaderMap) -> bool {
     })
 }
 
-/// Wraps a server's routes in [`Undecodable`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct UndecodableLayer;
-
-impl<S> tower::Layer<S> for UndecodableLayer {
-    type Service = Undecodable<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Undecodable { inner }
+/// A server's answer, with the decoder's INTERNAL made INVALID_ARGUMENT. Wrap the routes in
+/// `tower::util::MapResponseLayer::new(answer_undecodable)`.
+pub fn answer_undecodable(mut response: http::Response<Body>) -> http::Response<Body> {
+    let headers = response.headers_mut();
+    if headers.get("grpc-status").is_some_and(|code| code == "13") && is_undecodable(headers) {
+        headers.insert("grpc-status", HeaderValue::from_static("3"));
     }
-}
-
-/// See the module's description.
-#[derive(Debug, Clone)]
-pub struct Undecodable<S> {
-    inner: S,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for Undecodable<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = answer.await?;
-            let headers = response.headers_mut();
-            if headers.get("grpc-status").is_some_and(|code| code == "13")
-                && is_undecodable(headers)
-            {
-                headers.insert("grpc-status", HeaderValue::from_static("3"));
-            }
-            Ok(response)
-        })
-    }
+    response
 }

@@ -4,33 +4,38 @@ use videostore_proto::catalogue as pb;
 
 use crate::domain::{Filter, Invalid, Movie, MovieFields, Order, RawMovie};
 
-/// Film fields as sent, not yet checked.
-pub(crate) fn raw_from_proto(movie: &pb::Movie) -> RawMovie {
-    RawMovie {
-        title: movie.title.clone(),
-        release_year: movie.release_year,
-        genres: movie.genres.clone(),
-        runtime_minutes: movie.runtime_minutes,
-        director: movie.director.clone(),
-        rating: movie.rating,
-        synopsis: movie.synopsis.clone(),
-        audience_rating: movie.audience_rating,
-        external_key: movie.external_key.clone(),
+/// Film fields as sent, not yet checked. (A trait impl, so other crates, the fuzz checks
+/// among them, convert as the service does.)
+impl From<&pb::Movie> for RawMovie {
+    fn from(movie: &pb::Movie) -> Self {
+        RawMovie {
+            title: movie.title.clone(),
+            release_year: movie.release_year,
+            genres: movie.genres.clone(),
+            runtime_minutes: movie.runtime_minutes,
+            director: movie.director.clone(),
+            rating: movie.rating,
+            synopsis: movie.synopsis.clone(),
+            audience_rating: movie.audience_rating,
+            external_key: movie.external_key.clone(),
+        }
     }
 }
 
 /// A film's current fields, as if sent again (for merging an update into).
-fn raw_from_fields(fields: &MovieFields) -> RawMovie {
-    RawMovie {
-        title: fields.title.clone(),
-        release_year: fields.release_year,
-        genres: fields.genres.clone(),
-        runtime_minutes: fields.runtime_minutes,
-        director: fields.director.clone(),
-        rating: fields.rating.0,
-        synopsis: fields.synopsis.clone(),
-        audience_rating: fields.audience_rating,
-        external_key: fields.external_key.clone().unwrap_or_default(),
+impl From<&MovieFields> for RawMovie {
+    fn from(fields: &MovieFields) -> Self {
+        RawMovie {
+            title: fields.title.clone(),
+            release_year: fields.release_year,
+            genres: fields.genres.clone(),
+            runtime_minutes: fields.runtime_minutes,
+            director: fields.director.clone(),
+            rating: fields.rating.0,
+            synopsis: fields.synopsis.clone(),
+            audience_rating: fields.audience_rating,
+            external_key: fields.external_key.clone().unwrap_or_default(),
+        }
     }
 }
 
@@ -97,11 +102,11 @@ pub(crate) fn merge(
     patch: &pb::Movie,
     paths: &[String],
 ) -> Result<RawMovie, Invalid> {
-    apply_mask(raw_from_fields(current), patch, paths)
+    apply_mask(RawMovie::from(current), patch, paths)
 }
 
 fn apply_mask(current: RawMovie, patch: &pb::Movie, paths: &[String]) -> Result<RawMovie, Invalid> {
-    let incoming = raw_from_proto(patch);
+    let incoming = RawMovie::from(patch);
     if paths.is_empty() {
         return Ok(incoming);
     }

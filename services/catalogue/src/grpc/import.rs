@@ -8,8 +8,12 @@ use tonic::Streaming;
 use videostore_kit::auth::Session;
 use videostore_proto::catalogue as pb;
 
-use super::convert::raw_from_proto;
-use crate::{domain::MovieFields, error::Error, service::Catalogue, store::Upserted};
+use crate::{
+    domain::{MovieFields, RawMovie},
+    error::Error,
+    service::Catalogue,
+    store::Upserted,
+};
 
 /// Imported rows are committed in transactions of this many rows.
 const IMPORT_BATCH: usize = 5000;
@@ -44,7 +48,7 @@ pub(super) async fn import(
             let row_index = index;
             index += 1;
             let external_key = row.external_key.trim().to_owned();
-            let fields = match raw_from_proto(&row).validate(now) {
+            let fields = match RawMovie::from(&row).validate(now) {
                 Ok(fields) => fields,
                 Err(reason) => {
                     reject(&mut summary, row_index, &external_key, reason.0);

@@ -19,9 +19,9 @@ use videostore_kit::auth::TokenKeys;
 use videostore_proto::catalogue::{self as pb, catalogue_service_server::CatalogueService};
 
 pub(crate) use self::convert::{bounded, filter_from_proto, movie_to_proto, order_from_proto};
-use self::{convert::raw_from_proto, watch::ChangeWatch};
+use self::watch::ChangeWatch;
 use crate::{
-    domain::{Invalid, ListQuery, MovieFields, MovieId},
+    domain::{Invalid, ListQuery, MovieFields, MovieId, RawMovie},
     error::Error,
     page_token,
     service::Catalogue,
@@ -270,6 +270,6 @@ fn new_film(request: &pb::CreateMovieRequest) -> Result<(MovieFields, Option<&st
             "request_id is longer than {MAX_REQUEST_ID_CHARS} characters"
         )));
     }
-    let fields = raw_from_proto(movie).validate(std::time::SystemTime::now())?;
+    let fields = RawMovie::from(movie).validate(std::time::SystemTime::now())?;
     Ok((fields, (!request_id.is_empty()).then_some(request_id)))
 }
