@@ -25,6 +25,7 @@ mod postgres;
 mod rentals;
 mod report;
 mod services;
+mod traced;
 mod unary;
 mod wrk;
 
@@ -87,6 +88,18 @@ enum Command {
         /// Only the targets whose name contains this (the ceiling always runs).
         #[arg(long)]
         only: Option<String>,
+        /// Folder of the release binaries.
+        #[arg(long, default_value = "target/release")]
+        bin_dir: PathBuf,
+    },
+    /// Only the tracing scenario: GetMovie and GetMoviePage with trace export off, then on.
+    Tracing {
+        /// Calls in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
         /// Folder of the release binaries.
         #[arg(long, default_value = "target/release")]
         bin_dir: PathBuf,
@@ -159,6 +172,8 @@ struct Results {
     postgres: postgres::PostgresResults,
     /// What the abuse limits leave a real customer.
     abuse: Abuse,
+    /// GetMovie and GetMoviePage with trace export on and off.
+    tracing: traced::TracingCost,
     memory: Vec<services::Memory>,
 }
 
@@ -262,6 +277,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Postgres { quick, bin_dir } => {
             let results = postgres::measure(&bin_dir, quick).await?;
             eprintln!("{results:#?}");
+            Ok(())
+        }
+        Command::Tracing { concurrency, seconds, bin_dir } => {
+            let cost = traced::measure(&bin_dir, concurrency, Duration::from_secs(seconds)).await?;
+            eprintln!("{cost:#?}");
             Ok(())
         }
         Command::Unary { concurrency, seconds, only, bin_dir } => {
@@ -445,6 +465,7 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
     }
     bulk_running.stop();
 
+    let tracing = traced::measure(&bin_dir, 64, duration).await?;
     let on_postgres = postgres::measure(&bin_dir, quick).await?;
     let sign_in = sign_in_flood(&bin_dir, quick).await?;
     let abuse = Abuse {
@@ -463,6 +484,7 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
         wrk,
         postgres: on_postgres,
         abuse,
+        tracing,
         memory: idle.into_iter().chain(peak).chain(fanout_memory).chain(bulk_memory).collect(),
     };
     std::fs::create_dir_all(&out)?;

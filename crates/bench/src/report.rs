@@ -171,6 +171,7 @@ pub(crate) fn markdown(results: &Results) -> String {
     }
     let _ = writeln!(out);
     abuse_section(&mut out, &results.abuse);
+    tracing_section(&mut out, &results.tracing);
     let _ = writeln!(out, "## Resident memory\n");
     let _ = writeln!(
         out,
@@ -194,6 +195,48 @@ pub(crate) fn markdown(results: &Results) -> String {
         );
     }
     out
+}
+
+/// With export on, each target's ratio to the ceiling over its ratio with export off.
+pub(crate) fn tracing_ratios(cost: &crate::traced::TracingCost) -> Vec<(&'static str, f64)> {
+    cost.on
+        .iter()
+        .filter_map(|on| {
+            let off = cost.off.iter().find(|off| off.target == on.target)?;
+            Some((
+                on.target,
+                on.throughput_vs_ceiling / off.throughput_vs_ceiling.max(f64::EPSILON),
+            ))
+        })
+        .collect()
+}
+
+fn tracing_section(out: &mut String, cost: &crate::traced::TracingCost) {
+    let _ = writeln!(out, "\n## Tracing export\n");
+    let _ = writeln!(
+        out,
+        "The same calls on services started without trace export, then on services exporting every call's spans (the default sampler, `parentbased_always_on`) over OTLP/gRPC to a receiver in the load generator, which was sent {} spans. Each ratio is to the ceiling, in turns with it as above.\n",
+        cost.spans_received
+    );
+    let _ = writeln!(
+        out,
+        "| target | in flight | × ceiling, export off | × ceiling, export on | on ÷ off | p99 ms off | p99 ms on |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for on in &cost.on {
+        let Some(off) = cost.off.iter().find(|off| off.target == on.target) else { continue };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            on.target,
+            on.measured.concurrency,
+            off.throughput_vs_ceiling,
+            on.throughput_vs_ceiling,
+            on.throughput_vs_ceiling / off.throughput_vs_ceiling.max(f64::EPSILON),
+            ms(off.measured.p99_us),
+            ms(on.measured.p99_us)
+        );
+    }
 }
 
 fn abuse_section(out: &mut String, abuse: &crate::Abuse) {
@@ -281,6 +324,22 @@ fn targets(out: &mut String, results: &Results) {
             u.throughput_vs_ceiling, u.p99_vs_ceiling
         )),
         verdict(get_movie.map(|u| u.throughput_vs_ceiling >= 0.8 && u.p99_vs_ceiling <= 1.5))
+    );
+    let ratios = tracing_ratios(&results.tracing);
+    let worst = ratios.iter().map(|(_, ratio)| *ratio).reduce(f64::min);
+    let _ = writeln!(
+        out,
+        "| GetMovie and GetMoviePage with trace export on ≥ 0.9× off | {} | {} |",
+        if ratios.is_empty() {
+            "—".to_owned()
+        } else {
+            ratios
+                .iter()
+                .map(|(target, ratio)| format!("{target} {ratio:.2}×"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        verdict(worst.map(|worst| worst >= 0.9))
     );
     let page = at("aggregator GetMoviePage", 64);
     let _ = writeln!(

@@ -175,6 +175,22 @@ impl Running {
         postgres: Option<&OnPostgres>,
         limits: Limits,
     ) -> anyhow::Result<Self> {
+        Self::start_exporting(bin_dir, seed, postgres, limits, None).await
+    }
+
+    /// Like [`Running::start`] (seeded), every service exporting its traces over OTLP to
+    /// `otlp`.
+    pub(crate) async fn start_traced(bin_dir: &Path, otlp: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_exporting(bin_dir, true, None, Limits::Off, Some(otlp)).await
+    }
+
+    async fn start_exporting(
+        bin_dir: &Path,
+        seed: bool,
+        postgres: Option<&OnPostgres>,
+        limits: Limits,
+        otlp: Option<SocketAddr>,
+    ) -> anyhow::Result<Self> {
         let data = match std::env::var_os("BENCH_DATA_DIR") {
             Some(path) if postgres.is_none() => {
                 std::fs::create_dir_all(&path)?;
@@ -226,6 +242,9 @@ impl Running {
                         .env("STOCK_WATCHES_PER_CLIENT", "0"),
                     Limits::AsShipped => command.env("VIDEOSTORE_TRUSTED_PROXIES", "127.0.0.1"),
                 };
+                if let Some(otlp) = otlp {
+                    command.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"));
+                }
                 if let Some(postgres) = postgres {
                     // Sized as an operator would: the stock replicas share a few connections
                     // per database core between them.

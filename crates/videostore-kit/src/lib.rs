@@ -12,7 +12,8 @@
 //! - [`run`]: what every service's `main` does.
 //! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token that streaming handlers watch.
 //! - [`deadline`]: the caller's `grpc-timeout`, for propagating deadlines downstream.
-//! - [`telemetry`]: structured logging with `tracing`.
+//! - [`telemetry`]: logs, and OpenTelemetry traces exported over OTLP; [`trace`]: a span per
+//!   call on both sides of every RPC, and trace context across the wire.
 //! - [`sample`]: the sample data a new store opens with, shared by catalogue and stock.
 //! - [`database`]: which backend a database URL names.
 //! - `sqlite` (feature `sqlite`): the embedded database — a writer and a reader pool on
@@ -48,4 +49,5 @@ pub mod telemetry;
 pub mod text;
 pub mod timeout;
 pub mod tls;
+pub mod trace;
 pub mod undecodable;

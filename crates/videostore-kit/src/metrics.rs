@@ -22,16 +22,18 @@ use std::{
     time::Instant,
 };
 
+use crate::trace::{code_name, status_of};
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
+use http::{HeaderValue, header::CONTENT_TYPE};
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{family::Family, histogram::Histogram},
     registry::{Metric, Registry, Unit},
 };
+use tracing::{Instrument, Span};
 
 /// Upper bounds of the duration buckets, in seconds: OpenTelemetry's advice for RPC durations,
 /// with finer ones below 5 ms, where this store's reads answer.
@@ -234,45 +236,54 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = self.calls.of(request.uri().path());
+        let span = crate::trace::server_span(&method.name, request.headers());
         let mut timing = Timing {
-            method: self.calls.of(request.uri().path()),
+            method,
             calls: Arc::clone(&self.calls),
             started: Instant::now(),
-            done: false,
+            span: Some(span.clone()),
         };
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let response = answer.await?;
-            // A trailers-only answer (most errors) has its status in its head.
-            if let Some(code) = status_of(response.headers()) {
-                timing.finish(code);
+        let answer = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        Box::pin(
+            async move {
+                let response = answer.await?;
+                // A trailers-only answer (most errors) has its status in its head.
+                if let Some(code) = status_of(response.headers()) {
+                    timing.finish(code);
+                }
+                Ok(response.map(|body| TimedBody { body, timing }))
             }
-            Ok(response.map(|body| TimedBody { body, timing }))
-        })
+            .instrument(span),
+        )
     }
 }
 
-/// A call being timed: recorded once, when its status is known or when it is dropped.
+/// A call being timed and traced: recorded once, when its status is known or when it is
+/// dropped; its span ends then.
 struct Timing {
     calls: Arc<Durations>,
     method: Arc<MethodDurations>,
     started: Instant,
-    done: bool,
+    /// Until the call is recorded.
+    span: Option<Span>,
 }
 
 impl Timing {
     fn finish(&mut self, code: tonic::Code) {
-        if self.done {
-            return;
-        }
-        self.done = true;
+        let Some(span) = self.span.take() else { return };
         self.calls.observe(&self.method, code, self.started.elapsed().as_secs_f64());
+        crate::trace::end_call(&span, code, false);
+        span.in_scope(|| tracing::debug!(code = code_name(code), "answered"));
     }
 }
 
 impl Drop for Timing {
     fn drop(&mut self) {
-        if !self.done {
+        if self.span.is_some() {
             let late = self.started.elapsed() >= crate::timeout::ANSWER_WITHIN;
             self.finish(if late { tonic::Code::DeadlineExceeded } else { tonic::Code::Cancelled });
         }
@@ -294,7 +305,11 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TimedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        // The stream's handler runs in its call's span.
+        let polled = {
+            let _entered = this.timing.span.as_ref().map(Span::enter);
+            Pin::new(&mut this.body).poll_frame(cx)
+        };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(code) = frame.trailers_ref().and_then(status_of) {
@@ -315,38 +330,5 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TimedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-/// The status code in `headers`, if they carry one. Bytes that did not decode count as
-/// INVALID_ARGUMENT, as the server answers them ([`crate::undecodable`]).
-fn status_of(headers: &HeaderMap) -> Option<tonic::Code> {
-    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
-    if code == 13 && crate::undecodable::is_undecodable(headers) {
-        return Some(tonic::Code::InvalidArgument);
-    }
-    Some(tonic::Code::from_i32(code))
-}
-
-/// A status code's name, as gRPC writes it.
-fn code_name(code: tonic::Code) -> &'static str {
-    match code {
-        tonic::Code::Ok => "OK",
-        tonic::Code::Cancelled => "CANCELLED",
-        tonic::Code::Unknown => "UNKNOWN",
-        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
-        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        tonic::Code::NotFound => "NOT_FOUND",
-        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
-        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
-        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
-        tonic::Code::Aborted => "ABORTED",
-        tonic::Code::OutOfRange => "OUT_OF_RANGE",
-        tonic::Code::Unimplemented => "UNIMPLEMENTED",
-        tonic::Code::Internal => "INTERNAL",
-        tonic::Code::Unavailable => "UNAVAILABLE",
-        tonic::Code::DataLoss => "DATA_LOSS",
-        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }

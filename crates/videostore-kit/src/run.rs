@@ -30,7 +30,7 @@ where
     // Before the runtime starts, so that `--help` and bad flags exit at once.
     let config = C::parse();
     runtime::build()?.block_on(async move {
-        telemetry::init(name);
+        let telemetry = telemetry::init(name);
         if !runtime::WITHOUT_LIFO_SLOT {
             tracing::warn!("built without --cfg tokio_unstable: the runtime keeps its LIFO slot");
         }
@@ -38,7 +38,9 @@ where
         shutdown::cancel_on_signal(shutdown.clone());
         let server = build(config, shutdown).await?;
         tracing::info!(service = name, addr = %server.local_addr(), "serving");
-        server.run().await?;
+        let served = server.run().await;
+        telemetry.shutdown().await;
+        served?;
         tracing::info!(service = name, "stopped");
         Ok(())
     })

@@ -16,11 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{service::Routes, transport::server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
-use tower_http::{
-    cors::{AllowOrigin, CorsLayer},
-    trace::{DefaultOnFailure, TraceLayer},
-};
-use tracing::Level;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// Largest message a server sends, and the largest request of a bulk call (an ImportMovies
 /// batch of 5,000 films). Small enough that a hostile client cannot make a server buffer
@@ -89,6 +85,9 @@ pub fn cors_layer(origins: &AllowedOrigins) -> CorsLayer {
             HeaderName::from_static("x-grpc-web"),
             HeaderName::from_static("x-user-agent"),
             HeaderName::from_static("grpc-timeout"),
+            // W3C trace context: the web app starts each call's trace.
+            HeaderName::from_static("traceparent"),
+            HeaderName::from_static("tracestate"),
         ])
         .expose_headers([
             HeaderName::from_static("grpc-status"),
@@ -195,7 +194,10 @@ impl StandardServices {
 }
 
 /// gRPC routes that also answer gRPC-Web (HTTP/1.1) calls from browsers, each call timed into
-/// `metrics` (inside the translation, so both transports count alike).
+/// `metrics` and given its span ([`crate::trace`]), inside the translation, so both transports
+/// count alike. Failures are not logged as errors here: most are the caller's mistakes, and the
+/// services log each internal cause themselves, once (see `error`); `RUST_LOG=debug` shows
+/// every answer's code.
 ///
 /// The translation applies to these routes only: tonic-web refuses any other HTTP/1.1 request,
 /// so plain HTTP routes (the REST facade) are merged in after this, outside the layer.
@@ -251,10 +253,6 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .concurrency_limit_per_connection(MAX_CALLS_PER_CONNECTION)
-        // One span per call (method, path); failures and latencies at DEBUG (`RUST_LOG=debug`).
-        // Failures are not logged as errors here: most are the caller's mistakes, and the
-        // services log each internal cause themselves, once (see `error`).
-        .layer(TraceLayer::new_for_grpc().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
         .layer(cors_layer(origins))
         // Nearest the routes (tonic applies the first layer outermost).
         .layer(crate::timeout::AnswerTimeoutLayer::new(crate::timeout::ANSWER_WITHIN))

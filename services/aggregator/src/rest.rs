@@ -39,6 +39,8 @@ pub(crate) fn router(storefront: Storefront, deadline: Duration) -> Router {
         .route("/api/movies", get(list_movies))
         .route("/api/movies/export", get(export_movies))
         .route("/api/movies/{id}", get(get_movie))
+        // A span per request, continuing the caller's `traceparent`.
+        .route_layer(axum::middleware::from_fn(videostore_kit::trace::http_requests))
         .with_state(Rest { storefront, deadline })
 }
 

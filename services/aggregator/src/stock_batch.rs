@@ -11,6 +11,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::{Request, transport::Channel};
+use tracing::Instrument;
+use videostore_kit::trace;
 use videostore_proto::stock::{
     Availability, BatchGetAvailabilityRequest, stock_service_client::StockServiceClient,
 };
@@ -26,6 +28,8 @@ const QUEUE: usize = 4096;
 /// (logged once for the whole call).
 struct Lookup {
     ids: Vec<i64>,
+    /// The caller's span, which the call that serves it links to.
+    caller: trace::SpanContext,
     reply: oneshot::Sender<Option<Vec<Availability>>>,
 }
 
@@ -40,7 +44,8 @@ impl StockBatcher {
     /// when the last handle is dropped.
     pub(crate) fn start(stock: Channel, timeout: Duration) -> Self {
         let (queue, lookups) = mpsc::channel(QUEUE);
-        tokio::spawn(gather(lookups, StockServiceClient::new(stock), timeout));
+        let client = StockServiceClient::new(crate::upstream::traced(stock));
+        tokio::spawn(gather(lookups, client, timeout));
         Self { queue }
     }
 
@@ -53,7 +58,7 @@ impl StockBatcher {
     ) -> Option<Vec<Availability>> {
         let (reply, answer) = oneshot::channel();
         let asked = async {
-            self.queue.send(Lookup { ids, reply }).await.ok()?;
+            self.queue.send(Lookup { ids, reply, caller: trace::current_context() }).await.ok()?;
             answer.await.ok()
         };
         match tokio::time::timeout(budget, asked).await {
@@ -72,7 +77,7 @@ impl StockBatcher {
 /// Takes lookups as calls become free, each call carrying everything queued by then.
 async fn gather(
     mut lookups: mpsc::Receiver<Lookup>,
-    client: StockServiceClient<Channel>,
+    client: StockServiceClient<crate::upstream::Traced>,
     timeout: Duration,
 ) {
     let calls = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -115,7 +120,25 @@ async fn gather(
 
 /// One BatchGetAvailability for `batch`, each lookup answered with its own ids in its order;
 /// abandoned as soon as every caller in the batch has stopped waiting, to free its slot.
-async fn call(mut client: StockServiceClient<Channel>, mut batch: Vec<Lookup>, timeout: Duration) {
+///
+/// Traced as a span of the first caller's trace that links to every other caller's span, so
+/// each caller's trace shows the stock call that served it.
+async fn call(
+    client: StockServiceClient<crate::upstream::Traced>,
+    batch: Vec<Lookup>,
+    timeout: Duration,
+) {
+    let span = tracing::info_span!("stock lookup", lookups = batch.len());
+    trace::set_parent(&span, batch[0].caller.clone());
+    trace::link(&span, batch[1..].iter().map(|lookup| lookup.caller.clone()));
+    call_traced(client, batch, timeout).instrument(span).await;
+}
+
+async fn call_traced(
+    mut client: StockServiceClient<crate::upstream::Traced>,
+    mut batch: Vec<Lookup>,
+    timeout: Duration,
+) {
     let mut ids: Vec<i64> = batch.iter().flat_map(|lookup| lookup.ids.iter().copied()).collect();
     ids.sort_unstable();
     ids.dedup();

@@ -22,7 +22,12 @@ use videostore_proto::{
 
 use videostore_kit::ids::MovieId;
 
-use crate::{error::Error, films::FilmPages, stock_batch::StockBatcher};
+use crate::{
+    error::Error,
+    films::FilmPages,
+    stock_batch::StockBatcher,
+    upstream::{Traced, traced},
+};
 
 /// Time kept back from the caller's deadline to build and send the answer.
 const ANSWER_MARGIN: Duration = Duration::from_millis(20);
@@ -45,9 +50,9 @@ pub(crate) struct Upstream {
 #[derive(Clone)]
 pub(crate) struct Storefront {
     /// The catalogue.
-    catalogue: CatalogueServiceClient<Channel>,
+    catalogue: CatalogueServiceClient<Traced>,
     /// The catalogue's channel for exports, its connections their own.
-    exports: Channel,
+    exports: Traced,
     /// Places for the exports running at once.
     export_places: Arc<tokio::sync::Semaphore>,
     /// Stock, through lookups shared by concurrent views.
@@ -62,9 +67,9 @@ impl Storefront {
     /// Clients over lazily connected channels, so the services may start in any order.
     pub(crate) fn new(upstream: Upstream, stock_timeout: Duration, films: Arc<FilmPages>) -> Self {
         Self {
-            catalogue: CatalogueServiceClient::new(upstream.catalogue)
+            catalogue: CatalogueServiceClient::new(traced(upstream.catalogue))
                 .max_decoding_message_size(videostore_kit::serve::MAX_MESSAGE_BYTES),
-            exports: upstream.exports,
+            exports: traced(upstream.exports),
             export_places: Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)),
             stock: StockBatcher::start(upstream.stock, stock_timeout),
             stock_timeout,

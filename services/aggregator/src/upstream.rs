@@ -90,6 +90,15 @@ impl Reach {
     }
 }
 
+/// A channel whose calls have client spans and carry their trace context
+/// ([`videostore_kit::trace`]).
+pub(crate) type Traced = videostore_kit::trace::TraceClient<Channel>;
+
+/// `channel`, its calls traced.
+pub(crate) fn traced(channel: Channel) -> Traced {
+    tower::Layer::layer(&videostore_kit::trace::TraceClientLayer, channel)
+}
+
 /// A channel to the service at `addresses` (see the module's description), balanced when there
 /// may be several replicas, with its own connections, set up for `purpose`. The balancing task
 /// ends at `shutdown`.

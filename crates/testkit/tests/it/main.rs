@@ -15,3 +15,4 @@ mod postgres;
 mod rentals;
 mod stock;
 mod tls;
+mod traces;
