@@ -277,7 +277,9 @@ impl Timing {
         let Some(span) = self.span.take() else { return };
         self.calls.observe(&self.method, code, self.started.elapsed().as_secs_f64());
         crate::trace::end_call(&span, code, false);
-        span.in_scope(|| tracing::debug!(code = code_name(code), "answered"));
+        span.in_scope(
+            || tracing::debug!(target: "videostore::rpc", code = code_name(code), "answered"),
+        );
     }
 }
 

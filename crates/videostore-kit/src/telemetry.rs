@@ -9,7 +9,8 @@
 //! `OTEL_SERVICE_NAME` (default: the service's own name), `OTEL_RESOURCE_ATTRIBUTES`,
 //! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`),
 //! `OTEL_BSP_*` for batching, and `OTEL_SDK_DISABLED=true` to turn export off. Without an
-//! endpoint no OpenTelemetry layer is installed: spans cost what a log span costs.
+//! endpoint no OpenTelemetry layer is installed, and a call gets a span only when its caller
+//! sent a `traceparent` or answers are logged (see [`crate::trace`]).
 //!
 //! The log filter does not apply to traces: `RUST_LOG=warn` still exports every call's span.
 
@@ -114,7 +115,32 @@ where
         .with_target(false)
         .with_level(false)
         .with_tracked_inactivity(false)
-        .with_filter(LevelFilter::INFO)
+        .with_filter(Exported)
+}
+
+/// The exporting layer's filter: spans and events at INFO and above. Also how a call finds out
+/// whether its spans are exported ([`exported`]): the subscriber hands it out when asked for
+/// its type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exported;
+
+impl<S> tracing_subscriber::layer::Filter<S> for Exported {
+    fn enabled(
+        &self,
+        metadata: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        *metadata.level() <= tracing::Level::INFO
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::INFO)
+    }
+}
+
+/// Whether the current subscriber exports spans (has [`span_layer`]).
+pub(crate) fn exported() -> bool {
+    tracing::dispatcher::get_default(|dispatch| dispatch.downcast_ref::<Exported>().is_some())
 }
 
 /// The configured OTLP endpoint, if any (the traces' own variable first).

@@ -206,7 +206,7 @@ async fn a_movie_page_is_one_trace_from_caller_to_catalogue_and_stock() {
         tracing_subscriber::registry().with(videostore_kit::telemetry::span_layer(&provider)).with(
             videostore_kit::telemetry::log_layer(
                 true,
-                EnvFilter::new("videostore_kit=debug,info"),
+                EnvFilter::new("videostore::rpc=debug,info"),
                 move || writer.clone(),
             ),
         ),
@@ -352,7 +352,7 @@ async fn without_export_log_lines_still_carry_the_callers_trace_id() {
     let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(
         videostore_kit::telemetry::log_layer(
             true,
-            EnvFilter::new("videostore_kit=debug,info"),
+            EnvFilter::new("videostore::rpc=debug,info"),
             move || writer.clone(),
         ),
     ));
