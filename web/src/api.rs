@@ -3,7 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use tonic::{Code, Request, Status};
+use tonic::{
+    Code, Request, Status,
+    codegen::{Service, http},
+};
 use tonic_web_wasm_client::Client;
 use videostore_display::query::StorefrontQuery;
 use videostore_proto::{
@@ -168,6 +171,46 @@ impl Session {
     }
 }
 
+/// A gRPC-Web client that starts a trace with each call: a W3C `traceparent` naming a new
+/// trace, the call as its first span and sampled, so the services' spans of what this click
+/// caused form one trace (when they export traces).
+#[derive(Clone)]
+pub(crate) struct Traced(Client);
+
+impl Traced {
+    fn to(base: &str) -> Self {
+        Self(Client::new(base.to_owned()))
+    }
+}
+
+/// A new trace's `traceparent`: random trace and span ids (from the browser's
+/// `crypto.getRandomValues`, through uuid), sampled.
+fn traceparent() -> String {
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let span = uuid::Uuid::new_v4().simple().to_string();
+    format!("00-{trace}-{}-01", &span[..16])
+}
+
+impl Service<http::Request<tonic::body::Body>> for Traced {
+    type Response = <Client as Service<http::Request<tonic::body::Body>>>::Response;
+    type Error = <Client as Service<http::Request<tonic::body::Body>>>::Error;
+    type Future = <Client as Service<http::Request<tonic::body::Body>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        if let Ok(value) = http::HeaderValue::from_str(&traceparent()) {
+            request.headers_mut().insert("traceparent", value);
+        }
+        self.0.call(request)
+    }
+}
+
 /// The gRPC-Web clients.
 #[derive(Clone)]
 pub(crate) struct Api {
@@ -258,20 +301,20 @@ impl Api {
         self.session.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn catalogue(&self) -> CatalogueServiceClient<Client> {
-        CatalogueServiceClient::new(Client::new(self.endpoints.catalogue.clone()))
+    fn catalogue(&self) -> CatalogueServiceClient<Traced> {
+        CatalogueServiceClient::new(Traced::to(&self.endpoints.catalogue))
     }
 
-    fn stock(&self) -> StockServiceClient<Client> {
-        StockServiceClient::new(Client::new(self.endpoints.stock.clone()))
+    fn stock(&self) -> StockServiceClient<Traced> {
+        StockServiceClient::new(Traced::to(&self.endpoints.stock))
     }
 
-    fn accounts(&self) -> AccountServiceClient<Client> {
-        AccountServiceClient::new(Client::new(self.endpoints.stock.clone()))
+    fn accounts(&self) -> AccountServiceClient<Traced> {
+        AccountServiceClient::new(Traced::to(&self.endpoints.stock))
     }
 
-    fn storefront(&self) -> StorefrontServiceClient<Client> {
-        StorefrontServiceClient::new(Client::new(self.endpoints.aggregator.clone()))
+    fn storefront(&self) -> StorefrontServiceClient<Traced> {
+        StorefrontServiceClient::new(Traced::to(&self.endpoints.aggregator))
     }
 
     /// A page of the store front, films with their stock.

@@ -9,6 +9,7 @@
 
 pub mod front;
 pub mod grpc_web;
+pub mod otlp;
 
 use std::{
     net::SocketAddr,

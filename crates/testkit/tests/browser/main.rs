@@ -10,6 +10,7 @@
 
 mod front_door;
 mod harness;
+mod traces;
 
 use std::time::{Duration, Instant};
 

@@ -3,61 +3,20 @@
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_server::{TraceService, TraceServiceServer},
-    },
     common::v1::any_value,
     trace::v1::{Span, span::SpanKind, status::StatusCode},
 };
-use testkit::TestStore;
-use tonic::{Code, Request, Response, Status};
+use testkit::{
+    TestStore,
+    otlp::{Receiver, names, received},
+};
+use tonic::{Code, Request};
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt};
 use videostore_proto::aggregator as pb;
-
-/// An OTLP trace endpoint that keeps every span it is sent.
-#[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<Span>>>);
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let mut spans = self.0.lock().unwrap();
-        for resource in request.into_inner().resource_spans {
-            for scope in resource.scope_spans {
-                spans.extend(scope.spans);
-            }
-        }
-        Ok(Response::new(ExportTraceServiceResponse { partial_success: None }))
-    }
-}
-
-impl Receiver {
-    async fn start(self) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(self))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
-        addr
-    }
-
-    /// The spans of trace `trace` received so far.
-    fn trace(&self, trace: &[u8]) -> Vec<Span> {
-        self.0.lock().unwrap().iter().filter(|span| span.trace_id == trace).cloned().collect()
-    }
-}
 
 /// A log writer that keeps what it is given.
 #[derive(Clone, Default)]
@@ -128,10 +87,6 @@ fn only<'a>(spans: &'a [Span], kind: SpanKind, name: &str) -> &'a Span {
     found[0]
 }
 
-fn names(spans: &[Span]) -> Vec<String> {
-    spans.iter().map(|span| format!("{} {:?}", span.name, span.kind())).collect()
-}
-
 /// Whether `span` descends from `ancestor` within `spans`.
 fn descends(spans: &[Span], span: &Span, ancestor: &Span) -> bool {
     let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (s.span_id.as_slice(), s)).collect();
@@ -171,26 +126,6 @@ fn call_under<'a>(spans: &'a [Span], caller: &Span, method: &str, code: &str) ->
     assert_eq!(is_error(client), code != "OK", "{method} client span status");
     assert!(!is_error(server), "{method} server span status");
     server
-}
-
-/// Waits (at most 10 s) until the receiver holds the spans of `trace` that `ready` wants.
-async fn received(
-    receiver: &Receiver,
-    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
-    trace: &[u8],
-    ready: impl Fn(&[Span]) -> bool,
-) -> Vec<Span> {
-    for _ in 0..100 {
-        // Flushing blocks until the export, which runs on this test's one thread: wait off it.
-        let flushing = provider.clone();
-        tokio::task::spawn_blocking(move || flushing.force_flush()).await.unwrap().unwrap();
-        let spans = receiver.trace(trace);
-        if ready(&spans) {
-            return spans;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the trace's spans did not arrive: {:#?}", names(&receiver.trace(trace)));
 }
 
 #[tokio::test]
