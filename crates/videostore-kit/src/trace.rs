@@ -113,6 +113,21 @@ pub async fn http_requests(
     response
 }
 
+/// A span for one store call (a transaction, a page read) inside a call's span, so a slow call
+/// shows where its time went: named `operation` (also its `db.operation.name`). Outside a
+/// call's span (none was wanted, see [`server_span`]), [`Span::none`].
+pub fn store_span(operation: &'static str) -> Span {
+    if Span::current().is_none() {
+        return Span::none();
+    }
+    tracing::info_span!(
+        target: "videostore::store",
+        "store",
+        otel.name = operation,
+        db.operation.name = operation,
+    )
+}
+
 /// Records an HTTP answer's status on its span (5xx is the server's failure).
 fn end_http(span: &Span, status: http::StatusCode) {
     span.record("http.response.status_code", i64::from(status.as_u16()));

@@ -9,6 +9,8 @@ use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use videostore_kit::trace::store_span;
 
 use crate::{
     domain::{Cursor, ListQuery, Movie, MovieFields, MovieId},
@@ -95,14 +97,21 @@ impl Catalogue {
         related: usize,
     ) -> Result<(Movie, Vec<Movie>), Error> {
         let movie = self.movie(id).await?;
-        let related = self.store.related(&movie, related).await?;
+        let related =
+            self.store.related(&movie, related).instrument(store_span("related films")).await?;
         Ok((movie, related))
     }
 
     /// The films with these ids, in the order asked; NOT_FOUND names the first missing one.
     pub(crate) async fn movies(&self, ids: &[MovieId]) -> Result<Vec<Movie>, Error> {
-        let found: HashMap<MovieId, Movie> =
-            self.store.get_many(ids).await?.into_iter().map(|movie| (movie.id, movie)).collect();
+        let found: HashMap<MovieId, Movie> = self
+            .store
+            .get_many(ids)
+            .instrument(store_span("get films"))
+            .await?
+            .into_iter()
+            .map(|movie| (movie.id, movie))
+            .collect();
         ids.iter().map(|id| found.get(id).cloned().ok_or(Error::FilmNotFound(*id))).collect()
     }
 
@@ -125,10 +134,11 @@ impl Catalogue {
         let count = async {
             match known_total {
                 Some(total) => Ok(total),
-                None => self.store.count(&peek.filter).await,
+                None => self.store.count(&peek.filter).instrument(store_span("count films")).await,
             }
         };
-        let (mut movies, total) = tokio::try_join!(self.store.list(&peek), count)?;
+        let (mut movies, total) =
+            tokio::try_join!(self.store.list(&peek).instrument(store_span("list films")), count)?;
         let next = if movies.len() > limit {
             movies.truncate(limit);
             movies.last().map(Cursor::after)
@@ -144,7 +154,11 @@ impl Catalogue {
         fields: MovieFields,
         request_id: Option<&str>,
     ) -> Result<Movie, Error> {
-        let (created, new) = self.store.create(&fields, request_id, SystemTime::now()).await?;
+        let (created, new) = self
+            .store
+            .create(&fields, request_id, SystemTime::now())
+            .instrument(store_span("create film"))
+            .await?;
         if new {
             tracing::info!(id = %created.id, title = %created.fields.title, "film created");
         }
@@ -158,12 +172,12 @@ impl Catalogue {
         id: MovieId,
         change: Box<FieldChange>,
     ) -> Result<Movie, Error> {
-        self.store.update(id, change, SystemTime::now()).await
+        self.store.update(id, change, SystemTime::now()).instrument(store_span("update film")).await
     }
 
     /// Removes a film.
     pub(crate) async fn delete(&self, id: MovieId) -> Result<(), Error> {
-        if self.store.delete(id).await? {
+        if self.store.delete(id).instrument(store_span("delete film")).await? {
             tracing::info!(%id, "film deleted");
             Ok(())
         } else {
@@ -177,12 +191,12 @@ impl Catalogue {
         rows: Vec<MovieFields>,
         now: SystemTime,
     ) -> Result<Vec<Upserted>, Error> {
-        self.store.upsert_batch(&rows, now).await
+        self.store.upsert_batch(&rows, now).instrument(store_span("import films")).await
     }
 
     /// Every genre with its film count, by name.
     pub(crate) async fn genres(&self) -> Result<Vec<(String, i64)>, Error> {
-        self.store.genres().await
+        self.store.genres().instrument(store_span("genres")).await
     }
 
     /// Every film of `query` (its cursor aside) in wire form, read one page of `page_size`

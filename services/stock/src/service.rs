@@ -5,6 +5,8 @@
 //! after the commit, through [`Stock::published`]: no write can forget to.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
+use tracing::Instrument;
+use videostore_kit::trace::store_span;
 
 use futures::TryStreamExt;
 use tokio::sync::broadcast;
@@ -135,7 +137,9 @@ impl Stock {
             ids.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(id, _)| *id).collect();
         let mut read: HashMap<MovieId, Arc<Availability>> = HashMap::new();
         if !missing.is_empty() {
-            for availability in self.store.availability(&missing).await? {
+            for availability in
+                self.store.availability(&missing).instrument(store_span("read stock")).await?
+            {
                 let availability = Arc::new(availability);
                 if self.sole_writer() {
                     self.events.remember(Arc::clone(&availability));
@@ -152,7 +156,7 @@ impl Stock {
 
     /// The stock of every stocked film, by id.
     pub(crate) async fn all_availability(&self) -> Result<Vec<Availability>, Error> {
-        self.store.all_availability().await
+        self.store.all_availability().instrument(store_span("read all stock")).await
     }
 
     /// The changes of `movie_id` after version `after`, in order, as far back as they are kept.
@@ -161,7 +165,7 @@ impl Stock {
         movie_id: MovieId,
         after: i64,
     ) -> Result<Vec<Availability>, Error> {
-        self.store.changes(movie_id, after, None).await
+        self.store.changes(movie_id, after, None).instrument(store_span("read stock changes")).await
     }
 
     /// How many stock changes have been published to watchers so far (see
@@ -183,7 +187,7 @@ impl Stock {
     ) -> Result<(Rental, Option<Availability>), Error> {
         let RentRequest { movie_id, days, request_id } = rent;
         let rental = NewRental { customer_id, movie_id, days, request_id, now: self.clock.now() };
-        Ok(self.published(self.store.rent(&rental).await?))
+        Ok(self.published(self.store.rent(&rental).instrument(store_span("rent")).await?))
     }
 
     /// Closes a rental: a customer's own, or any for staff.
@@ -193,7 +197,11 @@ impl Stock {
         rental_id: RentalId,
     ) -> Result<(Rental, Option<Availability>), Error> {
         let only_of = (!caller.is_staff()).then_some(caller.account_id);
-        let outcome = self.store.return_rental(rental_id, only_of, self.clock.now()).await?;
+        let outcome = self
+            .store
+            .return_rental(rental_id, only_of, self.clock.now())
+            .instrument(store_span("return"))
+            .await?;
         Ok(self.published(outcome))
     }
 
@@ -219,7 +227,9 @@ impl Stock {
         request_id: String,
     ) -> Result<Purchase, Error> {
         let purchase = NewPurchase { customer_id, movie_id, request_id, now: self.clock.now() };
-        Ok(self.published(self.store.purchase(&purchase).await?).0)
+        Ok(self
+            .published(self.store.purchase(&purchase).instrument(store_span("purchase")).await?)
+            .0)
     }
 
     /// Sets a film's copies and prices.
@@ -228,7 +238,8 @@ impl Stock {
         staff: &Caller,
         inventory: &Inventory,
     ) -> Result<Availability, Error> {
-        let availability = self.store.set_inventory(inventory).await?;
+        let availability =
+            self.store.set_inventory(inventory).instrument(store_span("set inventory")).await?;
         tracing::info!(
             staff = %staff.email,
             movie_id = %inventory.movie_id,
@@ -299,7 +310,12 @@ impl Stock {
         {
             return Err(Error::WrongCredentials);
         }
-        let (account, stored) = match self.store.account_by_email(email.trim()).await? {
+        let (account, stored) = match self
+            .store
+            .account_by_email(email.trim())
+            .instrument(store_span("read account"))
+            .await?
+        {
             Some((account, hash)) => (Some(account), Some(hash)),
             None => (None, None),
         };
@@ -316,7 +332,12 @@ impl Stock {
     /// current refresh token.
     pub(crate) async fn refresh(&self, refresh_token: &str) -> Result<Signed, Error> {
         let grant = self.keys.verify_refresh(refresh_token)?;
-        let account = self.store.account(grant.account_id).await?.ok_or(Error::AccountGone)?;
+        let account = self
+            .store
+            .account(grant.account_id)
+            .instrument(store_span("read account"))
+            .await?
+            .ok_or(Error::AccountGone)?;
         if account.session_version != grant.session_version {
             return Err(Error::SessionEnded);
         }
@@ -326,7 +347,7 @@ impl Stock {
     /// Ends every session of the refresh token's account.
     pub(crate) async fn sign_out(&self, refresh_token: &str) -> Result<(), Error> {
         let grant = self.keys.verify_refresh(refresh_token)?;
-        self.store.end_sessions(grant.account_id).await?;
+        self.store.end_sessions(grant.account_id).instrument(store_span("end sessions")).await?;
         tracing::info!(account = %grant.account_id, "signed out everywhere");
         Ok(())
     }

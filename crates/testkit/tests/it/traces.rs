@@ -166,8 +166,12 @@ async fn a_movie_page_is_one_trace_from_caller_to_catalogue_and_stock() {
     assert_eq!(front_span.parent_span_id, parent, "the page continues the caller's trace");
     assert_eq!(text(front_span, "rpc.method"), Some(page));
     assert_eq!(text(front_span, "rpc.response.status_code"), Some("OK"));
-    call_under(&spans, front_span, catalogue, "OK");
+    let detail = call_under(&spans, front_span, catalogue, "OK");
     call_under(&spans, front_span, stock, "OK");
+    // The store call inside shows where the catalogue's time went.
+    let related = only(&spans, SpanKind::Internal, "related films");
+    assert_eq!(related.parent_span_id, detail.span_id);
+    assert_eq!(text(related, "db.operation.name"), Some("related films"));
 
     // Every log line written inside the page's call carries its trace and span ids.
     let inside: Vec<serde_json::Value> = lines
