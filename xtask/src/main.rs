@@ -26,6 +26,7 @@ use std::{
 mod fuzz;
 mod images;
 mod k8s;
+mod observe;
 mod tools;
 mod up;
 
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
         Some("images") => images::build(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--postgres] [--front] [--replicas N] [--dev] | test [cargo test args] | bench [--quick] | fuzz [--seconds N] [TARGET…] | tools [--browser] | web | k8s | images>"
+                "usage: cargo xtask <up [--postgres] [--front] [--replicas N] [--dev] [--observe] | test [cargo test args] | bench [--quick] | fuzz [--seconds N] [TARGET…] | tools [--browser] | web | k8s | images>"
             );
             return ExitCode::from(2);
         }
@@ -98,6 +99,8 @@ fn test(extra: &[String]) -> Result {
     // The deployment: rendered, validated and linted (no cluster runs here), and the images,
     // built and run from their unpacked layers.
     k8s::check()?;
+    // The Prometheus rules and configuration `up --observe` uses.
+    observe::check()?;
     images::build()?;
     // Every fuzz target, briefly: longer runs are `cargo xtask fuzz --seconds N`.
     fuzz::fuzz(fuzz::SHORT_SECONDS, &[])?;

@@ -292,6 +292,16 @@ pub(crate) fn ensure_nginx() -> Result {
     apt_install(&["nginx"])
 }
 
+/// Debian's Prometheus and promtool, for `up --observe` and the rules' tests.
+pub(crate) fn ensure_prometheus() -> Result {
+    if std::path::Path::new("/usr/bin/prometheus").exists()
+        && std::path::Path::new("/usr/bin/promtool").exists()
+    {
+        return Ok(());
+    }
+    apt_install(&["prometheus"])
+}
+
 /// What `cargo xtask images` needs: the musl target, a C compiler for it (the bundled SQLite and
 /// ring are C), and podman.
 pub(crate) fn ensure_image_tools(target: &str) -> Result {

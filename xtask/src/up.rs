@@ -10,6 +10,9 @@
 //!   CA made once in `data/front/ca.pem`; the app calls catalogue and stock through it; the store
 //!   front's health and reflection move to a private port.
 //!
+//! - `--observe`: also Debian's Prometheus on http://127.0.0.1:9090 (`PROMETHEUS_LISTEN_ADDR`),
+//!   scraping every service and evaluating the RED recording rules (see `observe`).
+//!
 //! A service process that stops is started again, as Kubernetes would; one that stops five
 //! times within a minute stops the store.
 
@@ -35,17 +38,21 @@ pub(crate) struct Options {
     replicas: usize,
     /// Also allow the origins of `trunk serve` (development only).
     dev: bool,
+    /// Also run Prometheus, scraping the services.
+    observe: bool,
 }
 
 impl Options {
     pub(crate) fn parse(args: &[String]) -> Result<Self> {
-        let mut options = Self { postgres: false, front: false, replicas: 1, dev: false };
+        let mut options =
+            Self { postgres: false, front: false, replicas: 1, dev: false, observe: false };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--postgres" => options.postgres = true,
                 "--front" => options.front = true,
                 "--dev" => options.dev = true,
+                "--observe" => options.observe = true,
                 "--replicas" => {
                     options.replicas = args
                         .next()
@@ -268,6 +275,28 @@ pub(crate) fn up(options: Options) -> Result {
         None => None,
     };
 
+    let prometheus = if options.observe {
+        let listen = var("PROMETHEUS_LISTEN_ADDR", "127.0.0.1:9090");
+        // The store front's metrics are on its private port when it has one.
+        let jobs = [
+            ("catalogue", catalogues.clone()),
+            ("stock", stocks.clone()),
+            ("aggregator", vec![aggregator_admin.clone().unwrap_or_else(|| aggregator.clone())]),
+        ];
+        match crate::observe::Prometheus::start(&data, &listen, &jobs) {
+            Ok(prometheus) => Some(prometheus),
+            Err(error) => {
+                if let Some(door) = door {
+                    door.stop();
+                }
+                stop_all(&mut processes);
+                return Err(format!("starting Prometheus: {error}"));
+            }
+        }
+    } else {
+        None
+    };
+
     println!();
     let total = started.elapsed();
     println!(
@@ -299,6 +328,15 @@ pub(crate) fn up(options: Options) -> Result {
         println!("  (the store front's health and reflection: http://{admin})");
     }
     println!();
+    if let Some(prometheus) = &prometheus {
+        println!(
+            "  prometheus  {:<28}  scrapes /metrics every 5 s; recording rules:",
+            prometheus.url
+        );
+        println!("              videostore:rpc_calls:rate1m, videostore:rpc_error_ratio:rate1m,");
+        println!("              videostore:rpc_duration_seconds:p99_5m (observability/prometheus)");
+        println!();
+    }
     println!("  data        {}", data.display());
     for (variable, url) in &databases {
         println!("  database    {variable}={url}");
@@ -309,8 +347,15 @@ pub(crate) fn up(options: Options) -> Result {
     println!("Press Ctrl-C to stop.");
 
     let mut door = door;
+    let mut prometheus = prometheus;
     let mut failure = None;
     while !stop.load(Ordering::SeqCst) && failure.is_none() {
+        if let Some(prometheus) = &mut prometheus
+            && !prometheus.is_running()
+        {
+            failure = Some("Prometheus stopped (see its log above)".to_owned());
+            break;
+        }
         if let Some(door) = &mut door
             && !door.is_running()
         {
@@ -335,6 +380,9 @@ pub(crate) fn up(options: Options) -> Result {
         thread::sleep(Duration::from_millis(200));
     }
     println!("Stopping…");
+    if let Some(prometheus) = prometheus {
+        prometheus.stop();
+    }
     if let Some(door) = door {
         door.stop();
     }
