@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         Some("web") => tools::ensure(false).and_then(|()| tools::build_web()),
         Some("bench") => bench(args.iter().any(|a| a == "--quick")),
         Some("fuzz") => fuzz::run(&args[1..]),
-        Some("k8s") => k8s::check(),
+        Some("k8s") => k8s::check().and_then(|()| observe::check()),
         Some("images") => images::build(),
         _ => {
             eprintln!(

@@ -1,5 +1,5 @@
 //! `cargo xtask up --observe`: Debian's Prometheus beside the store, scraping every service's
-//! `/metrics` and evaluating the recording rules in `observability/prometheus/rules.yml` (request
+//! `/metrics` and evaluating the recording rules in `k8s/components/observability/prometheus/rules.yml` (request
 //! rate, error ratio and p99 per RPC). Its data lives in `data/prometheus`; its page is printed.
 //!
 //! `check` (part of `cargo xtask test`): `promtool` checks the rules, runs their unit tests
@@ -17,7 +17,7 @@ use crate::{Result, root, run, tools};
 
 /// The recording rules.
 fn rules() -> PathBuf {
-    root().join("observability/prometheus/rules.yml")
+    root().join("k8s/components/observability/prometheus/rules.yml")
 }
 
 /// A Prometheus configuration scraping each `(job, addresses)` every 5 s.
@@ -106,7 +106,7 @@ pub(crate) fn check() -> Result {
     let mut rules_test = Command::new("promtool");
     rules_test
         .args(["test", "rules", "rules.test.yml"])
-        .current_dir(root().join("observability/prometheus"));
+        .current_dir(root().join("k8s/components/observability/prometheus"));
     run(rules_test, "promtool test rules")?;
     let dir = root().join("target/observe");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -119,5 +119,50 @@ pub(crate) fn check() -> Result {
     std::fs::write(&file, config(&jobs)).map_err(|e| format!("{}: {e}", file.display()))?;
     let mut config_check = Command::new("promtool");
     config_check.args(["check", "config"]).arg(&file);
-    run(config_check, "promtool check config (as up --observe writes it)")
+    run(config_check, "promtool check config (as up --observe writes it)")?;
+    dashboard_queries_parse(&dir)
+}
+
+/// The Grafana dashboard is JSON whose every query is PromQL that Prometheus accepts, using
+/// only recording rules that exist: `promtool check rules` on its queries as rules.
+fn dashboard_queries_parse(dir: &Path) -> Result {
+    let path = root().join("k8s/components/observability/grafana/videostore-red.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let rules = std::fs::read_to_string(rules()).map_err(|e| format!("rules.yml: {e}"))?;
+    let mut checked = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let mut count = 0;
+    for panel in dashboard["panels"].as_array().into_iter().flatten() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let Some(expr) = target["expr"].as_str().filter(|expr| !expr.trim().is_empty()) else {
+                return Err(format!(
+                    "dashboard panel {:?} has a target without a query",
+                    panel["title"]
+                ));
+            };
+            // Recording rules it reads must exist.
+            for word in expr.split(|c: char| !(c.is_alphanumeric() || c == ':' || c == '_')) {
+                if word.starts_with("videostore:") && !rules.contains(&format!("record: {word}\n"))
+                {
+                    return Err(format!("the dashboard reads {word}, which no rule records"));
+                }
+            }
+            // The variable as Grafana fills it for "All".
+            let expr = expr.replace("$service", ".*");
+            checked.push_str(&format!(
+                "      - record: dashboard:query_{count}\n        expr: {}\n",
+                serde_json::to_string(&expr).expect("a string")
+            ));
+            count += 1;
+        }
+    }
+    if count == 0 {
+        return Err("the dashboard has no queries".into());
+    }
+    let file = dir.join("dashboard-queries.yml");
+    std::fs::write(&file, checked).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut check = Command::new("promtool");
+    check.args(["check", "rules"]).arg(&file);
+    run(check, "promtool check rules (the Grafana dashboard's queries)")
 }

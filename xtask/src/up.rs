@@ -334,7 +334,9 @@ pub(crate) fn up(options: Options) -> Result {
             prometheus.url
         );
         println!("              videostore:rpc_calls:rate1m, videostore:rpc_error_ratio:rate1m,");
-        println!("              videostore:rpc_duration_seconds:p99_5m (observability/prometheus)");
+        println!(
+            "              videostore:rpc_duration_seconds:p99_5m (k8s/components/observability)"
+        );
         println!();
     }
     println!("  data        {}", data.display());
