@@ -15,7 +15,8 @@
 //! - [`telemetry`]: logs, and OpenTelemetry traces exported over OTLP; [`trace`]: a span per
 //!   call on both sides of every RPC, and trace context across the wire.
 //! - [`sample`]: the sample data a new store opens with, shared by catalogue and stock.
-//! - [`database`]: which backend a database URL names.
+//! - [`database`]: which backend a database URL names; [`db_metrics`]: its connections and
+//!   commits on `/metrics`.
 //! - `sqlite` (feature `sqlite`): the embedded database — a writer and a reader pool on
 //!   blocking threads, with schema migrations.
 //! - `postgres` (feature `postgres`): PostgreSQL — a connection pool, and migrations that are
@@ -29,6 +30,7 @@
 pub mod auth;
 pub mod config;
 pub mod database;
+pub mod db_metrics;
 pub mod deadline;
 pub mod error;
 pub mod ids;

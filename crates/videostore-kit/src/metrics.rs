@@ -157,6 +157,18 @@ impl Metrics {
         self.registry.lock().unwrap_or_else(|e| e.into_inner()).register(name, help, metric);
     }
 
+    /// Adds a metric of the service's own with its unit (`name` without it).
+    pub fn register_with_unit(&self, name: &str, help: &str, unit: Unit, metric: impl Metric) {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner()).register_with_unit(
+            name, help, unit, metric,
+        );
+    }
+
+    /// Adds figures read afresh at each scrape.
+    pub fn register_collector(&self, collector: Box<dyn prometheus_client::collector::Collector>) {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner()).register_collector(collector);
+    }
+
     /// The metrics in OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut text = String::new();

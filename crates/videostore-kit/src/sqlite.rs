@@ -28,6 +28,8 @@ pub use rusqlite;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
+pub use crate::db_metrics::SqliteMetrics;
+
 /// Schema migrations, applied in order; migration `n` (1-based) brings `PRAGMA user_version`
 /// to `n`.
 pub type Migrations = &'static [&'static str];
@@ -39,6 +41,8 @@ pub struct Database {
     pub reader: Pool,
     /// The thread that owns the read-write connection; every write goes through it.
     pub writer: Writer,
+    /// Its figures for `/metrics` ([`SqliteMetrics::register`]).
+    pub metrics: SqliteMetrics,
 }
 
 impl std::fmt::Debug for Database {
@@ -141,7 +145,12 @@ impl Database {
             .with_context(|| format!("migrating the database {}", path.display()))?;
         let count = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4);
         let readers = (0..count).map(|_| open_reader(&path)).collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self { reader: Pool::new(readers), writer: Writer::start(writer)? })
+        let metrics = SqliteMetrics::default();
+        Ok(Self {
+            reader: Pool::new(readers, metrics.clone()),
+            writer: Writer::start(writer, metrics.clone())?,
+            metrics,
+        })
     }
 }
 
@@ -162,6 +171,7 @@ fn open_reader(path: &Path) -> anyhow::Result<Connection> {
 struct Shared {
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
+    metrics: SqliteMetrics,
 }
 
 /// A fixed set of connections; [`Pool::run`] lends one to a job.
@@ -171,9 +181,10 @@ pub struct Pool {
 }
 
 impl Pool {
-    fn new(connections: Vec<Connection>) -> Self {
+    fn new(connections: Vec<Connection>, metrics: SqliteMetrics) -> Self {
         let permits = Arc::new(Semaphore::new(connections.len()));
-        Self { shared: Arc::new(Shared { idle: Mutex::new(connections), permits }) }
+        metrics.readers.set(connections.len() as i64);
+        Self { shared: Arc::new(Shared { idle: Mutex::new(connections), permits, metrics }) }
     }
 
     /// Runs `job` with a connection of this pool on a blocking thread, waiting for a free
@@ -184,11 +195,14 @@ impl Pool {
         F: FnOnce(&mut Connection) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let permit = Arc::clone(&self.shared.permits)
-            .acquire_owned()
-            .await
-            .context("the database is closed")?;
+        let permit = {
+            // Counted while it waits, also when its caller gives up waiting.
+            let _waiting = Counted::new(&self.shared.metrics.reader_waiters);
+            Arc::clone(&self.shared.permits).acquire_owned().await
+        };
+        let permit = permit.context("the database is closed")?;
         let shared = Arc::clone(&self.shared);
+        shared.metrics.readers_in_use.inc();
         let outcome = tokio::task::spawn_blocking(move || {
             let mut connection = shared
                 .idle
@@ -203,12 +217,29 @@ impl Pool {
                 let _ = connection.execute_batch("ROLLBACK");
             }
             shared.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(connection);
+            shared.metrics.readers_in_use.dec();
             drop(permit);
             result
         })
         .await
         .context("a database job was cancelled")?;
         outcome.map_err(|_| anyhow::anyhow!("a database job panicked"))
+    }
+}
+
+/// One more on `gauge` while it lives.
+struct Counted<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> Counted<'a> {
+    fn new(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -232,20 +263,26 @@ enum WriteJob {
 #[derive(Clone)]
 pub struct Writer {
     jobs: std::sync::mpsc::Sender<WriteJob>,
+    queue: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Writer {
-    fn start(connection: Connection) -> anyhow::Result<Self> {
+    fn start(connection: Connection, metrics: SqliteMetrics) -> anyhow::Result<Self> {
         let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
+        let waiting = metrics.writer_queue.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(connection, &queue))
+            .spawn(move || write_loop(connection, &queue, &metrics))
             .context("starting the database writer thread")?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, queue: waiting })
     }
 
     fn submit(&self, job: WriteJob) -> anyhow::Result<()> {
-        self.jobs.send(job).map_err(|_| anyhow::anyhow!("the database writer has stopped"))
+        self.queue.inc();
+        self.jobs.send(job).map_err(|_| {
+            self.queue.dec();
+            anyhow::anyhow!("the database writer has stopped")
+        })
     }
 
     /// Runs `job` alone with the read-write connection (it manages its own transaction).
@@ -307,13 +344,20 @@ impl Writer {
 }
 
 /// The writer thread: exclusive jobs one by one, grouped jobs in shared transactions.
-fn write_loop(mut connection: Connection, queue: &std::sync::mpsc::Receiver<WriteJob>) {
+fn write_loop(
+    mut connection: Connection,
+    queue: &std::sync::mpsc::Receiver<WriteJob>,
+    metrics: &SqliteMetrics,
+) {
     let mut next = None;
     loop {
         let job = match next.take() {
             Some(job) => job,
             None => match queue.recv() {
-                Ok(job) => job,
+                Ok(job) => {
+                    metrics.writer_queue.dec();
+                    job
+                }
                 Err(_) => return, // Every handle is gone: the database is closed.
             },
         };
@@ -323,15 +367,22 @@ fn write_loop(mut connection: Connection, queue: &std::sync::mpsc::Receiver<Writ
                 let mut group = vec![first];
                 while group.len() < GROUP_LIMIT {
                     match queue.try_recv() {
-                        Ok(WriteJob::Grouped(job)) => group.push(job),
+                        Ok(WriteJob::Grouped(job)) => {
+                            metrics.writer_queue.dec();
+                            group.push(job);
+                        }
                         Ok(exclusive) => {
+                            metrics.writer_queue.dec();
                             next = Some(exclusive);
                             break;
                         }
                         Err(_) => break,
                     }
                 }
+                metrics.commit_writes.observe(group.len() as f64);
+                let started = std::time::Instant::now();
                 commit_group(&connection, group);
+                metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
             }
         }
     }

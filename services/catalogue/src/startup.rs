@@ -49,6 +49,7 @@ impl Application {
         let store: Arc<dyn CatalogueStore> = match Backend::of(&url)? {
             Backend::Sqlite => {
                 let store = SqliteStore::open(&url, wire_form()).await?;
+                store.register_metrics(&metrics);
                 if config.seed {
                     seed_if_empty(&store).await?;
                 }
@@ -60,6 +61,7 @@ impl Application {
             Backend::Postgres => {
                 let store =
                     PostgresStore::open(&url, wire_form(), config.data.database_pool).await?;
+                store.register_metrics(&metrics);
                 if config.seed {
                     // Replicas may start together: the store lets one seed.
                     let films = seed::films();

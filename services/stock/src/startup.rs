@@ -55,10 +55,16 @@ impl Application {
         let keys = config.data.token_keys(Some(&signer))?;
         let url = config.database_url();
         let events = AvailabilityEvents::new();
+        let metrics = videostore_kit::metrics::Metrics::new();
         let (store, publisher): (Arc<dyn StockStore>, Publisher) = match Backend::of(&url)? {
-            Backend::Sqlite => (Arc::new(SqliteStore::open(&url).await?), Publisher::SoleWriter),
+            Backend::Sqlite => {
+                let store = SqliteStore::open(&url).await?;
+                store.register_metrics(&metrics);
+                (Arc::new(store), Publisher::SoleWriter)
+            }
             Backend::Postgres => {
                 let store = PostgresStore::open(&url, config.data.database_pool).await?;
+                store.register_metrics(&metrics);
                 let feed = Feed::start(store.clone(), events.clone(), shutdown.clone()).await?;
                 (Arc::new(store), Publisher::Feed(feed))
             }
@@ -92,7 +98,6 @@ impl Application {
             token_ttl: Duration::from_secs(config.token_ttl_minutes.max(1) * 60),
             refresh_ttl: Duration::from_secs(config.refresh_ttl_hours.max(1) * 3600),
         };
-        let metrics = videostore_kit::metrics::Metrics::new();
         passwords.register_metrics(&metrics);
         let stock =
             Arc::new(Stock::new(Arc::clone(&store), events, publisher, clock, tokens, passwords));

@@ -223,3 +223,50 @@ async fn the_services_show_their_cache_live_streams_and_password_work() {
     assert_eq!(open, 0.0);
     store.stop().await;
 }
+
+#[tokio::test]
+async fn the_database_shows_its_connections_and_how_writes_were_committed() {
+    use videostore_proto::stock::{self, stock_service_client::StockServiceClient};
+    let store = TestStore::start().await;
+    let stock_addr = store.stock().addr;
+    let (_, customer) = store.customer("Commits").await;
+    let (_, _, before) = scrape(stock_addr).await;
+    // Eight rentals at once: each is committed, some of them together.
+    let rents = (0..8).map(|i| {
+        let channel = TestStore::channel(stock_addr);
+        let customer = customer.clone();
+        async move {
+            let mut client = StockServiceClient::new(channel.await);
+            let request =
+                stock::RentRequest { movie_id: 10 + i, days: 1, request_id: format!("commit-{i}") };
+            client.rent(testkit::authed(request, &customer)).await.unwrap();
+        }
+    });
+    futures::future::join_all(rents).await;
+    let (_, _, after) = scrape(stock_addr).await;
+    let moved = |name: &str| sample(&after, name) - sample(&before, name);
+    assert_eq!(moved("videostore_db_commit_writes_sum"), 8.0, "every rental committed: {after}");
+    let commits = moved("videostore_db_commit_duration_seconds_count");
+    assert!((1.0..=8.0).contains(&commits), "8 rentals in 1 to 8 commits: {commits}");
+    assert_eq!(moved("videostore_db_commit_writes_count"), commits);
+    assert!(moved("videostore_db_commit_duration_seconds_sum") > 0.0);
+    // Nothing left waiting or lent out; the readers are there.
+    assert!(sample(&after, "videostore_db_connections") >= 4.0);
+    assert_eq!(sample(&after, "videostore_db_connections_in_use"), 0.0);
+    assert_eq!(sample(&after, "videostore_db_connection_waiters"), 0.0);
+    assert_eq!(sample(&after, "videostore_db_writer_queue"), 0.0);
+    store.stop().await;
+}
+
+#[tokio::test]
+async fn on_postgres_the_pool_shows_its_connections() {
+    let store = TestStore::start_on(testkit::Backend::Postgres).await;
+    let (_, _, text) = scrape(store.stock().addr).await;
+    let size = sample(&text, "videostore_db_connections");
+    assert!(size >= 1.0, "the pool's size: {text}");
+    assert_eq!(sample(&text, "videostore_db_connection_waiters"), 0.0);
+    assert!(sample(&text, "videostore_db_connections_in_use") <= size);
+    let (_, _, text) = scrape(store.catalogue.addr).await;
+    assert!(sample(&text, "videostore_db_connections") >= 1.0, "{text}");
+    store.stop().await;
+}

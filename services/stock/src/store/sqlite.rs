@@ -54,6 +54,11 @@ impl SqliteStore {
         Ok(Self { database })
     }
 
+    /// Shows the database's connections and commits on `/metrics`.
+    pub fn register_metrics(&self, metrics: &videostore_kit::metrics::Metrics) {
+        self.database.metrics.register(metrics);
+    }
+
     pub(super) async fn read<T, F>(&self, job: F) -> Result<T, Error>
     where
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,

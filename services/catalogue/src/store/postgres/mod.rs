@@ -66,6 +66,11 @@ impl From<tokio_postgres::Error> for Error {
 }
 
 impl PostgresStore {
+    /// Shows the pool's connections on `/metrics`.
+    pub(crate) fn register_metrics(&self, metrics: &videostore_kit::metrics::Metrics) {
+        videostore_kit::db_metrics::register_pool(&self.pool, metrics);
+    }
+
     /// Connects to the database at `url` with at most `connections`, brings its schema up to
     /// date, and re-encodes every film if it holds another wire form.
     pub(crate) async fn open(

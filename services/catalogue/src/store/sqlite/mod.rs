@@ -51,6 +51,11 @@ pub(crate) struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Shows the database's connections and commits on `/metrics`.
+    pub(crate) fn register_metrics(&self, metrics: &videostore_kit::metrics::Metrics) {
+        self.database.metrics.register(metrics);
+    }
+
     /// Opens (creating if needed) the database at `url` (`sqlite://path/to/file.db`), brings
     /// its schema up to date, and re-encodes every film if it holds another wire form.
     pub(crate) async fn open(url: &str, wire: WireForm) -> anyhow::Result<Self> {

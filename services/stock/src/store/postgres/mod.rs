@@ -78,6 +78,11 @@ impl PostgresStore {
         Ok(Self { pool, url: url.to_owned() })
     }
 
+    /// Shows the pool's connections on `/metrics`.
+    pub fn register_metrics(&self, metrics: &videostore_kit::metrics::Metrics) {
+        videostore_kit::db_metrics::register_pool(&self.pool, metrics);
+    }
+
     /// A connection of its own listening to the `stock_changes` notifications (see
     /// `crate::feed`), named `videostore-stock-feed` in `pg_stat_activity`.
     pub(crate) async fn listen(&self) -> anyhow::Result<Listener> {
