@@ -15,13 +15,12 @@
 //! PostgreSQL commits each write on its own connection; its time is in the call's duration and
 //! its store span.
 
+use prometheus_client::metrics::{gauge::Gauge, histogram::Histogram};
+#[cfg(feature = "postgres")]
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{
-        gauge::{ConstGauge, Gauge},
-        histogram::Histogram,
-    },
+    metrics::gauge::ConstGauge,
 };
 
 use crate::metrics::Metrics;
@@ -117,9 +116,17 @@ impl Collector for PoolFigures {
         let status = self.0.status();
         let in_use = status.size.saturating_sub(status.available);
         for (name, help, value) in [
-            ("videostore_db_connections", "Database connections the process may hold", status.max_size),
+            (
+                "videostore_db_connections",
+                "Database connections the process may hold",
+                status.max_size,
+            ),
             ("videostore_db_connections_in_use", "Database connections lent to a call", in_use),
-            ("videostore_db_connection_waiters", "Calls waiting for a database connection", status.waiting),
+            (
+                "videostore_db_connection_waiters",
+                "Calls waiting for a database connection",
+                status.waiting,
+            ),
         ] {
             let gauge = ConstGauge::new(value as i64);
             let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;

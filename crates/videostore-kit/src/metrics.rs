@@ -30,7 +30,7 @@ use http::{HeaderValue, header::CONTENT_TYPE};
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{family::Family, histogram::Histogram},
+    metrics::{exemplar::HistogramWithExemplars, family::Family},
     registry::{Metric, Registry, Unit},
 };
 use tracing::{Instrument, Span};
@@ -50,17 +50,25 @@ struct Call {
     rpc_response_status_code: &'static str,
 }
 
-type CallFamily = Family<Call, Histogram, fn() -> Histogram>;
+/// An exemplar's labels: the trace of a call that fell in a bucket, so a slow bucket leads to
+/// a slow call's trace.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Traced {
+    trace_id: String,
+}
 
-fn durations() -> Histogram {
-    Histogram::new(BUCKETS)
+type CallDurations = HistogramWithExemplars<Traced>;
+type CallFamily = Family<Call, CallDurations, fn() -> CallDurations>;
+
+fn durations() -> CallDurations {
+    HistogramWithExemplars::new(BUCKETS.into_iter())
 }
 
 /// The durations of one method's calls, by status code, each made on first use: a call finds
 /// its histogram without building a label set.
 struct MethodDurations {
     name: String,
-    by_code: [OnceLock<Histogram>; 17],
+    by_code: [OnceLock<CallDurations>; 17],
 }
 
 impl MethodDurations {
@@ -106,7 +114,13 @@ impl Durations {
         Arc::clone(self.methods.get(path).unwrap_or(&self.other))
     }
 
-    fn observe(&self, method: &MethodDurations, code: tonic::Code, seconds: f64) {
+    fn observe(
+        &self,
+        method: &MethodDurations,
+        code: tonic::Code,
+        seconds: f64,
+        trace: Option<Traced>,
+    ) {
         let index = (code as usize).min(16);
         let histogram = method.by_code[index].get_or_init(|| {
             self.family.get_or_create_owned(&Call {
@@ -115,7 +129,7 @@ impl Durations {
                 rpc_response_status_code: code_name(code),
             })
         });
-        histogram.observe(seconds);
+        histogram.observe(seconds, trace, None);
     }
 }
 
@@ -159,9 +173,10 @@ impl Metrics {
 
     /// Adds a metric of the service's own with its unit (`name` without it).
     pub fn register_with_unit(&self, name: &str, help: &str, unit: Unit, metric: impl Metric) {
-        self.registry.lock().unwrap_or_else(|e| e.into_inner()).register_with_unit(
-            name, help, unit, metric,
-        );
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .register_with_unit(name, help, unit, metric);
     }
 
     /// Adds figures read afresh at each scrape.
@@ -287,7 +302,9 @@ struct Timing {
 impl Timing {
     fn finish(&mut self, code: tonic::Code) {
         let Some(span) = self.span.take() else { return };
-        self.calls.observe(&self.method, code, self.started.elapsed().as_secs_f64());
+        // An exported (sampled) call's trace becomes its bucket's exemplar.
+        let trace = crate::trace::sampled_trace_id(&span).map(|trace_id| Traced { trace_id });
+        self.calls.observe(&self.method, code, self.started.elapsed().as_secs_f64(), trace);
         crate::trace::end_call(&span, code, false);
         span.in_scope(
             || tracing::debug!(target: "videostore::rpc", code = code_name(code), "answered"),

@@ -157,6 +157,17 @@ fn continue_trace(span: &Span, headers: &HeaderMap) {
     }
 }
 
+/// The trace id of `span` if it is exported and sampled (for a histogram's exemplar).
+pub(crate) fn sampled_trace_id(span: &Span) -> Option<String> {
+    if span.is_none() {
+        return None;
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    (span_context.is_valid() && span_context.is_sampled())
+        .then(|| span_context.trace_id().to_string())
+}
+
 /// Records a call's status on its span (see the module's description for which are errors).
 pub fn end_call(span: &Span, code: tonic::Code, client: bool) {
     let name = code_name(code);

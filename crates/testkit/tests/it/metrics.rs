@@ -48,6 +48,33 @@ fn parser() -> PathBuf {
     python
 }
 
+/// Python's OpenMetrics parser reads `text` (exemplars included) and finds the call durations,
+/// a histogram in seconds.
+pub(crate) fn assert_parses(text: &str) {
+    let script = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        families = {f.name: f for f in text_string_to_metric_families(sys.stdin.read())}\n\
+        f = families['rpc_server_call_duration_seconds']\n\
+        assert f.type == 'histogram', f.type\n\
+        assert f.unit == 'seconds', f.unit\n\
+        print(len(f.samples))\n";
+    let mut child = Command::new(parser())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the OpenMetrics parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test]
 async fn calls_are_counted_by_method_and_code_and_the_exposition_parses() {
     let store = TestStore::start().await;
@@ -116,28 +143,7 @@ async fn calls_are_counted_by_method_and_code_and_the_exposition_parses() {
     assert!(after.contains("rpc_system_name=\"grpc\""));
 
     // A real OpenMetrics parser reads it, and finds the histogram.
-    let script = "import sys\n\
-        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
-        families = {f.name: f for f in text_string_to_metric_families(sys.stdin.read())}\n\
-        f = families['rpc_server_call_duration_seconds']\n\
-        assert f.type == 'histogram', f.type\n\
-        assert f.unit == 'seconds', f.unit\n\
-        print(len(f.samples))\n";
-    let mut child = Command::new(parser())
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python starts");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(after.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "the OpenMetrics parser refused /metrics: {}\n{after}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_parses(&after);
     store.stop().await;
 }
 

@@ -188,6 +188,21 @@ async fn a_movie_page_is_one_trace_from_caller_to_catalogue_and_stock() {
         "a log line of the page's call names its span: {inside:#?}"
     );
 
+    // The page's duration bucket names its trace (an exemplar), so a slow bucket leads to a
+    // slow call.
+    let metrics = reqwest::get(format!("{}/metrics", store.aggregator.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exemplar = format!("# {{trace_id=\"{}\"}}", hex(&trace));
+    assert!(
+        metrics.lines().any(|line| line.contains(page) && line.contains(&exemplar)),
+        "an exemplar of the page's trace in {metrics}"
+    );
+    crate::metrics::assert_parses(&metrics);
+
     // A film that does not exist: the caller's mistake, the catalogue's NOT_FOUND, both named.
     let (trace, _, header) = caller();
     let request = pb::GetMoviePageRequest { movie_id: 424_242, related_limit: 0 };
