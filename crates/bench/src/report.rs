@@ -215,26 +215,30 @@ fn tracing_section(out: &mut String, cost: &crate::traced::TracingCost) {
     let _ = writeln!(out, "\n## Tracing export\n");
     let _ = writeln!(
         out,
-        "The same calls on services started without trace export, then on services exporting every call's spans (the default sampler, `parentbased_always_on`) over OTLP/gRPC to a receiver in the load generator, which was sent {} spans. Each ratio is to the ceiling, in turns with it as above.\n",
+        "The same calls on services started without trace export, then on services exporting every call's spans (the default sampler, `parentbased_always_on`) over OTLP/gRPC to a receiver in the load generator, which was sent {} spans, then with one trace in ten sampled (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, `OTEL_TRACES_SAMPLER_ARG=0.1`). Each ratio is to the ceiling, in turns with it as above.\n",
         cost.spans_received
     );
     let _ = writeln!(
         out,
-        "| target | in flight | × ceiling, export off | × ceiling, export on | on ÷ off | p99 ms off | p99 ms on |"
+        "| target | in flight | × ceiling, export off | × ceiling, export on | on ÷ off | p99 ms off | p99 ms on | × ceiling, one in ten | that ÷ off |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for on in &cost.on {
         let Some(off) = cost.off.iter().find(|off| off.target == on.target) else { continue };
+        let off_ratio = off.throughput_vs_ceiling.max(f64::EPSILON);
+        let tenth = cost.one_in_ten.iter().find(|tenth| tenth.target == on.target);
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
             on.target,
             on.measured.concurrency,
             off.throughput_vs_ceiling,
             on.throughput_vs_ceiling,
-            on.throughput_vs_ceiling / off.throughput_vs_ceiling.max(f64::EPSILON),
+            on.throughput_vs_ceiling / off_ratio,
             ms(off.measured.p99_us),
-            ms(on.measured.p99_us)
+            ms(on.measured.p99_us),
+            tenth.map_or("—".into(), |t| format!("{:.2}", t.throughput_vs_ceiling)),
+            tenth.map_or("—".into(), |t| format!("{:.2}", t.throughput_vs_ceiling / off_ratio)),
         );
     }
 }

@@ -179,9 +179,13 @@ impl Running {
     }
 
     /// Like [`Running::start`] (seeded), every service exporting its traces over OTLP to
-    /// `otlp`.
-    pub(crate) async fn start_traced(bin_dir: &Path, otlp: SocketAddr) -> anyhow::Result<Self> {
-        Self::start_exporting(bin_dir, true, None, Limits::Off, Some(otlp)).await
+    /// `otlp`, sampling `ratio` of the traces it starts (`None`: the default, every one).
+    pub(crate) async fn start_traced(
+        bin_dir: &Path,
+        otlp: SocketAddr,
+        ratio: Option<f64>,
+    ) -> anyhow::Result<Self> {
+        Self::start_exporting(bin_dir, true, None, Limits::Off, Some((otlp, ratio))).await
     }
 
     async fn start_exporting(
@@ -189,7 +193,7 @@ impl Running {
         seed: bool,
         postgres: Option<&OnPostgres>,
         limits: Limits,
-        otlp: Option<SocketAddr>,
+        otlp: Option<(SocketAddr, Option<f64>)>,
     ) -> anyhow::Result<Self> {
         let data = match std::env::var_os("BENCH_DATA_DIR") {
             Some(path) if postgres.is_none() => {
@@ -242,8 +246,13 @@ impl Running {
                         .env("STOCK_WATCHES_PER_CLIENT", "0"),
                     Limits::AsShipped => command.env("VIDEOSTORE_TRUSTED_PROXIES", "127.0.0.1"),
                 };
-                if let Some(otlp) = otlp {
+                if let Some((otlp, ratio)) = otlp {
                     command.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"));
+                    if let Some(ratio) = ratio {
+                        command
+                            .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+                            .env("OTEL_TRACES_SAMPLER_ARG", ratio.to_string());
+                    }
                 }
                 if let Some(postgres) = postgres {
                     // Sized as an operator would: the stock replicas share a few connections

@@ -30,6 +30,8 @@ pub(crate) struct TracingCost {
     pub(crate) on: Vec<UnaryResult>,
     /// Spans the receiver was sent during the run with export on.
     pub(crate) spans_received: u64,
+    /// Export on, one trace in ten sampled (`parentbased_traceidratio`, 0.1).
+    pub(crate) one_in_ten: Vec<UnaryResult>,
 }
 
 /// An OTLP trace endpoint that counts the spans it is sent, and keeps none.
@@ -66,7 +68,7 @@ async fn receiver(counter: Counter) -> anyhow::Result<SocketAddr> {
 }
 
 /// GetMovie and GetMoviePage at `concurrency`, export off, then on (default sampler: every
-/// call's spans).
+/// call's spans), then on with one trace in ten sampled.
 pub(crate) async fn measure(
     bin_dir: &Path,
     concurrency: usize,
@@ -82,14 +84,19 @@ pub(crate) async fn measure(
     let counter = Counter::default();
     let endpoint = receiver(counter.clone()).await?;
     eprintln!("bench: tracing export on, to an OTLP receiver at {endpoint}");
-    let mut running = services::Running::start_traced(bin_dir, endpoint).await?;
+    let mut running = services::Running::start_traced(bin_dir, endpoint, None).await?;
     let on = unary(&running, &[concurrency], duration, Some("Get")).await;
     running.stop();
     let spans_received = counter.0.load(Ordering::Relaxed);
     eprintln!("bench:   the receiver was sent {spans_received} spans");
+    eprintln!("bench: tracing export on, one trace in ten sampled");
+    let mut running = services::Running::start_traced(bin_dir, endpoint, Some(0.1)).await?;
+    let one_in_ten = unary(&running, &[concurrency], duration, Some("Get")).await;
+    running.stop();
     Ok(TracingCost {
         off: off?.into_iter().filter(targets).collect(),
         on: on?.into_iter().filter(targets).collect(),
         spans_received,
+        one_in_ten: one_in_ten?.into_iter().filter(targets).collect(),
     })
 }
