@@ -10,7 +10,10 @@
 //! caller went away before its end counts as `CANCELLED`, or `DEADLINE_EXCEEDED` past the
 //! answer limit ([`crate::timeout::ANSWER_WITHIN`]). A path that is no method of the contracts
 //! counts as `rpc_method="_OTHER"` (as OpenTelemetry names unknown methods), so made-up paths
-//! cannot grow the series without bound.
+//! cannot grow the series without bound. When the call's span is exported and sampled, its
+//! trace id is its bucket's exemplar (`# {trace_id="…"}`).
+//!
+//! The same layer gives each call its span ([`crate::trace::server_span`]).
 //!
 //! A service adds its own gauges and counters with [`Metrics::register`].
 

@@ -14,12 +14,14 @@
 //!   request (from the browser, the aggregator or any OpenTelemetry client).
 //! - Clients: [`TraceClientLayer`] on a channel makes the client span of each call and sends
 //!   its context as `traceparent`.
-//! - Plain HTTP (the REST facade): [`http_server_span`].
+//! - Plain HTTP (the REST facade): [`http_requests`].
+//! - The store: [`store_span`], a span per transaction or page read inside a call's.
 //!
-//! Log lines written inside a call carry `trace_id` and `span_id` (span fields, so they also
-//! appear as attributes of the exported span). Without export, a call's span still carries the
-//! `trace_id` of an incoming `traceparent`, so logs of the services a request went through can
-//! be matched.
+//! Log lines written inside a sampled call carry `trace_id` and `span_id` (span fields, so they
+//! also appear as attributes of the exported span). Without export, a call's span still carries
+//! the `trace_id` of an incoming `traceparent`, so logs of the services a request went through
+//! can be matched. An unsampled call's span is recorded no further (no ids, status or exemplar):
+//! that is what keeps a low sampling ratio cheap.
 
 use std::{
     pin::Pin,
@@ -75,7 +77,7 @@ pub fn server_span(method: &str, headers: &HeaderMap) -> (Span, Option<String>) 
 }
 
 /// The span of one plain HTTP request a server answers (`route` as the router names it,
-/// `GET /api/films/{id}`), continuing the request's `traceparent`.
+/// `GET /api/movies/{id}`), continuing the request's `traceparent`.
 fn http_server_span(method: &http::Method, route: &str, headers: &HeaderMap) -> Span {
     if !wanted(headers) {
         return Span::none();
