@@ -267,13 +267,12 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = self.calls.of(request.uri().path());
-        let (span, sampled) = crate::trace::server_span(&method.name, request.headers());
+        let span = crate::trace::server_span(&method.name, request.headers());
         let mut timing = Timing {
             method,
             calls: Arc::clone(&self.calls),
             started: Instant::now(),
             span: Some(span.clone()),
-            sampled,
         };
         let answer = {
             let _entered = span.enter();
@@ -301,21 +300,15 @@ struct Timing {
     started: Instant,
     /// Until the call is recorded.
     span: Option<Span>,
-    /// The trace id, when the span is exported (sampled).
-    sampled: Option<String>,
 }
 
 impl Timing {
     fn finish(&mut self, code: tonic::Code) {
         let Some(span) = self.span.take() else { return };
         // An exported (sampled) call's trace becomes its bucket's exemplar.
-        let sampled = self.sampled.take();
-        let recorded = sampled.is_some();
-        let trace = sampled.map(|trace_id| Traced { trace_id });
+        let trace = crate::trace::sampled_trace_id(&span).map(|trace_id| Traced { trace_id });
         self.calls.observe(&self.method, code, self.started.elapsed().as_secs_f64(), trace);
-        if recorded {
-            crate::trace::end_call(&span, code, false);
-        }
+        crate::trace::end_call(&span, code, false);
         span.in_scope(
             || tracing::debug!(target: "videostore::rpc", code = code_name(code), "answered"),
         );

@@ -53,11 +53,10 @@ fn wanted(headers: &HeaderMap) -> bool {
 
 /// The span of one call a server answers: `method` is fully qualified
 /// (`package.Service/Method`), `headers` the request's, whose `traceparent` it continues.
-/// [`Span::none`] when nobody would read it (see [`wanted`]). With it, the trace id when the
-/// span is exported (sampled): only then are its status and exemplar recorded.
-pub fn server_span(method: &str, headers: &HeaderMap) -> (Span, Option<String>) {
+/// [`Span::none`] when nobody would read it (see [`wanted`]).
+pub fn server_span(method: &str, headers: &HeaderMap) -> Span {
     if !wanted(headers) {
-        return (Span::none(), None);
+        return Span::none();
     }
     let span = tracing::info_span!(
         target: "videostore::rpc",
@@ -72,8 +71,8 @@ pub fn server_span(method: &str, headers: &HeaderMap) -> (Span, Option<String>) 
         trace_id = Empty,
         span_id = Empty,
     );
-    let sampled = continue_trace(&span, headers);
-    (span, sampled)
+    continue_trace(&span, headers);
+    span
 }
 
 /// The span of one plain HTTP request a server answers (`route` as the router names it,
@@ -142,11 +141,7 @@ fn end_http(span: &Span, status: http::StatusCode) {
 
 /// Makes `span` a child of the caller's span named in `headers`, and records the ids its log
 /// lines carry.
-///
-/// Returns the trace id when the span is sampled (exported): only then are its status and
-/// exemplar worth recording. An unsampled span is recorded no further, which is what keeps a
-/// low sampling ratio cheap.
-fn continue_trace(span: &Span, headers: &HeaderMap) -> Option<String> {
+fn continue_trace(span: &Span, headers: &HeaderMap) {
     let parent = TraceContextPropagator::new().extract(&FromHeaders(headers));
     let caller = parent.span().span_context().clone();
     if caller.is_valid() {
@@ -156,17 +151,23 @@ fn continue_trace(span: &Span, headers: &HeaderMap) -> Option<String> {
     }
     // Starts the exported span (if any) now, so its ids are known.
     let own = span.context().span().span_context().clone();
-    if own.is_valid() && own.is_sampled() {
-        let trace = own.trace_id().to_string();
-        span.record("trace_id", trace.as_str());
+    if own.is_valid() {
+        span.record("trace_id", tracing::field::display(own.trace_id()));
         span.record("span_id", tracing::field::display(own.span_id()));
-        Some(trace)
-    } else {
-        if !own.is_valid() && caller.is_valid() {
-            span.record("trace_id", tracing::field::display(caller.trace_id()));
-        }
-        None
+    } else if caller.is_valid() {
+        span.record("trace_id", tracing::field::display(caller.trace_id()));
     }
+}
+
+/// The trace id of `span` if it is exported and sampled (for a histogram's exemplar).
+pub(crate) fn sampled_trace_id(span: &Span) -> Option<String> {
+    if span.is_none() {
+        return None;
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    (span_context.is_valid() && span_context.is_sampled())
+        .then(|| span_context.trace_id().to_string())
 }
 
 /// Records a call's status on its span (see the module's description for which are errors).
@@ -289,8 +290,6 @@ where
             TraceContextPropagator::new()
                 .inject_context(&context, &mut IntoHeaders(request.headers_mut()));
         }
-        // An unsampled span is not exported: its status is not worth recording.
-        let sampled = context.span().span_context().is_sampled();
         let answer = {
             let _entered = span.enter();
             self.inner.call(request)
@@ -302,18 +301,15 @@ where
                     Ok(response) => response,
                     Err(error) => {
                         // The call never reached the server (tonic answers UNAVAILABLE).
-                        if sampled {
-                            end_call(&span, tonic::Code::Unavailable, true);
-                        }
+                        end_call(&span, tonic::Code::Unavailable, true);
                         return Err(error);
                     }
                 };
-                let mut span = sampled.then_some(span);
+                let mut span = Some(span);
                 // A trailers-only answer (most errors) has its status in its head.
-                if let Some(code) = status_of(response.headers())
-                    && let Some(span) = span.take()
-                {
-                    end_call(&span, code, true);
+                if let Some(code) = status_of(response.headers()) {
+                    end_call(span.as_ref().expect("just set"), code, true);
+                    span = None;
                 }
                 Ok(response.map(|body| TracedBody { body, span }))
             }
@@ -421,9 +417,9 @@ mod tests {
     fn a_call_nobody_would_read_gets_no_span() {
         let logs = crate::telemetry::log_layer(false, EnvFilter::new("info"), std::io::sink);
         let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(logs));
-        assert!(server_span(METHOD, &HeaderMap::new()).0.is_none());
+        assert!(server_span(METHOD, &HeaderMap::new()).is_none());
         // The caller's trace id is worth a span: the call's log lines carry it.
-        assert!(!server_span(METHOD, &with_traceparent()).0.is_none());
+        assert!(!server_span(METHOD, &with_traceparent()).is_none());
     }
 
     #[test]
@@ -434,7 +430,7 @@ mod tests {
             std::io::sink,
         );
         let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(logs));
-        assert!(!server_span(METHOD, &HeaderMap::new()).0.is_none());
+        assert!(!server_span(METHOD, &HeaderMap::new()).is_none());
         drop(guard);
 
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
@@ -442,26 +438,8 @@ mod tests {
         let _guard = tracing::subscriber::set_default(
             tracing_subscriber::registry().with(logs).with(crate::telemetry::span_layer(&provider)),
         );
-        let (span, sampled) = server_span(METHOD, &HeaderMap::new());
-        assert!(sampled.is_some(), "always on: sampled");
+        let span = server_span(METHOD, &HeaderMap::new());
         assert!(!span.is_none());
         assert!(span.context().span().span_context().is_valid(), "the exported span has ids");
-    }
-
-    #[test]
-    fn a_call_its_caller_did_not_sample_is_not_recorded() {
-        // The default sampler follows the caller's choice: flags 00, not sampled.
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::registry().with(crate::telemetry::span_layer(&provider)),
-        );
-        let mut headers = HeaderMap::new();
-        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-        headers.insert("traceparent", HeaderValue::from_static(traceparent));
-        let (span, sampled) = server_span(METHOD, &headers);
-        assert!(!span.is_none());
-        assert_eq!(sampled, None);
-        let (_, sampled) = server_span(METHOD, &with_traceparent());
-        assert_eq!(sampled.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
     }
 }
