@@ -17,11 +17,10 @@
 //! - Plain HTTP (the REST facade): [`http_requests`].
 //! - The store: [`store_span`], a span per transaction or page read inside a call's.
 //!
-//! Log lines written inside a sampled call carry `trace_id` and `span_id` (span fields, so they
+//! Log lines written inside a call carry `trace_id` and `span_id` (span fields, so they
 //! also appear as attributes of the exported span). Without export, a call's span still carries
 //! the `trace_id` of an incoming `traceparent`, so logs of the services a request went through
-//! can be matched. An unsampled call's span is recorded no further (no ids, status or exemplar):
-//! that is what keeps a low sampling ratio cheap.
+//! can be matched.
 
 use std::{
     pin::Pin,
