@@ -59,6 +59,16 @@ impl Receiver {
     }
 }
 
+/// A receiver on a free port, and a tracer provider exporting to it (batches, the default
+/// sampler), as a service's would with `OTEL_EXPORTER_OTLP_ENDPOINT` pointing there.
+pub async fn exporting_to_a_receiver() -> (Receiver, opentelemetry_sdk::trace::SdkTracerProvider) {
+    let receiver = Receiver::default();
+    let endpoint = format!("http://{}", receiver.clone().start().await);
+    let provider = videostore_kit::telemetry::otlp_provider("tests", &endpoint)
+        .expect("a provider exporting to the receiver");
+    (receiver, provider)
+}
+
 /// Each span's name and kind.
 pub fn names(spans: &[Span]) -> Vec<String> {
     spans.iter().map(|span| format!("{} {:?}", span.name, span.kind())).collect()

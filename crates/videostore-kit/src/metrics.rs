@@ -344,16 +344,8 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TimedBody<B> {
             let _entered = this.timing.span.as_ref().map(Span::enter);
             Pin::new(&mut this.body).poll_frame(cx)
         };
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(code) = frame.trailers_ref().and_then(status_of) {
-                    this.timing.finish(code);
-                }
-            }
-            Poll::Ready(Some(Err(_))) => this.timing.finish(tonic::Code::Unknown),
-            // An answer that ended without a status is malformed.
-            Poll::Ready(None) => this.timing.finish(tonic::Code::Unknown),
-            Poll::Pending => {}
+        if let Some(code) = crate::trace::answered(&polled) {
+            this.timing.finish(code);
         }
         polled
     }

@@ -273,15 +273,15 @@ where
             Span::none()
         } else {
             tracing::info_span!(
-            target: "videostore::rpc",
-            "rpc.client",
-            otel.name = method,
-            otel.kind = "client",
-            rpc.system.name = "grpc",
-            rpc.method = method,
-            rpc.response.status_code = Empty,
-            error.type = Empty,
-            otel.status_code = Empty,
+                target: "videostore::rpc",
+                "rpc.client",
+                otel.name = method,
+                otel.kind = "client",
+                rpc.system.name = "grpc",
+                rpc.method = method,
+                rpc.response.status_code = Empty,
+                error.type = Empty,
+                otel.status_code = Empty,
             )
         };
         let context = span.context();
@@ -333,12 +333,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TracedBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
-        let code = match &polled {
-            Poll::Ready(Some(Ok(frame))) => frame.trailers_ref().and_then(status_of),
-            Poll::Ready(Some(Err(_)) | None) => Some(tonic::Code::Unknown),
-            Poll::Pending => None,
-        };
-        if let Some(code) = code
+        if let Some(code) = answered(&polled)
             && let Some(span) = this.span.take()
         {
             end_call(&span, code, true);
@@ -361,6 +356,16 @@ impl<B> Drop for TracedBody<B> {
         if let Some(span) = self.span.take() {
             end_call(&span, tonic::Code::Cancelled, true);
         }
+    }
+}
+
+/// The status an answer's body reached with this frame, if it did: its trailers' status, or
+/// UNKNOWN for a body that failed or ended without one (malformed).
+pub(crate) fn answered<E>(polled: &Poll<Option<Result<Frame<Bytes>, E>>>) -> Option<tonic::Code> {
+    match polled {
+        Poll::Ready(Some(Ok(frame))) => frame.trailers_ref().and_then(status_of),
+        Poll::Ready(Some(Err(_)) | None) => Some(tonic::Code::Unknown),
+        Poll::Pending => None,
     }
 }
 

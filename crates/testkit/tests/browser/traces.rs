@@ -6,7 +6,7 @@ use fantoccini::Locator;
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
 use testkit::{
     TestStore,
-    otlp::{Receiver, names, received},
+    otlp::{exporting_to_a_receiver, names, received},
 };
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -17,9 +17,7 @@ use crate::harness::{self, Browser};
 #[tokio::test]
 async fn a_film_page_opened_in_the_browser_is_one_trace_through_the_services() {
     let _one_at_a_time = harness::lock().await;
-    let receiver = Receiver::default();
-    let endpoint = format!("http://{}", receiver.clone().start().await);
-    let provider = videostore_kit::telemetry::otlp_provider("tests", &endpoint).unwrap();
+    let (receiver, provider) = exporting_to_a_receiver().await;
     let _guard = tracing::subscriber::set_default(
         tracing_subscriber::registry().with(videostore_kit::telemetry::span_layer(&provider)),
     );

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::{
 };
 use testkit::{
     TestStore,
-    otlp::{Receiver, names, received},
+    otlp::{exporting_to_a_receiver, names, received},
 };
 use tonic::{Code, Request};
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt};
@@ -34,6 +34,19 @@ impl std::io::Write for Lines {
 }
 
 impl Lines {
+    /// JSON log lines (answers included) written here, as the services write them.
+    fn layer<S>(&self) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        let writer = self.clone();
+        videostore_kit::telemetry::log_layer(
+            true,
+            EnvFilter::new("videostore::rpc=debug,info"),
+            move || writer.clone(),
+        )
+    }
+
     fn json(&self) -> Vec<serde_json::Value> {
         String::from_utf8(self.0.lock().unwrap().clone())
             .unwrap()
@@ -130,21 +143,14 @@ fn call_under<'a>(spans: &'a [Span], caller: &Span, method: &str, code: &str) ->
 
 #[tokio::test]
 async fn a_movie_page_is_one_trace_from_caller_to_catalogue_and_stock() {
-    let receiver = Receiver::default();
-    let endpoint = format!("http://{}", receiver.clone().start().await);
-    let provider = videostore_kit::telemetry::otlp_provider("tests", &endpoint).unwrap();
+    let (receiver, provider) = exporting_to_a_receiver().await;
     let lines = Lines::default();
     // The test's runtime has one thread, which runs every server task: all their spans and
     // log lines come through this subscriber.
-    let writer = lines.clone();
     let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(videostore_kit::telemetry::span_layer(&provider)).with(
-            videostore_kit::telemetry::log_layer(
-                true,
-                EnvFilter::new("videostore::rpc=debug,info"),
-                move || writer.clone(),
-            ),
-        ),
+        tracing_subscriber::registry()
+            .with(videostore_kit::telemetry::span_layer(&provider))
+            .with(lines.layer()),
     );
     let store = TestStore::start().await;
     let mut front = store.storefront_client().await;
@@ -249,9 +255,7 @@ async fn a_movie_page_is_one_trace_from_caller_to_catalogue_and_stock() {
 
 #[tokio::test]
 async fn a_stock_lookup_shared_by_several_pages_links_to_each_of_them() {
-    let receiver = Receiver::default();
-    let endpoint = format!("http://{}", receiver.clone().start().await);
-    let provider = videostore_kit::telemetry::otlp_provider("tests", &endpoint).unwrap();
+    let (receiver, provider) = exporting_to_a_receiver().await;
     let _guard = tracing::subscriber::set_default(
         tracing_subscriber::registry().with(videostore_kit::telemetry::span_layer(&provider)),
     );
@@ -302,14 +306,8 @@ async fn a_stock_lookup_shared_by_several_pages_links_to_each_of_them() {
 #[tokio::test]
 async fn without_export_log_lines_still_carry_the_callers_trace_id() {
     let lines = Lines::default();
-    let writer = lines.clone();
-    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(
-        videostore_kit::telemetry::log_layer(
-            true,
-            EnvFilter::new("videostore::rpc=debug,info"),
-            move || writer.clone(),
-        ),
-    ));
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.layer()));
     let store = TestStore::start().await;
     let mut front = store.storefront_client().await;
     let (trace, _, header) = caller();
