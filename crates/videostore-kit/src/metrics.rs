@@ -13,7 +13,7 @@
 //! cannot grow the series without bound. When the call's span is exported and sampled, its
 //! trace id is its bucket's exemplar (`# {trace_id="…"}`).
 //!
-//! The same layer gives each call its span ([`crate::trace::server_span`]).
+//! The same layer gives each call its trace ([`crate::trace::server_call`]).
 //!
 //! A service adds its own gauges and counters with [`Metrics::register`].
 
@@ -31,12 +31,12 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{HeaderValue, header::CONTENT_TYPE};
 use http_body::{Body, Frame, SizeHint};
+use opentelemetry::context::FutureExt as _;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{exemplar::HistogramWithExemplars, family::Family},
     registry::{Metric, Registry, Unit},
 };
-use tracing::{Instrument, Span};
 
 /// Upper bounds of the duration buckets, in seconds: OpenTelemetry's advice for RPC durations,
 /// with finer ones below 5 ms, where this store's reads answer.
@@ -70,13 +70,13 @@ fn durations() -> CallDurations {
 /// The durations of one method's calls, by status code, each made on first use: a call finds
 /// its histogram without building a label set.
 struct MethodDurations {
-    name: String,
+    name: Arc<str>,
     by_code: [OnceLock<CallDurations>; 17],
 }
 
 impl MethodDurations {
     fn new(name: String) -> Arc<Self> {
-        Arc::new(Self { name, by_code: std::array::from_fn(|_| OnceLock::new()) })
+        Arc::new(Self { name: name.into(), by_code: std::array::from_fn(|_| OnceLock::new()) })
     }
 }
 
@@ -128,7 +128,7 @@ impl Durations {
         let histogram = method.by_code[index].get_or_init(|| {
             self.family.get_or_create_owned(&Call {
                 rpc_system_name: "grpc",
-                rpc_method: method.name.clone(),
+                rpc_method: method.name.to_string(),
                 rpc_response_status_code: code_name(code),
             })
         });
@@ -267,28 +267,29 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = self.calls.of(request.uri().path());
-        let span = crate::trace::server_span(&method.name, request.headers());
+        let trace = crate::trace::server_call(&method.name, request.headers());
         let mut timing = Timing {
             method,
             calls: Arc::clone(&self.calls),
             started: Instant::now(),
-            span: Some(span.clone()),
+            trace,
+            finished: false,
         };
         let answer = {
-            let _entered = span.enter();
+            let _attached = timing.trace.clone().map(opentelemetry::Context::attach);
             self.inner.call(request)
         };
-        Box::pin(
-            async move {
-                let response = answer.await?;
-                // A trailers-only answer (most errors) has its status in its head.
-                if let Some(code) = status_of(response.headers()) {
-                    timing.finish(code);
-                }
-                Ok(response.map(|body| TimedBody { body, timing }))
+        Box::pin(async move {
+            let response = match &timing.trace {
+                Some(trace) => answer.with_context(trace.clone()).await?,
+                None => answer.await?,
+            };
+            // A trailers-only answer (most errors) has its status in its head.
+            if let Some(code) = status_of(response.headers()) {
+                timing.finish(code);
             }
-            .instrument(span),
-        )
+            Ok(response.map(|body| TimedBody { body, timing }))
+        })
     }
 }
 
@@ -298,26 +299,33 @@ struct Timing {
     calls: Arc<Durations>,
     method: Arc<MethodDurations>,
     started: Instant,
-    /// Until the call is recorded.
-    span: Option<Span>,
+    /// The context the call's work runs in (its span, when exported), if it has a trace.
+    trace: Option<opentelemetry::Context>,
+    finished: bool,
 }
 
 impl Timing {
     fn finish(&mut self, code: tonic::Code) {
-        let Some(span) = self.span.take() else { return };
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         // An exported (sampled) call's trace becomes its bucket's exemplar.
-        let trace = crate::trace::sampled_trace_id(&span).map(|trace_id| Traced { trace_id });
-        self.calls.observe(&self.method, code, self.started.elapsed().as_secs_f64(), trace);
-        crate::trace::end_call(&span, code, false);
-        span.in_scope(
-            || tracing::debug!(target: "videostore::rpc", code = code_name(code), "answered"),
-        );
+        let trace = self.trace.as_ref();
+        let exemplar =
+            trace.and_then(crate::trace::sampled_trace_id).map(|trace_id| Traced { trace_id });
+        self.calls.observe(&self.method, code, self.started.elapsed().as_secs_f64(), exemplar);
+        let _attached = trace.cloned().map(opentelemetry::Context::attach);
+        let method: &str = &self.method.name;
+        tracing::debug!(target: "videostore::rpc", code = code_name(code), rpc.method = method, "answered");
+        if let Some(trace) = trace {
+            crate::trace::end_call(trace, code, false);
+        }
     }
 }
 
 impl Drop for Timing {
     fn drop(&mut self) {
-        if self.span.is_some() {
+        if !self.finished {
             let late = self.started.elapsed() >= crate::timeout::ANSWER_WITHIN;
             self.finish(if late { tonic::Code::DeadlineExceeded } else { tonic::Code::Cancelled });
         }
@@ -339,9 +347,9 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TimedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        // The stream's handler runs in its call's span.
+        // The stream's handler runs in its call's trace.
         let polled = {
-            let _entered = this.timing.span.as_ref().map(Span::enter);
+            let _attached = this.timing.trace.clone().map(opentelemetry::Context::attach);
             Pin::new(&mut this.body).poll_frame(cx)
         };
         if let Some(code) = crate::trace::answered(&polled) {

@@ -1,31 +1,41 @@
 //! Logs and traces.
 //!
 //! Logs: `tracing`, filtered by `RUST_LOG` (default `info`); `LOG_FORMAT=json` switches to one
-//! JSON object per line for log collectors. A line written inside a call carries the call's
-//! span: its method and, when there is a trace, `trace_id` and `span_id` (see [`crate::trace`]).
+//! JSON object per line for log collectors. A line written inside a call that has a trace
+//! carries its `trace_id` and `span_id` (see [`crate::trace`]); `RUST_LOG=videostore::rpc=debug`
+//! logs every call's answer with its method and code.
 //!
 //! Traces: OpenTelemetry spans, exported over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, configured by the standard variables:
 //! `OTEL_SERVICE_NAME` (default: the service's own name), `OTEL_RESOURCE_ATTRIBUTES`,
 //! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`),
 //! `OTEL_BSP_*` for batching, and `OTEL_SDK_DISABLED=true` to turn export off. Without an
-//! endpoint no OpenTelemetry layer is installed, and a call gets a span only when its caller
-//! sent a `traceparent` or answers are logged (see [`crate::trace`]).
+//! endpoint no span is made (see [`crate::trace`]).
 //!
 //! The log filter does not apply to traces: `RUST_LOG=warn` still exports every call's span.
 
-use std::sync::Arc;
+use std::{io::IsTerminal as _, sync::Arc};
 
 use anyhow::Context as _;
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{
     Resource,
     error::{OTelSdkError, OTelSdkResult},
     trace::{SdkTracerProvider, SpanData, SpanExporter},
 };
+use tracing::{
+    Level,
+    field::{Field, Visit},
+};
 use tracing_subscriber::{
-    EnvFilter, Layer, filter::LevelFilter, fmt, prelude::*, registry::LookupSpan,
+    EnvFilter, Layer,
+    fmt::{
+        self, FormatEvent, FormatFields,
+        format::Writer,
+        time::{FormatTime, SystemTime},
+    },
+    prelude::*,
+    registry::LookupSpan,
 };
 
 /// Keeps the trace exporter running; [`Telemetry::shutdown`] sends what is still queued.
@@ -53,94 +63,171 @@ impl Telemetry {
     }
 }
 
-/// Installs the global subscriber: logs, and traces when an OTLP endpoint is configured.
-/// Safe to call more than once (later calls install nothing), which tests that start several
-/// services in one process rely on. Call it inside the runtime (the exporter runs on it).
+/// Installs the global subscriber (logs), and the span exporter when an OTLP endpoint is
+/// configured. Safe to call more than once (later calls install nothing), which tests that
+/// start several services in one process rely on. Call it inside the runtime (the exporter
+/// runs on it).
 pub fn init(service: &str) -> Telemetry {
-    let provider = match provider_from_env(service) {
-        Ok(provider) => provider,
-        Err(error) => {
-            // Logging is not up yet.
-            eprintln!("traces are not exported: {error:#}");
-            None
-        }
-    };
     let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let result = tracing_subscriber::registry()
-        .with(log_layer(json, filter, std::io::stdout))
-        .with(provider.as_ref().map(span_layer))
-        .try_init();
+    let logs = if json || !std::io::stdout().is_terminal() {
+        log_layer(json, filter, std::io::stdout)
+    } else {
+        // Coloured levels for a person at a terminal.
+        fmt::layer().event_format(HumanLine).with_filter(filter).boxed()
+    };
+    let result = tracing_subscriber::registry().with(logs).try_init();
     if result.is_err() {
         return Telemetry::default();
     }
-    if let Some(endpoint) = endpoint_from_env() {
-        tracing::info!(service, %endpoint, "exporting traces over OTLP");
+    let provider = match provider_from_env(service) {
+        Ok(provider) => provider,
+        Err(error) => {
+            tracing::error!("traces are not exported: {error:#}");
+            None
+        }
+    };
+    if let Some(provider) = &provider {
+        crate::trace::export_from_process(provider);
+        if let Some(endpoint) = endpoint_from_env() {
+            tracing::info!(service, %endpoint, "exporting traces over OTLP");
+        }
     }
     Telemetry { provider }
 }
 
-/// The log lines, as `filter` lets through, written to `writer`: human-readable, or JSON.
-/// Either way a line carries the spans it was written in, outermost first, with their fields:
-/// the call's method, `trace_id` and `span_id` (in JSON, under `spans`).
+/// The log lines, as `filter` lets through, written to `writer`: human-readable (without
+/// colours), or JSON (one object per line: `timestamp`, `level`, `target`, `fields`). A line written inside a call
+/// that has a trace carries its `trace_id` and `span_id` (see [`crate::trace`]).
 pub fn log_layer<S, W>(json: bool, filter: EnvFilter, writer: W) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     if json {
+        fmt::layer().event_format(JsonLine).with_writer(writer).with_filter(filter).boxed()
+    } else {
         fmt::layer()
-            .json()
-            .with_current_span(false)
-            .with_span_list(true)
+            .event_format(HumanLine)
+            .with_ansi(false)
             .with_writer(writer)
             .with_filter(filter)
             .boxed()
-    } else {
-        fmt::layer().with_target(false).with_writer(writer).with_filter(filter).boxed()
     }
 }
 
-/// The layer that turns `tracing` spans (INFO and above, whatever `RUST_LOG` says) into
-/// OpenTelemetry spans of `provider`.
-pub fn span_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + Send + Sync + use<S>
+/// `2026-11-30T09:32:34.123456Z  WARN stock too slow budget_ms=40 trace_id=… span_id=…`: the
+/// time, the level, the `tracing` spans the line was written in (if any), its fields, its
+/// trace.
+struct HumanLine;
+
+impl<S, N> FormatEvent<S, N> for HumanLine
 where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
 {
-    tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("videostore"))
-        // Semantic-convention attributes only: no source locations, threads or targets.
-        .with_location(false)
-        .with_threads(false)
-        .with_target(false)
-        .with_level(false)
-        .with_tracked_inactivity(false)
-        .with_filter(Exported)
-}
-
-/// The exporting layer's filter: spans and events at INFO and above. Also how a call finds out
-/// whether its spans are exported ([`exported`]): the subscriber hands it out when asked for
-/// its type.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Exported;
-
-impl<S> tracing_subscriber::layer::Filter<S> for Exported {
-    fn enabled(
+    fn format_event(
         &self,
-        metadata: &tracing::Metadata<'_>,
-        _: &tracing_subscriber::layer::Context<'_, S>,
-    ) -> bool {
-        *metadata.level() <= tracing::Level::INFO
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(LevelFilter::INFO)
+        ctx: &fmt::FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        SystemTime.format_time(&mut writer)?;
+        let level = *event.metadata().level();
+        if writer.has_ansi_escapes() {
+            let colour = match level {
+                Level::ERROR => 31,
+                Level::WARN => 33,
+                Level::INFO => 32,
+                Level::DEBUG => 34,
+                Level::TRACE => 35,
+            };
+            write!(writer, " \x1b[{colour}m{level:>5}\x1b[0m ")?;
+        } else {
+            write!(writer, " {level:>5} ")?;
+        }
+        for span in ctx.event_scope().into_iter().flat_map(|scope| scope.from_root()) {
+            write!(writer, "{}", span.name())?;
+            if let Some(fields) = span.extensions().get::<fmt::FormattedFields<N>>()
+                && !fields.is_empty()
+            {
+                write!(writer, "{{{fields}}}")?;
+            }
+            writer.write_str(": ")?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        if let Some((trace_id, span_id)) = crate::trace::log_ids() {
+            write!(writer, " trace_id={trace_id}")?;
+            if let Some(span_id) = span_id {
+                write!(writer, " span_id={span_id}")?;
+            }
+        }
+        writeln!(writer)
     }
 }
 
-/// Whether the current subscriber exports spans (has [`span_layer`]).
-pub(crate) fn exported() -> bool {
-    tracing::dispatcher::get_default(|dispatch| dispatch.downcast_ref::<Exported>().is_some())
+/// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`), and
+/// `trace_id` and `span_id` inside a traced call.
+struct JsonLine;
+
+impl<S, N> FormatEvent<S, N> for JsonLine
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &fmt::FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut timestamp = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        let mut fields = JsonFields::default();
+        event.record(&mut fields);
+        let mut line = serde_json::Map::new();
+        line.insert("timestamp".into(), timestamp.into());
+        line.insert("level".into(), event.metadata().level().as_str().into());
+        line.insert("target".into(), event.metadata().target().into());
+        line.insert("fields".into(), fields.0.into());
+        if let Some((trace_id, span_id)) = crate::trace::log_ids() {
+            line.insert("trace_id".into(), trace_id.to_string().into());
+            if let Some(span_id) = span_id {
+                line.insert("span_id".into(), span_id.to_string().into());
+            }
+        }
+        writeln!(writer, "{}", serde_json::Value::Object(line))
+    }
+}
+
+/// An event's fields as a JSON object, numbers and booleans as such.
+#[derive(Default)]
+struct JsonFields(serde_json::Map<String, serde_json::Value>);
+
+impl Visit for JsonFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}").into());
+    }
 }
 
 /// The configured OTLP endpoint, if any (the traces' own variable first).
@@ -220,5 +307,86 @@ impl SpanExporter for OnRuntime {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.set_resource(resource);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use http::HeaderMap;
+
+    use super::*;
+
+    /// A log writer that keeps what it is given.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Lines {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// Logs a line outside any call and one inside a traced call, in `json` or not; the lines
+    /// and the call's trace and span ids.
+    fn outside_and_inside_a_call(json: bool) -> (String, String, String) {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let _logs =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(log_layer(
+                json,
+                EnvFilter::new("info"),
+                move || writer.clone(),
+            )));
+        let provider = SdkTracerProvider::builder().build();
+        let _export = crate::trace::export_on_this_thread(&provider);
+        tracing::info!(films = 3, "outside");
+        let call = crate::trace::server_call(&Arc::from("a.B/C"), &HeaderMap::new()).unwrap();
+        let _inside = call.attach();
+        tracing::warn!(late = true, "inside");
+        let (trace_id, span_id) = crate::trace::log_ids().unwrap();
+        (lines.text(), trace_id.to_string(), span_id.unwrap().to_string())
+    }
+
+    #[test]
+    fn a_json_line_inside_a_call_carries_its_trace_and_span_ids() {
+        let (text, trace_id, span_id) = outside_and_inside_a_call(true);
+        let lines: Vec<serde_json::Value> =
+            text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["level"], "INFO");
+        assert_eq!(lines[0]["fields"], serde_json::json!({"message": "outside", "films": 3}));
+        assert!(lines[0].get("trace_id").is_none(), "no call, no trace: {text}");
+        assert_eq!(lines[1]["level"], "WARN");
+        assert_eq!(lines[1]["fields"], serde_json::json!({"message": "inside", "late": true}));
+        assert_eq!(lines[1]["trace_id"], trace_id.as_str());
+        assert_eq!(lines[1]["span_id"], span_id.as_str());
+        assert!(lines[1]["timestamp"].as_str().is_some_and(|time| time.ends_with('Z')));
+    }
+
+    #[test]
+    fn a_human_line_inside_a_call_ends_with_its_trace_and_span_ids() {
+        let (text, trace_id, span_id) = outside_and_inside_a_call(false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].ends_with(" INFO outside films=3"), "{text}");
+        assert!(
+            lines[1].ends_with(&format!(
+                " WARN inside late=true trace_id={trace_id} span_id={span_id}"
+            )),
+            "{text}"
+        );
     }
 }

@@ -1,178 +1,273 @@
 //! One span per call, on both sides of every RPC, and W3C trace context across the wire.
 //!
-//! Spans are `tracing` spans; when traces are exported ([`crate::telemetry`]) each becomes an
-//! OpenTelemetry span, named and attributed as OpenTelemetry's RPC conventions say: the span's
-//! name and `rpc.method` are the fully qualified method
-//! (`videostore.catalogue.v1.CatalogueService/GetMovie`), `rpc.system.name` is `grpc`,
-//! `rpc.response.status_code` the status code's name (`OK`, `NOT_FOUND`, …), and the kind is
-//! SERVER or CLIENT. A server span is an error only for the codes that mean the server failed
-//! (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS); a client span
-//! for any code but OK. Errors also carry `error.type`, the code's name.
+//! Spans are OpenTelemetry spans, made straight through the SDK's tracer (no `tracing` span in
+//! between: that bridge cost a tenth of GetMovie's throughput, `bench tracing`), and named and
+//! attributed as OpenTelemetry's RPC conventions say: the span's name and `rpc.method` are the
+//! fully qualified method (`videostore.catalogue.v1.CatalogueService/GetMovie`),
+//! `rpc.system.name` is `grpc`, `rpc.response.status_code` the status code's name (`OK`,
+//! `NOT_FOUND`, …), and the kind is SERVER or CLIENT. A server span is an error only for the
+//! codes that mean the server failed (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL,
+//! UNAVAILABLE, DATA_LOSS); a client span for any code but OK. Errors also carry `error.type`,
+//! the code's name.
 //!
-//! - Servers: [`server_span`], made for each call by the metrics layer ([`crate::metrics`]),
+//! - Servers: [`server_call`], made for each call by the metrics layer ([`crate::metrics`]),
 //!   which knows the method and sees the status; the span continues the `traceparent` of the
 //!   request (from the browser, the aggregator or any OpenTelemetry client).
 //! - Clients: [`TraceClientLayer`] on a channel makes the client span of each call and sends
 //!   its context as `traceparent`.
 //! - Plain HTTP (the REST facade): [`http_requests`].
-//! - The store: [`store_span`], a span per transaction or page read inside a call's.
+//! - The store: [`InSpan::store_span`], a span per transaction or page read inside a call's.
+//! - Work shared by several calls (a batch): [`shared_span`].
 //!
-//! Log lines written inside a call carry `trace_id` and `span_id` (span fields, so they
-//! also appear as attributes of the exported span). Without export, a call's span still carries
-//! the `trace_id` of an incoming `traceparent`, so logs of the services a request went through
-//! can be matched.
+//! A call's work runs with its OpenTelemetry [`Context`] current, and log lines read their
+//! `trace_id` and `span_id` from it ([`crate::telemetry`]). Without export, a call that came
+//! with a `traceparent` still runs in its caller's context, so the log lines of every service a
+//! request went through carry the same trace id; a call without one costs nothing.
+//!
+//! Which tracer exports: the process's, set once by [`crate::telemetry::init`] when an OTLP
+//! endpoint is configured; or, for tests serving several stores in one process, the one
+//! [`export_on_this_thread`] puts in the thread's context.
 
 use std::{
+    future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    sync::{Arc, OnceLock},
+    task::{Context as TaskContext, Poll},
 };
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
-pub use opentelemetry::trace::SpanContext;
+pub use opentelemetry::{Context, KeyValue};
 use opentelemetry::{
+    ContextGuard,
+    context::FutureExt as _,
     propagation::{Extractor, Injector, TextMapPropagator},
-    trace::TraceContextExt,
+    trace::{
+        Link, SpanBuilder, SpanKind, Status, TraceContextExt, TraceId, Tracer as _,
+        TracerProvider as _,
+    },
 };
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use tracing::{Instrument, Span, field::Empty};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use opentelemetry_sdk::{
+    propagation::TraceContextPropagator,
+    trace::{SdkTracer, SdkTracerProvider},
+};
 
-/// Whether a call with `headers` gets a span: when spans are exported, when its caller sent a
-/// trace context (so that log lines carry the caller's trace id), or when answers are logged
-/// (`RUST_LOG=videostore::rpc=debug`). Otherwise a call costs no span at all: a span per call
-/// that nobody reads cost GetMovie 8% of its throughput at `RUST_LOG=info` (`bench unary`).
-fn wanted(headers: &HeaderMap) -> bool {
-    crate::telemetry::exported()
-        || headers.contains_key("traceparent")
-        || tracing::enabled!(target: "videostore::rpc", tracing::Level::DEBUG)
+/// The tracer of every call in this process, once export is configured.
+static PROCESS_TRACER: OnceLock<SdkTracer> = OnceLock::new();
+
+/// A tracer carried in a context: [`export_on_this_thread`].
+struct ThreadTracer(SdkTracer);
+
+/// Exports the spans of every call of this process through `provider` (the first provider
+/// set stays).
+pub(crate) fn export_from_process(provider: &SdkTracerProvider) {
+    let _ = PROCESS_TRACER.set(provider.tracer("videostore"));
 }
 
-/// The span of one call a server answers: `method` is fully qualified
-/// (`package.Service/Method`), `headers` the request's, whose `traceparent` it continues.
-/// [`Span::none`] when nobody would read it (see [`wanted`]).
-pub fn server_span(method: &str, headers: &HeaderMap) -> Span {
-    if !wanted(headers) {
-        return Span::none();
-    }
-    let span = tracing::info_span!(
-        target: "videostore::rpc",
-        "rpc",
-        otel.name = method,
-        otel.kind = "server",
-        rpc.system.name = "grpc",
-        rpc.method = method,
-        rpc.response.status_code = Empty,
-        error.type = Empty,
-        otel.status_code = Empty,
-        trace_id = Empty,
-        span_id = Empty,
-    );
-    continue_trace(&span, headers);
-    span
+/// Exports the spans of the calls served on this thread through `provider`, until the guard
+/// is dropped. For tests that serve whole stores on a one-thread runtime, each test its own.
+pub fn export_on_this_thread(provider: &SdkTracerProvider) -> ContextGuard {
+    Context::current_with_value(ThreadTracer(provider.tracer("videostore"))).attach()
 }
 
-/// The span of one plain HTTP request a server answers (`route` as the router names it,
-/// `GET /api/movies/{id}`), continuing the request's `traceparent`.
-fn http_server_span(method: &http::Method, route: &str, headers: &HeaderMap) -> Span {
-    if !wanted(headers) {
-        return Span::none();
-    }
-    let span = tracing::info_span!(
-        target: "videostore::http",
-        "http",
-        otel.name = format_args!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = route,
-        http.response.status_code = Empty,
-        error.type = Empty,
-        otel.status_code = Empty,
-        trace_id = Empty,
-        span_id = Empty,
-    );
-    continue_trace(&span, headers);
-    span
+/// The tracer spans made in `cx` are exported through, if any.
+fn tracer_of(cx: &Context) -> Option<&SdkTracer> {
+    cx.get::<ThreadTracer>().map(|tracer| &tracer.0).or_else(|| PROCESS_TRACER.get())
 }
 
-/// Axum middleware giving each request of a router its [`http_server_span`] (apply with
+/// The context a call with `headers` runs in: when spans are exported, a span of its own made
+/// by `span` under the caller's (the `traceparent`'s) or the current one; without export, the
+/// caller's context alone, so that log lines carry its trace id; `None` when there is neither
+/// (then the call costs nothing).
+fn start_call(
+    headers: &HeaderMap,
+    span: impl FnOnce(&SdkTracer, &Context) -> opentelemetry_sdk::trace::Span,
+) -> Option<Context> {
+    Context::map_current(|current| {
+        let caller = headers
+            .contains_key("traceparent")
+            .then(|| {
+                TraceContextPropagator::new().extract_with_context(current, &FromHeaders(headers))
+            })
+            .filter(|caller| caller.span().span_context().is_valid());
+        let parent = caller.as_ref().unwrap_or(current);
+        match tracer_of(current) {
+            Some(tracer) => Some(parent.with_span(span(tracer, parent))),
+            None => caller,
+        }
+    })
+}
+
+/// The context of one call a server answers, its span named `method` (fully qualified,
+/// `package.Service/Method`): see [`start_call`].
+pub fn server_call(method: &Arc<str>, headers: &HeaderMap) -> Option<Context> {
+    start_call(headers, |tracer, parent| {
+        let builder = SpanBuilder::from_name(method.to_string())
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("rpc.system.name", "grpc"),
+                KeyValue::new("rpc.method", Arc::clone(method)),
+            ]);
+        tracer.build_with_context(builder, parent)
+    })
+}
+
+/// Axum middleware giving each request of a router its span, named by its route (`GET
+/// /api/movies/{id}`) and continuing its `traceparent` (apply with
 /// `route_layer(axum::middleware::from_fn(trace::http_requests))`, so the route is known).
 /// The span covers the handler up to the answer's head.
 pub async fn http_requests(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| request.uri().path().to_owned(), |path| path.as_str().to_owned());
-    let span = http_server_span(request.method(), &route, request.headers());
-    let response = next.run(request).instrument(span.clone()).await;
-    end_http(&span, response.status());
+    let method = request.method().clone();
+    let trace = start_call(request.headers(), |tracer, parent| {
+        let route = request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or_else(|| request.uri().path().to_owned(), |path| path.as_str().to_owned());
+        let builder = SpanBuilder::from_name(format!("{method} {route}"))
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("http.request.method", method.as_str().to_owned()),
+                KeyValue::new("http.route", route),
+            ]);
+        tracer.build_with_context(builder, parent)
+    });
+    let Some(trace) = trace else { return next.run(request).await };
+    let response = next.run(request).with_context(trace.clone()).await;
+    // The answer's status on the span (5xx is the server's failure).
+    let span = trace.span();
+    let status = response.status();
+    span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
+    if status.is_server_error() {
+        span.set_attribute(KeyValue::new("error.type", status.as_str().to_owned()));
+        span.set_status(Status::error(""));
+    }
+    span.end();
     response
 }
 
-/// A span for one store call (a transaction, a page read) inside a call's span, so a slow call
-/// shows where its time went: named `operation` (also its `db.operation.name`). Outside a
-/// call's span (none was wanted, see [`server_span`]), [`Span::none`].
-pub fn store_span(operation: &'static str) -> Span {
-    if Span::current().is_none() {
-        return Span::none();
-    }
-    tracing::info_span!(
-        target: "videostore::store",
-        "store",
-        otel.name = operation,
-        db.operation.name = operation,
-    )
-}
-
-/// Records an HTTP answer's status on its span (5xx is the server's failure).
-fn end_http(span: &Span, status: http::StatusCode) {
-    span.record("http.response.status_code", i64::from(status.as_u16()));
-    if status.is_server_error() {
-        span.record("error.type", status.as_str());
-        span.record("otel.status_code", "ERROR");
+pin_project_lite::pin_project! {
+    /// A future run in a span of its own, which ends when it completes: see [`InSpan`] and
+    /// [`shared_span`].
+    pub struct Spanned<F> {
+        #[pin]
+        inner: F,
+        // The span's context, until the future completes.
+        trace: Option<Context>,
     }
 }
 
-/// Makes `span` a child of the caller's span named in `headers`, and records the ids its log
-/// lines carry.
-fn continue_trace(span: &Span, headers: &HeaderMap) {
-    let parent = TraceContextPropagator::new().extract(&FromHeaders(headers));
-    let caller = parent.span().span_context().clone();
-    if caller.is_valid() {
-        // Fails only when traces are not exported (no layer to take it): the trace id below
-        // still ties the logs together.
-        let _ = span.set_parent(parent);
-    }
-    // Starts the exported span (if any) now, so its ids are known.
-    let own = span.context().span().span_context().clone();
-    if own.is_valid() {
-        span.record("trace_id", tracing::field::display(own.trace_id()));
-        span.record("span_id", tracing::field::display(own.span_id()));
-    } else if caller.is_valid() {
-        span.record("trace_id", tracing::field::display(caller.trace_id()));
+impl<F: Future> Future for Spanned<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let polled = {
+            let _attached = this.trace.clone().map(Context::attach);
+            this.inner.poll(task)
+        };
+        if polled.is_ready()
+            && let Some(trace) = this.trace.take()
+        {
+            trace.span().end();
+        }
+        polled
     }
 }
 
-/// The trace id of `span` if it is exported and sampled (for a histogram's exemplar).
-pub(crate) fn sampled_trace_id(span: &Span) -> Option<String> {
-    if span.is_none() {
+/// Store calls in spans of their own.
+pub trait InSpan: Future + Sized {
+    /// This store call (a transaction, a page read) in a span named `operation` (also its
+    /// `db.operation.name`) under the current call's, so that a slow call shows where its time
+    /// went. Only inside a call whose span is exported: otherwise the call as it is.
+    fn store_span(self, operation: &'static str) -> Spanned<Self> {
+        let trace = Context::map_current(|cx| {
+            if !cx.span().is_recording() {
+                return None;
+            }
+            let builder = SpanBuilder::from_name(operation)
+                .with_kind(SpanKind::Internal)
+                .with_attributes([KeyValue::new("db.operation.name", operation)]);
+            let span = tracer_of(cx)?.build_with_context(builder, cx);
+            Some(cx.with_span(span))
+        });
+        self.in_span(trace)
+    }
+
+    /// This work in the span of `trace` (from [`shared_span`]), which ends when it completes;
+    /// without a trace, the work as it is.
+    fn in_span(self, trace: Option<Context>) -> Spanned<Self> {
+        Spanned { inner: self, trace }
+    }
+}
+
+impl<F: Future> InSpan for F {}
+
+/// The context of the current call, for work done on its behalf elsewhere (a batch that serves
+/// several callers: [`shared_span`]).
+pub fn current() -> Context {
+    Context::current()
+}
+
+/// The span of work done for several `callers` at once (a batch), named `name` with
+/// `attributes`: the child of the first caller's span, linked to every other's, so that each
+/// caller's trace shows the work that served it. Run the work in it with [`InSpan::in_span`].
+/// `None` without export.
+pub fn shared_span<'a>(
+    name: &'static str,
+    attributes: Vec<KeyValue>,
+    callers: impl IntoIterator<Item = &'a Context>,
+) -> Option<Context> {
+    let mut callers = callers.into_iter();
+    let first = callers.next()?;
+    if !first.span().is_recording() {
         return None;
     }
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    (span_context.is_valid() && span_context.is_sampled())
-        .then(|| span_context.trace_id().to_string())
+    let links = callers
+        .map(|caller| caller.span().span_context().clone())
+        .filter(|span| span.is_valid())
+        .map(Link::with_context)
+        .collect();
+    let builder = SpanBuilder::from_name(name)
+        .with_kind(SpanKind::Internal)
+        .with_attributes(attributes)
+        .with_links(links);
+    let span = tracer_of(first)?.build_with_context(builder, first);
+    Some(first.with_span(span))
 }
 
-/// Records a call's status on its span (see the module's description for which are errors).
-pub fn end_call(span: &Span, code: tonic::Code, client: bool) {
+/// The trace id of a call's span if it is exported and sampled (for a histogram's exemplar).
+pub(crate) fn sampled_trace_id(trace: &Context) -> Option<String> {
+    let span = trace.span();
+    let context = span.span_context();
+    (span.is_recording() && context.is_sampled()).then(|| context.trace_id().to_string())
+}
+
+/// The ids a log line written now carries: the trace's, and the span's when it is this
+/// process's own (not the caller's, when spans are not exported).
+pub(crate) fn log_ids() -> Option<(TraceId, Option<opentelemetry::trace::SpanId>)> {
+    Context::map_current(|cx| {
+        let span = cx.span();
+        let context = span.span_context();
+        context
+            .is_valid()
+            .then(|| (context.trace_id(), (!context.is_remote()).then(|| context.span_id())))
+    })
+}
+
+/// Records a call's status on its span and ends it (see the module's description for which
+/// are errors).
+pub(crate) fn end_call(trace: &Context, code: tonic::Code, client: bool) {
+    let span = trace.span();
+    if !span.is_recording() {
+        return;
+    }
     let name = code_name(code);
-    span.record("rpc.response.status_code", name);
+    span.set_attribute(KeyValue::new("rpc.response.status_code", name));
     let server_failed = matches!(
         code,
         tonic::Code::Unknown
@@ -183,29 +278,10 @@ pub fn end_call(span: &Span, code: tonic::Code, client: bool) {
             | tonic::Code::DataLoss
     );
     if code != tonic::Code::Ok && (client || server_failed) {
-        span.record("error.type", name);
-        span.record("otel.status_code", "ERROR");
+        span.set_attribute(KeyValue::new("error.type", name));
+        span.set_status(Status::error(""));
     }
-}
-
-/// The context of the current span, to link to from work done on its behalf elsewhere (a
-/// batch that serves several callers). Invalid when traces are not exported.
-pub fn current_context() -> SpanContext {
-    Span::current().context().span().span_context().clone()
-}
-
-/// Adds `links` to `span`: the callers it works for besides its parent.
-pub fn link(span: &Span, links: impl IntoIterator<Item = SpanContext>) {
-    for link in links {
-        span.add_link(link);
-    }
-}
-
-/// Makes `span` a child of `parent` (when valid), e.g. a batch's span of its first caller's.
-pub fn set_parent(span: &Span, parent: SpanContext) {
-    if parent.is_valid() {
-        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
-    }
+    span.end();
 }
 
 struct FromHeaders<'a>(&'a HeaderMap);
@@ -233,7 +309,8 @@ impl Injector for IntoHeaders<'_> {
 }
 
 /// Makes a client span for each call through a channel and sends its context as `traceparent`
-/// (see the module's description).
+/// (see the module's description). Without export, the caller's `traceparent` goes on as it
+/// came, so that the callee's log lines carry the same trace id.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceClientLayer;
 
@@ -262,65 +339,56 @@ where
     type Error = S::Error;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().trim_start_matches('/');
-        // Without export, a client span has nothing to send on.
-        let span = if !crate::telemetry::exported() {
-            Span::none()
-        } else {
-            tracing::info_span!(
-                target: "videostore::rpc",
-                "rpc.client",
-                otel.name = method,
-                otel.kind = "client",
-                rpc.system.name = "grpc",
-                rpc.method = method,
-                rpc.response.status_code = Empty,
-                error.type = Empty,
-                otel.status_code = Empty,
-            )
-        };
-        let context = span.context();
-        if context.span().span_context().is_valid() {
-            TraceContextPropagator::new()
-                .inject_context(&context, &mut IntoHeaders(request.headers_mut()));
-        }
-        let answer = {
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        Box::pin(
-            async move {
-                let span = Span::current();
-                let response = match answer.await {
-                    Ok(response) => response,
-                    Err(error) => {
-                        // The call never reached the server (tonic answers UNAVAILABLE).
-                        end_call(&span, tonic::Code::Unavailable, true);
-                        return Err(error);
-                    }
-                };
-                let mut span = Some(span);
-                // A trailers-only answer (most errors) has its status in its head.
-                if let Some(code) = status_of(response.headers()) {
-                    end_call(span.as_ref().expect("just set"), code, true);
-                    span = None;
-                }
-                Ok(response.map(|body| TracedBody { body, span }))
+        let mut trace = Context::map_current(|current| match tracer_of(current) {
+            Some(tracer) => {
+                let method = request.uri().path().trim_start_matches('/');
+                let builder = SpanBuilder::from_name(method.to_owned())
+                    .with_kind(SpanKind::Client)
+                    .with_attributes([
+                        KeyValue::new("rpc.system.name", "grpc"),
+                        KeyValue::new("rpc.method", method.to_owned()),
+                    ]);
+                Some(current.with_span(tracer.build_with_context(builder, current)))
             }
-            .instrument(span),
-        )
+            None => current.span().span_context().is_valid().then(|| current.clone()),
+        });
+        if let Some(trace) = &trace {
+            TraceContextPropagator::new()
+                .inject_context(trace, &mut IntoHeaders(request.headers_mut()));
+        }
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = match answer.await {
+                Ok(response) => response,
+                Err(error) => {
+                    // The call never reached the server (tonic answers UNAVAILABLE).
+                    if let Some(trace) = &trace {
+                        end_call(trace, tonic::Code::Unavailable, true);
+                    }
+                    return Err(error);
+                }
+            };
+            // A trailers-only answer (most errors) has its status in its head.
+            if let Some(code) = status_of(response.headers())
+                && let Some(trace) = trace.take()
+            {
+                end_call(&trace, code, true);
+            }
+            Ok(response.map(|body| TracedBody { body, trace }))
+        })
     }
 }
 
 /// An answer's body, whose trailers (with the status) end its client span.
 pub struct TracedBody<B> {
     body: B,
-    span: Option<Span>,
+    /// Until the status is known.
+    trace: Option<Context>,
 }
 
 impl<B: Body<Data = Bytes> + Unpin> Body for TracedBody<B> {
@@ -329,14 +397,14 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TracedBody<B> {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         if let Some(code) = answered(&polled)
-            && let Some(span) = this.span.take()
+            && let Some(trace) = this.trace.take()
         {
-            end_call(&span, code, true);
+            end_call(&trace, code, true);
         }
         polled
     }
@@ -353,8 +421,8 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TracedBody<B> {
 impl<B> Drop for TracedBody<B> {
     fn drop(&mut self) {
         // Dropped before its status: the caller stopped reading (a stream it let go).
-        if let Some(span) = self.span.take() {
-            end_call(&span, tonic::Code::Cancelled, true);
+        if let Some(trace) = self.trace.take() {
+            end_call(&trace, tonic::Code::Cancelled, true);
         }
     }
 }
@@ -404,46 +472,68 @@ pub(crate) fn code_name(code: tonic::Code) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use tracing_subscriber::{EnvFilter, layer::SubscriberExt};
+    use opentelemetry::trace::TraceContextExt;
 
     use super::*;
 
+    const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
     fn with_traceparent() -> HeaderMap {
         let mut headers = HeaderMap::new();
-        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        headers.insert("traceparent", HeaderValue::from_static(traceparent));
+        headers.insert("traceparent", HeaderValue::from_static(CALLER));
         headers
     }
 
-    const METHOD: &str = "videostore.catalogue.v1.CatalogueService/GetMovie";
-
-    #[test]
-    fn a_call_nobody_would_read_gets_no_span() {
-        let logs = crate::telemetry::log_layer(false, EnvFilter::new("info"), std::io::sink);
-        let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(logs));
-        assert!(server_span(METHOD, &HeaderMap::new()).is_none());
-        // The caller's trace id is worth a span: the call's log lines carry it.
-        assert!(!server_span(METHOD, &with_traceparent()).is_none());
+    fn method() -> Arc<str> {
+        Arc::from("videostore.catalogue.v1.CatalogueService/GetMovie")
     }
 
     #[test]
-    fn every_call_gets_a_span_when_answers_are_logged_or_spans_exported() {
-        let logs = crate::telemetry::log_layer(
-            false,
-            EnvFilter::new("videostore::rpc=debug"),
-            std::io::sink,
-        );
-        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(logs));
-        assert!(!server_span(METHOD, &HeaderMap::new()).is_none());
-        drop(guard);
+    fn without_export_a_call_runs_in_its_callers_trace_or_in_none() {
+        assert!(server_call(&method(), &HeaderMap::new()).is_none(), "nothing to carry");
+        let trace = server_call(&method(), &with_traceparent()).expect("the caller's trace");
+        let _attached = trace.attach();
+        let (trace_id, span_id) = log_ids().expect("log lines carry the caller's trace id");
+        assert_eq!(trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(span_id, None, "the caller's span is not this call's");
+    }
 
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let logs = crate::telemetry::log_layer(false, EnvFilter::new("warn"), std::io::sink);
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::registry().with(logs).with(crate::telemetry::span_layer(&provider)),
-        );
-        let span = server_span(METHOD, &HeaderMap::new());
-        assert!(!span.is_none());
-        assert!(span.context().span().span_context().is_valid(), "the exported span has ids");
+    #[test]
+    fn with_export_every_call_has_a_span_under_its_callers() {
+        let provider = SdkTracerProvider::builder().build();
+        let _export = export_on_this_thread(&provider);
+
+        let trace = server_call(&method(), &HeaderMap::new()).expect("a span");
+        assert!(trace.span().is_recording());
+        assert!(sampled_trace_id(&trace).is_some(), "sampled: an exemplar");
+
+        let trace = server_call(&method(), &with_traceparent()).expect("a span");
+        let own = trace.span().span_context().clone();
+        assert_eq!(own.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(own.span_id().to_string(), "00f067aa0ba902b7");
+        let _attached = trace.clone().attach();
+        assert_eq!(log_ids(), Some((own.trace_id(), Some(own.span_id()))));
+        end_call(&trace, tonic::Code::Ok, false);
+        assert!(!trace.span().is_recording(), "ended");
+        assert_eq!(sampled_trace_id(&trace), None, "an ended span names no exemplar");
+    }
+
+    #[tokio::test]
+    async fn a_store_call_has_a_span_only_inside_an_exported_calls() {
+        let outside = async {}.store_span("get films");
+        assert!(outside.trace.is_none());
+
+        let trace = server_call(&method(), &with_traceparent()).unwrap();
+        let _attached = trace.attach();
+        assert!(async {}.store_span("get films").trace.is_none(), "not exported");
+
+        let provider = SdkTracerProvider::builder().build();
+        let _export = export_on_this_thread(&provider);
+        let trace = server_call(&method(), &HeaderMap::new()).unwrap();
+        let _attached = trace.clone().attach();
+        let inside = async {}.store_span("get films");
+        let store = inside.trace.as_ref().expect("a store span").span().span_context().clone();
+        assert_eq!(store.trace_id(), trace.span().span_context().trace_id());
+        inside.await;
     }
 }

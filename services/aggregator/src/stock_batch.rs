@@ -11,8 +11,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::{Request, transport::Channel};
-use tracing::Instrument;
-use videostore_kit::trace;
+use videostore_kit::trace::{self, InSpan as _};
 use videostore_proto::stock::{
     Availability, BatchGetAvailabilityRequest, stock_service_client::StockServiceClient,
 };
@@ -28,8 +27,8 @@ const QUEUE: usize = 4096;
 /// (logged once for the whole call).
 struct Lookup {
     ids: Vec<i64>,
-    /// The caller's span, which the call that serves it links to.
-    caller: trace::SpanContext,
+    /// The caller's trace, which the call that serves it is under or links to.
+    caller: trace::Context,
     reply: oneshot::Sender<Option<Vec<Availability>>>,
 }
 
@@ -58,7 +57,7 @@ impl StockBatcher {
     ) -> Option<Vec<Availability>> {
         let (reply, answer) = oneshot::channel();
         let asked = async {
-            self.queue.send(Lookup { ids, reply, caller: trace::current_context() }).await.ok()?;
+            self.queue.send(Lookup { ids, reply, caller: trace::current() }).await.ok()?;
             answer.await.ok()
         };
         match tokio::time::timeout(budget, asked).await {
@@ -128,10 +127,9 @@ async fn call(
     batch: Vec<Lookup>,
     timeout: Duration,
 ) {
-    let span = tracing::info_span!("stock lookup", lookups = batch.len());
-    trace::set_parent(&span, batch[0].caller.clone());
-    trace::link(&span, batch[1..].iter().map(|lookup| lookup.caller.clone()));
-    call_traced(client, batch, timeout).instrument(span).await;
+    let lookups = trace::KeyValue::new("lookups", batch.len() as i64);
+    let span = trace::shared_span("stock lookup", vec![lookups], batch.iter().map(|l| &l.caller));
+    call_traced(client, batch, timeout).in_span(span).await;
 }
 
 async fn call_traced(

@@ -9,8 +9,7 @@ use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
-use videostore_kit::trace::store_span;
+use videostore_kit::trace::InSpan as _;
 
 use crate::{
     domain::{Cursor, ListQuery, Movie, MovieFields, MovieId},
@@ -97,8 +96,7 @@ impl Catalogue {
         related: usize,
     ) -> Result<(Movie, Vec<Movie>), Error> {
         let movie = self.movie(id).await?;
-        let related =
-            self.store.related(&movie, related).instrument(store_span("related films")).await?;
+        let related = self.store.related(&movie, related).store_span("related films").await?;
         Ok((movie, related))
     }
 
@@ -107,7 +105,7 @@ impl Catalogue {
         let found: HashMap<MovieId, Movie> = self
             .store
             .get_many(ids)
-            .instrument(store_span("get films"))
+            .store_span("get films")
             .await?
             .into_iter()
             .map(|movie| (movie.id, movie))
@@ -134,11 +132,11 @@ impl Catalogue {
         let count = async {
             match known_total {
                 Some(total) => Ok(total),
-                None => self.store.count(&peek.filter).instrument(store_span("count films")).await,
+                None => self.store.count(&peek.filter).store_span("count films").await,
             }
         };
         let (mut movies, total) =
-            tokio::try_join!(self.store.list(&peek).instrument(store_span("list films")), count)?;
+            tokio::try_join!(self.store.list(&peek).store_span("list films"), count)?;
         let next = if movies.len() > limit {
             movies.truncate(limit);
             movies.last().map(Cursor::after)
@@ -157,7 +155,7 @@ impl Catalogue {
         let (created, new) = self
             .store
             .create(&fields, request_id, SystemTime::now())
-            .instrument(store_span("create film"))
+            .store_span("create film")
             .await?;
         if new {
             tracing::info!(id = %created.id, title = %created.fields.title, "film created");
@@ -172,12 +170,12 @@ impl Catalogue {
         id: MovieId,
         change: Box<FieldChange>,
     ) -> Result<Movie, Error> {
-        self.store.update(id, change, SystemTime::now()).instrument(store_span("update film")).await
+        self.store.update(id, change, SystemTime::now()).store_span("update film").await
     }
 
     /// Removes a film.
     pub(crate) async fn delete(&self, id: MovieId) -> Result<(), Error> {
-        if self.store.delete(id).instrument(store_span("delete film")).await? {
+        if self.store.delete(id).store_span("delete film").await? {
             tracing::info!(%id, "film deleted");
             Ok(())
         } else {
@@ -191,12 +189,12 @@ impl Catalogue {
         rows: Vec<MovieFields>,
         now: SystemTime,
     ) -> Result<Vec<Upserted>, Error> {
-        self.store.upsert_batch(&rows, now).instrument(store_span("import films")).await
+        self.store.upsert_batch(&rows, now).store_span("import films").await
     }
 
     /// Every genre with its film count, by name.
     pub(crate) async fn genres(&self) -> Result<Vec<(String, i64)>, Error> {
-        self.store.genres().instrument(store_span("genres")).await
+        self.store.genres().store_span("genres").await
     }
 
     /// Every film of `query` (its cursor aside) in wire form, read one page of `page_size`

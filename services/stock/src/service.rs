@@ -5,8 +5,7 @@
 //! after the commit, through [`Stock::published`]: no write can forget to.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
-use tracing::Instrument;
-use videostore_kit::trace::store_span;
+use videostore_kit::trace::InSpan as _;
 
 use futures::TryStreamExt;
 use tokio::sync::broadcast;
@@ -137,9 +136,7 @@ impl Stock {
             ids.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(id, _)| *id).collect();
         let mut read: HashMap<MovieId, Arc<Availability>> = HashMap::new();
         if !missing.is_empty() {
-            for availability in
-                self.store.availability(&missing).instrument(store_span("read stock")).await?
-            {
+            for availability in self.store.availability(&missing).store_span("read stock").await? {
                 let availability = Arc::new(availability);
                 if self.sole_writer() {
                     self.events.remember(Arc::clone(&availability));
@@ -156,7 +153,7 @@ impl Stock {
 
     /// The stock of every stocked film, by id.
     pub(crate) async fn all_availability(&self) -> Result<Vec<Availability>, Error> {
-        self.store.all_availability().instrument(store_span("read all stock")).await
+        self.store.all_availability().store_span("read all stock").await
     }
 
     /// The changes of `movie_id` after version `after`, in order, as far back as they are kept.
@@ -165,7 +162,7 @@ impl Stock {
         movie_id: MovieId,
         after: i64,
     ) -> Result<Vec<Availability>, Error> {
-        self.store.changes(movie_id, after, None).instrument(store_span("read stock changes")).await
+        self.store.changes(movie_id, after, None).store_span("read stock changes").await
     }
 
     /// How many stock changes have been published to watchers so far (see
@@ -187,7 +184,7 @@ impl Stock {
     ) -> Result<(Rental, Option<Availability>), Error> {
         let RentRequest { movie_id, days, request_id } = rent;
         let rental = NewRental { customer_id, movie_id, days, request_id, now: self.clock.now() };
-        Ok(self.published(self.store.rent(&rental).instrument(store_span("rent")).await?))
+        Ok(self.published(self.store.rent(&rental).store_span("rent").await?))
     }
 
     /// Closes a rental: a customer's own, or any for staff.
@@ -200,7 +197,7 @@ impl Stock {
         let outcome = self
             .store
             .return_rental(rental_id, only_of, self.clock.now())
-            .instrument(store_span("return"))
+            .store_span("return")
             .await?;
         Ok(self.published(outcome))
     }
@@ -227,9 +224,7 @@ impl Stock {
         request_id: String,
     ) -> Result<Purchase, Error> {
         let purchase = NewPurchase { customer_id, movie_id, request_id, now: self.clock.now() };
-        Ok(self
-            .published(self.store.purchase(&purchase).instrument(store_span("purchase")).await?)
-            .0)
+        Ok(self.published(self.store.purchase(&purchase).store_span("purchase").await?).0)
     }
 
     /// Sets a film's copies and prices.
@@ -238,8 +233,7 @@ impl Stock {
         staff: &Caller,
         inventory: &Inventory,
     ) -> Result<Availability, Error> {
-        let availability =
-            self.store.set_inventory(inventory).instrument(store_span("set inventory")).await?;
+        let availability = self.store.set_inventory(inventory).store_span("set inventory").await?;
         tracing::info!(
             staff = %staff.email,
             movie_id = %inventory.movie_id,
@@ -310,15 +304,11 @@ impl Stock {
         {
             return Err(Error::WrongCredentials);
         }
-        let (account, stored) = match self
-            .store
-            .account_by_email(email.trim())
-            .instrument(store_span("read account"))
-            .await?
-        {
-            Some((account, hash)) => (Some(account), Some(hash)),
-            None => (None, None),
-        };
+        let (account, stored) =
+            match self.store.account_by_email(email.trim()).store_span("read account").await? {
+                Some((account, hash)) => (Some(account), Some(hash)),
+                None => (None, None),
+            };
         // An unknown email costs the same verifications, so timing does not tell it apart.
         let matches = self.passwords.verify(password, stored).await?;
         let account = match account {
@@ -335,7 +325,7 @@ impl Stock {
         let account = self
             .store
             .account(grant.account_id)
-            .instrument(store_span("read account"))
+            .store_span("read account")
             .await?
             .ok_or(Error::AccountGone)?;
         if account.session_version != grant.session_version {
@@ -347,7 +337,7 @@ impl Stock {
     /// Ends every session of the refresh token's account.
     pub(crate) async fn sign_out(&self, refresh_token: &str) -> Result<(), Error> {
         let grant = self.keys.verify_refresh(refresh_token)?;
-        self.store.end_sessions(grant.account_id).instrument(store_span("end sessions")).await?;
+        self.store.end_sessions(grant.account_id).store_span("end sessions").await?;
         tracing::info!(account = %grant.account_id, "signed out everywhere");
         Ok(())
     }

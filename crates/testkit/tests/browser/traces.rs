@@ -8,19 +8,16 @@ use testkit::{
     TestStore,
     otlp::{exporting_to_a_receiver, names, received},
 };
-use tracing_subscriber::layer::SubscriberExt;
 
 use crate::harness::{self, Browser};
 
-/// This test's runtime has one thread, which runs every server task, so their spans all come
-/// through the subscriber it sets; Chromium is another process.
+/// This test's runtime has one thread, which runs every server task, so their spans all go to
+/// the provider it sets; Chromium is another process.
 #[tokio::test]
 async fn a_film_page_opened_in_the_browser_is_one_trace_through_the_services() {
     let _one_at_a_time = harness::lock().await;
     let (receiver, provider) = exporting_to_a_receiver().await;
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(videostore_kit::telemetry::span_layer(&provider)),
-    );
+    let _export = videostore_kit::trace::export_on_this_thread(&provider);
     let store = TestStore::start().await;
     let browser = Browser::start().await;
     let page = browser.session().await;
