@@ -92,7 +92,7 @@ enum Command {
         #[arg(long, default_value = "target/release")]
         bin_dir: PathBuf,
     },
-    /// Only the tracing scenario: GetMovie and GetMoviePage with trace export off, then on.
+    /// Only the tracing scenario: GetMovie and GetMoviePage with trace export on against off.
     Tracing {
         /// Calls in flight.
         #[arg(long, default_value_t = 64)]

@@ -178,25 +178,28 @@ impl Running {
         Self::start_exporting(bin_dir, seed, postgres, limits, None).await
     }
 
-    /// Like [`Running::start`] (seeded), every service exporting its traces over OTLP to
-    /// `otlp`, sampling `ratio` of the traces it starts (`None`: the default, every one).
+    /// Like [`Running::start`] (seeded), on fresh data of its own whatever `BENCH_DATA_DIR`
+    /// says (the tracing scenario runs several at once); with `otlp`, every service exports
+    /// its traces over OTLP there, sampling the given ratio of the traces it starts (`None`:
+    /// the default, every one).
     pub(crate) async fn start_traced(
         bin_dir: &Path,
-        otlp: SocketAddr,
-        ratio: Option<f64>,
+        otlp: Option<(SocketAddr, Option<f64>)>,
     ) -> anyhow::Result<Self> {
-        Self::start_exporting(bin_dir, true, None, Limits::Off, Some((otlp, ratio))).await
+        Self::start_exporting(bin_dir, true, None, Limits::Off, Some(otlp)).await
     }
 
+    /// `traced`: started by [`Running::start_traced`].
     async fn start_exporting(
         bin_dir: &Path,
         seed: bool,
         postgres: Option<&OnPostgres>,
         limits: Limits,
-        otlp: Option<(SocketAddr, Option<f64>)>,
+        traced: Option<Option<(SocketAddr, Option<f64>)>>,
     ) -> anyhow::Result<Self> {
+        let otlp = traced.flatten();
         let data = match std::env::var_os("BENCH_DATA_DIR") {
-            Some(path) if postgres.is_none() => {
+            Some(path) if postgres.is_none() && traced.is_none() => {
                 std::fs::create_dir_all(&path)?;
                 Data::Kept(path.into())
             }

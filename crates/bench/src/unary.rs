@@ -12,6 +12,11 @@ use videostore_proto::{
 
 use crate::{clients::channels, load, services};
 
+/// Connections each target's calls spread over.
+pub(crate) const CONNECTIONS: usize = 4;
+/// Two targets measured together take turns this long.
+pub(crate) const SLICE: Duration = Duration::from_secs(1);
+
 /// One unary target at one concurrency.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct UnaryResult {
@@ -35,9 +40,6 @@ pub(crate) async fn unary(
     duration: Duration,
     only: Option<&str>,
 ) -> anyhow::Result<Vec<UnaryResult>> {
-    const CONNECTIONS: usize = 4;
-    /// Target and ceiling take turns this long.
-    const SLICE: Duration = Duration::from_secs(1);
     let ceiling = channels(running.ceiling, CONNECTIONS).await?;
     let catalogue = channels(running.catalogue, CONNECTIONS).await?;
     let aggregator = channels(running.aggregator, CONNECTIONS).await?;
@@ -49,11 +51,7 @@ pub(crate) async fn unary(
         eprintln!("bench: unary at concurrency {concurrency}");
         let get_movie = |pool: Vec<Channel>| {
             move |worker: usize| {
-                let mut client = CatalogueServiceClient::new(pool[worker % pool.len()].clone());
-                async move {
-                    let id = 1 + (rand::random::<u32>() % 600) as i64;
-                    client.get_movie(GetMovieRequest { id }).await.is_ok()
-                }
+                get_movie(CatalogueServiceClient::new(pool[worker % pool.len()].clone()))
             }
         };
         // Each target runs in alternating slices with the ceiling: every figure is a ratio to
@@ -70,16 +68,7 @@ pub(crate) async fn unary(
         if wanted("aggregator GetMoviePage") {
             let pool = aggregator.clone();
             let page = Arc::new(move |worker: usize| {
-                let mut client = StorefrontServiceClient::new(pool[worker % pool.len()].clone());
-                async move {
-                    let movie_id = 1 + (rand::random::<u32>() % 600) as i64;
-                    let mut request =
-                        Request::new(GetMoviePageRequest { movie_id, related_limit: 6 });
-                    request.set_timeout(Duration::from_secs(5));
-                    client.get_movie_page(request).await.is_ok_and(|page| {
-                        page.get_ref().stock.as_ref().is_some_and(|stock| stock.known)
-                    })
-                }
+                movie_page(StorefrontServiceClient::new(pool[worker % pool.len()].clone()))
             });
             let (page, ceiling) =
                 load::paired(concurrency, duration, SLICE, &page, &reference).await;
@@ -122,4 +111,22 @@ pub(crate) async fn unary(
         }
     }
     Ok(unary)
+}
+
+/// One GetMovie of a film among the first 600; whether it was answered.
+pub(crate) async fn get_movie(mut client: CatalogueServiceClient<Channel>) -> bool {
+    let id = 1 + (rand::random::<u32>() % 600) as i64;
+    client.get_movie(GetMovieRequest { id }).await.is_ok()
+}
+
+/// One GetMoviePage of a film among the first 600, with six related films; whether it was
+/// answered with the film's stock known.
+pub(crate) async fn movie_page(mut client: StorefrontServiceClient<Channel>) -> bool {
+    let movie_id = 1 + (rand::random::<u32>() % 600) as i64;
+    let mut request = Request::new(GetMoviePageRequest { movie_id, related_limit: 6 });
+    request.set_timeout(Duration::from_secs(5));
+    client
+        .get_movie_page(request)
+        .await
+        .is_ok_and(|page| page.get_ref().stock.as_ref().is_some_and(|stock| stock.known))
 }
