@@ -582,6 +582,28 @@ async fn a_film_edited_on_one_catalogue_replica_is_fresh_on_another_and_in_the_s
             assert_eq!(killed, "2");
         }
     }
+
+    // The number of films a listing's first page shows, kept by B, counts a film made on A
+    // within the bound too.
+    let total_on = async |client: &mut cat::catalogue_service_client::CatalogueServiceClient<_>| {
+        let first_page = cat::ListMoviesRequest { page_size: 1, ..Default::default() };
+        client.list_movies(first_page).await.unwrap().into_inner().total_size
+    };
+    let before = total_on(&mut on_b).await;
+    assert_eq!(total_on(&mut on_b).await, before);
+    let film = cat::Movie {
+        title: "Counted on B".into(),
+        release_year: 2026,
+        genres: vec!["Documentary".into()],
+        ..Default::default()
+    };
+    let request = cat::CreateMovieRequest { movie: Some(film), request_id: "count-on-b".into() };
+    on_a.create_movie(authed(request, &staff)).await.unwrap();
+    let created = tokio::time::Instant::now();
+    while total_on(&mut on_b).await != before + 1 {
+        assert!(created.elapsed() < FEED_BOUND, "B still counts {before} after {FEED_BOUND:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     front.stop().await;
     replica.stop().await;
     store.stop().await;

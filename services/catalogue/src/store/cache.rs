@@ -1,5 +1,6 @@
 //! A read cache in front of any [`CatalogueStore`]: single films and film-page "related" lists,
-//! the two reads every film page makes.
+//! the two reads every film page makes, and the number of films each filter matches, which the
+//! first page of every listing shows (a COUNT over a 500,000-film catalogue each time otherwise).
 //!
 //! Coherence: every write through this process drops what it may have changed — the films it
 //! touched and all related lists — once it has ended (an unknown outcome drops everything). On
@@ -9,7 +10,7 @@
 //! runs in a task of its own, so a caller that goes away cannot stop it between its commit and
 //! that bookkeeping. A read that missed fills the cache only if no write ended while it was
 //! reading (an epoch counter), so a value read before a write can never be cached after it.
-//! Listings, searches and counts are not cached: they go to the database.
+//! Listings and searches themselves are not cached: they go to the database.
 //!
 //! Each write is then announced on a broadcast channel, which feeds WatchChanges: other
 //! services' caches of catalogue data follow this one.
@@ -37,6 +38,9 @@ use crate::{
 const FILMS: usize = 20_000;
 /// Related lists kept at most.
 const RELATED: usize = 5_000;
+/// Filters whose count is kept at most (a search made of random words takes a place until
+/// evicted, never more than this in all).
+const COUNTS: usize = 1_000;
 
 /// `S` with a read cache.
 pub(crate) struct CachedStore<S> {
@@ -48,6 +52,8 @@ pub(crate) struct CachedStore<S> {
 struct Shared {
     films: Cache<MovieId, Movie>,
     related: Cache<(MovieId, usize), Arc<Vec<Movie>>>,
+    /// Films matching each filter.
+    counts: Cache<Filter, i64>,
     /// Every write that can change the database reaches `invalidate`: serve and fill only then.
     live: AtomicBool,
     /// Bumped (under `fill`) after every write.
@@ -90,6 +96,7 @@ impl<S: CatalogueStore + Clone> CachedStore<S> {
         let cache = Shared {
             films: Cache::new(FILMS),
             related: Cache::new(RELATED),
+            counts: Cache::new(COUNTS),
             live: AtomicBool::new(live),
             epoch: AtomicU64::new(0),
             fill: Mutex::new(()),
@@ -169,7 +176,8 @@ impl Shared {
         }
     }
 
-    /// After a write: forget what it changed and every related list, then announce it.
+    /// After a write: forget what it changed, every related list and every count, then
+    /// announce it.
     fn invalidate(&self, change: Change) {
         {
             let _guard = self.lock();
@@ -183,6 +191,7 @@ impl Shared {
                 Change::Everything => self.films.clear(),
             }
             self.related.clear();
+            self.counts.clear();
         }
         // No watcher is not an error.
         let _ = self.changes.send(change);
@@ -229,7 +238,16 @@ impl<S: CatalogueStore + Clone> CatalogueStore for CachedStore<S> {
     }
 
     async fn count(&self, filter: &Filter) -> Result<i64, Error> {
-        self.inner.count(filter).await
+        let cache = &self.cache;
+        if cache.serves()
+            && let Some(count) = cache.counts.get(filter)
+        {
+            return Ok(count);
+        }
+        let epoch = cache.epoch.load(Ordering::Acquire);
+        let count = self.inner.count(filter).await?;
+        cache.fill_if_current(epoch, || cache.counts.insert(filter.clone(), count));
+        Ok(count)
     }
 
     async fn related(&self, movie: &Movie, limit: usize) -> Result<Vec<Movie>, Error> {
@@ -384,6 +402,34 @@ mod tests {
         assert!(store.delete(promoted).await.unwrap());
         assert!(store.get(promoted).await.unwrap().is_none());
         assert!(store.related(&film, 6).await.unwrap().iter().all(|m| m.id != promoted));
+    }
+
+    #[tokio::test]
+    async fn counts_are_kept_until_a_write_through_the_cache() {
+        let (_dir, store) = store().await;
+        let all = Filter::default();
+        let westerns = Filter { genre: Some("western".into()), ..Filter::default() };
+        let films = store.count(&all).await.unwrap();
+        let before = store.count(&westerns).await.unwrap();
+        let western = |title: &str| MovieFields {
+            title: title.into(),
+            genres: vec!["Western".into()],
+            external_key: None,
+            ..crate::seed::films()[0].clone()
+        };
+
+        // A write the cache does not see (another process's, with no feed): the counts it
+        // keeps are what it answers, so it did not count again.
+        store.inner.create(&western("Unseen"), None, SystemTime::now()).await.unwrap();
+        assert_eq!(store.count(&all).await.unwrap(), films);
+        assert_eq!(store.count(&westerns).await.unwrap(), before);
+
+        // A write through it: every count is read afresh, both new films in it.
+        let (made, _) = store.create(&western("Seen"), None, SystemTime::now()).await.unwrap();
+        assert_eq!(store.count(&all).await.unwrap(), films + 2);
+        assert_eq!(store.count(&westerns).await.unwrap(), before + 2);
+        assert!(store.delete(made.id).await.unwrap());
+        assert_eq!(store.count(&westerns).await.unwrap(), before + 1);
     }
 
     #[tokio::test]
