@@ -27,6 +27,7 @@ use tracing::{
     Level,
     field::{Field, Visit},
 };
+use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::{
     EnvFilter, Layer,
     fmt::{
@@ -185,10 +186,13 @@ where
         SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
         let mut fields = JsonFields::default();
         event.record(&mut fields);
+        // A record of the `log` crate (rustls, tokio-postgres) names its own target.
+        let normalized = event.normalized_metadata();
+        let metadata = normalized.as_ref().unwrap_or_else(|| event.metadata());
         let mut line = serde_json::Map::new();
         line.insert("timestamp".into(), timestamp.into());
-        line.insert("level".into(), event.metadata().level().as_str().into());
-        line.insert("target".into(), event.metadata().target().into());
+        line.insert("level".into(), metadata.level().as_str().into());
+        line.insert("target".into(), metadata.target().into());
         line.insert("fields".into(), fields.0.into());
         if let Some((trace_id, span_id)) = crate::trace::log_ids() {
             line.insert("trace_id".into(), trace_id.to_string().into());
@@ -200,33 +204,42 @@ where
     }
 }
 
-/// An event's fields as a JSON object, numbers and booleans as such.
+/// An event's fields as a JSON object, numbers and booleans as such; without the `log.*`
+/// fields a record of the `log` crate carries (its target is the line's).
 #[derive(Default)]
 struct JsonFields(serde_json::Map<String, serde_json::Value>);
 
+impl JsonFields {
+    fn insert(&mut self, field: &Field, value: serde_json::Value) {
+        if !field.name().starts_with("log.") {
+            self.0.insert(field.name().into(), value);
+        }
+    }
+}
+
 impl Visit for JsonFields {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
+        self.insert(field, value.into());
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
+        self.insert(field, value.into());
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
+        self.insert(field, value.into());
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
+        self.insert(field, value.into());
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
+        self.insert(field, value.into());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().into(), format!("{value:?}").into());
+        self.insert(field, format!("{value:?}").into());
     }
 }
 
@@ -374,6 +387,30 @@ mod tests {
         assert_eq!(lines[1]["trace_id"], trace_id.as_str());
         assert_eq!(lines[1]["span_id"], span_id.as_str());
         assert!(lines[1]["timestamp"].as_str().is_some_and(|time| time.ends_with('Z')));
+    }
+
+    #[test]
+    fn a_json_line_of_the_log_crate_names_its_own_target() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let _logs =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(log_layer(
+                true,
+                EnvFilter::new("info"),
+                move || writer.clone(),
+            )));
+        // As rustls and tokio-postgres log, through the `log` crate.
+        let record = log::Record::builder()
+            .args(format_args!("peer closed connection"))
+            .level(log::Level::Warn)
+            .target("rustls::conn")
+            .module_path(Some("rustls::conn"))
+            .build();
+        tracing_log::format_trace(&record).unwrap();
+        let line: serde_json::Value = serde_json::from_str(lines.text().trim()).unwrap();
+        assert_eq!(line["target"], "rustls::conn");
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["fields"], serde_json::json!({"message": "peer closed connection"}));
     }
 
     #[test]

@@ -151,13 +151,15 @@ pub async fn http_requests(
 }
 
 pin_project_lite::pin_project! {
-    /// A future run in a span of its own, which ends when it completes: see [`InSpan`] and
-    /// [`shared_span`].
+    /// A future run in a trace's context: see [`InSpan`] and [`shared_span`].
     pub struct Spanned<F> {
         #[pin]
         inner: F,
-        // The span's context, until the future completes.
+        // The context it runs in, until it completes.
         trace: Option<Context>,
+        // Whether that context's span is this future's own, to end when it completes (not a
+        // caller's, which it only carries on).
+        owned: bool,
     }
 }
 
@@ -172,6 +174,7 @@ impl<F: Future> Future for Spanned<F> {
         };
         if polled.is_ready()
             && let Some(trace) = this.trace.take()
+            && *this.owned
         {
             trace.span().end();
         }
@@ -195,13 +198,7 @@ pub trait InSpan: Future + Sized {
             let span = tracer_of(cx)?.build_with_context(builder, cx);
             Some(cx.with_span(span))
         });
-        self.in_span(trace)
-    }
-
-    /// This work in the span of `trace` (from [`shared_span`]), which ends when it completes;
-    /// without a trace, the work as it is.
-    fn in_span(self, trace: Option<Context>) -> Spanned<Self> {
-        Spanned { inner: self, trace }
+        Spanned { inner: self, trace, owned: true }
     }
 }
 
@@ -213,31 +210,38 @@ pub fn current() -> Context {
     Context::current()
 }
 
-/// The span of work done for several `callers` at once (a batch), named `name` with
-/// `attributes`: the child of the first caller's span, linked to every other's, so that each
-/// caller's trace shows the work that served it. Run the work in it with [`InSpan::in_span`].
-/// `None` without export.
-pub fn shared_span<'a>(
+/// `work` done for several `callers` at once (a batch), in a span named `name` with
+/// `attributes`: the child of the first caller whose span is recorded, linked to every other
+/// sampled caller's, so that each caller's trace shows the work that served it. When no
+/// caller's span is recorded (export off, or none sampled), `work` runs in the first caller's
+/// context without a span of its own, so that the calls it makes carry that trace on.
+pub fn shared_span<F: Future>(
     name: &'static str,
     attributes: Vec<KeyValue>,
-    callers: impl IntoIterator<Item = &'a Context>,
-) -> Option<Context> {
-    let mut callers = callers.into_iter();
-    let first = callers.next()?;
-    if !first.span().is_recording() {
-        return None;
+    callers: &[Context],
+    work: F,
+) -> Spanned<F> {
+    let recorded = callers.iter().position(|caller| caller.span().is_recording());
+    let span = recorded.and_then(|parent| {
+        let parent = &callers[parent];
+        let links = callers
+            .iter()
+            .filter(|caller| !std::ptr::eq(*caller, parent))
+            .map(|caller| caller.span().span_context().clone())
+            .filter(|span| span.is_valid() && span.is_sampled())
+            .map(Link::with_context)
+            .collect();
+        let builder = SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Internal)
+            .with_attributes(attributes)
+            .with_links(links);
+        let span = tracer_of(parent)?.build_with_context(builder, parent);
+        Some(parent.with_span(span))
+    });
+    match span {
+        Some(trace) => Spanned { inner: work, trace: Some(trace), owned: true },
+        None => Spanned { inner: work, trace: callers.first().cloned(), owned: false },
     }
-    let links = callers
-        .map(|caller| caller.span().span_context().clone())
-        .filter(|span| span.is_valid())
-        .map(Link::with_context)
-        .collect();
-    let builder = SpanBuilder::from_name(name)
-        .with_kind(SpanKind::Internal)
-        .with_attributes(attributes)
-        .with_links(links);
-    let span = tracer_of(first)?.build_with_context(builder, first);
-    Some(first.with_span(span))
 }
 
 /// The trace id of a call's span if it is exported and sampled (for a histogram's exemplar).
@@ -248,14 +252,14 @@ pub(crate) fn sampled_trace_id(trace: &Context) -> Option<String> {
 }
 
 /// The ids a log line written now carries: the trace's, and the span's when it is this
-/// process's own (not the caller's, when spans are not exported).
+/// process's own and exported (not the caller's when spans are not exported, nor one that was
+/// not sampled).
 pub(crate) fn log_ids() -> Option<(TraceId, Option<opentelemetry::trace::SpanId>)> {
     Context::map_current(|cx| {
         let span = cx.span();
         let context = span.span_context();
-        context
-            .is_valid()
-            .then(|| (context.trace_id(), (!context.is_remote()).then(|| context.span_id())))
+        let own = !context.is_remote() && context.is_sampled();
+        context.is_valid().then(|| (context.trace_id(), own.then(|| context.span_id())))
     })
 }
 
@@ -344,7 +348,7 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let mut trace = Context::map_current(|current| match tracer_of(current) {
+        let trace = Context::map_current(|current| match tracer_of(current) {
             Some(tracer) => {
                 let method = request.uri().path().trim_start_matches('/');
                 let builder = SpanBuilder::from_name(method.to_owned())
@@ -361,34 +365,48 @@ where
             TraceContextPropagator::new()
                 .inject_context(trace, &mut IntoHeaders(request.headers_mut()));
         }
+        let mut call = ClientCall(trace);
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = match answer.await {
                 Ok(response) => response,
                 Err(error) => {
                     // The call never reached the server (tonic answers UNAVAILABLE).
-                    if let Some(trace) = &trace {
-                        end_call(trace, tonic::Code::Unavailable, true);
-                    }
+                    call.end(tonic::Code::Unavailable);
                     return Err(error);
                 }
             };
             // A trailers-only answer (most errors) has its status in its head.
-            if let Some(code) = status_of(response.headers())
-                && let Some(trace) = trace.take()
-            {
-                end_call(&trace, code, true);
+            if let Some(code) = status_of(response.headers()) {
+                call.end(code);
             }
-            Ok(response.map(|body| TracedBody { body, trace }))
+            Ok(response.map(|body| TracedBody { body, call }))
         })
+    }
+}
+
+/// A client call's trace, until its status is known; one dropped before (the caller stopped
+/// waiting, or stopped reading a stream) ends CANCELLED.
+struct ClientCall(Option<Context>);
+
+impl ClientCall {
+    fn end(&mut self, code: tonic::Code) {
+        if let Some(trace) = self.0.take() {
+            end_call(&trace, code, true);
+        }
+    }
+}
+
+impl Drop for ClientCall {
+    fn drop(&mut self) {
+        self.end(tonic::Code::Cancelled);
     }
 }
 
 /// An answer's body, whose trailers (with the status) end its client span.
 pub struct TracedBody<B> {
     body: B,
-    /// Until the status is known.
-    trace: Option<Context>,
+    call: ClientCall,
 }
 
 impl<B: Body<Data = Bytes> + Unpin> Body for TracedBody<B> {
@@ -401,10 +419,8 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TracedBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if let Some(code) = answered(&polled)
-            && let Some(trace) = this.trace.take()
-        {
-            end_call(&trace, code, true);
+        if let Some(code) = answered(&polled) {
+            this.call.end(code);
         }
         polled
     }
@@ -415,15 +431,6 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TracedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-impl<B> Drop for TracedBody<B> {
-    fn drop(&mut self) {
-        // Dropped before its status: the caller stopped reading (a stream it let go).
-        if let Some(trace) = self.trace.take() {
-            end_call(&trace, tonic::Code::Cancelled, true);
-        }
     }
 }
 
@@ -516,6 +523,31 @@ mod tests {
         end_call(&trace, tonic::Code::Ok, false);
         assert!(!trace.span().is_recording(), "ended");
         assert_eq!(sampled_trace_id(&trace), None, "an ended span names no exemplar");
+    }
+
+    #[tokio::test]
+    async fn a_batch_runs_under_its_first_recorded_caller_and_ends_no_callers_span() {
+        let span_of_work = || async { Context::map_current(|cx| cx.span().span_context().clone()) };
+        // Without export: in the first caller's trace, so the calls it makes carry it on.
+        let caller = server_call(&method(), &with_traceparent()).unwrap();
+        let work = shared_span("batch", vec![], std::slice::from_ref(&caller), span_of_work());
+        assert_eq!(work.await.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+
+        // With export: a caller whose trace was not sampled, then one whose trace was.
+        let provider = SdkTracerProvider::builder().build();
+        let _export = export_on_this_thread(&provider);
+        let mut unsampled = HeaderMap::new();
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+        unsampled.insert("traceparent", HeaderValue::from_static(traceparent));
+        let unsampled = server_call(&method(), &unsampled).unwrap();
+        assert!(!unsampled.span().is_recording());
+        let sampled = server_call(&method(), &HeaderMap::new()).unwrap();
+        let callers = [unsampled, sampled.clone()];
+        let batch = shared_span("batch", vec![], &callers, span_of_work()).await;
+        let caller = sampled.span().span_context().clone();
+        assert_eq!(batch.trace_id(), caller.trace_id(), "under the sampled caller");
+        assert_ne!(batch.span_id(), caller.span_id(), "in a span of its own");
+        assert!(sampled.span().is_recording(), "the caller's span is the caller's to end");
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::{Request, transport::Channel};
-use videostore_kit::trace::{self, InSpan as _};
+use videostore_kit::trace;
 use videostore_proto::stock::{
     Availability, BatchGetAvailabilityRequest, stock_service_client::StockServiceClient,
 };
@@ -128,8 +128,14 @@ async fn call(
     timeout: Duration,
 ) {
     let lookups = trace::KeyValue::new("lookups", batch.len() as i64);
-    let span = trace::shared_span("stock lookup", vec![lookups], batch.iter().map(|l| &l.caller));
-    call_traced(client, batch, timeout).in_span(span).await;
+    let callers: Vec<trace::Context> = batch.iter().map(|lookup| lookup.caller.clone()).collect();
+    trace::shared_span(
+        "stock lookup",
+        vec![lookups],
+        &callers,
+        call_traced(client, batch, timeout),
+    )
+    .await;
 }
 
 async fn call_traced(

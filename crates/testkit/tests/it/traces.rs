@@ -309,8 +309,8 @@ async fn without_export_log_lines_still_carry_the_callers_trace_id() {
     front.get_movie_page(with_traceparent(request, &header)).await.unwrap();
     store.stop().await;
 
-    // The aggregator's answer and the catalogue's it called on the page's behalf carry the
-    // caller's trace id (and no span id: without export there is no span of their own).
+    // The aggregator's answer and the catalogue's and stock's it called on the page's behalf
+    // carry the caller's trace id (and no span id: without export there is no span of their own).
     let answered: Vec<serde_json::Value> = lines
         .json()
         .into_iter()
@@ -321,6 +321,8 @@ async fn without_export_log_lines_still_carry_the_callers_trace_id() {
     for method in [
         "videostore.aggregator.v1.StorefrontService/GetMoviePage",
         "videostore.catalogue.v1.CatalogueService/GetMovieDetail",
+        // Through the shared stock lookup, in the page's trace.
+        "videostore.stock.v1.StockService/BatchGetAvailability",
     ] {
         assert!(methods.contains(&method), "{method} in {methods:?} of {:#?}", lines.json());
     }
