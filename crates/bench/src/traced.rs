@@ -24,10 +24,7 @@ use tonic::{
     server::{Grpc, NamedService, UnaryService},
     transport::Channel,
 };
-use videostore_proto::{
-    aggregator::storefront_service_client::StorefrontServiceClient,
-    catalogue::catalogue_service_client::CatalogueServiceClient, codec::ProstCodec,
-};
+use videostore_proto::codec::ProstCodec;
 
 use crate::{
     clients::channels,
@@ -173,35 +170,34 @@ async fn against(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Vec<Paired>> {
-    let mut paired = Vec::new();
-    let (on_pool, off_pool) =
-        (channels(on.catalogue, CONNECTIONS).await?, channels(off.catalogue, CONNECTIONS).await?);
-    let call = |pool: Vec<Channel>| {
-        Arc::new(move |worker: usize| {
-            get_movie(CatalogueServiceClient::new(pool[worker % pool.len()].clone()))
-        })
-    };
-    let (on_measured, off_measured) =
-        load::paired(concurrency, duration, SLICE, &call(on_pool), &call(off_pool)).await;
-    paired.push(pair("catalogue GetMovie", on_measured, off_measured));
-    let (on_pool, off_pool) =
-        (channels(on.aggregator, CONNECTIONS).await?, channels(off.aggregator, CONNECTIONS).await?);
-    let call = |pool: Vec<Channel>| {
-        Arc::new(move |worker: usize| {
-            movie_page(StorefrontServiceClient::new(pool[worker % pool.len()].clone()))
-        })
-    };
-    let (on_measured, off_measured) =
-        load::paired(concurrency, duration, SLICE, &call(on_pool), &call(off_pool)).await;
-    paired.push(pair("aggregator GetMoviePage", on_measured, off_measured));
-    Ok(paired)
+    let (catalogues, aggregators) =
+        ((on.catalogue, off.catalogue), (on.aggregator, off.aggregator));
+    Ok(vec![
+        paired("catalogue GetMovie", catalogues, get_movie, concurrency, duration).await?,
+        paired("aggregator GetMoviePage", aggregators, movie_page, concurrency, duration).await?,
+    ])
 }
 
-fn pair(target: &'static str, on: Measured, off: Measured) -> Paired {
+/// `call` on the service at `on` and at `off`, in alternating slices.
+async fn paired<Fut>(
+    target: &'static str,
+    (on, off): (SocketAddr, SocketAddr),
+    call: fn(Channel) -> Fut,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Paired>
+where
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let calls =
+        |pool: Vec<Channel>| Arc::new(move |worker: usize| call(pool[worker % pool.len()].clone()));
+    let on_calls = calls(channels(on, CONNECTIONS).await?);
+    let off_calls = calls(channels(off, CONNECTIONS).await?);
+    let (on, off) = load::paired(concurrency, duration, SLICE, &on_calls, &off_calls).await;
     let on_over_off = on.throughput / off.throughput.max(1.0);
     eprintln!(
         "bench:   {target} at {}: {:.0} calls/s with export, {:.0} without: {on_over_off:.2}",
         on.concurrency, on.throughput, off.throughput
     );
-    Paired { target, off, on, on_over_off }
+    Ok(Paired { target, off, on, on_over_off })
 }

@@ -49,11 +49,8 @@ pub(crate) async fn unary(
     let mut unary = Vec::new();
     for &concurrency in concurrencies {
         eprintln!("bench: unary at concurrency {concurrency}");
-        let get_movie = |pool: Vec<Channel>| {
-            move |worker: usize| {
-                get_movie(CatalogueServiceClient::new(pool[worker % pool.len()].clone()))
-            }
-        };
+        let get_movie =
+            |pool: Vec<Channel>| move |worker: usize| get_movie(pool[worker % pool.len()].clone());
         // Each target runs in alternating slices with the ceiling: every figure is a ratio to
         // the ceiling measured over the same stretch of time.
         let reference = Arc::new(get_movie(ceiling.clone()));
@@ -67,9 +64,7 @@ pub(crate) async fn unary(
         }
         if wanted("aggregator GetMoviePage") {
             let pool = aggregator.clone();
-            let page = Arc::new(move |worker: usize| {
-                movie_page(StorefrontServiceClient::new(pool[worker % pool.len()].clone()))
-            });
+            let page = Arc::new(move |worker: usize| movie_page(pool[worker % pool.len()].clone()));
             let (page, ceiling) =
                 load::paired(concurrency, duration, SLICE, &page, &reference).await;
             measured.push(("aggregator GetMoviePage", page, ceiling));
@@ -113,15 +108,17 @@ pub(crate) async fn unary(
     Ok(unary)
 }
 
-/// One GetMovie of a film among the first 600; whether it was answered.
-pub(crate) async fn get_movie(mut client: CatalogueServiceClient<Channel>) -> bool {
+/// One GetMovie of a film among the first 600 over `channel`; whether it was answered.
+pub(crate) async fn get_movie(channel: Channel) -> bool {
+    let mut client = CatalogueServiceClient::new(channel);
     let id = 1 + (rand::random::<u32>() % 600) as i64;
     client.get_movie(GetMovieRequest { id }).await.is_ok()
 }
 
-/// One GetMoviePage of a film among the first 600, with six related films; whether it was
-/// answered with the film's stock known.
-pub(crate) async fn movie_page(mut client: StorefrontServiceClient<Channel>) -> bool {
+/// One GetMoviePage of a film among the first 600, with six related films, over `channel`;
+/// whether it was answered with the film's stock known.
+pub(crate) async fn movie_page(channel: Channel) -> bool {
+    let mut client = StorefrontServiceClient::new(channel);
     let movie_id = 1 + (rand::random::<u32>() % 600) as i64;
     let mut request = Request::new(GetMoviePageRequest { movie_id, related_limit: 6 });
     request.set_timeout(Duration::from_secs(5));

@@ -314,9 +314,12 @@ impl Timing {
         let exemplar =
             trace.and_then(crate::trace::sampled_trace_id).map(|trace_id| Traced { trace_id });
         self.calls.observe(&self.method, code, self.started.elapsed().as_secs_f64(), exemplar);
-        let _attached = trace.cloned().map(opentelemetry::Context::attach);
-        let method: &str = &self.method.name;
-        tracing::debug!(target: "videostore::rpc", code = code_name(code), rpc.method = method, "answered");
+        if tracing::enabled!(target: "videostore::rpc", tracing::Level::DEBUG) {
+            // In the call's context, so that the line carries its trace.
+            let _attached = trace.cloned().map(opentelemetry::Context::attach);
+            let method: &str = &self.method.name;
+            tracing::debug!(target: "videostore::rpc", code = code_name(code), rpc.method = method, "answered");
+        }
         if let Some(trace) = trace {
             crate::trace::end_call(trace, code, false);
         }
