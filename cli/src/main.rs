@@ -59,7 +59,7 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Creates a customer account.
+    /// Starts a customer account: a confirmation code is mailed to the address.
     Signup {
         /// Email address.
         #[arg(long)]
@@ -70,6 +70,11 @@ enum Command {
         /// Password (at least 8 characters).
         #[arg(long, env = "VIDEOSTORE_PASSWORD", hide_env_values = true)]
         password: String,
+    },
+    /// Finishes a signup with the code from its mail, and signs the new account in.
+    Confirm {
+        /// The confirmation code from the mail.
+        code: String,
     },
     /// Signs in and saves the token for the next commands.
     Signin {
@@ -239,6 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Signup { email, name, password } => {
             commands::account::signup(&cli, email, name, password).await
         }
+        Command::Confirm { code } => commands::account::confirm(&cli, code).await,
         Command::Signin { email, password } => {
             commands::account::signin(&cli, email, password).await
         }

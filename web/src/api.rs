@@ -365,18 +365,25 @@ impl Api {
         Ok(self.catalogue().list_genres(cat::ListGenresRequest {}).await?.into_inner().genres)
     }
 
-    /// Creates a customer account.
+    /// Starts a customer account: a link to finish it is mailed to the address.
     pub(crate) async fn register(
         &self,
         email: String,
         name: String,
         password: String,
-    ) -> Result<stock::Account, ApiError> {
+    ) -> Result<stock::RegisterResponse, ApiError> {
         Ok(self
             .accounts()
             .register(stock::RegisterRequest { email, name, password })
             .await?
             .into_inner())
+    }
+
+    /// Finishes a registration with the mailed code; the new account is signed in.
+    pub(crate) async fn confirm_email(&self, code: String) -> Result<Session, ApiError> {
+        let response =
+            self.accounts().confirm_email(stock::ConfirmEmailRequest { code }).await?.into_inner();
+        Ok(Session::from_response(response))
     }
 
     /// Signs in.

@@ -61,6 +61,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=pages::storefront::Storefront/>
                     <Route path=path!("/movies/:id") view=pages::movie::MoviePage/>
                     <Route path=path!("/account") view=pages::account::Account/>
+                    <Route path=path!("/confirm") view=pages::account::Confirm/>
                     <Route path=path!("/rentals") view=pages::rentals::Rentals/>
                     <Route path=path!("/staff") view=pages::staff::Staff/>
                 </Routes>

@@ -157,8 +157,16 @@ pub(crate) fn up(options: Options) -> Result {
         addresses.iter().map(|a| format!("http://{a}")).collect::<Vec<_>>().join(",")
     };
 
+    // Mail (registration codes) is delivered as files here, and links in it open the app.
+    let outbox = data.join("outbox");
+    let public_url = match front {
+        Some(listen) => format!("https://{listen}"),
+        None => format!("http://{aggregator}"),
+    };
     let common: Vec<(String, String)> = [
         ("VIDEOSTORE_DATA_DIR", data.display().to_string()),
+        ("VIDEOSTORE_MAIL_DIR", outbox.display().to_string()),
+        ("VIDEOSTORE_PUBLIC_URL", public_url),
         ("VIDEOSTORE_STAFF_EMAIL", staff_email.clone()),
         ("VIDEOSTORE_STAFF_PASSWORD", staff_password.clone()),
     ]
@@ -344,6 +352,7 @@ pub(crate) fn up(options: Options) -> Result {
         println!("  database    {variable}={url}");
     }
     println!("  staff       {staff_email} / {staff_password}");
+    println!("  mail        {}  (registration codes, one .eml file each)", outbox.display());
     println!("  CLI         {} --help", bin.join("videostore").display());
     println!();
     println!("Press Ctrl-C to stop.");

@@ -1,4 +1,4 @@
-//! `signup`, `signin` and `signout`, and the saved session: an access token that lives minutes,
+//! `signup`, `confirm`, `signin` and `signout`, and the saved session: an access token that lives minutes,
 //! refreshed with the refresh token when it is about to expire.
 
 use std::process::ExitCode;
@@ -9,7 +9,7 @@ use videostore_proto::stock::{self, account_service_client::AccountServiceClient
 use super::{call_error, channel};
 use crate::{Cli, format};
 
-/// Creates a customer account.
+/// Starts a customer account: the code to finish it is mailed.
 pub(crate) async fn signup(
     cli: &Cli,
     email: &str,
@@ -17,7 +17,7 @@ pub(crate) async fn signup(
     password: &str,
 ) -> anyhow::Result<ExitCode> {
     let mut accounts = AccountServiceClient::new(channel(&cli.stock).await?);
-    let account = accounts
+    let registered = accounts
         .register(stock::RegisterRequest {
             email: email.to_owned(),
             name: name.to_owned(),
@@ -26,8 +26,33 @@ pub(crate) async fn signup(
         .await
         .map_err(call_error)?
         .into_inner();
-    println!("Welcome, {}! Account {} created; now `videostore signin`.", account.name, account.id);
+    println!(
+        "A confirmation code is on its way to {email}. Finish with `videostore confirm <code>` \
+         before {}.",
+        format::time(registered.confirm_before.as_ref())
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Finishes a signup with the mailed code; the new account is signed in.
+pub(crate) async fn confirm(cli: &Cli, code: &str) -> anyhow::Result<ExitCode> {
+    let mut accounts = AccountServiceClient::new(channel(&cli.stock).await?);
+    let signed_in = accounts
+        .confirm_email(stock::ConfirmEmailRequest { code: code.to_owned() })
+        .await
+        .map_err(call_error)?
+        .into_inner();
+    let name = save_session(cli, &signed_in)?;
+    println!("Welcome, {name}! Your account is ready, and you are signed in.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Saves a new session for the next commands; the account's name.
+fn save_session(cli: &Cli, signed_in: &stock::SignInResponse) -> anyhow::Result<String> {
+    let path = cli.token_file().context("no place to save the token: set --token-file")?;
+    let saved = Saved::of(signed_in);
+    save_private(&path, &saved.to_json()).with_context(|| format!("saving {}", path.display()))?;
+    Ok(signed_in.account.as_ref().map(|a| a.name.clone()).unwrap_or_default())
 }
 
 /// Signs in and saves the token for the next commands.
@@ -38,10 +63,7 @@ pub(crate) async fn signin(cli: &Cli, email: &str, password: &str) -> anyhow::Re
         .await
         .map_err(call_error)?
         .into_inner();
-    let path = cli.token_file().context("no place to save the token: set --token-file")?;
-    let saved = Saved::of(&signed_in);
-    save_private(&path, &saved.to_json()).with_context(|| format!("saving {}", path.display()))?;
-    let name = signed_in.account.map(|a| a.name).unwrap_or_default();
+    let name = save_session(cli, &signed_in)?;
     println!("Signed in as {name} until {}.", format::time(signed_in.refresh_expire_time.as_ref()));
     Ok(ExitCode::SUCCESS)
 }

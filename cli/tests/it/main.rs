@@ -137,6 +137,25 @@ async fn a_customer_signs_up_rents_returns_and_buys() {
     )
     .await;
     assert_eq!(signup.code, 0, "{}", signup.stderr);
+    assert!(signup.stdout.contains("videostore confirm"), "{}", signup.stdout);
+    let early = videostore(
+        &store,
+        home.path(),
+        &["signin", "--email", "cli@example.com", "--password", "cli password"],
+    )
+    .await;
+    assert_eq!(early.code, 1, "no account before the confirmation");
+    let code = store
+        .mailbox()
+        .confirmation_code("cli@example.com", Duration::from_secs(10))
+        .await
+        .expect("a confirmation mail");
+    let confirm = videostore(&store, home.path(), &["confirm", &code]).await;
+    assert_eq!(confirm.code, 0, "{}", confirm.stderr);
+    assert!(confirm.stdout.contains("Welcome, Cli!"), "{}", confirm.stdout);
+    let used = videostore(&store, home.path(), &["confirm", &code]).await;
+    assert_eq!(used.code, 1);
+    assert!(used.stderr.contains("used already"), "{}", used.stderr);
     let signin = videostore(
         &store,
         home.path(),
@@ -215,16 +234,7 @@ async fn a_customer_signs_up_rents_returns_and_buys() {
 async fn desk_and_watch_work_together() {
     let store = TestStore::start().await;
     let home = tempfile::tempdir().unwrap();
-    store
-        .account_client()
-        .await
-        .register(videostore_proto::stock::RegisterRequest {
-            email: "walkin@example.com".into(),
-            name: "Walk In".into(),
-            password: "walk in please".into(),
-        })
-        .await
-        .unwrap();
+    store.register("walkin@example.com", "Walk In", "walk in please").await;
     let mut watch = cli(&store, home.path());
     watch.args(["watch", "5", "--changes", "2"]).stdout(Stdio::piped());
     let mut watcher = watch.spawn().unwrap();

@@ -124,7 +124,7 @@ async fn sign_in(channel: Channel, client: String, email: String) -> Option<(Dur
     None
 }
 
-const PASSWORD: &str = "a real customer's password";
+use crate::clients::PASSWORD;
 
 /// A real customer's sign-in, alone and during a flood of failing sign-ins from `concurrency`
 /// callers, each call from an address of its own.
@@ -140,7 +140,8 @@ pub(crate) async fn sign_in_flood(
     for n in 0..customers {
         let (client, email) = customer(n);
         let register = RegisterRequest { email, name: "Real".into(), password: PASSWORD.into() };
-        accounts.register(from(client, register)).await?;
+        crate::clients::register_with(&mut accounts, &running.mailbox, from(client, register))
+            .await?;
     }
     let mut alone = Vec::new();
     for n in 0..customers {

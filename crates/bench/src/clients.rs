@@ -18,22 +18,51 @@ pub(crate) async fn channels(addr: SocketAddr, count: usize) -> anyhow::Result<V
     Ok(channels)
 }
 
-/// Registers a customer and returns their token.
-pub(crate) async fn register(stock: SocketAddr, email: &str) -> anyhow::Result<String> {
-    let channel = channels(stock, 1).await?.remove(0);
-    let mut accounts = AccountServiceClient::new(channel);
-    accounts
-        .register(stock::RegisterRequest {
-            email: email.into(),
-            name: "Bench customer".into(),
-            password: "bench password".into(),
-        })
-        .await?;
-    Ok(accounts
-        .sign_in(stock::SignInRequest { email: email.into(), password: "bench password".into() })
-        .await?
-        .into_inner()
-        .token)
+/// Registers a customer as a customer does (Register, then the code from the mail) and returns
+/// their token. An address that has an account already (data kept from an earlier run) signs in
+/// with the bench's password instead.
+pub(crate) async fn register(running: &services::Running, email: &str) -> anyhow::Result<String> {
+    let channel = channels(running.stock, 1).await?.remove(0);
+    let request = tonic::Request::new(stock::RegisterRequest {
+        email: email.into(),
+        name: "Bench customer".into(),
+        password: PASSWORD.into(),
+    });
+    register_with(&mut AccountServiceClient::new(channel), &running.mailbox, request).await
+}
+
+/// The password of the bench's customers.
+pub(crate) const PASSWORD: &str = "bench password";
+
+/// Sends `request` (Register, with the bench's password) and finishes it with the mailed code;
+/// the new account's token.
+pub(crate) async fn register_with(
+    accounts: &mut AccountServiceClient<Channel>,
+    mailbox: &::stock::mail::Mailbox,
+    request: tonic::Request<stock::RegisterRequest>,
+) -> anyhow::Result<String> {
+    let email = request.get_ref().email.clone();
+    let before = mailbox.to(&email)?.len();
+    accounts.register(request).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mail = loop {
+        if let Some(mail) = mailbox.to(&email)?.into_iter().nth(before) {
+            break mail;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no mail to {email} within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let signed_in = match mail.confirmation_code() {
+        Some(code) => {
+            let confirm = stock::ConfirmEmailRequest { code: code.to_owned() };
+            accounts.confirm_email(confirm).await?
+        }
+        None => {
+            let sign_in = stock::SignInRequest { email, password: PASSWORD.into() };
+            accounts.sign_in(sign_in).await?
+        }
+    };
+    Ok(signed_in.into_inner().token)
 }
 
 /// A staff token from the stock service at `stock`.

@@ -300,7 +300,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Fanout { subscribers, rents, bin_dir } => {
             let mut running = services::Running::start(&bin_dir, true).await?;
             let staff = staff_token(running.stock).await?;
-            let customer = register(running.stock, "fanout@example.com").await?;
+            let customer = register(&running, "fanout@example.com").await?;
             let result = fanout::measure(
                 &running.stocks,
                 running.pid("stock").unwrap_or(0),
@@ -370,7 +370,7 @@ async fn run(quick: bool, out: PathBuf, bin_dir: PathBuf) -> anyhow::Result<()> 
     let (audiences, rents): (&[usize], usize) =
         if quick { (&[500], 3) } else { (&[1_000, 10_000], 10) };
     let staff = staff_token(running.stock).await?;
-    let customer = register(running.stock, "fanout@example.com").await?;
+    let customer = register(&running, "fanout@example.com").await?;
     let mut fanout = Vec::new();
     let mut fanout_memory = Vec::new();
     for (index, &subscribers) in audiences.iter().enumerate() {

@@ -60,7 +60,7 @@ pub(crate) async fn measure(bin_dir: &Path, quick: bool) -> anyhow::Result<Postg
         if replicas == 3 {
             eprintln!("bench: on PostgreSQL, fan-out to {subscribers} subscribers over 3 replicas");
             let staff = staff_token(running.stock).await?;
-            let customer = register(running.stock, "pg-fanout@example.com").await?;
+            let customer = register(&running, "pg-fanout@example.com").await?;
             let result = fanout::measure(
                 &running.stocks,
                 running.pid("stock").unwrap_or(0),

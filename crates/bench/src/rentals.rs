@@ -63,20 +63,13 @@ pub(crate) async fn rentals(
     }
     let mut tokens = Vec::with_capacity(CUSTOMERS);
     for index in 0..CUSTOMERS {
-        let email = format!("bench{index}@example.com");
-        accounts
-            .register(stock::RegisterRequest {
-                email: email.clone(),
-                name: format!("Bench {index}"),
-                password: "bench password".into(),
-            })
-            .await?;
-        let token = accounts
-            .sign_in(stock::SignInRequest { email, password: "bench password".into() })
-            .await?
-            .into_inner()
-            .token;
-        tokens.push(token);
+        let register = tonic::Request::new(stock::RegisterRequest {
+            email: format!("bench{index}@example.com"),
+            name: format!("Bench {index}"),
+            password: crate::clients::PASSWORD.into(),
+        });
+        tokens
+            .push(crate::clients::register_with(&mut accounts, &running.mailbox, register).await?);
     }
     let tokens = Arc::new(tokens);
     let tokens_for_check = Arc::clone(&tokens);

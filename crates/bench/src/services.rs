@@ -64,6 +64,8 @@ pub(crate) struct Running {
     pub(crate) stocks: Vec<SocketAddr>,
     pub(crate) aggregator: SocketAddr,
     pub(crate) ceiling: SocketAddr,
+    /// The mail stock delivers (customers' confirmation codes).
+    pub(crate) mailbox: stock::mail::Mailbox,
     children: Vec<(&'static str, Child)>,
     /// The databases' folder: a fresh temporary one, or `BENCH_DATA_DIR` when set (kept between
     /// runs, so `bench bulk` can skip a long import while profiling).
@@ -217,6 +219,7 @@ impl Running {
             stocks: stocks.clone(),
             aggregator,
             ceiling,
+            mailbox: stock::mail::Mailbox::new(data.path().join("outbox")),
             children: Vec::new(),
             _data: data,
         };
@@ -228,6 +231,7 @@ impl Running {
                 let mut command = server_command(bin_dir.join(name));
                 command
                     .env("VIDEOSTORE_DATA_DIR", &data)
+                    .env("VIDEOSTORE_MAIL_DIR", data.join("outbox"))
                     .env("CATALOGUE_LISTEN_ADDR", catalogue.to_string())
                     .env("STOCK_LISTEN_ADDR", stock.to_string())
                     .env("AGGREGATOR_LISTEN_ADDR", aggregator.to_string())

@@ -108,17 +108,7 @@ async fn a_shop_on_sqlite_moves_to_postgres_whole_and_only_once() {
         };
         stock.set_inventory(authed(inventory, &staff)).await.unwrap();
     }
-    store
-        .account_client()
-        .await
-        .register(pb::RegisterRequest {
-            email: EMAIL.into(),
-            name: "Mover".into(),
-            password: PASSWORD.into(),
-        })
-        .await
-        .unwrap();
-    let token = store.sign_in(EMAIL, PASSWORD).await;
+    let token = store.register(EMAIL, "Mover", PASSWORD).await.token;
     let rent = |movie_id, request_id: &str| pb::RentRequest {
         movie_id,
         days: 2,

@@ -113,6 +113,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// The folder in the data folder stock delivers mail to.
+const MAIL_DIR: &str = "outbox";
+
 /// The production heartbeat; tests that need a quicker one say so.
 const HEARTBEAT_MS: u64 = 15_000;
 
@@ -148,6 +151,8 @@ fn stock_config(
         staff_email: Some(STAFF_EMAIL.into()),
         staff_password: Some(STAFF_PASSWORD.into()),
         staff_promote_existing: false,
+        mail_dir: Some(data.join(MAIL_DIR)),
+        public_url: "http://shop.test".into(),
         watch_heartbeat_ms: heartbeat_ms,
         request_id_ttl_hours: 24,
     }
@@ -457,23 +462,44 @@ impl TestStore {
         )
     }
 
+    /// The mail stock delivered (confirmation codes among it).
+    pub fn mailbox(&self) -> stock::mail::Mailbox {
+        stock::mail::Mailbox::new(self.dir.path().join(MAIL_DIR))
+    }
+
+    /// Registers an account as a customer does: Register, the code from the mail, ConfirmEmail.
+    /// The signed-in answer.
+    pub async fn register(
+        &self,
+        email: &str,
+        name: &str,
+        password: &str,
+    ) -> stock_pb::SignInResponse {
+        let mut accounts = self.account_client().await;
+        let request = stock_pb::RegisterRequest {
+            email: email.into(),
+            name: name.into(),
+            password: password.into(),
+        };
+        accounts.register(request).await.expect("register");
+        let code = self
+            .mailbox()
+            .confirmation_code(email, Duration::from_secs(10))
+            .await
+            .expect("a confirmation mail within 10 s");
+        accounts
+            .confirm_email(stock_pb::ConfirmEmailRequest { code })
+            .await
+            .expect("confirm the email")
+            .into_inner()
+    }
+
     /// Registers a new customer (unique email from `name`) and returns its id and token.
     pub async fn customer(&self, name: &str) -> (i64, String) {
         let email =
             format!("{}-{}@example.com", name.to_lowercase(), uuid::Uuid::new_v4().simple());
-        let password = "customer password";
-        let account = self
-            .account_client()
-            .await
-            .register(stock_pb::RegisterRequest {
-                email: email.clone(),
-                name: name.into(),
-                password: password.into(),
-            })
-            .await
-            .expect("register")
-            .into_inner();
-        (account.id, self.sign_in(&email, password).await)
+        let signed = self.register(&email, name, "customer password").await;
+        (signed.account.expect("the signed-in account").id, signed.token)
     }
 
     /// Starts catalogue, stock and aggregator on these databases of `cluster` (URLs).

@@ -98,7 +98,7 @@ pub fn client_key(address: IpAddr) -> IpAddr {
 /// Most keys a limit keeps before it forgets the ones that are full again.
 const MAX_KEYS: usize = 100_000;
 
-/// At most `n` calls a minute per key (all `n` may come at once), or no limit.
+/// At most `n` calls a minute (or an hour) per key (all `n` may come at once), or no limit.
 pub struct RateLimit<K: Hash + Eq + Clone> {
     limiter: Option<governor::DefaultKeyedRateLimiter<K>>,
 }
@@ -115,6 +115,11 @@ impl<K: Hash + Eq + Clone> RateLimit<K> {
         Self {
             limiter: NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n))),
         }
+    }
+
+    /// `per_hour` calls an hour per key (all may come at once); 0 for no limit.
+    pub fn per_hour(per_hour: u32) -> Self {
+        Self { limiter: NonZeroU32::new(per_hour).map(|n| RateLimiter::keyed(Quota::per_hour(n))) }
     }
 
     /// Counts a call of `key`: `Err` with how long until one more is allowed when it is over.

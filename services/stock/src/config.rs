@@ -74,6 +74,13 @@ pub struct Config {
         action = clap::ArgAction::Set
     )]
     pub staff_promote_existing: bool,
+    /// Folder mail (registration codes) is delivered to, one `.eml` file each. Without it, mail
+    /// waits in the database's `outbox` table for a mail sender.
+    #[arg(long, env = "VIDEOSTORE_MAIL_DIR")]
+    pub mail_dir: Option<std::path::PathBuf>,
+    /// Where customers open the shop's web app: links in mail start with it.
+    #[arg(long, env = "VIDEOSTORE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
 }
 
 impl Config {

@@ -47,6 +47,15 @@ pub enum Error {
     /// The request id was used before, for a different request.
     #[error("request_id {0:?} was already used for a different request")]
     RequestIdReused(String),
+    /// No registration waits for this confirmation code.
+    #[error(
+        "no registration waits for this code: it was used already, or it is over 24 hours old \
+         (register again)"
+    )]
+    NoSuchRegistration,
+    /// The confirmed registration's email got an account meanwhile.
+    #[error("{0:?} has an account already: sign in")]
+    RegisteredAlready(String),
     /// An account has this email already.
     #[error("an account with email {0:?} exists already")]
     EmailTaken(String),
@@ -114,14 +123,15 @@ impl ServiceError for Error {
             Self::TooManyOpenRentals(_) => Code::FailedPrecondition,
             Self::TooManyPurchases(_) => Code::ResourceExhausted,
             Self::Auth(error) => error.code(),
-            Self::NotStocked(_) | Self::RentalNotFound(_) | Self::NoSuchCustomer(_) => {
-                Code::NotFound
-            }
+            Self::NotStocked(_)
+            | Self::RentalNotFound(_)
+            | Self::NoSuchCustomer(_)
+            | Self::NoSuchRegistration => Code::NotFound,
             Self::SoldOut(_) | Self::AlreadyReturned(_) | Self::BelowRented { .. } => {
                 Code::FailedPrecondition
             }
             Self::NotYourRental(_) => Code::PermissionDenied,
-            Self::EmailTaken(_) => Code::AlreadyExists,
+            Self::EmailTaken(_) | Self::RegisteredAlready(_) => Code::AlreadyExists,
             Self::WrongCredentials | Self::AccountGone | Self::SessionEnded => {
                 Code::Unauthenticated
             }

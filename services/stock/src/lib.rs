@@ -13,6 +13,7 @@
 //! - `events`: the fan-out of committed availability changes to watchers.
 //! - `feed`: on PostgreSQL, every replica's commits, in order, from the database.
 //! - `passwords`: Argon2id hashing.
+//! - `mail`: registration mail, and its delivery from the outbox table.
 //! - [`clock`]: the time source, replaceable in tests.
 //! - `seed`: stock for the sample films.
 
@@ -25,6 +26,7 @@ mod events;
 mod feed;
 mod grpc;
 mod limits;
+pub mod mail;
 mod passwords;
 mod seed;
 mod service;

@@ -23,6 +23,8 @@ use videostore_kit::{
 
 use crate::error::Error;
 
+/// Registration mails one address gets in an hour at most.
+pub(crate) const MAILS_PER_ADDRESS_HOUR: u32 = 5;
 /// Failed sign-ins an email gets before it must wait.
 const FREE_FAILURES: u32 = 5;
 /// The longest wait.
@@ -38,6 +40,8 @@ const MAX_EMAILS: usize = 100_000;
 #[derive(Debug)]
 pub(crate) struct Limits {
     sign_ins: RateLimit<IpAddr>,
+    /// Registration mails per address, so nobody can flood someone's inbox through Register.
+    mails: RateLimit<String>,
     writes: RateLimit<AccountId>,
     trusted: TrustedProxies,
     failures: Mutex<quick_cache::unsync::Cache<String, Failures>>,
@@ -113,6 +117,7 @@ impl Limits {
     ) -> Self {
         Self {
             sign_ins: RateLimit::per_minute(sign_ins_per_minute),
+            mails: RateLimit::per_hour(MAILS_PER_ADDRESS_HOUR),
             writes: RateLimit::per_minute(writes_per_minute),
             trusted,
             failures: Mutex::new(quick_cache::unsync::Cache::new(MAX_EMAILS)),
@@ -167,6 +172,15 @@ impl Limits {
         };
         self.sign_ins.check(&client_key(client)).map_err(|retry_after| Error::TooManyCalls {
             what: "sign-ins and registrations from this address",
+            retry_after,
+        })
+    }
+
+    /// Counts a registration mail to `email`. Over the limit the answer is the same whether
+    /// the address has an account or not.
+    pub(crate) fn mail_to(&self, email: &str) -> Result<(), Error> {
+        self.mails.check(&key(email)).map_err(|retry_after| Error::TooManyCalls {
+            what: "registrations of this address",
             retry_after,
         })
     }

@@ -15,13 +15,13 @@ use crate::{
     clock::Clock,
     domain::{
         self, Account, AccountId, Availability, Inventory, MovieId, Purchase, Rental, RentalId,
-        Role,
     },
     error::Error,
     events::AvailabilityEvents,
     feed::Feed,
+    mail::{CONFIRM_WITHIN, Code, Mailer},
     passwords::Passwords,
-    store::{NewAccount, NewPurchase, NewRental, Outcome, RentalsAfter, StockStore},
+    store::{NewPurchase, NewRegistration, NewRental, Outcome, RentalsAfter, StockStore},
 };
 
 /// Rentals read at a time for ListMyRentals.
@@ -69,6 +69,8 @@ pub(crate) struct Stock {
     refresh_ttl: Duration,
     /// Argon2, on threads of its own behind a bounded queue.
     passwords: Passwords,
+    /// Writes registration mails and wakes their postman.
+    mailer: Mailer,
 }
 
 /// How tokens are made and checked.
@@ -103,9 +105,21 @@ impl Stock {
         clock: Arc<dyn Clock>,
         tokens: Tokens,
         passwords: Passwords,
+        mailer: Mailer,
     ) -> Self {
         let Tokens { signer, keys, token_ttl, refresh_ttl } = tokens;
-        Self { store, events, publisher, clock, signer, keys, token_ttl, refresh_ttl, passwords }
+        Self {
+            store,
+            events,
+            publisher,
+            clock,
+            signer,
+            keys,
+            token_ttl,
+            refresh_ttl,
+            passwords,
+            mailer,
+        }
     }
 
     fn sole_writer(&self) -> bool {
@@ -278,22 +292,46 @@ impl Stock {
         .try_flatten()
     }
 
-    /// Creates a customer account (email, name and password checked, and the password
-    /// normalized, already).
+    /// Starts a registration (email, name and password checked, and the password normalized,
+    /// already) and queues its mail: a confirmation code for a free address, a note to the
+    /// owner for a taken one. Both take an Argon2 run and one transaction, so neither the
+    /// answer nor its time tells them apart. Until when the code works.
     pub(crate) async fn register(
         &self,
         email: String,
         name: String,
         password: String,
-    ) -> Result<Account, Error> {
+    ) -> Result<std::time::SystemTime, Error> {
         let password_hash = self.passwords.hash(password).await?;
-        let now = self.clock.now();
-        let account = self
+        // Codes live in wall-clock time, as tokens do, not the business clock.
+        let now = std::time::SystemTime::now();
+        let expires_at = now + CONFIRM_WITHIN;
+        let code = Code::new();
+        let confirm = self.mailer.confirmation(&email, &name, &code, expires_at);
+        let taken = self.mailer.already_registered(&email);
+        let registration =
+            NewRegistration { email, name, password_hash, token_hash: code.hash, expires_at };
+        self.store.register(&registration, &confirm, &taken, now).store_span("register").await?;
+        self.mailer.queued();
+        Ok(expires_at)
+    }
+
+    /// Makes the account of the registration `code` was mailed for, and signs it in.
+    pub(crate) async fn confirm_email(&self, code: &str) -> Result<Signed, Error> {
+        let token_hash = Code::hash_of_sent(code).ok_or(Error::NoSuchRegistration)?;
+        let confirmed = self
             .store
-            .create_account(&NewAccount { email, name, password_hash, role: Role::Customer, now })
-            .await?;
+            .confirm_registration(&token_hash, std::time::SystemTime::now())
+            .store_span("confirm registration")
+            .await;
+        let account = match confirmed {
+            Ok(Some(account)) => account,
+            Ok(None) => return Err(Error::NoSuchRegistration),
+            Err(Error::EmailTaken(email)) => return Err(Error::RegisteredAlready(email)),
+            Err(other) => return Err(other),
+        };
         tracing::info!(account = %account.id, "customer registered");
-        Ok(account)
+        self.tokens_for(account)
     }
 
     /// A session for the account with this email and password.

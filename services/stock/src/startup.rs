@@ -23,6 +23,7 @@ use crate::{
     feed::Feed,
     grpc::{AccountApi, StockApi},
     limits::{Limits, WatchCaps},
+    mail::Mailer,
     passwords::Passwords,
     seed,
     service::{Publisher, Stock, Tokens},
@@ -99,8 +100,26 @@ impl Application {
             refresh_ttl: Duration::from_secs(config.refresh_ttl_hours.max(1) * 3600),
         };
         passwords.register_metrics(&metrics);
-        let stock =
-            Arc::new(Stock::new(Arc::clone(&store), events, publisher, clock, tokens, passwords));
+        let mailer = Mailer::new(&config.public_url);
+        match &config.mail_dir {
+            Some(folder) => {
+                videostore_kit::private::dir(folder)?;
+                mailer.deliver_to(folder.clone(), Arc::clone(&store), shutdown.clone());
+            }
+            None => tracing::warn!(
+                "no mail folder (VIDEOSTORE_MAIL_DIR): registration mail waits in the database's \
+                 outbox table for a mail sender"
+            ),
+        }
+        let stock = Arc::new(Stock::new(
+            Arc::clone(&store),
+            events,
+            publisher,
+            clock,
+            tokens,
+            passwords,
+            mailer,
+        ));
         let limits = Arc::new(Limits::new(
             config.sign_ins_per_minute,
             config.writes_per_minute,

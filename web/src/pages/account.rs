@@ -1,4 +1,5 @@
-//! Register, sign in and sign out. The token is kept for this browser tab (session storage).
+//! Register, confirm, sign in and sign out. The token is kept for this browser tab (session
+//! storage).
 
 use leptos::{prelude::*, task::spawn_local};
 
@@ -49,17 +50,15 @@ pub(crate) fn Account() -> impl IntoView {
                     new_email.get_untracked(),
                     new_password.get_untracked(),
                 );
-                let result = match api.register(address.clone(), name, secret.clone()).await {
-                    Ok(_) => api.sign_in(address, secret).await,
-                    Err(error) => Err(error),
-                };
-                match result {
-                    Ok(signed_in) => {
+                match api.register(address.clone(), name, secret).await {
+                    Ok(registered) => {
+                        let until =
+                            videostore_display::time::date_time(registered.confirm_before.as_ref());
                         message.set(Some(Ok(format!(
-                            "Welcome, {}! You are signed in.",
-                            signed_in.name
+                            "Almost there: open the link we mailed to {address} to finish \
+                             registering. It works until {until}."
                         ))));
-                        state.set(&api, Some(signed_in));
+                        new_password.set(String::new());
                     }
                     Err(error) => message.set(Some(Err(error.message))),
                 }
@@ -79,7 +78,7 @@ pub(crate) fn Account() -> impl IntoView {
     view! {
         <h1>"Account"</h1>
         {move || message.get().map(|m| match m {
-            Ok(text) => view! { <p class="status info" role="status">{text}</p> }.into_any(),
+            Ok(text) => view! { <p class="status info" role="status" data-outcome="ok">{text}</p> }.into_any(),
             Err(text) => view! { <ErrorMessage message=text/> }.into_any(),
         })}
         <Show
@@ -112,6 +111,68 @@ pub(crate) fn Account() -> impl IntoView {
                     <button type="submit" name="register" disabled=move || busy.get()>"Register"</button>
                 </form>
             </div>
+        </Show>
+    }
+}
+
+/// Where the link in a confirmation mail leads: `/confirm#<code>`. The code is in the fragment,
+/// which browsers never send to a server or in a `Referer`, and it is taken out of the address
+/// bar and history at once. A code pasted by hand works too.
+#[component]
+pub(crate) fn Confirm() -> impl IntoView {
+    let api = expect_context::<Api>();
+    let state = expect_context::<SessionState>();
+    let message = RwSignal::new(None::<Result<String, String>>);
+    let busy = RwSignal::new(false);
+    let code = RwSignal::new(String::new());
+
+    let confirm = move |api: Api, text: String| {
+        busy.set(true);
+        spawn_local(async move {
+            match api.confirm_email(text).await {
+                Ok(signed_in) => {
+                    message.set(Some(Ok(format!(
+                        "Welcome, {}! Your account is ready, and you are signed in.",
+                        signed_in.name
+                    ))));
+                    state.set(&api, Some(signed_in));
+                }
+                Err(error) => message.set(Some(Err(error.message))),
+            }
+            busy.set(false);
+        });
+    };
+    if let Some(window) = web_sys::window() {
+        let hash = window.location().hash().unwrap_or_default();
+        let from_link = hash.trim_start_matches('#').to_owned();
+        if !from_link.is_empty() {
+            if let Ok(history) = window.history() {
+                let _ = history.replace_state_with_url(
+                    &wasm_bindgen::JsValue::NULL,
+                    "",
+                    Some("/confirm"),
+                );
+            }
+            confirm(api.clone(), from_link);
+        }
+    }
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        confirm(api.clone(), code.get_untracked());
+    };
+
+    view! {
+        <h1>"Confirm your account"</h1>
+        {move || message.get().map(|m| match m {
+            Ok(text) => view! { <p class="status info" role="status" data-outcome="ok">{text}</p> }.into_any(),
+            Err(text) => view! { <ErrorMessage message=text/> }.into_any(),
+        })}
+        <Show when=move || !matches!(message.get(), Some(Ok(_)))>
+            <form on:submit=submit.clone() aria-label="Confirm">
+                <label>"Code from the mail"<input type="text" name="code" required autocomplete="one-time-code"
+                    on:input=move |ev| code.set(event_target_value(&ev)) prop:value=move || code.get()/></label>
+                <button type="submit" name="confirm" disabled=move || busy.get()>"Confirm"</button>
+            </form>
         </Show>
     }
 }

@@ -138,8 +138,14 @@ pub(crate) async fn card_titles(page: &Client) -> Vec<String> {
     titles
 }
 
-/// Registers through the account page (which signs in too).
-pub(crate) async fn register(page: &Client, base: &str, name: &str, email: &str, password: &str) {
+/// Registers through the account page, then opens the link from the confirmation mail, which
+/// signs the new account in.
+pub(crate) async fn register(
+    page: &Client,
+    base: &str,
+    mailbox: &stock::mail::Mailbox,
+    (name, email, password): (&str, &str, &str),
+) {
     page.goto(&format!("{base}/account")).await.unwrap();
     page.wait()
         .for_element(Locator::Css("input[name=name]"))
@@ -156,7 +162,22 @@ pub(crate) async fn register(page: &Client, base: &str, name: &str, email: &str,
         .await
         .unwrap();
     page.find(Locator::Css("button[name=register]")).await.unwrap().click().await.unwrap();
-    page.wait().for_element(Locator::Css("button[name=sign-out]")).await.unwrap();
+    let told = page.wait().for_element(Locator::Css("[data-outcome=ok]")).await.unwrap();
+    let told = told.text().await.unwrap();
+    assert!(told.contains(&format!("mailed to {email}")), "{told}");
+    let code = mailbox
+        .confirmation_code(email, std::time::Duration::from_secs(10))
+        .await
+        .expect("a confirmation mail");
+    let mail = mailbox.to(email).unwrap().pop().unwrap();
+    let link = format!("/confirm#{code}");
+    assert!(mail.body.contains(&link), "{}", mail.body);
+    page.goto(&format!("{base}{link}")).await.unwrap();
+    let welcome = page.wait().for_element(Locator::Css("[data-outcome=ok]")).await.unwrap();
+    let welcome = welcome.text().await.unwrap();
+    assert!(welcome.starts_with(&format!("Welcome, {name}!")), "{welcome}");
+    let address = page.current_url().await.unwrap();
+    assert_eq!(address.fragment(), None, "the code leaves the address bar");
 }
 
 /// Saves a PNG of the page under `target/screenshots/`.

@@ -151,7 +151,13 @@ pub(crate) async fn rent_in_one_window_watch_in_another(
 
     // The renter registers and signs in through the page.
     let renter = browser.session().await;
-    harness::register(&renter, base, "Renter", "renter@example.com", "renter password").await;
+    harness::register(
+        &renter,
+        base,
+        &store.mailbox(),
+        ("Renter", "renter@example.com", "renter password"),
+    )
+    .await;
     renter.goto(&film).await.unwrap();
     // The watcher just looks at the film.
     let watcher = browser.session().await;
@@ -280,7 +286,13 @@ async fn my_rentals_marks_overdue_and_shows_the_late_fee() {
     let browser = Browser::start().await;
     let base = store.aggregator.url();
     let page = browser.session().await;
-    harness::register(&page, &base, "Late", "late@example.com", "late password").await;
+    harness::register(
+        &page,
+        &base,
+        &store.mailbox(),
+        ("Late", "late@example.com", "late password"),
+    )
+    .await;
     page.goto(&format!("{base}/movies/12")).await.unwrap();
     let days = page.wait().for_element(Locator::Css("input[name=days]")).await.unwrap();
     days.clear().await.unwrap();
@@ -388,7 +400,13 @@ async fn a_staff_member_adds_a_film_stocks_it_and_it_appears_in_search() {
     let page = browser.session().await;
 
     // A customer is turned away from the staff page.
-    harness::register(&page, &base, "Curious", "curious@example.com", "curious password").await;
+    harness::register(
+        &page,
+        &base,
+        &store.mailbox(),
+        ("Curious", "curious@example.com", "curious password"),
+    )
+    .await;
     page.goto(&format!("{base}/staff")).await.unwrap();
     let refused =
         page.wait().for_element(Locator::Css("[role=alert]")).await.unwrap().text().await.unwrap();
@@ -477,7 +495,13 @@ async fn the_app_refreshes_its_token_and_sign_out_ends_the_session() {
     let browser = Browser::start().await;
     let base = store.aggregator.url();
     let page = browser.session().await;
-    harness::register(&page, &base, "Fresh", "fresh@example.com", "fresh password").await;
+    harness::register(
+        &page,
+        &base,
+        &store.mailbox(),
+        ("Fresh", "fresh@example.com", "fresh password"),
+    )
+    .await;
     let session = || async {
         let value = page
             .execute("return sessionStorage.getItem('videostore.session');", vec![])

@@ -1,14 +1,82 @@
 //! Accounts: register, sign in, tokens.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use testkit::{STAFF_EMAIL, TestStore, authed};
 use tonic::{Code, Request};
 use videostore_proto::stock::{self as pb};
 
+/// How long a test waits for a mail.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn now_seconds() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Register tells nobody whether an address has an account: a taken address gets the same
+/// answer as a free one, and nothing changes but a mail to its owner. After five mails to one
+/// address in an hour, both kinds are refused alike.
 #[tokio::test]
-async fn register_sign_in_and_get_me() {
+async fn register_does_not_tell_whether_an_address_is_taken() {
+    let store = TestStore::start().await;
+    store.register("owner@example.com", "Owner", "the owner's password").await;
+    let mut accounts = store.account_client().await;
+    let register = |email: &str| pb::RegisterRequest {
+        email: email.into(),
+        name: "Prober".into(),
+        password: "a prober's password".into(),
+    };
+    let taken = accounts.register(register("OWNER@example.com")).await.unwrap();
+    let free = accounts.register(register("free@example.com")).await.unwrap();
+    let (taken, free) = (taken.into_inner(), free.into_inner());
+    assert!(taken.confirm_before.is_some() && free.confirm_before.is_some());
+    let gap = taken.confirm_before.unwrap().seconds - free.confirm_before.unwrap().seconds;
+    assert!(gap.abs() <= 1, "the same answer, a second apart at most");
+
+    // The owner hears of it; the account and its password are unchanged.
+    let mut told = Vec::new();
+    for _ in 0..500 {
+        told = store.mailbox().to("owner@example.com").unwrap();
+        if told.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(told.len(), 2, "the confirmation, then the note");
+    assert!(told[1].subject.contains("tried to register"), "{}", told[1].subject);
+    assert_eq!(told[1].confirmation_code(), None, "no code that could take the address");
+    store.sign_in("owner@example.com", "the owner's password").await;
+    let prober = accounts
+        .sign_in(pb::SignInRequest {
+            email: "owner@example.com".into(),
+            password: "a prober's password".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(prober.code(), Code::Unauthenticated);
+
+    // Five mails an hour per address (the owner's has had two): then both kinds are refused.
+    for _ in 0..3 {
+        accounts.register(register("owner@example.com")).await.unwrap();
+    }
+    for _ in 0..4 {
+        accounts.register(register("other-free@example.com")).await.unwrap();
+    }
+    accounts.register(register("other-free@example.com")).await.unwrap();
+    let over_taken = accounts.register(register("owner@example.com")).await.unwrap_err();
+    let over_free = accounts.register(register("other-free@example.com")).await.unwrap_err();
+    assert_eq!(over_taken.code(), Code::ResourceExhausted);
+    assert_eq!((over_free.code(), over_free.message()), (over_taken.code(), over_taken.message()));
+    store.stop().await;
+}
+
+/// Register makes no account until the code mailed to the address comes back through
+/// ConfirmEmail, which signs the new account in. A code works once.
+#[tokio::test]
+async fn register_confirm_sign_in_and_get_me() {
     let store = TestStore::start().await;
     let mut accounts = store.account_client().await;
-    let account = accounts
+    let answer = accounts
         .register(pb::RegisterRequest {
             email: "Zoë@Example.com".into(),
             name: "Zoë".into(),
@@ -17,17 +85,37 @@ async fn register_sign_in_and_get_me() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(account.role, pb::Role::Customer as i32);
-
-    let taken = accounts
-        .register(pb::RegisterRequest {
-            email: "zoë@example.COM".into(),
-            name: "Other".into(),
-            password: "another password".into(),
+    let day = answer.confirm_before.unwrap().seconds - now_seconds();
+    assert!((86_000..=86_400).contains(&day), "the code works a day: {day} s");
+    let not_yet = accounts
+        .sign_in(pb::SignInRequest {
+            email: "Zoë@Example.com".into(),
+            password: "a long password".into(),
         })
         .await
         .unwrap_err();
-    assert_eq!(taken.code(), Code::AlreadyExists);
+    assert_eq!(not_yet.code(), Code::Unauthenticated, "no account before the confirmation");
+
+    let code = store.mailbox().confirmation_code("zoë@example.com", WAIT).await.expect("mailed");
+    let mail = store.mailbox().to("Zoë@Example.com").unwrap().pop().unwrap();
+    assert!(mail.body.contains(&format!("http://shop.test/confirm#{code}")), "{}", mail.body);
+    let wrong_code = accounts
+        .confirm_email(pb::ConfirmEmailRequest { code: code.chars().rev().collect() })
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_code.code(), Code::NotFound);
+    let confirmed = accounts
+        .confirm_email(pb::ConfirmEmailRequest { code: code.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let account = confirmed.account.unwrap();
+    assert_eq!((account.role, account.name.as_str()), (pb::Role::Customer as i32, "Zoë"));
+    let me = accounts.get_me(authed(pb::GetMeRequest {}, &confirmed.token)).await.unwrap();
+    assert_eq!(me.into_inner().id, account.id, "the confirmation signs in");
+    let used = accounts.confirm_email(pb::ConfirmEmailRequest { code }).await.unwrap_err();
+    assert_eq!(used.code(), Code::NotFound);
+    assert!(used.message().contains("used already"), "{}", used.message());
 
     let wrong = accounts
         .sign_in(pb::SignInRequest {
@@ -78,16 +166,7 @@ async fn register_sign_in_and_get_me() {
 #[tokio::test]
 async fn a_password_signs_in_however_its_accents_were_typed() {
     let store = TestStore::start().await;
-    store
-        .account_client()
-        .await
-        .register(pb::RegisterRequest {
-            email: "cafe@example.com".into(),
-            name: "Café".into(),
-            password: "cafe\u{301} au lait ２０２６".into(),
-        })
-        .await
-        .unwrap();
+    store.register("cafe@example.com", "Café", "cafe\u{301} au lait ２０２６").await;
     store.sign_in("cafe@example.com", "caf\u{e9} au lait 2026").await;
     let wrong = store
         .account_client()
@@ -154,16 +233,7 @@ async fn a_customer_registered_under_the_staff_email_is_not_made_staff() {
     let mut store = TestStore::start().await;
     let email = "early-bird@example.com";
     let password = "squatter password";
-    store
-        .account_client()
-        .await
-        .register(pb::RegisterRequest {
-            email: email.into(),
-            name: "Early Bird".into(),
-            password: password.into(),
-        })
-        .await
-        .unwrap();
+    store.register(email, "Early Bird", password).await;
     store.stop_stock().await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let base = store.stock_config();
@@ -248,16 +318,7 @@ async fn a_sign_in_flood_is_refused_past_the_queue_and_the_store_still_signs_in(
     let made_up = flood(&store, |i| format!("flood-{i}@example.com")).await;
     assert_eq!(made_up, 0, "made-up emails never reach the password queue");
     let email = "flooded@example.com";
-    store
-        .account_client()
-        .await
-        .register(pb::RegisterRequest {
-            email: email.into(),
-            name: "Flooded".into(),
-            password: "a good long password".into(),
-        })
-        .await
-        .unwrap();
+    store.register(email, "Flooded", "a good long password").await;
     let refused = flood(&store, |_| email.to_owned()).await;
     eprintln!("{refused} of 300 simultaneous sign-ins refused as too many");
     assert!(refused > 0, "300 at once cannot all fit the queue");
@@ -347,14 +408,7 @@ async fn staff_tokens_signed_by_any_other_key_are_refused_everywhere() {
 async fn refresh_renews_a_session_and_sign_out_ends_them_all() {
     let store = TestStore::start().await;
     let mut accounts = store.account_client().await;
-    accounts
-        .register(pb::RegisterRequest {
-            email: "ines@example.com".into(),
-            name: "Ines".into(),
-            password: "ines password".into(),
-        })
-        .await
-        .unwrap();
+    store.register("ines@example.com", "Ines", "ines password").await;
     let sign_in =
         || pb::SignInRequest { email: "ines@example.com".into(), password: "ines password".into() };
     let laptop = accounts.sign_in(sign_in()).await.unwrap().into_inner();

@@ -323,7 +323,7 @@ async fn every_browser_callable_rpc_answers_over_grpc_web() {
     .await;
     assert_eq!(bought[0].price.as_ref().unwrap().minor_units, 999);
 
-    let account: Vec<stock::Account> = ok(
+    let registered: Vec<stock::RegisterResponse> = ok(
         &stock_url,
         &format!("{ACCOUNTS}Register"),
         &stock::RegisterRequest {
@@ -334,6 +334,20 @@ async fn every_browser_callable_rpc_answers_over_grpc_web() {
         None,
     )
     .await;
+    assert!(registered[0].confirm_before.is_some());
+    let code = store
+        .mailbox()
+        .confirmation_code("web@example.com", std::time::Duration::from_secs(10))
+        .await
+        .expect("a confirmation mail");
+    let confirmed: Vec<stock::SignInResponse> = ok(
+        &stock_url,
+        &format!("{ACCOUNTS}ConfirmEmail"),
+        &stock::ConfirmEmailRequest { code },
+        None,
+    )
+    .await;
+    let account = [confirmed[0].account.clone().unwrap()];
     let signed_in: Vec<stock::SignInResponse> = ok(
         &stock_url,
         &format!("{ACCOUNTS}SignIn"),

@@ -60,6 +60,7 @@ fn writes(method: &str) -> bool {
         "Return",
         "Purchase",
         "Register",
+        "ConfirmEmail",
         "SignOut",
     ];
     WRITES.contains(&method)

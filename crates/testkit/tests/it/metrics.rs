@@ -199,7 +199,8 @@ async fn the_services_show_their_cache_live_streams_and_password_work() {
     // Live streams open now, and Argon2 runs (a sign-in) with nothing left queued.
     let stock_addr = store.stock().addr;
     let (_, _, before) = scrape(stock_addr).await;
-    store.customer("Metrics").await;
+    store.register("metrics@example.com", "Metrics", "metrics password").await;
+    store.sign_in("metrics@example.com", "metrics password").await;
     let mut watches = Vec::new();
     for _ in 0..2 {
         let mut client = StockServiceClient::new(TestStore::channel(stock_addr).await);

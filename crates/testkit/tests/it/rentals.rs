@@ -336,15 +336,7 @@ async fn a_request_id_is_remembered_for_a_day_then_makes_a_new_rental() {
 async fn rental_desk_serves_walk_ins_and_reports_stock_changes() {
     let store = TestStore::start().await;
     set_copies(&store, 19, 1).await;
-    let mut accounts = store.account_client().await;
-    accounts
-        .register(pb::RegisterRequest {
-            email: "walkin@example.com".into(),
-            name: "Walk In".into(),
-            password: "walk in please".into(),
-        })
-        .await
-        .unwrap();
+    store.register("walkin@example.com", "Walk In", "walk in please").await;
     let (_, customer) = store.customer("Ned").await;
     let staff = store.staff_token().await;
     let mut stock = store.stock_client().await;

@@ -117,6 +117,8 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
             staff_email: None,
             staff_password: None,
             staff_promote_existing: false,
+            mail_dir: None,
+            public_url: "https://shop.test".into(),
             watch_heartbeat_ms: 15_000,
             request_id_ttl_hours: 24,
         },

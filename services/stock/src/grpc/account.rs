@@ -1,4 +1,5 @@
-//! `videostore.stock.v1.AccountService`: register, sign in, refresh, sign out, who am I.
+//! `videostore.stock.v1.AccountService`: register and confirm, sign in, refresh, sign out, who am
+//! I.
 
 use std::sync::Arc;
 
@@ -37,14 +38,24 @@ impl AccountService for AccountApi {
     async fn register(
         &self,
         request: Request<pb::RegisterRequest>,
-    ) -> Result<Response<pb::Account>, Status> {
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
         self.limits.sign_in_attempt(&request)?;
         let request = request.into_inner();
         let email = domain::check_email(&request.email)?;
         let name = domain::check_name(&request.name)?;
         let password = domain::check_password(&request.password)?;
-        let account = self.stock.register(email, name, password).await?;
-        Ok(Response::new(account_to_proto(&account)))
+        self.limits.mail_to(&email)?;
+        let confirm_before = self.stock.register(email, name, password).await?;
+        Ok(Response::new(pb::RegisterResponse { confirm_before: Some(confirm_before.into()) }))
+    }
+
+    async fn confirm_email(
+        &self,
+        request: Request<pb::ConfirmEmailRequest>,
+    ) -> Result<Response<pb::SignInResponse>, Status> {
+        self.limits.sign_in_attempt(&request)?;
+        let signed = self.stock.confirm_email(&request.get_ref().code).await?;
+        Ok(Response::new(signed_to_proto(signed)))
     }
 
     async fn sign_in(

@@ -381,7 +381,9 @@ mod tests {
         let tokens = Tokens { signer, keys, token_ttl: hour, refresh_ttl: hour };
         let events = AvailabilityEvents::with_capacity(behind);
         let clock = Arc::new(SystemClock);
-        Arc::new(Stock::new(store, events, Publisher::SoleWriter, clock, tokens, Passwords::new()))
+        let mailer = crate::mail::Mailer::new("http://shop.test");
+        let publisher = Publisher::SoleWriter;
+        Arc::new(Stock::new(store, events, publisher, clock, tokens, Passwords::new(), mailer))
     }
 
     /// Sets films 1 to 5 twenty times over; film `f` ends with `last + f - 1` copies.

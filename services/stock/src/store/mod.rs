@@ -108,6 +108,43 @@ pub struct NewAccount {
     pub now: SystemTime,
 }
 
+/// A registration to keep until its address is confirmed.
+#[derive(Debug, Clone)]
+pub struct NewRegistration {
+    /// Email.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// SHA-256 of the confirmation code that is mailed.
+    pub token_hash: [u8; 32],
+    /// When the code stops working.
+    pub expires_at: SystemTime,
+}
+
+/// A mail to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// The address.
+    pub to: String,
+    /// One line.
+    pub subject: String,
+    /// Plain text.
+    pub body: String,
+}
+
+/// A mail claimed from the outbox to deliver.
+#[derive(Debug, Clone)]
+pub struct OutboxMail {
+    /// Its row, for [`StockStore::mail_sent`].
+    pub id: i64,
+    /// When it was queued.
+    pub queued_at: SystemTime,
+    /// The mail.
+    pub mail: Mail,
+}
+
 /// Stock, rentals, purchases and accounts.
 #[async_trait]
 pub trait StockStore: Send + Sync + 'static {
@@ -141,6 +178,34 @@ pub trait StockStore: Send + Sync + 'static {
     ) -> Result<Vec<Rental>, Error>;
     /// Creates an account.
     async fn create_account(&self, account: &NewAccount) -> Result<Account, Error>;
+    /// Starts a registration. When no account has its email, keeps it until confirmed and
+    /// queues `confirm`; when one has, keeps nothing and queues `taken`. One transaction either
+    /// way, so the caller cannot tell the two apart by time. Registrations past their time are
+    /// dropped. Whether the email was free (for tests, never for the caller).
+    async fn register(
+        &self,
+        registration: &NewRegistration,
+        confirm: &Mail,
+        taken: &Mail,
+        now: SystemTime,
+    ) -> Result<bool, Error>;
+    /// Makes the registration kept under `token_hash` a customer account, unless it has
+    /// expired; the other registrations of its email are dropped. `None` when no such
+    /// registration waits; `EmailTaken` when the email got an account meanwhile.
+    async fn confirm_registration(
+        &self,
+        token_hash: &[u8; 32],
+        now: SystemTime,
+    ) -> Result<Option<Account>, Error>;
+    /// Up to `limit` queued mails that no sender holds, oldest first, held until `until`.
+    async fn claim_mail(
+        &self,
+        now: SystemTime,
+        until: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<OutboxMail>, Error>;
+    /// Removes delivered mails from the outbox.
+    async fn mail_sent(&self, ids: &[i64]) -> Result<(), Error>;
     /// An account and its password hash, by email (case-insensitive).
     async fn account_by_email(&self, email: &str) -> Result<Option<(Account, String)>, Error>;
     /// An account by id.

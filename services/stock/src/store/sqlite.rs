@@ -13,7 +13,10 @@ use videostore_kit::sqlite::{
     rusqlite::{self, Connection, OptionalExtension, Row, params},
 };
 
-use super::{CustomerCaps, NewAccount, NewPurchase, NewRental, Outcome, RentalsAfter, StockStore};
+use super::{
+    CustomerCaps, Mail, NewAccount, NewPurchase, NewRegistration, NewRental, OutboxMail, Outcome,
+    RentalsAfter, StockStore,
+};
 use crate::{
     domain::{
         Account, AccountId, Availability, DAY, Inventory, MovieId, Purchase, Rental, RentalId,
@@ -29,6 +32,7 @@ const MIGRATIONS: Migrations = &[
     include_str!("../../migrations/sqlite/0003_request_ids_expire.sql"),
     include_str!("../../migrations/sqlite/0004_sessions.sql"),
     include_str!("../../migrations/sqlite/0005_customer_caps.sql"),
+    include_str!("../../migrations/sqlite/0006_registrations.sql"),
 ];
 
 const INVENTORY_COLUMNS: &str = "movie_id, copies_owned, copies_available, currency, \
@@ -478,6 +482,129 @@ impl StockStore for SqliteStore {
                         error.into()
                     }
                 })
+        })
+        .await
+    }
+
+    async fn register(
+        &self,
+        registration: &NewRegistration,
+        confirm: &Mail,
+        taken: &Mail,
+        now: SystemTime,
+    ) -> Result<bool, Error> {
+        let (registration, confirm, taken) = (registration.clone(), confirm.clone(), taken.clone());
+        self.transact(move |connection| {
+            connection
+                .prepare_cached("DELETE FROM registrations WHERE expires_ms < ?")?
+                .execute([millis(now)])?;
+            let exists = connection
+                .prepare_cached("SELECT 1 FROM accounts WHERE email = ?")?
+                .exists([&registration.email])?;
+            if !exists {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO registrations \
+                         (token_hash, email, name, password_hash, expires_ms) \
+                         VALUES (?, ?, ?, ?, ?)",
+                    )?
+                    .execute(params![
+                        registration.token_hash,
+                        registration.email,
+                        registration.name,
+                        registration.password_hash,
+                        millis(registration.expires_at),
+                    ])?;
+            }
+            let mail = if exists { taken } else { confirm };
+            connection
+                .prepare_cached(
+                    "INSERT INTO outbox (recipient, subject, body, created_ms) VALUES (?, ?, ?, ?)",
+                )?
+                .execute(params![mail.to, mail.subject, mail.body, millis(now)])?;
+            Ok(!exists)
+        })
+        .await
+    }
+
+    async fn confirm_registration(
+        &self,
+        token_hash: &[u8; 32],
+        now: SystemTime,
+    ) -> Result<Option<Account>, Error> {
+        let token_hash = *token_hash;
+        self.transact(move |connection| {
+            let waiting = connection
+                .prepare_cached(
+                    "DELETE FROM registrations WHERE token_hash = ? AND expires_ms >= ? \
+                     RETURNING email, name, password_hash",
+                )?
+                .query_row(params![token_hash, millis(now)], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                })
+                .optional()?;
+            let Some((email, name, password_hash)) = waiting else { return Ok(None) };
+            let account = connection
+                .prepare_cached(&format!(
+                    "INSERT INTO accounts (email, name, password_hash, role, created_ms) \
+                     VALUES (?, ?, ?, 'customer', ?) RETURNING {ACCOUNT_COLUMNS}"
+                ))?
+                .query_row(params![email, name, password_hash, millis(now)], account_from_row)
+                .map_err(|error| {
+                    if is_unique_violation(&error) {
+                        Error::EmailTaken(email.clone())
+                    } else {
+                        error.into()
+                    }
+                })?;
+            connection
+                .prepare_cached("DELETE FROM registrations WHERE email = ?")?
+                .execute([&email])?;
+            Ok(Some(account))
+        })
+        .await
+    }
+
+    async fn claim_mail(
+        &self,
+        now: SystemTime,
+        until: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<OutboxMail>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.transact(move |connection| {
+            let mut mails = connection
+                .prepare_cached(
+                    "UPDATE outbox SET claimed_until_ms = ? WHERE id IN \
+                     (SELECT id FROM outbox WHERE claimed_until_ms < ? ORDER BY id LIMIT ?) \
+                     RETURNING id, created_ms, recipient, subject, body",
+                )?
+                .query_map(params![millis(until), millis(now), limit], |row| {
+                    Ok(OutboxMail {
+                        id: row.get(0)?,
+                        queued_at: time(row.get(1)?),
+                        mail: Mail { to: row.get(2)?, subject: row.get(3)?, body: row.get(4)? },
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            mails.sort_by_key(|mail| mail.id);
+            Ok(mails)
+        })
+        .await
+    }
+
+    async fn mail_sent(&self, ids: &[i64]) -> Result<(), Error> {
+        let ids = ids.to_vec();
+        self.transact(move |connection| {
+            let mut delete = connection.prepare_cached("DELETE FROM outbox WHERE id = ?")?;
+            for id in ids {
+                delete.execute([id])?;
+            }
+            Ok(())
         })
         .await
     }

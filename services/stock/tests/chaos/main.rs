@@ -36,6 +36,7 @@ impl Replica {
             .env("STOCK_LISTEN_ADDR", self.addr.to_string())
             .env("STOCK_DATABASE_URL", database)
             .env("VIDEOSTORE_DATA_DIR", data)
+            .env("VIDEOSTORE_MAIL_DIR", data.join("outbox"))
             // 32 racing clients from one address: the abuse limits are not what is tested.
             .env("STOCK_SIGN_INS_PER_MINUTE", "0")
             .env("STOCK_WRITES_PER_MINUTE", "0")
@@ -132,6 +133,24 @@ async fn sign_in(addr: SocketAddr, email: &str, password: &str) -> String {
         .token
 }
 
+/// Registers on the replica at `addr` as a customer does (the code from the mail that the
+/// replicas deliver into `data`), and returns the new account's token.
+async fn register(addr: SocketAddr, data: &std::path::Path, email: &str, password: &str) -> String {
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut accounts = pb::account_service_client::AccountServiceClient::new(channel);
+    let request = pb::RegisterRequest {
+        email: email.into(),
+        name: email.split('@').next().unwrap().into(),
+        password: password.into(),
+    };
+    accounts.register(request).await.unwrap();
+    let code = stock::mail::Mailbox::new(data.join("outbox"))
+        .confirmation_code(email, Duration::from_secs(10))
+        .await
+        .expect("a confirmation mail within 10 s");
+    accounts.confirm_email(pb::ConfirmEmailRequest { code }).await.unwrap().into_inner().token
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_killed_mid_run_lose_no_rental_oversell_nothing_and_skip_no_change() {
     let cluster = testdb::Cluster::shared().unwrap();
@@ -170,21 +189,8 @@ async fn replicas_killed_mid_run_lose_no_rental_oversell_nothing_and_skip_no_cha
     }
     let mut tokens = Vec::new();
     for index in 0..CUSTOMERS {
-        let channel = Channel::from_shared(format!("http://{}", addrs[index % REPLICAS]))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
         let email = format!("racer{index}@chaos.test");
-        pb::account_service_client::AccountServiceClient::new(channel)
-            .register(pb::RegisterRequest {
-                email: email.clone(),
-                name: format!("Racer {index}"),
-                password: "racer password".into(),
-            })
-            .await
-            .unwrap();
-        tokens.push(sign_in(addrs[index % REPLICAS], &email, "racer password").await);
+        tokens.push(register(addrs[index % REPLICAS], data.path(), &email, "racer password").await);
     }
     let start_versions: HashMap<i64, i64> = stock
         .batch_get_availability(pb::BatchGetAvailabilityRequest { movie_ids: FILMS.to_vec() })
@@ -453,17 +459,7 @@ async fn the_database_crashing_mid_run_loses_no_acknowledged_rental() {
     let mut tokens = Vec::new();
     for index in 0..8 {
         let email = format!("crash{index}@chaos.test");
-        let channel =
-            Channel::from_shared(format!("http://{}", addrs[0])).unwrap().connect().await.unwrap();
-        pb::account_service_client::AccountServiceClient::new(channel)
-            .register(pb::RegisterRequest {
-                email: email.clone(),
-                name: format!("Crash {index}"),
-                password: "crash password".into(),
-            })
-            .await
-            .unwrap();
-        tokens.push(sign_in(addrs[0], &email, "crash password").await);
+        tokens.push(register(addrs[0], data.path(), &email, "crash password").await);
     }
 
     // A watcher on the second replica, which must miss nothing while its feed reconnects. It

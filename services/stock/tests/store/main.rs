@@ -10,8 +10,8 @@ use stock::{
     Error,
     domain::{AccountId, DAY, Inventory, MovieId, Rental, RentalId, Role},
     store::{
-        CustomerCaps, NewAccount, NewPurchase, NewRental, PostgresStore, RentalsAfter, SqliteStore,
-        StockStore,
+        CustomerCaps, Mail, NewAccount, NewPurchase, NewRegistration, NewRental, PostgresStore,
+        RentalsAfter, SqliteStore, StockStore,
     },
 };
 
@@ -112,6 +112,8 @@ async fn rentals_of(
 async fn run_store_tests(store: Arc<dyn StockStore>) {
     stocking(store.as_ref()).await;
     accounts(store.as_ref()).await;
+    registrations(store.as_ref()).await;
+    outbox(store.as_ref()).await;
     renting_and_returning(store.as_ref()).await;
     late_fees(store.as_ref()).await;
     buying(store.as_ref()).await;
@@ -279,6 +281,119 @@ async fn accounts(store: &dyn StockStore) {
     let (by_email, _) = store.account_by_email("ann@example.com").await.unwrap().unwrap();
     assert_eq!(by_email.session_version, 2);
     assert!(store.account(AccountId::new(987_654)).await.unwrap().is_none());
+}
+
+fn registration(email: &str, code: u8, expires_at: SystemTime) -> NewRegistration {
+    NewRegistration {
+        email: email.into(),
+        name: format!("Name of {email}"),
+        password_hash: format!("$argon2id$hash-{code}"),
+        token_hash: [code; 32],
+        expires_at,
+    }
+}
+
+fn mail(to: &str, subject: &str) -> Mail {
+    Mail { to: to.into(), subject: subject.into(), body: format!("{subject} for {to}") }
+}
+
+/// Queued mails, delivered (removed) as they are read.
+async fn delivered(store: &dyn StockStore) -> Vec<Mail> {
+    let now = SystemTime::now();
+    let mails = store.claim_mail(now, now + Duration::from_secs(60), 100).await.unwrap();
+    let ids: Vec<i64> = mails.iter().map(|mail| mail.id).collect();
+    store.mail_sent(&ids).await.unwrap();
+    mails.into_iter().map(|mail| mail.mail).collect()
+}
+
+/// A registration makes no account until it is confirmed; a taken email keeps nothing and gets
+/// the other mail; a code works once, and not after its time.
+async fn registrations(store: &dyn StockStore) {
+    let now = start();
+    let later = now + DAY;
+    let (confirm, taken) = (mail("new@example.com", "confirm"), mail("new@example.com", "taken"));
+    let free = store
+        .register(&registration("new@example.com", 1, later), &confirm, &taken, now)
+        .await
+        .unwrap();
+    assert!(free);
+    assert!(store.account_by_email("new@example.com").await.unwrap().is_none(), "not yet");
+    // Registered twice before confirming: both wait; the first confirmed makes the account.
+    let again = registration("NEW@example.com", 2, later);
+    assert!(store.register(&again, &confirm, &taken, now).await.unwrap());
+    assert_eq!(delivered(store).await, vec![confirm.clone(), confirm.clone()]);
+    assert!(store.confirm_registration(&[9; 32], now).await.unwrap().is_none(), "unknown code");
+    let made = store.confirm_registration(&[1; 32], now).await.unwrap().unwrap();
+    assert_eq!((made.email.as_str(), made.role), ("new@example.com", Role::Customer));
+    let (found, hash) = store.account_by_email("new@example.com").await.unwrap().unwrap();
+    assert_eq!((found.id, hash.as_str()), (made.id, "$argon2id$hash-1"));
+    // Used once; the email's other registration went with it.
+    assert!(store.confirm_registration(&[1; 32], now).await.unwrap().is_none());
+    assert!(store.confirm_registration(&[2; 32], now).await.unwrap().is_none());
+    // Now taken, in any case: the owner is told, and nothing is kept.
+    let taken_now = store
+        .register(&registration("New@Example.com", 3, later), &confirm, &taken, now)
+        .await
+        .unwrap();
+    assert!(!taken_now);
+    assert_eq!(delivered(store).await, vec![taken.clone()]);
+    assert!(store.confirm_registration(&[3; 32], now).await.unwrap().is_none());
+    // A registration confirmed after another made the account: ALREADY_EXISTS, kept to expire.
+    store
+        .register(&registration("race@example.com", 4, later), &confirm, &taken, now)
+        .await
+        .unwrap();
+    store
+        .create_account(&NewAccount {
+            email: "Race@example.com".into(),
+            name: "Racer".into(),
+            password_hash: "x".into(),
+            role: Role::Customer,
+            now,
+        })
+        .await
+        .unwrap();
+    let raced = store.confirm_registration(&[4; 32], now).await.unwrap_err();
+    assert!(matches!(raced, Error::EmailTaken(_)), "{raced:?}");
+    // Past its time a code does not work, and the next registration sweeps it away.
+    store
+        .register(&registration("late@example.com", 5, now + DAY), &confirm, &taken, now)
+        .await
+        .unwrap();
+    assert!(store.confirm_registration(&[5; 32], now + DAY * 2).await.unwrap().is_none());
+    store
+        .register(&registration("other@example.com", 6, later), &confirm, &taken, now + DAY * 2)
+        .await
+        .unwrap();
+    assert!(store.confirm_registration(&[5; 32], now).await.unwrap().is_none(), "swept");
+    delivered(store).await;
+}
+
+/// Claimed mail is held from other senders until its claim runs out; sent mail is gone.
+async fn outbox(store: &dyn StockStore) {
+    let now = SystemTime::now();
+    for n in 10..13 {
+        let to = format!("box{n}@example.com");
+        store
+            .register(&registration(&to, n, now + DAY), &mail(&to, "c"), &mail(&to, "t"), now)
+            .await
+            .unwrap();
+    }
+    let first = store.claim_mail(now, now + Duration::from_secs(60), 2).await.unwrap();
+    let to: Vec<&str> = first.iter().map(|mail| mail.mail.to.as_str()).collect();
+    assert_eq!(to, ["box10@example.com", "box11@example.com"], "oldest first");
+    let second = store.claim_mail(now, now + Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(second.len(), 1, "the claimed two are held");
+    assert_eq!(second[0].mail.to, "box12@example.com");
+    store.mail_sent(&[second[0].id]).await.unwrap();
+    // The first sender died: after its claim, another delivers its two.
+    let after = now + Duration::from_secs(61);
+    let again = store.claim_mail(after, after + Duration::from_secs(60), 10).await.unwrap();
+    let ids = |mails: &[stock::store::OutboxMail]| mails.iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&first));
+    store.mail_sent(&ids(&again)).await.unwrap();
+    let late = now + Duration::from_secs(3600);
+    assert!(store.claim_mail(late, late, 10).await.unwrap().is_empty(), "all sent");
 }
 
 async fn renting_and_returning(store: &dyn StockStore) {

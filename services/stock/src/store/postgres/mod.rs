@@ -32,10 +32,13 @@ use self::{
     rows::{
         ACCOUNT_COLUMNS, INVENTORY_COLUMNS, PURCHASE_COLUMNS, RENTAL_COLUMNS, account_from_row,
         availability_at, availability_from_row, millis, prefixed, purchase_at, rental_at,
-        rental_from_row, role_text,
+        rental_from_row, role_text, time,
     },
 };
-use super::{CustomerCaps, NewAccount, NewPurchase, NewRental, Outcome, RentalsAfter, StockStore};
+use super::{
+    CustomerCaps, Mail, NewAccount, NewPurchase, NewRegistration, NewRental, OutboxMail, Outcome,
+    RentalsAfter, StockStore,
+};
 use crate::{
     domain::{
         Account, AccountId, Availability, DAY, Inventory, MovieId, Purchase, Rental, RentalId,
@@ -52,6 +55,7 @@ const MIGRATIONS: Migrations = &[
     include_str!("../../../migrations/postgres/0005_request_ids_expire.sql"),
     include_str!("../../../migrations/postgres/0006_sessions.sql"),
     include_str!("../../../migrations/postgres/0007_customer_caps.sql"),
+    include_str!("../../../migrations/postgres/0008_registrations.sql"),
 ];
 
 /// Stock, rentals and accounts in a PostgreSQL database.
@@ -473,6 +477,130 @@ impl StockStore for PostgresStore {
                 }
             })?;
         Ok(account_from_row(&created))
+    }
+
+    async fn register(
+        &self,
+        registration: &NewRegistration,
+        confirm: &Mail,
+        taken: &Mail,
+        now: SystemTime,
+    ) -> Result<bool, Error> {
+        let client = self.connection().await?;
+        let sweep =
+            client.prepare_cached("DELETE FROM registrations WHERE expires_ms < $1").await?;
+        client.execute(&sweep, &[&millis(now)]).await?;
+        // One statement, so one transaction: keep the registration if the email is free, and
+        // queue the mail that fits. Two registrations of a free email both wait; the first
+        // confirmed makes the account.
+        let statement = client
+            .prepare_cached(
+                "WITH known AS (SELECT EXISTS (SELECT 1 FROM accounts \
+                 WHERE lower(email) = lower($1)) AS taken), \
+                 kept AS (INSERT INTO registrations \
+                 (token_hash, email, name, password_hash, expires_ms) \
+                 SELECT $2, $1, $3, $4, $5 FROM known WHERE NOT known.taken), \
+                 queued AS (INSERT INTO outbox (recipient, subject, body, created_ms) \
+                 SELECT CASE WHEN known.taken THEN $11 ELSE $12 END, \
+                 CASE WHEN known.taken THEN $6 ELSE $8 END, \
+                 CASE WHEN known.taken THEN $7 ELSE $9 END, $10 FROM known) \
+                 SELECT taken FROM known",
+            )
+            .await?;
+        let row = client
+            .query_one(
+                &statement,
+                &[
+                    &registration.email,
+                    &registration.token_hash.as_slice(),
+                    &registration.name,
+                    &registration.password_hash,
+                    &millis(registration.expires_at),
+                    &taken.subject,
+                    &taken.body,
+                    &confirm.subject,
+                    &confirm.body,
+                    &millis(now),
+                    &taken.to,
+                    &confirm.to,
+                ],
+            )
+            .await?;
+        Ok(!row.get::<_, bool>(0))
+    }
+
+    async fn confirm_registration(
+        &self,
+        token_hash: &[u8; 32],
+        now: SystemTime,
+    ) -> Result<Option<Account>, Error> {
+        let client = self.connection().await?;
+        // One statement: take the registration, make its account, drop the email's others. A
+        // unique violation undoes it all, leaving the registration to its expiry.
+        let statement = client
+            .prepare_cached(&format!(
+                "WITH waiting AS (DELETE FROM registrations \
+                 WHERE token_hash = $1 AND expires_ms >= $2 \
+                 RETURNING email, name, password_hash), \
+                 others AS (DELETE FROM registrations WHERE token_hash <> $1 \
+                 AND lower(email) IN (SELECT lower(email) FROM waiting)) \
+                 INSERT INTO accounts (email, name, password_hash, role, created_ms) \
+                 SELECT email, name, password_hash, 'customer', $2 FROM waiting \
+                 RETURNING {ACCOUNT_COLUMNS}"
+            ))
+            .await?;
+        match client.query_opt(&statement, &[&token_hash.as_slice(), &millis(now)]).await {
+            Ok(row) => Ok(row.map(|row| account_from_row(&row))),
+            Err(error) if is_unique_violation(&error) => {
+                let email = client
+                    .query_opt(
+                        "SELECT email FROM registrations WHERE token_hash = $1",
+                        &[&token_hash.as_slice()],
+                    )
+                    .await?
+                    .map(|row| row.get::<_, String>(0))
+                    .unwrap_or_default();
+                Err(Error::EmailTaken(email))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn claim_mail(
+        &self,
+        now: SystemTime,
+        until: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<OutboxMail>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.connection().await?;
+        let statement = client
+            .prepare_cached(
+                "UPDATE outbox SET claimed_until_ms = $1 WHERE id IN \
+                 (SELECT id FROM outbox WHERE claimed_until_ms < $2 ORDER BY id LIMIT $3 \
+                 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, created_ms, recipient, subject, body",
+            )
+            .await?;
+        let mut mails: Vec<OutboxMail> = client
+            .query(&statement, &[&millis(until), &millis(now), &limit])
+            .await?
+            .iter()
+            .map(|row| OutboxMail {
+                id: row.get(0),
+                queued_at: time(row.get(1)),
+                mail: Mail { to: row.get(2), subject: row.get(3), body: row.get(4) },
+            })
+            .collect();
+        mails.sort_by_key(|mail| mail.id);
+        Ok(mails)
+    }
+
+    async fn mail_sent(&self, ids: &[i64]) -> Result<(), Error> {
+        let client = self.connection().await?;
+        let statement = client.prepare_cached("DELETE FROM outbox WHERE id = ANY($1)").await?;
+        client.execute(&statement, &[&ids]).await?;
+        Ok(())
     }
 
     async fn account_by_email(&self, email: &str) -> Result<Option<(Account, String)>, Error> {

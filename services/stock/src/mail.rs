@@ -1,0 +1,351 @@
+//! Mail: the messages registration sends, and their delivery from the outbox.
+//!
+//! A mail is queued in the `outbox` table by the transaction that decides to send it (see
+//! `StockStore::register`), so a registration and its mail commit together. The postman claims
+//! queued mails, delivers them and removes them; a claim runs out after [`CLAIM_FOR`], so the
+//! mails of a replica that died are delivered by another, perhaps twice, never lost.
+//!
+//! Delivery here is to a folder (`VIDEOSTORE_MAIL_DIR`): one `.eml` file per mail, what a
+//! development machine and the tests read. Without a folder the mails wait in the outbox for a
+//! mail sender of the operator's.
+
+use std::{
+    io::Write as _,
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Mail, OutboxMail, StockStore};
+
+/// How long a sender holds the mails it claimed before another may deliver them.
+const CLAIM_FOR: Duration = Duration::from_secs(60);
+/// Mails claimed at a time.
+const BATCH: usize = 50;
+/// How often the outbox is looked at without a wake-up (mail queued by another replica).
+const POLL_EVERY: Duration = Duration::from_secs(2);
+/// How long a confirmation code works.
+pub(crate) const CONFIRM_WITHIN: Duration = Duration::from_secs(24 * 3600);
+/// Characters of a confirmation code: 32 random bytes, URL-safe base64 without padding.
+const CODE_CHARS: usize = 43;
+
+/// What registration needs to write its mails, and the postman's doorbell.
+#[derive(Debug, Clone)]
+pub(crate) struct Mailer {
+    /// Where the shop's web app is, for the links in mails.
+    public_url: String,
+    /// Rung after a mail is queued.
+    wake: Arc<Notify>,
+}
+
+/// A confirmation code: the text mailed, and the hash the store keeps.
+pub(crate) struct Code {
+    /// What the user gets.
+    pub(crate) text: String,
+    /// SHA-256 of the text.
+    pub(crate) hash: [u8; 32],
+}
+
+impl Code {
+    /// A new random code.
+    pub(crate) fn new() -> Self {
+        let text = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        let hash = Self::hash_of(&text);
+        Self { text, hash }
+    }
+
+    /// The hash of a code a user sent back, or `None` when it cannot be a code.
+    pub(crate) fn hash_of_sent(text: &str) -> Option<[u8; 32]> {
+        let text = text.trim();
+        let shaped = text.len() == CODE_CHARS
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        shaped.then(|| Self::hash_of(text))
+    }
+
+    fn hash_of(text: &str) -> [u8; 32] {
+        Sha256::digest(text.as_bytes()).into()
+    }
+}
+
+impl Mailer {
+    /// Links in mails point at `public_url` (e.g. `https://shop.example`).
+    pub(crate) fn new(public_url: &str) -> Self {
+        Self { public_url: public_url.trim_end_matches('/').to_owned(), wake: Arc::default() }
+    }
+
+    /// The mail that finishes a registration.
+    pub(crate) fn confirmation(
+        &self,
+        to: &str,
+        name: &str,
+        code: &Code,
+        until: SystemTime,
+    ) -> Mail {
+        let until = videostore_display::time::date_time(Some(&until.into()));
+        Mail {
+            to: to.to_owned(),
+            subject: "Confirm your Video Store account".to_owned(),
+            body: format!(
+                "Hello {name},\n\n\
+                 to finish registering, open this link:\n\n\
+                 {url}/confirm#{code}\n\n\
+                 or give the command line this code:\n\n\
+                 videostore confirm {code}\n\n\
+                 {CODE_LINE}{code}\n\n\
+                 It works until {until}. If you did not register, ignore this mail: no account \
+                 is made without it.\n",
+                url = self.public_url,
+                code = code.text,
+            ),
+        }
+    }
+
+    /// The mail to the owner of an address someone tried to register again.
+    pub(crate) fn already_registered(&self, to: &str) -> Mail {
+        Mail {
+            to: to.to_owned(),
+            subject: "Someone tried to register your address at Video Store".to_owned(),
+            body: format!(
+                "Hello,\n\n\
+                 someone (perhaps you) tried to register a Video Store account with this \
+                 address. It has an account already, so nothing was changed.\n\n\
+                 If it was you, sign in at {url}/account.\n\n\
+                 If it was not, you need not do anything.\n",
+                url = self.public_url,
+            ),
+        }
+    }
+
+    /// Tells the postman a mail was queued.
+    pub(crate) fn queued(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Delivers queued mails into `folder` until `shutdown`: at once when this process queues
+    /// one, and every [`POLL_EVERY`] for the others'.
+    pub(crate) fn deliver_to(
+        &self,
+        folder: PathBuf,
+        store: Arc<dyn StockStore>,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let wake = Arc::clone(&self.wake);
+        tokio::spawn(async move {
+            loop {
+                let full = match deliver_batch(&folder, store.as_ref()).await {
+                    Ok(delivered) => delivered == BATCH,
+                    Err(error) => {
+                        // The mails stay queued and are tried again.
+                        tracing::warn!(error = %error, "delivering mail failed");
+                        false
+                    }
+                };
+                if full {
+                    continue;
+                }
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(POLL_EVERY) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        })
+    }
+}
+
+/// Claims up to [`BATCH`] mails, writes them to `folder` and removes them from the outbox. How
+/// many were claimed.
+async fn deliver_batch(folder: &Path, store: &dyn StockStore) -> anyhow::Result<usize> {
+    let now = SystemTime::now();
+    let mails = store.claim_mail(now, now + CLAIM_FOR, BATCH).await?;
+    if mails.is_empty() {
+        return Ok(0);
+    }
+    let claimed = mails.len();
+    let folder = folder.to_owned();
+    let delivered = tokio::task::spawn_blocking(move || {
+        let mut delivered = Vec::with_capacity(mails.len());
+        for mail in &mails {
+            write_mail(&folder, mail)?;
+            delivered.push(mail.id);
+        }
+        Ok::<_, std::io::Error>(delivered)
+    })
+    .await??;
+    store.mail_sent(&delivered).await?;
+    Ok(claimed)
+}
+
+/// Writes one mail as `<queued ms>-<id>.eml`, readable by its owner only. It is written under a
+/// temporary name and then renamed, so a reader of the folder never sees half a mail.
+fn write_mail(folder: &Path, mail: &OutboxMail) -> std::io::Result<()> {
+    let queued = mail.queued_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let name = format!("{queued:013}-{}.eml", mail.id);
+    let partial = folder.join(format!(".{name}.partial"));
+    let _ = std::fs::remove_file(&partial);
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
+    let Mail { to, subject, body } = &mail.mail;
+    write!(
+        file,
+        "To: {to}\r\nSubject: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}"
+    )?;
+    file.sync_all()?;
+    std::fs::rename(&partial, folder.join(name))
+}
+
+/// Reads the folder the postman delivers to (`VIDEOSTORE_MAIL_DIR`): for the tools and tests
+/// of a development machine, which get their confirmation codes there.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    folder: PathBuf,
+}
+
+/// A delivered mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The address.
+    pub to: String,
+    /// Its subject.
+    pub subject: String,
+    /// Its text.
+    pub body: String,
+}
+
+impl Delivered {
+    /// The confirmation code in it, if it is a confirmation mail.
+    pub fn confirmation_code(&self) -> Option<&str> {
+        self.body.lines().find_map(|line| line.strip_prefix(CODE_LINE)).map(str::trim)
+    }
+}
+
+/// The line of a confirmation mail that holds its code.
+const CODE_LINE: &str = "Confirmation code: ";
+
+impl Mailbox {
+    /// The mail delivered to `folder`.
+    pub fn new(folder: impl Into<PathBuf>) -> Self {
+        Self { folder: folder.into() }
+    }
+
+    /// Every mail delivered so far, oldest first (none while the folder does not exist).
+    pub fn read(&self) -> std::io::Result<Vec<Delivered>> {
+        let entries = match std::fs::read_dir(&self.folder) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(error),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".eml") && !name.starts_with('.') {
+                names.push(name);
+            }
+        }
+        names.sort();
+        let mut mails = Vec::with_capacity(names.len());
+        for name in names {
+            let text = std::fs::read_to_string(self.folder.join(&name))?;
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let header = |field: &str| {
+                head.split("\r\n")
+                    .find_map(|line| line.strip_prefix(field))
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            mails.push(Delivered {
+                to: header("To: "),
+                subject: header("Subject: "),
+                body: body.to_owned(),
+            });
+        }
+        Ok(mails)
+    }
+
+    /// Mail delivered to `to` (compared case-insensitively), oldest first.
+    pub fn to(&self, to: &str) -> std::io::Result<Vec<Delivered>> {
+        let mut mails = self.read()?;
+        mails.retain(|mail| mail.to.eq_ignore_ascii_case(to.trim()));
+        Ok(mails)
+    }
+
+    /// The newest confirmation code mailed to `to`, waiting up to `wait` for a first one.
+    pub async fn confirmation_code(&self, to: &str, wait: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mails = self.to(to).unwrap_or_default();
+            if let Some(code) = mails.iter().rev().find_map(Delivered::confirmation_code) {
+                return Some(code.to_owned());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_code_is_43_url_safe_characters_and_only_its_own_text_hashes_to_it() {
+        let code = Code::new();
+        assert_eq!(code.text.len(), CODE_CHARS);
+        assert_eq!(Code::hash_of_sent(&code.text), Some(code.hash));
+        assert_eq!(Code::hash_of_sent(&format!(" {} ", code.text)), Some(code.hash));
+        assert_ne!(Code::new().hash, code.hash, "two codes differ");
+        assert_eq!(Code::hash_of_sent("short"), None);
+        assert_eq!(Code::hash_of_sent(&"=".repeat(CODE_CHARS)), None);
+    }
+
+    #[test]
+    fn the_confirmation_mail_carries_the_link_and_the_code() {
+        let mailer = Mailer::new("https://shop.example/");
+        let code = Code::new();
+        let mail = mailer.confirmation("ann@example.com", "Ann", &code, SystemTime::now());
+        assert_eq!(mail.to, "ann@example.com");
+        assert!(mail.body.contains(&format!("https://shop.example/confirm#{}", code.text)));
+        assert!(mail.body.contains(&format!("Confirmation code: {}\n", code.text)));
+    }
+
+    #[test]
+    fn the_mailbox_reads_what_the_postman_writes() {
+        let folder = tempfile::tempdir().unwrap();
+        let mailer = Mailer::new("http://shop.test");
+        let code = Code::new();
+        let mails = [
+            mailer.confirmation("Ann@Example.com", "Ann", &code, SystemTime::now()),
+            mailer.already_registered("bob@example.com"),
+        ];
+        for (id, mail) in mails.iter().enumerate() {
+            let queued_at = SystemTime::now();
+            let outbox = OutboxMail { id: id as i64, queued_at, mail: mail.clone() };
+            write_mail(folder.path(), &outbox).unwrap();
+        }
+        let mode =
+            std::fs::metadata(folder.path().join(
+                std::fs::read_dir(folder.path()).unwrap().next().unwrap().unwrap().file_name(),
+            ))
+            .unwrap();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+        let mailbox = Mailbox::new(folder.path());
+        let read = mailbox.read().unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(
+            (read[0].to.as_str(), read[0].subject.as_str()),
+            ("Ann@Example.com", mails[0].subject.as_str())
+        );
+        assert_eq!(read[0].body, mails[0].body);
+        assert_eq!(read[0].confirmation_code(), Some(code.text.as_str()));
+        assert_eq!(read[1].confirmation_code(), None);
+        assert_eq!(mailbox.to("ann@example.com").unwrap().len(), 1);
+    }
+}
