@@ -75,6 +75,9 @@ enum Command {
     Confirm {
         /// The confirmation code from the mail.
         code: String,
+        /// The password given to `signup`.
+        #[arg(long, env = "VIDEOSTORE_PASSWORD", hide_env_values = true)]
+        password: String,
     },
     /// Signs in and saves the token for the next commands.
     Signin {
@@ -244,7 +247,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Signup { email, name, password } => {
             commands::account::signup(&cli, email, name, password).await
         }
-        Command::Confirm { code } => commands::account::confirm(&cli, code).await,
+        Command::Confirm { code, password } => {
+            commands::account::confirm(&cli, code, password).await
+        }
         Command::Signin { email, password } => {
             commands::account::signin(&cli, email, password).await
         }

@@ -380,9 +380,13 @@ impl Api {
     }
 
     /// Finishes a registration with the mailed code; the new account is signed in.
-    pub(crate) async fn confirm_email(&self, code: String) -> Result<Session, ApiError> {
-        let response =
-            self.accounts().confirm_email(stock::ConfirmEmailRequest { code }).await?.into_inner();
+    pub(crate) async fn confirm_email(
+        &self,
+        code: String,
+        password: String,
+    ) -> Result<Session, ApiError> {
+        let request = stock::ConfirmEmailRequest { code, password };
+        let response = self.accounts().confirm_email(request).await?.into_inner();
         Ok(Session::from_response(response))
     }
 

@@ -35,13 +35,11 @@ pub(crate) async fn signup(
 }
 
 /// Finishes a signup with the mailed code; the new account is signed in.
-pub(crate) async fn confirm(cli: &Cli, code: &str) -> anyhow::Result<ExitCode> {
+pub(crate) async fn confirm(cli: &Cli, code: &str, password: &str) -> anyhow::Result<ExitCode> {
     let mut accounts = AccountServiceClient::new(channel(&cli.stock).await?);
-    let signed_in = accounts
-        .confirm_email(stock::ConfirmEmailRequest { code: code.to_owned() })
-        .await
-        .map_err(call_error)?
-        .into_inner();
+    let request =
+        stock::ConfirmEmailRequest { code: code.to_owned(), password: password.to_owned() };
+    let signed_in = accounts.confirm_email(request).await.map_err(call_error)?.into_inner();
     let name = save_session(cli, &signed_in)?;
     println!("Welcome, {name}! Your account is ready, and you are signed in.");
     Ok(ExitCode::SUCCESS)

@@ -150,10 +150,16 @@ async fn a_customer_signs_up_rents_returns_and_buys() {
         .confirmation_code("cli@example.com", Duration::from_secs(10))
         .await
         .expect("a confirmation mail");
-    let confirm = videostore(&store, home.path(), &["confirm", &code]).await;
+    let stranger = ["confirm", &code, "--password", "not mine"];
+    let stranger = videostore(&store, home.path(), &stranger).await;
+    assert_eq!(stranger.code, 1);
+    assert!(stranger.stderr.contains("chosen when registering"), "{}", stranger.stderr);
+    let confirm =
+        videostore(&store, home.path(), &["confirm", &code, "--password", "cli password"]).await;
     assert_eq!(confirm.code, 0, "{}", confirm.stderr);
     assert!(confirm.stdout.contains("Welcome, Cli!"), "{}", confirm.stdout);
-    let used = videostore(&store, home.path(), &["confirm", &code]).await;
+    let used =
+        videostore(&store, home.path(), &["confirm", &code, "--password", "cli password"]).await;
     assert_eq!(used.code, 1);
     assert!(used.stderr.contains("used already"), "{}", used.stderr);
     let signin = videostore(

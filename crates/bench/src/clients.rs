@@ -54,7 +54,8 @@ pub(crate) async fn register_with(
     };
     let signed_in = match mail.confirmation_code() {
         Some(code) => {
-            let confirm = stock::ConfirmEmailRequest { code: code.to_owned() };
+            let confirm =
+                stock::ConfirmEmailRequest { code: code.to_owned(), password: PASSWORD.into() };
             accounts.confirm_email(confirm).await?
         }
         None => {

@@ -488,7 +488,7 @@ impl TestStore {
             .await
             .expect("a confirmation mail within 10 s");
         accounts
-            .confirm_email(stock_pb::ConfirmEmailRequest { code })
+            .confirm_email(stock_pb::ConfirmEmailRequest { code, password: password.into() })
             .await
             .expect("confirm the email")
             .into_inner()

@@ -199,6 +199,8 @@ pub fn check_email(email: &str) -> Result<String, Invalid> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
                 && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+                // Quoting, lists and routes (`"a b"@x`, `a,b@x`, `<a@x>`): one plain mailbox only.
+                && !email.contains([',', ';', '<', '>', '(', ')', '"', '[', ']', '\\', ':'])
                 && videostore_kit::text::hidden_character(email).is_none()
                 && !domain.contains('@')
         }
@@ -302,6 +304,10 @@ mod tests {
         assert_eq!(check_currency("EUR"), Ok("EUR".into()));
         assert!(check_email("no-at-sign").is_err());
         assert!(check_email("a@b").is_err());
+        for listed in ["a,b@x.com", "a@x.com;b@y.com", "<a@x.com>", "\"a b\"@x.com", "a(c)@x.com"] {
+            assert!(check_email(listed).is_err(), "{listed}");
+        }
+        assert!(check_email("o'brien+films@example.co.uk").is_ok());
         assert_eq!(check_email(" Ann@Example.com "), Ok("Ann@Example.com".into()));
         assert!(check_password("short").is_err());
         assert!(check_password("long enough").is_ok());

@@ -53,6 +53,12 @@ pub enum Error {
          (register again)"
     )]
     NoSuchRegistration,
+    /// A confirmation with another password than the registration's.
+    #[error(
+        "this is not the password chosen when registering; if you did not register, ignore the \
+         mail: no account is made without that password"
+    )]
+    NotTheRegisteredPassword,
     /// The confirmed registration's email got an account meanwhile.
     #[error("{0:?} has an account already: sign in")]
     RegisteredAlready(String),
@@ -132,9 +138,10 @@ impl ServiceError for Error {
             }
             Self::NotYourRental(_) => Code::PermissionDenied,
             Self::EmailTaken(_) | Self::RegisteredAlready(_) => Code::AlreadyExists,
-            Self::WrongCredentials | Self::AccountGone | Self::SessionEnded => {
-                Code::Unauthenticated
-            }
+            Self::WrongCredentials
+            | Self::AccountGone
+            | Self::SessionEnded
+            | Self::NotTheRegisteredPassword => Code::Unauthenticated,
             Self::ShuttingDown | Self::DatabaseUnavailable(_) => Code::Unavailable,
             Self::PasswordsBusy
             | Self::TooManyCalls { .. }

@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::{Mail, OutboxMail, StockStore};
 
+/// The sender of the shop's mail.
+const FROM: &str = "no-reply@videostore.invalid";
 /// How long a sender holds the mails it claimed before another may deliver them.
 const CLAIM_FOR: Duration = Duration::from_secs(60);
 /// Mails claimed at a time.
@@ -79,27 +81,22 @@ impl Mailer {
         Self { public_url: public_url.trim_end_matches('/').to_owned(), wake: Arc::default() }
     }
 
-    /// The mail that finishes a registration.
-    pub(crate) fn confirmation(
-        &self,
-        to: &str,
-        name: &str,
-        code: &Code,
-        until: SystemTime,
-    ) -> Mail {
+    /// The mail that finishes a registration. Nothing the registering caller typed is in it
+    /// but the address it goes to: a stranger's registration cannot put words in a mail.
+    pub(crate) fn confirmation(&self, to: &str, code: &Code, until: SystemTime) -> Mail {
         let until = videostore_display::time::date_time(Some(&until.into()));
         Mail {
             to: to.to_owned(),
             subject: "Confirm your Video Store account".to_owned(),
             body: format!(
-                "Hello {name},\n\n\
-                 to finish registering, open this link:\n\n\
+                "Hello,\n\n\
+                 to finish registering, open this link and give the password you chose:\n\n\
                  {url}/confirm#{code}\n\n\
                  or give the command line this code:\n\n\
-                 videostore confirm {code}\n\n\
+                 videostore confirm {code} --password <the password you chose>\n\n\
                  {CODE_LINE}{code}\n\n\
                  It works until {until}. If you did not register, ignore this mail: no account \
-                 is made without it.\n",
+                 is made without it and the password chosen at registration.\n",
                 url = self.public_url,
                 code = code.text,
             ),
@@ -175,6 +172,8 @@ async fn deliver_batch(folder: &Path, store: &dyn StockStore) -> anyhow::Result<
             write_mail(&folder, mail)?;
             delivered.push(mail.id);
         }
+        // The new names on disk before the outbox forgets the mails.
+        std::fs::File::open(&folder)?.sync_all()?;
         Ok::<_, std::io::Error>(delivered)
     })
     .await??;
@@ -182,19 +181,25 @@ async fn deliver_batch(folder: &Path, store: &dyn StockStore) -> anyhow::Result<
     Ok(claimed)
 }
 
-/// Writes one mail as `<queued ms>-<id>.eml`, readable by its owner only. It is written under a
+/// Writes one mail as `<queued ms>-<id>.eml` (names sort in the order mail was queued),
+/// readable by its owner only: an RFC 5322 message, lines ending CRLF. It is written under a
 /// temporary name and then renamed, so a reader of the folder never sees half a mail.
 fn write_mail(folder: &Path, mail: &OutboxMail) -> std::io::Result<()> {
     let queued = mail.queued_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let name = format!("{queued:013}-{}.eml", mail.id);
+    let name = format!("{queued:013}-{:012}.eml", mail.id);
     let partial = folder.join(format!(".{name}.partial"));
     let _ = std::fs::remove_file(&partial);
     let mut file =
         std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
     let Mail { to, subject, body } = &mail.mail;
+    let date = httpdate::fmt_http_date(mail.queued_at);
+    let body = body.replace('\n', "\r\n");
     write!(
         file,
-        "To: {to}\r\nSubject: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}"
+        "From: Video Store <{FROM}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: {date}\r\n\
+         Message-ID: <{queued}.{id}@videostore>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}",
+        id = mail.id,
     )?;
     file.sync_all()?;
     std::fs::rename(&partial, folder.join(name))
@@ -259,11 +264,10 @@ impl Mailbox {
                     .unwrap_or("")
                     .to_owned()
             };
-            mails.push(Delivered {
-                to: header("To: "),
-                subject: header("Subject: "),
-                body: body.to_owned(),
-            });
+            let to = header("To: ");
+            let to = to.trim_start_matches('<').trim_end_matches('>').to_owned();
+            let body = body.replace("\r\n", "\n");
+            mails.push(Delivered { to, subject: header("Subject: "), body });
         }
         Ok(mails)
     }
@@ -275,7 +279,9 @@ impl Mailbox {
         Ok(mails)
     }
 
-    /// The newest confirmation code mailed to `to`, waiting up to `wait` for a first one.
+    /// The newest confirmation code mailed to `to`, waiting up to `wait` for a first one. (It
+    /// does not wait for a newer one: to see the answer to a second registration of an address,
+    /// count its mails before with [`Mailbox::to`].)
     pub async fn confirmation_code(&self, to: &str, wait: Duration) -> Option<String> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -310,7 +316,7 @@ mod tests {
     fn the_confirmation_mail_carries_the_link_and_the_code() {
         let mailer = Mailer::new("https://shop.example/");
         let code = Code::new();
-        let mail = mailer.confirmation("ann@example.com", "Ann", &code, SystemTime::now());
+        let mail = mailer.confirmation("ann@example.com", &code, SystemTime::now());
         assert_eq!(mail.to, "ann@example.com");
         assert!(mail.body.contains(&format!("https://shop.example/confirm#{}", code.text)));
         assert!(mail.body.contains(&format!("Confirmation code: {}\n", code.text)));
@@ -322,7 +328,7 @@ mod tests {
         let mailer = Mailer::new("http://shop.test");
         let code = Code::new();
         let mails = [
-            mailer.confirmation("Ann@Example.com", "Ann", &code, SystemTime::now()),
+            mailer.confirmation("Ann@Example.com", &code, SystemTime::now()),
             mailer.already_registered("bob@example.com"),
         ];
         for (id, mail) in mails.iter().enumerate() {

@@ -307,7 +307,7 @@ impl Stock {
         let now = std::time::SystemTime::now();
         let expires_at = now + CONFIRM_WITHIN;
         let code = Code::new();
-        let confirm = self.mailer.confirmation(&email, &name, &code, expires_at);
+        let confirm = self.mailer.confirmation(&email, &code, expires_at);
         let taken = self.mailer.already_registered(&email);
         let registration =
             NewRegistration { email, name, password_hash, token_hash: code.hash, expires_at };
@@ -316,12 +316,30 @@ impl Stock {
         Ok(expires_at)
     }
 
-    /// Makes the account of the registration `code` was mailed for, and signs it in.
-    pub(crate) async fn confirm_email(&self, code: &str) -> Result<Signed, Error> {
+    /// Makes the account of the registration `code` was mailed for, and signs it in, when
+    /// `password` is the one chosen at registration: whoever reads the mail cannot be tricked
+    /// into confirming an account someone else holds the password of.
+    pub(crate) async fn confirm_email(
+        &self,
+        code: &str,
+        password: String,
+    ) -> Result<Signed, Error> {
         let token_hash = Code::hash_of_sent(code).ok_or(Error::NoSuchRegistration)?;
+        let now = std::time::SystemTime::now();
+        let stored = self
+            .store
+            .registration(&token_hash, now)
+            .store_span("read registration")
+            .await?
+            .ok_or(Error::NoSuchRegistration)?;
+        if password.chars().count() > domain::MAX_PASSWORD_CHARS
+            || !self.passwords.verify(password, Some(stored)).await?
+        {
+            return Err(Error::NotTheRegisteredPassword);
+        }
         let confirmed = self
             .store
-            .confirm_registration(&token_hash, std::time::SystemTime::now())
+            .confirm_registration(&token_hash, now)
             .store_span("confirm registration")
             .await;
         let account = match confirmed {

@@ -1,6 +1,10 @@
 //! Wiring: open the store, seed it, make sure the first staff account exists, bind, serve.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -23,7 +27,7 @@ use crate::{
     feed::Feed,
     grpc::{AccountApi, StockApi},
     limits::{Limits, WatchCaps},
-    mail::Mailer,
+    mail::{CONFIRM_WITHIN, Mailer},
     passwords::Passwords,
     seed,
     service::{Publisher, Stock, Tokens},
@@ -202,7 +206,8 @@ impl Server for Application {
 /// How often request ids past their time are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
 
-/// Forgets the request ids older than their time to live (see `StockStore::expire_request_ids`).
+/// Forgets the request ids older than their time to live (see `StockStore::expire_request_ids`),
+/// expired registrations, and mail whose code no longer works (`forget_registrations`).
 struct Sweep {
     store: Arc<dyn StockStore>,
     clock: Arc<dyn Clock>,
@@ -217,6 +222,16 @@ impl Sweep {
             Ok(forgotten) => tracing::info!(forgotten, "forgot request ids past their time"),
             // Only later than planned: the next sweep tries again.
             Err(error) => tracing::warn!(error = %error, "forgetting old request ids failed"),
+        }
+        // Registrations and unsent mail live in wall-clock time, as their codes do.
+        let now = SystemTime::now();
+        let mail_before = now.checked_sub(CONFIRM_WITHIN).unwrap_or(now);
+        match self.store.forget_registrations(now, mail_before).await {
+            Ok((0, 0)) => {}
+            Ok((registrations, mails)) => {
+                tracing::info!(registrations, mails, "forgot expired registrations and mail")
+            }
+            Err(error) => tracing::warn!(error = %error, "forgetting expired registrations failed"),
         }
     }
 

@@ -117,7 +117,8 @@ pub(crate) fn Account() -> impl IntoView {
 
 /// Where the link in a confirmation mail leads: `/confirm#<code>`. The code is in the fragment,
 /// which browsers never send to a server or in a `Referer`, and it is taken out of the address
-/// bar and history at once. A code pasted by hand works too.
+/// bar at once. The password chosen at registration finishes it (a code pasted by hand works
+/// too), so whoever opens a mail someone else asked for cannot make that stranger an account.
 #[component]
 pub(crate) fn Confirm() -> impl IntoView {
     let api = expect_context::<Api>();
@@ -125,11 +126,30 @@ pub(crate) fn Confirm() -> impl IntoView {
     let message = RwSignal::new(None::<Result<String, String>>);
     let busy = RwSignal::new(false);
     let code = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let from_link = RwSignal::new(false);
 
-    let confirm = move |api: Api, text: String| {
+    if let Some(window) = web_sys::window() {
+        let hash = window.location().hash().unwrap_or_default();
+        let sent = hash.trim_start_matches('#');
+        if !sent.is_empty() {
+            code.set(sent.to_owned());
+            from_link.set(true);
+            if let Ok(history) = window.history() {
+                let _ = history.replace_state_with_url(
+                    &wasm_bindgen::JsValue::NULL,
+                    "",
+                    Some("/confirm"),
+                );
+            }
+        }
+    }
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
         busy.set(true);
+        let api = api.clone();
         spawn_local(async move {
-            match api.confirm_email(text).await {
+            match api.confirm_email(code.get_untracked(), password.get_untracked()).await {
                 Ok(signed_in) => {
                     message.set(Some(Ok(format!(
                         "Welcome, {}! Your account is ready, and you are signed in.",
@@ -142,24 +162,6 @@ pub(crate) fn Confirm() -> impl IntoView {
             busy.set(false);
         });
     };
-    if let Some(window) = web_sys::window() {
-        let hash = window.location().hash().unwrap_or_default();
-        let from_link = hash.trim_start_matches('#').to_owned();
-        if !from_link.is_empty() {
-            if let Ok(history) = window.history() {
-                let _ = history.replace_state_with_url(
-                    &wasm_bindgen::JsValue::NULL,
-                    "",
-                    Some("/confirm"),
-                );
-            }
-            confirm(api.clone(), from_link);
-        }
-    }
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        confirm(api.clone(), code.get_untracked());
-    };
 
     view! {
         <h1>"Confirm your account"</h1>
@@ -169,8 +171,12 @@ pub(crate) fn Confirm() -> impl IntoView {
         })}
         <Show when=move || !matches!(message.get(), Some(Ok(_)))>
             <form on:submit=submit.clone() aria-label="Confirm">
-                <label>"Code from the mail"<input type="text" name="code" required autocomplete="one-time-code"
-                    on:input=move |ev| code.set(event_target_value(&ev)) prop:value=move || code.get()/></label>
+                <Show when=move || !from_link.get()>
+                    <label>"Code from the mail"<input type="text" name="code" required autocomplete="one-time-code"
+                        on:input=move |ev| code.set(event_target_value(&ev)) prop:value=move || code.get()/></label>
+                </Show>
+                <label>"The password you chose when registering"<input type="password" name="password" required autocomplete="current-password"
+                    on:input=move |ev| password.set(event_target_value(&ev)) prop:value=move || password.get()/></label>
                 <button type="submit" name="confirm" disabled=move || busy.get()>"Confirm"</button>
             </form>
         </Show>

@@ -173,6 +173,14 @@ pub(crate) async fn register(
     let link = format!("/confirm#{code}");
     assert!(mail.body.contains(&link), "{}", mail.body);
     page.goto(&format!("{base}{link}")).await.unwrap();
+    page.wait()
+        .for_element(Locator::Css("form[aria-label=Confirm] input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    page.find(Locator::Css("button[name=confirm]")).await.unwrap().click().await.unwrap();
     let welcome = page.wait().for_element(Locator::Css("[data-outcome=ok]")).await.unwrap();
     let welcome = welcome.text().await.unwrap();
     assert!(welcome.starts_with(&format!("Welcome, {name}!")), "{welcome}");

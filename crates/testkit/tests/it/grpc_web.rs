@@ -343,7 +343,7 @@ async fn every_browser_callable_rpc_answers_over_grpc_web() {
     let confirmed: Vec<stock::SignInResponse> = ok(
         &stock_url,
         &format!("{ACCOUNTS}ConfirmEmail"),
-        &stock::ConfirmEmailRequest { code },
+        &stock::ConfirmEmailRequest { code, password: "web password".into() },
         None,
     )
     .await;

@@ -1,6 +1,6 @@
 -- Registrations waiting for their address to be confirmed. No account exists until then, so
 -- Register answers alike whether an address is free or taken. Each is kept under the SHA-256 of
--- the code that was mailed: the database never holds a usable code.
+-- the code that was mailed: this table never holds a usable code.
 CREATE TABLE registrations (
     token_hash    BLOB    PRIMARY KEY,
     email         TEXT    NOT NULL COLLATE NOCASE,

@@ -54,7 +54,8 @@ impl AccountService for AccountApi {
         request: Request<pb::ConfirmEmailRequest>,
     ) -> Result<Response<pb::SignInResponse>, Status> {
         self.limits.sign_in_attempt(&request)?;
-        let signed = self.stock.confirm_email(&request.get_ref().code).await?;
+        let request = request.into_inner();
+        let signed = self.stock.confirm_email(&request.code, request.password).await?;
         Ok(Response::new(signed_to_proto(signed)))
     }
 

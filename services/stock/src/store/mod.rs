@@ -180,8 +180,8 @@ pub trait StockStore: Send + Sync + 'static {
     async fn create_account(&self, account: &NewAccount) -> Result<Account, Error>;
     /// Starts a registration. When no account has its email, keeps it until confirmed and
     /// queues `confirm`; when one has, keeps nothing and queues `taken`. One transaction either
-    /// way, so the caller cannot tell the two apart by time. Registrations past their time are
-    /// dropped. Whether the email was free (for tests, never for the caller).
+    /// way, so the caller cannot tell the two apart by time. Whether the email was free (for
+    /// tests, never for the caller).
     async fn register(
         &self,
         registration: &NewRegistration,
@@ -189,9 +189,15 @@ pub trait StockStore: Send + Sync + 'static {
         taken: &Mail,
         now: SystemTime,
     ) -> Result<bool, Error>;
+    /// The password hash of the registration kept under `token_hash`, unless it has expired.
+    async fn registration(
+        &self,
+        token_hash: &[u8; 32],
+        now: SystemTime,
+    ) -> Result<Option<String>, Error>;
     /// Makes the registration kept under `token_hash` a customer account, unless it has
-    /// expired; the other registrations of its email are dropped. `None` when no such
-    /// registration waits; `EmailTaken` when the email got an account meanwhile.
+    /// expired. `None` when no such registration waits; `EmailTaken` when the email has an
+    /// account by now (then the registration is left to expire).
     async fn confirm_registration(
         &self,
         token_hash: &[u8; 32],
@@ -206,6 +212,13 @@ pub trait StockStore: Send + Sync + 'static {
     ) -> Result<Vec<OutboxMail>, Error>;
     /// Removes delivered mails from the outbox.
     async fn mail_sent(&self, ids: &[i64]) -> Result<(), Error>;
+    /// Forgets registrations that expired before `now`, and queued mail older than `before`
+    /// (which carried a code that no longer works). How many of each.
+    async fn forget_registrations(
+        &self,
+        now: SystemTime,
+        mail_before: SystemTime,
+    ) -> Result<(u64, u64), Error>;
     /// An account and its password hash, by email (case-insensitive).
     async fn account_by_email(&self, email: &str) -> Result<Option<(Account, String)>, Error>;
     /// An account by id.

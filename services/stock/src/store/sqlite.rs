@@ -495,9 +495,6 @@ impl StockStore for SqliteStore {
     ) -> Result<bool, Error> {
         let (registration, confirm, taken) = (registration.clone(), confirm.clone(), taken.clone());
         self.transact(move |connection| {
-            connection
-                .prepare_cached("DELETE FROM registrations WHERE expires_ms < ?")?
-                .execute([millis(now)])?;
             let exists = connection
                 .prepare_cached("SELECT 1 FROM accounts WHERE email = ?")?
                 .exists([&registration.email])?;
@@ -523,6 +520,24 @@ impl StockStore for SqliteStore {
                 )?
                 .execute(params![mail.to, mail.subject, mail.body, millis(now)])?;
             Ok(!exists)
+        })
+        .await
+    }
+
+    async fn registration(
+        &self,
+        token_hash: &[u8; 32],
+        now: SystemTime,
+    ) -> Result<Option<String>, Error> {
+        let token_hash = *token_hash;
+        self.read(move |connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT password_hash FROM registrations \
+                     WHERE token_hash = ? AND expires_ms >= ?",
+                )?
+                .query_row(params![token_hash, millis(now)], |row| row.get(0))
+                .optional()?)
         })
         .await
     }
@@ -561,9 +576,6 @@ impl StockStore for SqliteStore {
                         error.into()
                     }
                 })?;
-            connection
-                .prepare_cached("DELETE FROM registrations WHERE email = ?")?
-                .execute([&email])?;
             Ok(Some(account))
         })
         .await
@@ -593,6 +605,23 @@ impl StockStore for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             mails.sort_by_key(|mail| mail.id);
             Ok(mails)
+        })
+        .await
+    }
+
+    async fn forget_registrations(
+        &self,
+        now: SystemTime,
+        mail_before: SystemTime,
+    ) -> Result<(u64, u64), Error> {
+        self.transact(move |connection| {
+            let registrations = connection
+                .prepare_cached("DELETE FROM registrations WHERE expires_ms < ?")?
+                .execute([millis(now)])?;
+            let mails = connection
+                .prepare_cached("DELETE FROM outbox WHERE created_ms < ?")?
+                .execute([millis(mail_before)])?;
+            Ok((registrations as u64, mails as u64))
         })
         .await
     }

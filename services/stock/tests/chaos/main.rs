@@ -148,7 +148,8 @@ async fn register(addr: SocketAddr, data: &std::path::Path, email: &str, passwor
         .confirmation_code(email, Duration::from_secs(10))
         .await
         .expect("a confirmation mail within 10 s");
-    accounts.confirm_email(pb::ConfirmEmailRequest { code }).await.unwrap().into_inner().token
+    let confirm = pb::ConfirmEmailRequest { code, password: password.into() };
+    accounts.confirm_email(confirm).await.unwrap().into_inner().token
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -529,21 +529,36 @@ impl StockStore for PostgresStore {
         Ok(!row.get::<_, bool>(0))
     }
 
+    async fn registration(
+        &self,
+        token_hash: &[u8; 32],
+        now: SystemTime,
+    ) -> Result<Option<String>, Error> {
+        let client = self.connection().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT password_hash FROM registrations WHERE token_hash = $1 AND expires_ms >= $2",
+            )
+            .await?;
+        let row = client.query_opt(&statement, &[&token_hash.as_slice(), &millis(now)]).await?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
     async fn confirm_registration(
         &self,
         token_hash: &[u8; 32],
         now: SystemTime,
     ) -> Result<Option<Account>, Error> {
         let client = self.connection().await?;
-        // One statement: take the registration, make its account, drop the email's others. A
-        // unique violation undoes it all, leaving the registration to its expiry.
+        // One statement: take the registration and make its account. It touches no other
+        // registration of the email, so two confirmations of one address never wait for each
+        // other in turn: the second waits only for the first's account, and then breaks the
+        // unique index, which undoes it all and leaves its registration to expire.
         let statement = client
             .prepare_cached(&format!(
                 "WITH waiting AS (DELETE FROM registrations \
                  WHERE token_hash = $1 AND expires_ms >= $2 \
-                 RETURNING email, name, password_hash), \
-                 others AS (DELETE FROM registrations WHERE token_hash <> $1 \
-                 AND lower(email) IN (SELECT lower(email) FROM waiting)) \
+                 RETURNING email, name, password_hash) \
                  INSERT INTO accounts (email, name, password_hash, role, created_ms) \
                  SELECT email, name, password_hash, 'customer', $2 FROM waiting \
                  RETURNING {ACCOUNT_COLUMNS}"
@@ -594,6 +609,21 @@ impl StockStore for PostgresStore {
             .collect();
         mails.sort_by_key(|mail| mail.id);
         Ok(mails)
+    }
+
+    async fn forget_registrations(
+        &self,
+        now: SystemTime,
+        mail_before: SystemTime,
+    ) -> Result<(u64, u64), Error> {
+        let client = self.connection().await?;
+        let registrations = client
+            .execute("DELETE FROM registrations WHERE expires_ms < $1", &[&millis(now)])
+            .await?;
+        let mails = client
+            .execute("DELETE FROM outbox WHERE created_ms < $1", &[&millis(mail_before)])
+            .await?;
+        Ok((registrations, mails))
     }
 
     async fn mail_sent(&self, ids: &[i64]) -> Result<(), Error> {
