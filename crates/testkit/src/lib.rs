@@ -10,6 +10,7 @@
 pub mod front;
 pub mod grpc_web;
 pub mod otlp;
+pub mod smtp;
 
 use std::{
     net::SocketAddr,
@@ -152,6 +153,8 @@ fn stock_config(
         staff_password: Some(STAFF_PASSWORD.into()),
         staff_promote_existing: false,
         mail_dir: Some(data.join(MAIL_DIR)),
+        smtp_url: None,
+        smtp_ca: None,
         public_url: "http://shop.test".into(),
         watch_heartbeat_ms: heartbeat_ms,
         request_id_ttl_hours: 24,

@@ -74,10 +74,18 @@ pub struct Config {
         action = clap::ArgAction::Set
     )]
     pub staff_promote_existing: bool,
-    /// Folder mail (registration codes) is delivered to, one `.eml` file each. Without it, mail
-    /// waits in the database's `outbox` table for a mail sender.
+    /// Folder mail (registration codes) is delivered to, one `.eml` file each (a development
+    /// machine's inbox). Without it or an SMTP relay, mail waits in the database's `outbox`.
     #[arg(long, env = "VIDEOSTORE_MAIL_DIR")]
     pub mail_dir: Option<std::path::PathBuf>,
+    /// SMTP relay mail is sent through: `smtp://[user:password@]host[:port]`, with
+    /// `?tls=required` for STARTTLS, or `smtps://…` for TLS.
+    #[arg(long, env = "VIDEOSTORE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// CA certificates (PEM) a TLS relay's certificate is checked against; without it, the
+    /// system's.
+    #[arg(long, env = "VIDEOSTORE_SMTP_CA")]
+    pub smtp_ca: Option<std::path::PathBuf>,
     /// Where customers open the shop's web app: links in mail start with it.
     #[arg(long, env = "VIDEOSTORE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
     pub public_url: String,

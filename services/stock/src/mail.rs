@@ -5,9 +5,9 @@
 //! queued mails, delivers them and removes them; a claim runs out after [`CLAIM_FOR`], so the
 //! mails of a replica that died are delivered by another, perhaps twice, never lost.
 //!
-//! Delivery here is to a folder (`VIDEOSTORE_MAIL_DIR`): one `.eml` file per mail, what a
-//! development machine and the tests read. Without a folder the mails wait in the outbox for a
-//! mail sender of the operator's.
+//! Delivery is to an SMTP relay (`VIDEOSTORE_SMTP_URL`, what a shop uses) or to a folder
+//! (`VIDEOSTORE_MAIL_DIR`: one `.eml` file per mail, what a development machine and the tests
+//! read). With neither, mail waits in the outbox.
 
 use std::{
     io::Write as _,
@@ -17,7 +17,13 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use anyhow::Context as _;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use lettre::{
+    AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor,
+    message::header::ContentType,
+    transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters},
+};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -124,21 +130,21 @@ impl Mailer {
         self.wake.notify_one();
     }
 
-    /// Delivers queued mails into `folder` until `shutdown`: at once when this process queues
+    /// Delivers queued mails by `delivery` until `shutdown`: at once when this process queues
     /// one, and every [`POLL_EVERY`] for the others'.
-    pub(crate) fn deliver_to(
+    pub(crate) fn deliver(
         &self,
-        folder: PathBuf,
+        delivery: Delivery,
         store: Arc<dyn StockStore>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let wake = Arc::clone(&self.wake);
         tokio::spawn(async move {
             loop {
-                let full = match deliver_batch(&folder, store.as_ref()).await {
-                    Ok(delivered) => delivered == BATCH,
+                let full = match delivery.batch(store.as_ref()).await {
+                    Ok(claimed) => claimed == BATCH,
                     Err(error) => {
-                        // The mails stay queued and are tried again.
+                        // The mails stay queued and are tried again once their claim runs out.
                         tracing::warn!(error = %error, "delivering mail failed");
                         false
                     }
@@ -156,51 +162,160 @@ impl Mailer {
     }
 }
 
-/// Claims up to [`BATCH`] mails, writes them to `folder` and removes them from the outbox. How
-/// many were claimed.
-async fn deliver_batch(folder: &Path, store: &dyn StockStore) -> anyhow::Result<usize> {
-    let now = SystemTime::now();
-    let mails = store.claim_mail(now, now + CLAIM_FOR, BATCH).await?;
-    if mails.is_empty() {
-        return Ok(0);
-    }
-    let claimed = mails.len();
-    let folder = folder.to_owned();
-    let delivered = tokio::task::spawn_blocking(move || {
-        let mut delivered = Vec::with_capacity(mails.len());
-        for mail in &mails {
-            write_mail(&folder, mail)?;
-            delivered.push(mail.id);
+/// Where the postman delivers.
+pub(crate) enum Delivery {
+    /// One `.eml` file each into a folder: a development machine's inbox.
+    Folder(PathBuf),
+    /// To an SMTP relay.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+impl Delivery {
+    /// The delivery configured: a folder, an SMTP relay (`smtp://[user:password@]host[:port]`;
+    /// `?tls=required` for STARTTLS or `smtps://` for TLS, which check the relay's certificate
+    /// against the CA certificates in `smtp_ca`, else the system's), or neither (mail waits in
+    /// the outbox).
+    pub(crate) fn configured(
+        folder: Option<&Path>,
+        smtp_url: Option<&str>,
+        smtp_ca: Option<&Path>,
+    ) -> anyhow::Result<Option<Self>> {
+        let url = match (folder, smtp_url) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!(
+                    "set a mail folder (VIDEOSTORE_MAIL_DIR) or an SMTP relay (VIDEOSTORE_SMTP_URL), not both"
+                )
+            }
+            (Some(folder), None) => {
+                videostore_kit::private::dir(folder)?;
+                return Ok(Some(Self::Folder(folder.to_owned())));
+            }
+            (None, None) => return Ok(None),
+            (None, Some(url)) => url,
+        };
+        let parsed = url::Url::parse(url).context("VIDEOSTORE_SMTP_URL is not a URL")?;
+        let host = parsed.host_str().unwrap_or_default().to_owned();
+        let tls =
+            parsed.query_pairs().find(|(key, _)| key == "tls").map(|(_, value)| value.into_owned());
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .context("VIDEOSTORE_SMTP_URL: smtp://[user:password@]host[:port][?tls=required] or smtps://…")?
+            .timeout(Some(SMTP_TIMEOUT));
+        let secure = parsed.scheme() == "smtps" || tls.is_some();
+        // Without a CA named, a TLS relay is checked against the system's root certificates
+        // (none in the images, which are FROM scratch).
+        if let (true, Some(ca)) = (secure, smtp_ca) {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            let parameters = TlsParameters::builder(host)
+                .certificate_store(CertificateStore::None)
+                .add_root_certificate(Certificate::from_pem(&pem).context("VIDEOSTORE_SMTP_CA")?)
+                .build_rustls()
+                .context("VIDEOSTORE_SMTP_CA")?;
+            builder = builder.tls(match (parsed.scheme(), tls.as_deref()) {
+                ("smtps", _) => Tls::Wrapper(parameters),
+                (_, Some("opportunistic")) => Tls::Opportunistic(parameters),
+                _ => Tls::Required(parameters),
+            });
         }
-        // The new names on disk before the outbox forgets the mails.
-        std::fs::File::open(&folder)?.sync_all()?;
-        Ok::<_, std::io::Error>(delivered)
-    })
-    .await??;
-    store.mail_sent(&delivered).await?;
-    Ok(claimed)
+        Ok(Some(Self::Smtp(builder.build())))
+    }
+
+    /// Claims up to [`BATCH`] mails, delivers them and removes the delivered ones from the
+    /// outbox. How many were claimed.
+    async fn batch(&self, store: &dyn StockStore) -> anyhow::Result<usize> {
+        let now = SystemTime::now();
+        let mails = store.claim_mail(now, now + CLAIM_FOR, BATCH).await?;
+        if mails.is_empty() {
+            return Ok(0);
+        }
+        let claimed = mails.len();
+        let delivered = match self {
+            Self::Folder(folder) => {
+                let folder = folder.clone();
+                tokio::task::spawn_blocking(move || write_mails(&folder, &mails)).await??
+            }
+            Self::Smtp(relay) => send(relay, &mails).await,
+        };
+        store.mail_sent(&delivered).await?;
+        Ok(claimed)
+    }
+}
+
+/// How long one exchange with the SMTP relay may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends `mails` through `relay`, in order; the ids of those it is done with. A mail the relay
+/// refuses for good (an unknown mailbox) is done with too, and logged; at the first failure that
+/// may pass (the relay down, busy) it stops, leaving the rest to be tried again.
+async fn send(relay: &AsyncSmtpTransport<Tokio1Executor>, mails: &[OutboxMail]) -> Vec<i64> {
+    let mut done = Vec::with_capacity(mails.len());
+    for mail in mails {
+        let message = match message(mail) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(mail = mail.id, error = %error, "a queued mail cannot be sent; dropped");
+                done.push(mail.id);
+                continue;
+            }
+        };
+        match relay.send(message).await {
+            Ok(_) => done.push(mail.id),
+            Err(error) if error.is_permanent() => {
+                tracing::warn!(mail = mail.id, error = %error, "the mail relay refused a mail; dropped");
+                done.push(mail.id);
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "the mail relay cannot take mail now; trying again later");
+                break;
+            }
+        }
+    }
+    done
+}
+
+/// The message of a queued mail: plain text, 7bit where every line is short enough, else
+/// quoted-printable (lettre chooses).
+fn message(mail: &OutboxMail) -> anyhow::Result<Message> {
+    let queued = mail.queued_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let to: lettre::Address = mail.mail.to.parse().context("the recipient's address")?;
+    Ok(Message::builder()
+        .from(lettre::message::Mailbox::new(Some("Video Store".to_owned()), FROM.parse()?))
+        .to(lettre::message::Mailbox::new(None, to))
+        .subject(&mail.mail.subject)
+        .date(mail.queued_at)
+        .message_id(Some(format!("<{queued}.{}@videostore>", mail.id)))
+        .header(ContentType::TEXT_PLAIN)
+        .body(mail.mail.body.clone())?)
+}
+
+/// Writes `mails` into `folder` and syncs it; the ids written (a mail that cannot be made a
+/// message is dropped, and logged).
+fn write_mails(folder: &Path, mails: &[OutboxMail]) -> std::io::Result<Vec<i64>> {
+    let mut done = Vec::with_capacity(mails.len());
+    for mail in mails {
+        match message(mail) {
+            Ok(message) => write_mail(folder, mail, &message.formatted())?,
+            Err(error) => {
+                tracing::warn!(mail = mail.id, error = %error, "a queued mail cannot be written; dropped");
+            }
+        }
+        done.push(mail.id);
+    }
+    // The new names on disk before the outbox forgets the mails.
+    std::fs::File::open(folder)?.sync_all()?;
+    Ok(done)
 }
 
 /// Writes one mail as `<queued ms>-<id>.eml` (names sort in the order mail was queued),
-/// readable by its owner only: an RFC 5322 message, lines ending CRLF. It is written under a
-/// temporary name and then renamed, so a reader of the folder never sees half a mail.
-fn write_mail(folder: &Path, mail: &OutboxMail) -> std::io::Result<()> {
+/// readable by its owner only. It is written under a temporary name and then renamed, so a
+/// reader of the folder never sees half a mail.
+fn write_mail(folder: &Path, mail: &OutboxMail, message: &[u8]) -> std::io::Result<()> {
     let queued = mail.queued_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let name = format!("{queued:013}-{:012}.eml", mail.id);
     let partial = folder.join(format!(".{name}.partial"));
     let _ = std::fs::remove_file(&partial);
     let mut file =
         std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
-    let Mail { to, subject, body } = &mail.mail;
-    let date = httpdate::fmt_http_date(mail.queued_at);
-    let body = body.replace('\n', "\r\n");
-    write!(
-        file,
-        "From: Video Store <{FROM}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: {date}\r\n\
-         Message-ID: <{queued}.{id}@videostore>\r\nMIME-Version: 1.0\r\n\
-         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}",
-        id = mail.id,
-    )?;
+    file.write_all(message)?;
     file.sync_all()?;
     std::fs::rename(&partial, folder.join(name))
 }
@@ -224,6 +339,25 @@ pub struct Delivered {
 }
 
 impl Delivered {
+    /// A message as the postman writes or sends it (RFC 5322, its body 7bit or
+    /// quoted-printable).
+    pub fn parse(text: &str) -> std::io::Result<Self> {
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+        let header = |field: &str| {
+            head.split("\r\n").find_map(|line| line.strip_prefix(field)).unwrap_or("").to_owned()
+        };
+        let to = header("To: ");
+        let to = to.trim_start_matches('<').trim_end_matches('>').to_owned();
+        let body = if header("Content-Transfer-Encoding: ") == "quoted-printable" {
+            let decoded = quoted_printable::decode(body, quoted_printable::ParseMode::Robust)
+                .map_err(std::io::Error::other)?;
+            String::from_utf8_lossy(&decoded).into_owned()
+        } else {
+            body.to_owned()
+        };
+        Ok(Self { to, subject: header("Subject: "), body: body.replace("\r\n", "\n") })
+    }
+
     /// The confirmation code in it, if it is a confirmation mail.
     pub fn confirmation_code(&self) -> Option<&str> {
         self.body.lines().find_map(|line| line.strip_prefix(CODE_LINE)).map(str::trim)
@@ -257,17 +391,7 @@ impl Mailbox {
         let mut mails = Vec::with_capacity(names.len());
         for name in names {
             let text = std::fs::read_to_string(self.folder.join(&name))?;
-            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-            let header = |field: &str| {
-                head.split("\r\n")
-                    .find_map(|line| line.strip_prefix(field))
-                    .unwrap_or("")
-                    .to_owned()
-            };
-            let to = header("To: ");
-            let to = to.trim_start_matches('<').trim_end_matches('>').to_owned();
-            let body = body.replace("\r\n", "\n");
-            mails.push(Delivered { to, subject: header("Subject: "), body });
+            mails.push(Delivered::parse(&text)?);
         }
         Ok(mails)
     }
@@ -322,26 +446,33 @@ mod tests {
         assert!(mail.body.contains(&format!("Confirmation code: {}\n", code.text)));
     }
 
+    fn mailbox_files(folder: &Path) -> Vec<std::ffi::OsString> {
+        let mut names: Vec<_> =
+            std::fs::read_dir(folder).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn the_mailbox_reads_what_the_postman_writes() {
         let folder = tempfile::tempdir().unwrap();
-        let mailer = Mailer::new("http://shop.test");
+        // Long enough that the link's line is too long for 7bit: the file is quoted-printable.
+        let mailer = Mailer::new("https://a-video-store-with-a-long-name.example.com");
         let code = Code::new();
         let mails = [
             mailer.confirmation("Ann@Example.com", &code, SystemTime::now()),
             mailer.already_registered("bob@example.com"),
         ];
-        for (id, mail) in mails.iter().enumerate() {
-            let queued_at = SystemTime::now();
-            let outbox = OutboxMail { id: id as i64, queued_at, mail: mail.clone() };
-            write_mail(folder.path(), &outbox).unwrap();
+        let queued_at = SystemTime::now();
+        let outbox: Vec<OutboxMail> = (0..)
+            .zip(&mails)
+            .map(|(id, mail)| OutboxMail { id, queued_at, mail: mail.clone() })
+            .collect();
+        assert_eq!(write_mails(folder.path(), &outbox).unwrap(), [0, 1]);
+        for name in mailbox_files(folder.path()) {
+            let mode = std::fs::metadata(folder.path().join(name)).unwrap().permissions();
+            assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
         }
-        let mode =
-            std::fs::metadata(folder.path().join(
-                std::fs::read_dir(folder.path()).unwrap().next().unwrap().unwrap().file_name(),
-            ))
-            .unwrap();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
         let mailbox = Mailbox::new(folder.path());
         let read = mailbox.read().unwrap();
         assert_eq!(read.len(), 2);
@@ -349,7 +480,10 @@ mod tests {
             (read[0].to.as_str(), read[0].subject.as_str()),
             ("Ann@Example.com", mails[0].subject.as_str())
         );
-        assert_eq!(read[0].body, mails[0].body);
+        let file =
+            std::fs::read_to_string(folder.path().join(mailbox_files(folder.path())[0].clone()));
+        assert!(file.unwrap().contains("Content-Transfer-Encoding: quoted-printable"));
+        assert_eq!(read[0].body, mails[0].body, "decoded whole");
         assert_eq!(read[0].confirmation_code(), Some(code.text.as_str()));
         assert_eq!(read[1].confirmation_code(), None);
         assert_eq!(mailbox.to("ann@example.com").unwrap().len(), 1);

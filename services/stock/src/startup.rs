@@ -27,7 +27,7 @@ use crate::{
     feed::Feed,
     grpc::{AccountApi, StockApi},
     limits::{Limits, WatchCaps},
-    mail::{CONFIRM_WITHIN, Mailer},
+    mail::{CONFIRM_WITHIN, Delivery, Mailer},
     passwords::Passwords,
     seed,
     service::{Publisher, Stock, Tokens},
@@ -105,14 +105,18 @@ impl Application {
         };
         passwords.register_metrics(&metrics);
         let mailer = Mailer::new(&config.public_url);
-        match &config.mail_dir {
-            Some(folder) => {
-                videostore_kit::private::dir(folder)?;
-                mailer.deliver_to(folder.clone(), Arc::clone(&store), shutdown.clone());
+        let delivery = Delivery::configured(
+            config.mail_dir.as_deref(),
+            config.smtp_url.as_deref(),
+            config.smtp_ca.as_deref(),
+        )?;
+        match delivery {
+            Some(delivery) => {
+                mailer.deliver(delivery, Arc::clone(&store), shutdown.clone());
             }
             None => tracing::warn!(
-                "no mail folder (VIDEOSTORE_MAIL_DIR): registration mail waits in the database's \
-                 outbox table for a mail sender"
+                "no SMTP relay (VIDEOSTORE_SMTP_URL) or mail folder (VIDEOSTORE_MAIL_DIR): \
+                 registration mail waits in the database's outbox table"
             ),
         }
         let stock = Arc::new(Stock::new(

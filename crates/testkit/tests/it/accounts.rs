@@ -603,3 +603,108 @@ async fn abusers_are_slowed_down_and_told_when_to_come_back() {
     store.start_stock().await;
     store.stop().await;
 }
+
+/// A shop sends its mail through an SMTP relay: the confirmation reaches the relay as a real
+/// SMTP message, and its code makes the account. A mail the relay refuses for good (an unknown
+/// mailbox) is dropped rather than tried forever, and the mail queued after it still goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_mail_goes_through_an_smtp_relay() {
+    let mut store = TestStore::start().await;
+    let relay = testkit::smtp::SmtpRelay::start().await;
+    store.stop_stock().await;
+    let mut config = store.stock_config();
+    config.mail_dir = None;
+    config.smtp_url = Some(format!("smtp://{}", relay.addr));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let clock: std::sync::Arc<dyn stock::clock::Clock> = store.clock.clone();
+    let app = stock::startup::Application::build(config, clock, shutdown.clone()).await.unwrap();
+    let addr = app.local_addr();
+    let server = tokio::spawn(app.run());
+    let mut accounts =
+        pb::account_service_client::AccountServiceClient::new(TestStore::channel(addr).await);
+    let register = |email: &str| pb::RegisterRequest {
+        email: email.into(),
+        name: "Relayed".into(),
+        password: "relayed password".into(),
+    };
+    accounts.register(register("refused@example.com")).await.unwrap();
+    accounts.register(register("relayed@example.com")).await.unwrap();
+    let mut received = Vec::new();
+    for _ in 0..500 {
+        received = relay.received();
+        if !received.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(received.len(), 1, "the refused one dropped, the next one sent: {received:?}");
+    assert_eq!(received[0].to, ["relayed@example.com"]);
+    let mail = stock::mail::Delivered::parse(&received[0].data).unwrap();
+    assert_eq!(mail.to, "relayed@example.com");
+    assert!(received[0].data.contains("\r\nDate: "), "{}", received[0].data);
+    let code = mail.confirmation_code().expect("a code").to_owned();
+    let confirmed = accounts
+        .confirm_email(pb::ConfirmEmailRequest { code, password: "relayed password".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(confirmed.account.unwrap().email, "relayed@example.com");
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    store.start_stock().await;
+    store.stop().await;
+}
+
+/// Over TLS (`smtps://`) the relay's certificate is checked against `VIDEOSTORE_SMTP_CA`: a
+/// relay whose certificate another CA signed gets no mail (it stays queued), the right one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_goes_only_to_a_tls_relay_with_a_certificate_the_ca_signed() {
+    let mut store = TestStore::start().await;
+    let pki = crate::tls::Pki::new();
+    let server = videostore_kit::tls::server_config(&pki.path("cert.pem"), &pki.path("key.pem"));
+    let relay = testkit::smtp::SmtpRelay::start_tls(server.unwrap()).await;
+    let other_ca = pki.path("other-ca.pem");
+    std::fs::write(&other_ca, &pki.other_ca_pem).unwrap();
+    store.stop_stock().await;
+    for (ca, email) in
+        [(other_ca, "unverified@example.com"), (pki.path("ca.pem"), "tls@example.com")]
+    {
+        let mut config = store.stock_config();
+        config.mail_dir = None;
+        config.smtp_url = Some(format!("smtps://127.0.0.1:{}", relay.addr.port()));
+        config.smtp_ca = Some(ca);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let clock: std::sync::Arc<dyn stock::clock::Clock> = store.clock.clone();
+        let app = stock::startup::Application::build(config, clock, shutdown.clone());
+        let app = app.await.unwrap();
+        let addr = app.local_addr();
+        let server = tokio::spawn(app.run());
+        let mut accounts =
+            pb::account_service_client::AccountServiceClient::new(TestStore::channel(addr).await);
+        let request = pb::RegisterRequest {
+            email: email.into(),
+            name: "Secure".into(),
+            password: "secure password".into(),
+        };
+        accounts.register(request).await.unwrap();
+        // Long enough for a delivery to the relay on 127.0.0.1 (milliseconds).
+        let mut received = Vec::new();
+        for _ in 0..if email == "tls@example.com" { 500 } else { 50 } {
+            received = relay.received();
+            if !received.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if email == "tls@example.com" {
+            assert_eq!(received.len(), 1, "{received:?}");
+            assert_eq!(received[0].to, [email]);
+        } else {
+            assert!(received.is_empty(), "sent to a relay its CA did not sign: {received:?}");
+        }
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
+    }
+    store.start_stock().await;
+    store.stop().await;
+}

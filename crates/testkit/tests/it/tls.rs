@@ -15,14 +15,14 @@ use videostore_proto::{
 };
 
 /// A CA, a certificate it signed for localhost and 127.0.0.1, and another CA.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
     ca_pem: String,
-    other_ca_pem: String,
+    pub(crate) other_ca_pem: String,
 }
 
 impl Pki {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let authority = |name: &str| {
             let key = rcgen::KeyPair::generate().unwrap();
             let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -43,7 +43,7 @@ impl Pki {
         Self { dir, ca_pem: ca.pem(), other_ca_pem: other.pem() }
     }
 
-    fn path(&self, file: &str) -> PathBuf {
+    pub(crate) fn path(&self, file: &str) -> PathBuf {
         self.dir.path().join(file)
     }
 
@@ -118,6 +118,8 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
             staff_password: None,
             staff_promote_existing: false,
             mail_dir: None,
+            smtp_url: None,
+            smtp_ca: None,
             public_url: "https://shop.test".into(),
             watch_heartbeat_ms: 15_000,
             request_id_ttl_hours: 24,
