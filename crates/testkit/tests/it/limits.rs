@@ -1,6 +1,6 @@
 //! Bounded resources: request sizes held per method (every call's request is refused past
 //! 64 KiB before it is decoded, except ImportMovies batches; the largest valid requests still
-//! pass), and live streams capped per client and per server.
+//! pass), live streams capped per client and per server, and streams per connection.
 
 use testkit::{TestStore, authed};
 use tonic::Code;
@@ -136,5 +136,50 @@ async fn live_streams_are_capped_per_client_and_per_server() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
     store.start_stock().await;
+    store.stop().await;
+}
+
+/// One connection holds at most 1,024 streams at once (`MAX_STREAMS_PER_CONNECTION`, sent to
+/// the client in the server's HTTP/2 SETTINGS): with that many live streams open on it, a next
+/// call waits until one of them ends; another connection is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_holds_at_most_1024_streams_at_once() {
+    use std::time::Duration;
+    let store = TestStore::start().await;
+    let channel = TestStore::channel(store.catalogue.addr).await;
+    let mut catalogue = cat::catalogue_service_client::CatalogueServiceClient::new(channel);
+    let mut streams = Vec::new();
+    for _ in 0..videostore_kit::serve::MAX_STREAMS_PER_CONNECTION {
+        let opened = catalogue.watch_changes(cat::WatchChangesRequest {});
+        let stream = tokio::time::timeout(Duration::from_secs(5), opened).await;
+        streams.push(stream.expect("room for 1,024 streams").unwrap().into_inner());
+    }
+    let get = cat::GetMovieRequest { id: 1 };
+    let mut waiting = Box::pin(catalogue.get_movie(get));
+    let held = tokio::time::timeout(Duration::from_millis(500), &mut waiting).await;
+    assert!(held.is_err(), "a call past the streams on the connection was not held: {held:?}");
+    // Elsewhere, nothing waits.
+    let mut other = store.catalogue_client().await;
+    tokio::time::timeout(Duration::from_secs(5), other.get_movie(get)).await.unwrap().unwrap();
+    streams.pop();
+    let answered = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+    assert_eq!(answered.unwrap().unwrap().into_inner().id, 1, "let in once a call ended");
+
+    // The SETTINGS the server sent: its stream limit per connection.
+    let tcp = tokio::net::TcpStream::connect(store.catalogue.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post("/grpc.health.v1.Health/Check")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut body) = client.send_request(request, false).unwrap();
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let limit = videostore_kit::serve::MAX_STREAMS_PER_CONNECTION as usize;
+    assert_eq!(client.current_max_send_streams(), limit);
+    drop(streams);
     store.stop().await;
 }
