@@ -287,6 +287,9 @@ impl TestStore {
             data: data_config(&data, keys),
             database_url,
             seed: true,
+            max_streams: 10_000,
+            // One test opens 1,024 streams from here (it::limits).
+            streams_per_client: 2_000,
         };
         let app = catalogue::startup::Application::build(config, shutdown.clone())
             .await

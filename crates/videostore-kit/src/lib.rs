@@ -47,6 +47,7 @@ pub mod serve;
 pub mod shutdown;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod streams;
 pub mod telemetry;
 pub mod text;
 pub mod timeout;

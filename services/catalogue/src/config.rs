@@ -22,6 +22,12 @@ pub struct Config {
     /// Fill an empty catalogue with the sample films on start.
     #[arg(long, env = "CATALOGUE_SEED", default_value_t = true, action = clap::ArgAction::Set)]
     pub seed: bool,
+    /// Long streams (WatchChanges, LookupMovies) one process holds at most.
+    #[arg(long, env = "CATALOGUE_MAX_STREAMS", default_value_t = 10_000)]
+    pub max_streams: usize,
+    /// Long streams one client address may hold at once; 0 for no limit.
+    #[arg(long, env = "CATALOGUE_STREAMS_PER_CLIENT", default_value_t = 100)]
+    pub streams_per_client: u32,
 }
 
 impl Config {

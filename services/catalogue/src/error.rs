@@ -42,6 +42,12 @@ pub enum Error {
         crate::service::MAX_EXPORTS
     )]
     TooManyExports,
+    /// As many long streams as one server or one client may hold are open.
+    #[error("too many long streams from {whose}; close one or try again shortly")]
+    TooManyStreams {
+        /// `this address` or `this server (…)`.
+        whose: &'static str,
+    },
     /// The server is stopping: reconnect (to another replica, or once it is back).
     #[error("the catalogue is shutting down; reconnect")]
     ShuttingDown,
@@ -58,14 +64,15 @@ impl ServiceError for Error {
             Self::FilmNotFound(_) => Code::NotFound,
             Self::DuplicateExternalKey(_) => Code::AlreadyExists,
             Self::ExportTooBig { .. } => Code::FailedPrecondition,
-            Self::TooManyExports => Code::ResourceExhausted,
+            Self::TooManyExports | Self::TooManyStreams { .. } => Code::ResourceExhausted,
             Self::ShuttingDown => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }
     }
 
     fn retry_after(&self) -> Option<std::time::Duration> {
-        matches!(self, Self::TooManyExports).then_some(std::time::Duration::from_secs(5))
+        matches!(self, Self::TooManyExports | Self::TooManyStreams { .. })
+            .then_some(std::time::Duration::from_secs(5))
     }
 }
 

@@ -9,6 +9,7 @@ use videostore_kit::{
     database::Backend,
     run::Server,
     serve::{self, AllowedOrigins, MAX_MESSAGE_BYTES, StandardServices},
+    streams::{StreamCaps, StreamPlaces},
 };
 
 use crate::{
@@ -82,7 +83,11 @@ impl Application {
             }
         };
         let catalogue = Arc::new(Catalogue::new(store, changes));
-        let api = CatalogueApi::new(catalogue, keys, shutdown.clone());
+        let caps =
+            StreamCaps { per_process: config.max_streams, per_client: config.streams_per_client };
+        let streams = Arc::new(StreamPlaces::new(caps, config.server.trusted()?));
+        metrics.register("videostore_long_streams", "Long streams open", streams.open());
+        let api = CatalogueApi::new(catalogue, keys, shutdown.clone(), streams);
         let standard = StandardServices::new(
             &["videostore.catalogue.v1.CatalogueService"],
             config.server.admin_listen,

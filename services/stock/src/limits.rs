@@ -7,18 +7,15 @@
 //! and keeps a locked-out owner's wait short.
 
 use std::{
-    collections::HashMap,
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::Mutex,
     time::{Duration, Instant},
 };
-
-use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use videostore_kit::{
     ids::AccountId,
     limits::{RateLimit, TrustedProxies, client_ip, client_key},
+    streams::{StreamCaps, StreamPlace, StreamPlaces},
 };
 
 use crate::error::Error;
@@ -46,48 +43,11 @@ pub(crate) struct Limits {
     trusted: TrustedProxies,
     failures: Mutex<quick_cache::unsync::Cache<String, Failures>>,
     /// Places for live streams (WatchAvailability) in this process.
-    watches: Arc<Semaphore>,
-    /// Live streams open per client, and how many one may have (0: no limit).
-    watchers: Watchers,
-    watches_per_client: u32,
-    /// Live streams open (shown at `/metrics`).
-    open_watches: Gauge,
+    watches: StreamPlaces,
 }
-
-/// Live streams open per client address.
-type Watchers = Arc<Mutex<HashMap<IpAddr, u32>>>;
 
 /// How many live streams one process and one client may hold.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct WatchCaps {
-    /// In all.
-    pub(crate) per_process: usize,
-    /// From one client address; 0 for no limit.
-    pub(crate) per_client: u32,
-}
-
-/// A live stream's place: given back when the stream is dropped.
-#[derive(Debug)]
-pub(crate) struct WatchPlace {
-    _place: OwnedSemaphorePermit,
-    client: Option<(IpAddr, Watchers)>,
-    open: Gauge,
-}
-
-impl Drop for WatchPlace {
-    fn drop(&mut self) {
-        self.open.dec();
-        if let Some((client, watchers)) = &self.client {
-            let mut watchers = watchers.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = watchers.get_mut(client) {
-                *count -= 1;
-                if *count == 0 {
-                    watchers.remove(client);
-                }
-            }
-        }
-    }
-}
+pub(crate) type WatchCaps = StreamCaps;
 
 #[derive(Debug, Clone, Copy)]
 struct Failures {
@@ -119,49 +79,22 @@ impl Limits {
             sign_ins: RateLimit::per_minute(sign_ins_per_minute),
             mails: RateLimit::per_hour(MAILS_PER_ADDRESS_HOUR),
             writes: RateLimit::per_minute(writes_per_minute),
+            watches: StreamPlaces::new(watches, trusted.clone()),
             trusted,
             failures: Mutex::new(quick_cache::unsync::Cache::new(MAX_EMAILS)),
-            watches: Arc::new(Semaphore::new(watches.per_process)),
-            watchers: Arc::new(Mutex::new(HashMap::new())),
-            watches_per_client: watches.per_client,
-            open_watches: Gauge::default(),
         }
     }
 
     /// A place for a live stream of the request's client, or RESOURCE_EXHAUSTED when this
     /// process or this client holds as many as it may.
-    pub(crate) fn watch_place<T>(&self, request: &tonic::Request<T>) -> Result<WatchPlace, Error> {
-        let place = Arc::clone(&self.watches).try_acquire_owned().map_err(|_| {
-            Error::TooManyWatches { whose: "this server (another replica may have room)" }
-        })?;
-        let peer = request.remote_addr().map(|addr| addr.ip());
-        let client = client_ip(peer, request.metadata(), &self.trusted).map(client_key);
-        let client = match client {
-            Some(client) if self.watches_per_client > 0 => client,
-            _ => return Ok(self.opened(place, None)),
-        };
-        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
-        let count = watchers.entry(client).or_insert(0);
-        if *count >= self.watches_per_client {
-            return Err(Error::TooManyWatches { whose: "this address" });
-        }
-        *count += 1;
-        Ok(self.opened(place, Some((client, Arc::clone(&self.watchers)))))
-    }
-
-    fn opened(
-        &self,
-        place: OwnedSemaphorePermit,
-        client: Option<(IpAddr, Watchers)>,
-    ) -> WatchPlace {
-        self.open_watches.inc();
-        WatchPlace { _place: place, client, open: self.open_watches.clone() }
+    pub(crate) fn watch_place<T>(&self, request: &tonic::Request<T>) -> Result<StreamPlace, Error> {
+        self.watches.take(request).map_err(|full| Error::TooManyWatches { whose: full.whose() })
     }
 
     /// Shows the open live streams at `/metrics`.
     pub(crate) fn register_metrics(&self, metrics: &videostore_kit::metrics::Metrics) {
         let help = "WatchAvailability streams open";
-        metrics.register("videostore_watch_streams", help, self.open_watches.clone());
+        metrics.register("videostore_watch_streams", help, self.watches.open());
     }
 
     /// Counts a sign-in or registration from the request's client.

@@ -441,6 +441,8 @@ async fn by_default_only_the_served_apps_origin_is_let_in() {
         },
         database_url: None,
         seed: false,
+        max_streams: 10_000,
+        streams_per_client: 100,
     };
     let app = catalogue::startup::Application::build(config, shutdown.clone()).await.unwrap();
     let url =

@@ -183,3 +183,52 @@ async fn one_connection_holds_at_most_1024_streams_at_once() {
     drop(streams);
     store.stop().await;
 }
+
+/// The catalogue's long streams (WatchChanges, LookupMovies) are capped per client as stock's
+/// live streams are: past the cap a new one is refused at once with a hint of when to come back,
+/// and a stream that ends gives its place back.
+#[tokio::test]
+async fn the_catalogues_long_streams_are_capped_per_client() {
+    use videostore_kit::config::{DataConfig, ServerConfig};
+    let data = tempfile::tempdir().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let config = catalogue::config::Config {
+        server: ServerConfig::for_tests("127.0.0.1:0".parse().unwrap()),
+        data: DataConfig {
+            data_dir: data.path().to_path_buf(),
+            token_verify_keys: None,
+            database_pool: 8,
+        },
+        database_url: None,
+        seed: false,
+        max_streams: 100,
+        streams_per_client: 2,
+    };
+    let app = catalogue::startup::Application::build(config, shutdown.clone()).await.unwrap();
+    let addr = app.local_addr();
+    let running = tokio::spawn(app.run());
+    let mut catalogue =
+        cat::catalogue_service_client::CatalogueServiceClient::new(TestStore::channel(addr).await);
+    let watch = catalogue.watch_changes(cat::WatchChangesRequest {}).await.unwrap();
+    let lookups = futures::stream::pending::<cat::LookupMoviesRequest>();
+    let lookup = catalogue.lookup_movies(lookups).await.unwrap();
+    let refused = catalogue.watch_changes(cat::WatchChangesRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(refused.message().contains("this address"), "{}", refused.message());
+    let retry = tonic_types::StatusExt::get_details_retry_info(&refused);
+    assert!(retry.and_then(|info| info.retry_delay).is_some(), "a hint of when to come back");
+    drop(watch);
+    // The server notices the stream is gone, and its place is free again.
+    let mut again = Err(refused);
+    for _ in 0..100 {
+        again = catalogue.watch_changes(cat::WatchChangesRequest {}).await;
+        if again.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    again.expect("a place once a stream ended");
+    drop(lookup);
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}

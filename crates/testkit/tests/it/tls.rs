@@ -92,6 +92,8 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
             data: data_config.clone(),
             database_url: None,
             seed: true,
+            max_streams: 10_000,
+            streams_per_client: 100,
         },
         shutdown.clone(),
     )

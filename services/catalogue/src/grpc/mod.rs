@@ -15,7 +15,10 @@ use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
-use videostore_kit::auth::TokenKeys;
+use videostore_kit::{
+    auth::TokenKeys,
+    streams::{StreamPlace, StreamPlaces},
+};
 use videostore_proto::catalogue::{self as pb, catalogue_service_server::CatalogueService};
 
 pub(crate) use self::convert::{bounded, filter_from_proto, movie_to_proto, order_from_proto};
@@ -50,6 +53,8 @@ pub(crate) struct CatalogueApi {
     keys: TokenKeys,
     /// Cancelled at shutdown, so long streams end instead of holding the server open.
     pub(crate) shutdown: CancellationToken,
+    /// Places for long streams, per process and per client.
+    streams: Arc<StreamPlaces>,
 }
 
 impl CatalogueApi {
@@ -58,8 +63,14 @@ impl CatalogueApi {
         catalogue: Arc<Catalogue>,
         keys: TokenKeys,
         shutdown: CancellationToken,
+        streams: Arc<StreamPlaces>,
     ) -> Self {
-        Self { catalogue, keys, shutdown }
+        Self { catalogue, keys, shutdown, streams }
+    }
+
+    /// A place for a long stream of the request's client.
+    fn stream_place<T>(&self, request: &Request<T>) -> Result<StreamPlace, Error> {
+        self.streams.take(request).map_err(|full| Error::TooManyStreams { whose: full.whose() })
     }
 }
 
@@ -174,10 +185,16 @@ impl CatalogueService for CatalogueApi {
         &self,
         request: Request<Streaming<pb::LookupMoviesRequest>>,
     ) -> Result<Response<Self::LookupMoviesStream>, Status> {
+        let place = self.stream_place(&request)?;
         let (answers, receiver) = tokio::sync::mpsc::channel(16);
         let catalogue = Arc::clone(&self.catalogue);
         let shutdown = self.shutdown.clone();
-        tokio::spawn(lookup::answer(catalogue, request.into_inner(), answers, shutdown));
+        let lookups = lookup::answer(catalogue, request.into_inner(), answers, shutdown);
+        // The place is held while the lookups are answered.
+        tokio::spawn(async move {
+            lookups.await;
+            drop(place);
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
@@ -238,13 +255,14 @@ impl CatalogueService for CatalogueApi {
 
     async fn watch_changes(
         &self,
-        _: Request<pb::WatchChangesRequest>,
+        request: Request<pb::WatchChangesRequest>,
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        let place = self.stream_place(&request)?;
         let watch = ChangeWatch::new(self.catalogue.changes(), self.shutdown.clone());
-        // The stream is the watch itself: no task or channel per watcher.
-        let stream = futures::stream::unfold(watch, |mut watch| async move {
+        // The stream is the watch itself (holding its place): no task or channel per watcher.
+        let stream = futures::stream::unfold((watch, place), |(mut watch, place)| async move {
             let next = watch.next().await?;
-            Some((next, watch))
+            Some((next, (watch, place)))
         });
         Ok(Response::new(Box::pin(stream)))
     }
