@@ -42,6 +42,8 @@ pub(crate) async fn register_with(
     request: tonic::Request<stock::RegisterRequest>,
 ) -> anyhow::Result<String> {
     let email = request.get_ref().email.clone();
+    // The confirmation comes from the same client (its X-Forwarded-For, when it has one).
+    let metadata = request.metadata().clone();
     let before = mailbox.to(&email)?.len();
     accounts.register(request).await?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -56,14 +58,21 @@ pub(crate) async fn register_with(
         Some(code) => {
             let confirm =
                 stock::ConfirmEmailRequest { code: code.to_owned(), password: PASSWORD.into() };
-            accounts.confirm_email(confirm).await?
+            accounts.confirm_email(from_client(&metadata, confirm)).await?
         }
         None => {
             let sign_in = stock::SignInRequest { email, password: PASSWORD.into() };
-            accounts.sign_in(sign_in).await?
+            accounts.sign_in(from_client(&metadata, sign_in)).await?
         }
     };
     Ok(signed_in.into_inner().token)
+}
+
+/// `message` with `metadata` (the client's X-Forwarded-For, when it names one).
+fn from_client<T>(metadata: &tonic::metadata::MetadataMap, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    *request.metadata_mut() = metadata.clone();
+    request
 }
 
 /// A staff token from the stock service at `stock`.

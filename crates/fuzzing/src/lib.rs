@@ -149,9 +149,13 @@ pub fn search(data: &[u8]) {
     assert_eq!(again, filter);
 }
 
-/// Register / SignIn / rentals: email, name, password and request id checks.
+/// Register / SignIn / rentals / SetInventory: email, name, password, request id, days,
+/// currency and price checks. An accepted email is one the mail sender can address.
 pub fn account(data: &[u8]) {
-    use stock::domain::{check_email, check_name, check_password, check_request_id};
+    use stock::domain::{
+        MAX_RENTAL_DAYS, check_currency, check_days, check_email, check_name, check_password,
+        check_price, check_request_id,
+    };
     let mut u = Unstructured::new(data);
     let (Ok(email), Ok(name), Ok(password), Ok(request_id)) = (
         u.arbitrary::<String>(),
@@ -178,6 +182,21 @@ pub fn account(data: &[u8]) {
     }
     if let Ok(clean) = check_request_id(&request_id) {
         assert_eq!(check_request_id(&clean).ok().as_ref(), Some(&clean), "request ids settle");
+    }
+    // Rentals and stock: days, currencies and prices.
+    let (Ok(days), Ok(currency), Ok(price)) =
+        (u.arbitrary::<i32>(), u.arbitrary::<String>(), u.arbitrary::<i64>())
+    else {
+        return;
+    };
+    if let Ok(days) = check_days(days) {
+        assert!((1..=MAX_RENTAL_DAYS).contains(&days), "{days}");
+    }
+    if let Ok(code) = check_currency(&currency) {
+        assert!(code.len() == 3 && code == currency, "{currency:?} became {code:?}");
+    }
+    if let Ok(minor) = check_price("price", price) {
+        assert!(minor >= 0 && minor == price, "{price} became {minor}");
     }
 }
 

@@ -201,6 +201,8 @@ pub fn check_email(email: &str) -> Result<String, Invalid> {
                 && !email.chars().any(|c| c.is_whitespace() || c.is_control())
                 // Quoting, lists and routes (`"a b"@x`, `a,b@x`, `<a@x>`): one plain mailbox only.
                 && !email.contains([',', ';', '<', '>', '(', ')', '"', '[', ']', '\\', ':'])
+                // And one the mail sender can address (no `a..b@x`): Register mails it.
+                && email.parse::<lettre::Address>().is_ok()
                 && videostore_kit::text::hidden_character(email).is_none()
                 && !domain.contains('@')
         }
@@ -308,6 +310,8 @@ mod tests {
             assert!(check_email(listed).is_err(), "{listed}");
         }
         assert!(check_email("o'brien+films@example.co.uk").is_ok());
+        assert!(check_email("zoë@example.com").is_ok(), "international addresses are mailed");
+        assert!(check_email("a..b@example.com").is_err(), "no mail could reach it");
         assert_eq!(check_email(" Ann@Example.com "), Ok("Ann@Example.com".into()));
         assert!(check_password("short").is_err());
         assert!(check_password("long enough").is_ok());
