@@ -155,6 +155,7 @@ fn stock_config(
         mail_dir: Some(data.join(MAIL_DIR)),
         smtp_url: None,
         smtp_ca: None,
+        mail_from: None,
         public_url: "http://shop.test".into(),
         watch_heartbeat_ms: heartbeat_ms,
         request_id_ttl_hours: 24,

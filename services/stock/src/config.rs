@@ -78,14 +78,17 @@ pub struct Config {
     /// machine's inbox). Without it or an SMTP relay, mail waits in the database's `outbox`.
     #[arg(long, env = "VIDEOSTORE_MAIL_DIR")]
     pub mail_dir: Option<std::path::PathBuf>,
-    /// SMTP relay mail is sent through: `smtp://[user:password@]host[:port]`, with
-    /// `?tls=required` for STARTTLS, or `smtps://…` for TLS.
+    /// SMTP relay mail is sent through: `smtp://host[:port]` (plain, no password),
+    /// `smtp://[user:password@]host[:port]?tls=required` (STARTTLS) or `smtps://…` (TLS).
     #[arg(long, env = "VIDEOSTORE_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
-    /// CA certificates (PEM) a TLS relay's certificate is checked against; without it, the
-    /// system's.
+    /// CA certificates a TLS relay's certificate is checked against: PEM text, or a file of
+    /// it; without it, the system's.
     #[arg(long, env = "VIDEOSTORE_SMTP_CA")]
-    pub smtp_ca: Option<std::path::PathBuf>,
+    pub smtp_ca: Option<String>,
+    /// The shop's sender address (`Video Store <no-reply@shop.example>`); needed with a relay.
+    #[arg(long, env = "VIDEOSTORE_MAIL_FROM")]
+    pub mail_from: Option<String>,
     /// Where customers open the shop's web app: links in mail start with it.
     #[arg(long, env = "VIDEOSTORE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
     pub public_url: String,

@@ -30,10 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::{Mail, OutboxMail, StockStore};
 
-/// The sender of the shop's mail.
-const FROM: &str = "no-reply@videostore.invalid";
-/// How long a sender holds the mails it claimed before another may deliver them.
-const CLAIM_FOR: Duration = Duration::from_secs(60);
+/// How long a sender holds the mails it claimed before another may deliver them (a batch
+/// through a slow relay takes a connection per mail).
+const CLAIM_FOR: Duration = Duration::from_secs(300);
 /// Mails claimed at a time.
 const BATCH: usize = 50;
 /// How often the outbox is looked at without a wake-up (mail queued by another replica).
@@ -162,33 +161,54 @@ impl Mailer {
     }
 }
 
-/// Where the postman delivers.
+/// Where the postman delivers, and as whom.
 pub(crate) enum Delivery {
     /// One `.eml` file each into a folder: a development machine's inbox.
-    Folder(PathBuf),
+    Folder(PathBuf, Sender),
     /// To an SMTP relay.
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>, Sender),
+}
+
+/// The `From` of the shop's mail.
+type Sender = lettre::message::Mailbox;
+
+/// The sender of a laptop's mail, which goes nowhere but a folder.
+const FOLDER_FROM: &str = "Video Store <no-reply@videostore.invalid>";
+
+/// How mail leaves, as configured.
+pub(crate) struct MailSettings<'a> {
+    /// A folder to write it into.
+    pub(crate) folder: Option<&'a Path>,
+    /// An SMTP relay's URL.
+    pub(crate) smtp_url: Option<&'a str>,
+    /// CA certificates (PEM, or a file of them) the relay's certificate is checked against.
+    pub(crate) smtp_ca: Option<&'a str>,
+    /// The sender, e.g. `Video Store <no-reply@shop.example>`.
+    pub(crate) from: Option<&'a str>,
 }
 
 impl Delivery {
-    /// The delivery configured: a folder, an SMTP relay (`smtp://[user:password@]host[:port]`;
-    /// `?tls=required` for STARTTLS or `smtps://` for TLS, which check the relay's certificate
-    /// against the CA certificates in `smtp_ca`, else the system's), or neither (mail waits in
-    /// the outbox).
-    pub(crate) fn configured(
-        folder: Option<&Path>,
-        smtp_url: Option<&str>,
-        smtp_ca: Option<&Path>,
-    ) -> anyhow::Result<Option<Self>> {
-        let url = match (folder, smtp_url) {
-            (Some(_), Some(_)) => {
-                anyhow::bail!(
-                    "set a mail folder (VIDEOSTORE_MAIL_DIR) or an SMTP relay (VIDEOSTORE_SMTP_URL), not both"
-                )
-            }
+    /// The delivery configured: a folder, an SMTP relay (`smtp://host[:port]` plain and without
+    /// credentials, `smtp://[user:password@]host[:port]?tls=required` for STARTTLS, or
+    /// `smtps://…` for TLS; the relay's certificate checked against `smtp_ca`, else the
+    /// system's roots), or neither (mail waits in the outbox). Anything that could only fail
+    /// later, or send a password in the clear, is refused here.
+    pub(crate) fn configured(settings: &MailSettings<'_>) -> anyhow::Result<Option<Self>> {
+        let from = |default: Option<&str>| -> anyhow::Result<Sender> {
+            let from = settings.from.or(default).context(
+                "a relay needs the shop's sender address: set VIDEOSTORE_MAIL_FROM (a relay \
+                 refuses mail from an address it cannot check)",
+            )?;
+            from.parse().with_context(|| format!("VIDEOSTORE_MAIL_FROM {from:?} is not an address"))
+        };
+        let url = match (settings.folder, settings.smtp_url) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set a mail folder (VIDEOSTORE_MAIL_DIR) or an SMTP relay (VIDEOSTORE_SMTP_URL), \
+                 not both"
+            ),
             (Some(folder), None) => {
                 videostore_kit::private::dir(folder)?;
-                return Ok(Some(Self::Folder(folder.to_owned())));
+                return Ok(Some(Self::Folder(folder.to_owned(), from(Some(FOLDER_FROM))?)));
             }
             (None, None) => return Ok(None),
             (None, Some(url)) => url,
@@ -197,26 +217,57 @@ impl Delivery {
         let host = parsed.host_str().unwrap_or_default().to_owned();
         let tls =
             parsed.query_pairs().find(|(key, _)| key == "tls").map(|(_, value)| value.into_owned());
+        let secure = match (parsed.scheme(), tls.as_deref()) {
+            ("smtps", None) => true,
+            ("smtp", Some("required")) => true,
+            ("smtp", None) => false,
+            _ => anyhow::bail!(
+                "VIDEOSTORE_SMTP_URL: smtp://host[:port] (plain), \
+                 smtp://[user:password@]host[:port]?tls=required (STARTTLS) or smtps://… (TLS); \
+                 opportunistic TLS would fall back to plain text unnoticed"
+            ),
+        };
+        let credentials = !parsed.username().is_empty() || parsed.password().is_some();
+        anyhow::ensure!(
+            secure || !credentials,
+            "VIDEOSTORE_SMTP_URL has a password but no TLS: it would cross the network in the \
+             clear (use ?tls=required or smtps://)"
+        );
+        anyhow::ensure!(
+            secure || settings.smtp_ca.is_none(),
+            "VIDEOSTORE_SMTP_CA is set but VIDEOSTORE_SMTP_URL has no TLS"
+        );
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .context("VIDEOSTORE_SMTP_URL: smtp://[user:password@]host[:port][?tls=required] or smtps://…")?
+            .context("VIDEOSTORE_SMTP_URL")?
             .timeout(Some(SMTP_TIMEOUT));
-        let secure = parsed.scheme() == "smtps" || tls.is_some();
-        // Without a CA named, a TLS relay is checked against the system's root certificates
-        // (none in the images, which are FROM scratch).
-        if let (true, Some(ca)) = (secure, smtp_ca) {
-            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-            let parameters = TlsParameters::builder(host)
-                .certificate_store(CertificateStore::None)
-                .add_root_certificate(Certificate::from_pem(&pem).context("VIDEOSTORE_SMTP_CA")?)
-                .build_rustls()
-                .context("VIDEOSTORE_SMTP_CA")?;
-            builder = builder.tls(match (parsed.scheme(), tls.as_deref()) {
-                ("smtps", _) => Tls::Wrapper(parameters),
-                (_, Some("opportunistic")) => Tls::Opportunistic(parameters),
-                _ => Tls::Required(parameters),
-            });
+        match (secure, settings.smtp_ca) {
+            (true, Some(ca)) => {
+                let pem = if ca.trim_start().starts_with("-----BEGIN") {
+                    ca.as_bytes().to_vec()
+                } else {
+                    std::fs::read(ca).with_context(|| format!("reading VIDEOSTORE_SMTP_CA {ca}"))?
+                };
+                let parameters = TlsParameters::builder(host)
+                    .certificate_store(CertificateStore::None)
+                    .add_root_certificate(
+                        Certificate::from_pem(&pem).context("VIDEOSTORE_SMTP_CA")?,
+                    )
+                    .build_rustls()
+                    .context("VIDEOSTORE_SMTP_CA")?;
+                builder = builder.tls(if parsed.scheme() == "smtps" {
+                    Tls::Wrapper(parameters)
+                } else {
+                    Tls::Required(parameters)
+                });
+            }
+            (true, None) => anyhow::ensure!(
+                !rustls_native_certs::load_native_certs().certs.is_empty(),
+                "this system has no root certificates to check the mail relay with (the images \
+                 have none): give its CA in VIDEOSTORE_SMTP_CA"
+            ),
+            (false, _) => {}
         }
-        Ok(Some(Self::Smtp(builder.build())))
+        Ok(Some(Self::Smtp(builder.build(), from(None)?)))
     }
 
     /// Claims up to [`BATCH`] mails, delivers them and removes the delivered ones from the
@@ -229,42 +280,69 @@ impl Delivery {
         }
         let claimed = mails.len();
         let delivered = match self {
-            Self::Folder(folder) => {
-                let folder = folder.clone();
-                tokio::task::spawn_blocking(move || write_mails(&folder, &mails)).await??
+            Self::Folder(folder, from) => {
+                let (folder, from) = (folder.clone(), from.clone());
+                tokio::task::spawn_blocking(move || write_mails(&folder, &from, &mails)).await??
             }
-            Self::Smtp(relay) => send(relay, &mails).await,
+            Self::Smtp(relay, from) => send(relay, from, &mails).await,
         };
         store.mail_sent(&delivered).await?;
         Ok(claimed)
     }
 }
 
-/// How long one exchange with the SMTP relay may take.
+/// How long one exchange with the SMTP relay may take: connecting and signing in, or one mail.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Sends `mails` through `relay`, in order; the ids of those it is done with. A mail the relay
-/// refuses for good (an unknown mailbox) is done with too, and logged; at the first failure that
-/// may pass (the relay down, busy) it stops, leaving the rest to be tried again.
-async fn send(relay: &AsyncSmtpTransport<Tokio1Executor>, mails: &[OutboxMail]) -> Vec<i64> {
+/// Sends `mails` through `relay`, in order; the ids of those it is done with.
+///
+/// The relay is tried first (connection, TLS, sign-in): when that fails, it is the relay's
+/// fault or the configuration's, not a mail's, and every mail waits. A mail the relay then
+/// refuses (an unknown mailbox, an address it cannot take) stays queued and is tried again
+/// until its code expires, while the mails after it go on; at a failure of the relay itself
+/// (down, busy, silent) the batch stops. Nothing is dropped on the relay's word.
+async fn send(
+    relay: &AsyncSmtpTransport<Tokio1Executor>,
+    from: &Sender,
+    mails: &[OutboxMail],
+) -> Vec<i64> {
     let mut done = Vec::with_capacity(mails.len());
+    match tokio::time::timeout(SMTP_TIMEOUT, relay.test_connection()).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
+            tracing::warn!("the mail relay did not answer; mail waits");
+            return done;
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "the mail relay cannot be used; mail waits");
+            return done;
+        }
+        Err(_) => {
+            tracing::warn!("the mail relay did not answer within {SMTP_TIMEOUT:?}; mail waits");
+            return done;
+        }
+    }
     for mail in mails {
-        let message = match message(mail) {
+        let message = match message(mail, from) {
             Ok(message) => message,
             Err(error) => {
+                // It cannot become a message now or ever: nothing to wait for.
                 tracing::warn!(mail = mail.id, error = %error, "a queued mail cannot be sent; dropped");
                 done.push(mail.id);
                 continue;
             }
         };
-        match relay.send(message).await {
-            Ok(_) => done.push(mail.id),
-            Err(error) if error.is_permanent() => {
-                tracing::warn!(mail = mail.id, error = %error, "the mail relay refused a mail; dropped");
-                done.push(mail.id);
+        match tokio::time::timeout(SMTP_TIMEOUT, relay.send(message)).await {
+            Ok(Ok(_)) => done.push(mail.id),
+            Ok(Err(error)) if error.is_permanent() || error.is_client() => {
+                tracing::warn!(mail = mail.id, error = %error, "the mail relay refused a mail; it waits");
             }
-            Err(error) => {
-                tracing::warn!(error = %error, "the mail relay cannot take mail now; trying again later");
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "the mail relay cannot take mail now; mail waits");
+                break;
+            }
+            Err(_) => {
+                tracing::warn!("the mail relay did not answer within {SMTP_TIMEOUT:?}; mail waits");
                 break;
             }
         }
@@ -274,11 +352,11 @@ async fn send(relay: &AsyncSmtpTransport<Tokio1Executor>, mails: &[OutboxMail]) 
 
 /// The message of a queued mail: plain text, 7bit where every line is short enough, else
 /// quoted-printable (lettre chooses).
-fn message(mail: &OutboxMail) -> anyhow::Result<Message> {
+fn message(mail: &OutboxMail, from: &Sender) -> anyhow::Result<Message> {
     let queued = mail.queued_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let to: lettre::Address = mail.mail.to.parse().context("the recipient's address")?;
     Ok(Message::builder()
-        .from(lettre::message::Mailbox::new(Some("Video Store".to_owned()), FROM.parse()?))
+        .from(from.clone())
         .to(lettre::message::Mailbox::new(None, to))
         .subject(&mail.mail.subject)
         .date(mail.queued_at)
@@ -289,10 +367,10 @@ fn message(mail: &OutboxMail) -> anyhow::Result<Message> {
 
 /// Writes `mails` into `folder` and syncs it; the ids written (a mail that cannot be made a
 /// message is dropped, and logged).
-fn write_mails(folder: &Path, mails: &[OutboxMail]) -> std::io::Result<Vec<i64>> {
+fn write_mails(folder: &Path, from: &Sender, mails: &[OutboxMail]) -> std::io::Result<Vec<i64>> {
     let mut done = Vec::with_capacity(mails.len());
     for mail in mails {
-        match message(mail) {
+        match message(mail, from) {
             Ok(message) => write_mail(folder, mail, &message.formatted())?,
             Err(error) => {
                 tracing::warn!(mail = mail.id, error = %error, "a queued mail cannot be written; dropped");
@@ -454,6 +532,33 @@ mod tests {
     }
 
     #[test]
+    fn relay_settings_that_could_only_fail_later_or_leak_a_password_are_refused() {
+        let relay = |url: &'static str, ca: Option<&'static str>, from: Option<&'static str>| {
+            let settings = MailSettings { folder: None, smtp_url: Some(url), smtp_ca: ca, from };
+            Delivery::configured(&settings).err().map(|error| format!("{error:#}"))
+        };
+        let from = Some("shop@example.com");
+        let refused = relay("smtp://user:secret@relay.example:25", None, from).unwrap();
+        assert!(refused.contains("in the clear") && !refused.contains("secret"), "{refused}");
+        let refused = relay("smtp://relay.example?tls=opportunistic", None, from).unwrap();
+        assert!(refused.contains("opportunistic"), "{refused}");
+        let refused = relay("smtp://relay.example", Some("/nowhere/ca.pem"), from).unwrap();
+        assert!(refused.contains("no TLS"), "{refused}");
+        let refused = relay("smtp://relay.example", None, None).unwrap();
+        assert!(refused.contains("VIDEOSTORE_MAIL_FROM"), "{refused}");
+        let refused = relay("smtp://relay.example", None, Some("not an address")).unwrap();
+        assert!(refused.contains("not an address"), "{refused}");
+        assert_eq!(relay("smtp://relay.example:2525", None, from), None, "plain, no password");
+        let both = MailSettings {
+            folder: Some(Path::new("/tmp")),
+            smtp_url: Some("smtp://relay.example"),
+            smtp_ca: None,
+            from,
+        };
+        assert!(Delivery::configured(&both).is_err());
+    }
+
+    #[test]
     fn the_mailbox_reads_what_the_postman_writes() {
         let folder = tempfile::tempdir().unwrap();
         // Long enough that the link's line is too long for 7bit: the file is quoted-printable.
@@ -468,7 +573,8 @@ mod tests {
             .zip(&mails)
             .map(|(id, mail)| OutboxMail { id, queued_at, mail: mail.clone() })
             .collect();
-        assert_eq!(write_mails(folder.path(), &outbox).unwrap(), [0, 1]);
+        let from = FOLDER_FROM.parse().unwrap();
+        assert_eq!(write_mails(folder.path(), &from, &outbox).unwrap(), [0, 1]);
         for name in mailbox_files(folder.path()) {
             let mode = std::fs::metadata(folder.path().join(name)).unwrap().permissions();
             assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);

@@ -27,7 +27,7 @@ use crate::{
     feed::Feed,
     grpc::{AccountApi, StockApi},
     limits::{Limits, WatchCaps},
-    mail::{CONFIRM_WITHIN, Delivery, Mailer},
+    mail::{CONFIRM_WITHIN, Delivery, MailSettings, Mailer},
     passwords::Passwords,
     seed,
     service::{Publisher, Stock, Tokens},
@@ -105,11 +105,12 @@ impl Application {
         };
         passwords.register_metrics(&metrics);
         let mailer = Mailer::new(&config.public_url);
-        let delivery = Delivery::configured(
-            config.mail_dir.as_deref(),
-            config.smtp_url.as_deref(),
-            config.smtp_ca.as_deref(),
-        )?;
+        let delivery = Delivery::configured(&MailSettings {
+            folder: config.mail_dir.as_deref(),
+            smtp_url: config.smtp_url.as_deref(),
+            smtp_ca: config.smtp_ca.as_deref(),
+            from: config.mail_from.as_deref(),
+        })?;
         match delivery {
             Some(delivery) => {
                 mailer.deliver(delivery, Arc::clone(&store), shutdown.clone());

@@ -605,8 +605,9 @@ async fn abusers_are_slowed_down_and_told_when_to_come_back() {
 }
 
 /// A shop sends its mail through an SMTP relay: the confirmation reaches the relay as a real
-/// SMTP message, and its code makes the account. A mail the relay refuses for good (an unknown
-/// mailbox) is dropped rather than tried forever, and the mail queued after it still goes.
+/// SMTP message from the shop's sender, and its code makes the account. A mail the relay
+/// refuses (an unknown mailbox) stays queued to be tried again, and the mail after it still
+/// goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_mail_goes_through_an_smtp_relay() {
     let mut store = TestStore::start().await;
@@ -615,10 +616,12 @@ async fn registration_mail_goes_through_an_smtp_relay() {
     let mut config = store.stock_config();
     config.mail_dir = None;
     config.smtp_url = Some(format!("smtp://{}", relay.addr));
+    config.mail_from = Some("Video Store <shop@example.com>".into());
     let shutdown = tokio_util::sync::CancellationToken::new();
     let clock: std::sync::Arc<dyn stock::clock::Clock> = store.clock.clone();
     let app = stock::startup::Application::build(config, clock, shutdown.clone()).await.unwrap();
     let addr = app.local_addr();
+    let outbox = app.store();
     let server = tokio::spawn(app.run());
     let mut accounts =
         pb::account_service_client::AccountServiceClient::new(TestStore::channel(addr).await);
@@ -637,8 +640,18 @@ async fn registration_mail_goes_through_an_smtp_relay() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(received.len(), 1, "the refused one dropped, the next one sent: {received:?}");
+    assert_eq!(received.len(), 1, "the refused one waits, the next one sent: {received:?}");
     assert_eq!(received[0].to, ["relayed@example.com"]);
+    assert!(
+        received[0].data.contains("From: \"Video Store\" <shop@example.com>\r\n"),
+        "{}",
+        received[0].data
+    );
+    // Still queued, for when its claim runs out.
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let waiting = outbox.claim_mail(later, later, 10).await.unwrap();
+    let waiting: Vec<&str> = waiting.iter().map(|mail| mail.mail.to.as_str()).collect();
+    assert_eq!(waiting, ["refused@example.com"]);
     let mail = stock::mail::Delivered::parse(&received[0].data).unwrap();
     assert_eq!(mail.to, "relayed@example.com");
     assert!(received[0].data.contains("\r\nDate: "), "{}", received[0].data);
@@ -672,7 +685,8 @@ async fn mail_goes_only_to_a_tls_relay_with_a_certificate_the_ca_signed() {
         let mut config = store.stock_config();
         config.mail_dir = None;
         config.smtp_url = Some(format!("smtps://127.0.0.1:{}", relay.addr.port()));
-        config.smtp_ca = Some(ca);
+        config.smtp_ca = Some(ca.display().to_string());
+        config.mail_from = Some("shop@example.com".into());
         let shutdown = tokio_util::sync::CancellationToken::new();
         let clock: std::sync::Arc<dyn stock::clock::Clock> = store.clock.clone();
         let app = stock::startup::Application::build(config, clock, shutdown.clone());

@@ -210,7 +210,8 @@ async fn the_catalogues_long_streams_are_capped_per_client() {
     let mut catalogue =
         cat::catalogue_service_client::CatalogueServiceClient::new(TestStore::channel(addr).await);
     let watch = catalogue.watch_changes(cat::WatchChangesRequest {}).await.unwrap();
-    let lookups = futures::stream::pending::<cat::LookupMoviesRequest>();
+    let (asking, lookups) = tokio::sync::mpsc::channel::<cat::LookupMoviesRequest>(1);
+    let lookups = tokio_stream::wrappers::ReceiverStream::new(lookups);
     let lookup = catalogue.lookup_movies(lookups).await.unwrap();
     let refused = catalogue.watch_changes(cat::WatchChangesRequest {}).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted);
@@ -227,8 +228,20 @@ async fn the_catalogues_long_streams_are_capped_per_client() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    again.expect("a place once a stream ended");
+    let again = again.expect("a place once a stream ended");
+    // Now full again; a LookupMovies whose caller has no more to ask gives its place back too.
+    drop(asking);
     drop(lookup);
+    let mut third = Err(tonic::Status::internal("not tried"));
+    for _ in 0..100 {
+        third = catalogue.watch_changes(cat::WatchChangesRequest {}).await;
+        if third.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    third.expect("a place once the lookups ended");
+    drop(again);
     shutdown.cancel();
     running.await.unwrap().unwrap();
 }

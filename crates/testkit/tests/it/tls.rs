@@ -122,6 +122,7 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
             mail_dir: None,
             smtp_url: None,
             smtp_ca: None,
+            mail_from: None,
             public_url: "https://shop.test".into(),
             watch_heartbeat_ms: 15_000,
             request_id_ttl_hours: 24,
