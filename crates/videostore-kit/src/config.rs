@@ -5,7 +5,7 @@
 //! (`CATALOGUE_LISTEN_ADDR`, `127.0.0.1:50051`, …): each service sets them on its command with
 //! `mut_arg("listen", …)`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::serve::AllowedOrigins;
 
@@ -39,6 +39,11 @@ pub struct ServerConfig {
     /// networks, comma-separated (the front door, the Ingress controller's pods).
     #[arg(long, env = "VIDEOSTORE_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
+    /// A connection that has sent nothing for this many milliseconds is pinged (HTTP/2 PING);
+    /// one that does not answer within a third of it (10 s by default) is closed, so a peer
+    /// that vanished without a word does not hold its streams and places.
+    #[arg(long, env = "VIDEOSTORE_HTTP2_KEEPALIVE_MS", default_value_t = 30_000)]
+    pub http2_keepalive_ms: u64,
 }
 
 impl ServerConfig {
@@ -51,7 +56,13 @@ impl ServerConfig {
             tls_key: None,
             admin_listen: None,
             trusted_proxies: String::new(),
+            http2_keepalive_ms: 30_000,
         }
+    }
+
+    /// How long a silent connection goes before it is pinged (at least 100 ms).
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_millis(self.http2_keepalive_ms.max(100))
     }
 
     /// The trusted proxies, parsed.

@@ -209,7 +209,8 @@ pub fn with_grpc_web(routes: Routes, metrics: &crate::metrics::Metrics) -> axum:
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
 /// Serves `routes` on `listener` until `shutdown` is cancelled, then lets in-flight calls finish
-/// (for at most [`SHUTDOWN_GRACE`]).
+/// (for at most [`SHUTDOWN_GRACE`]). A connection silent for `keepalive` is pinged, and closed
+/// when the ping is not answered within a third of that.
 ///
 /// `routes` is typically [`with_grpc_web`] of the service's gRPC routes, plus any plain HTTP
 /// routes. The caller binds the listener (port 0 in tests) so it knows the address before
@@ -218,6 +219,7 @@ pub async fn serve(
     listener: TcpListener,
     routes: axum::Router,
     origins: &AllowedOrigins,
+    keepalive: Duration,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     mut standard: StandardServices,
     shutdown: CancellationToken,
@@ -249,8 +251,8 @@ pub async fn serve(
     };
     let router = tonic::transport::Server::builder()
         .accept_http1(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive / 3))
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .concurrency_limit_per_connection(MAX_CALLS_PER_CONNECTION)
         .layer(cors_layer(origins))

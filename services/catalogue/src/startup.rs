@@ -32,6 +32,8 @@ pub struct Application {
     routes: tonic::service::Routes,
     standard: StandardServices,
     origins: AllowedOrigins,
+    /// How long a silent connection goes before it is pinged.
+    keepalive: std::time::Duration,
     /// TLS on the port, when configured.
     tls: Option<std::sync::Arc<videostore_kit::tls::ServerTls>>,
     shutdown: CancellationToken,
@@ -98,7 +100,15 @@ impl Application {
         let listen = config.server.listen;
         let listener =
             TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-        Ok(Self { listener, routes, standard, origins, tls, shutdown })
+        Ok(Self {
+            listener,
+            routes,
+            standard,
+            origins,
+            keepalive: config.server.keepalive(),
+            tls,
+            shutdown,
+        })
     }
 
     /// The address the server listens on.
@@ -117,6 +127,7 @@ impl Application {
             self.listener,
             serve::with_grpc_web(self.routes, self.standard.metrics()),
             &self.origins,
+            self.keepalive,
             self.tls,
             self.standard,
             self.shutdown,

@@ -245,3 +245,202 @@ async fn the_catalogues_long_streams_are_capped_per_client() {
     shutdown.cancel();
     running.await.unwrap().unwrap();
 }
+
+/// One connection has at most 256 calls (`MAX_CALLS_PER_CONNECTION`) waiting for their answer
+/// at once: with 255 slow pages in flight a 256th call still goes through, with 256 the next
+/// waits until one ends, and another connection is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_has_at_most_256_calls_waiting_for_an_answer() {
+    use std::time::Duration;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use videostore_proto::aggregator as agg;
+    let store = TestStore::start().await;
+    // A stock service that takes connections and never answers: every page waits for its
+    // deadline (5 s), with its place on the connection held.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole = black_hole.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = black_hole.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut config = TestStore::aggregator_config(
+        &store.catalogue.url(),
+        &format!("http://{hole}"),
+        Duration::from_secs(30),
+    );
+    config.default_deadline_ms = 5_000;
+    let (front, _) = TestStore::spawn_aggregator_with(config).await;
+    let channel = TestStore::channel(front.addr).await;
+    let storefront = agg::storefront_service_client::StorefrontServiceClient::new(channel.clone());
+    let slow_page = || {
+        let mut storefront = storefront.clone();
+        tokio::spawn(async move {
+            let page = agg::GetMoviePageRequest { movie_id: 2, related_limit: 1 };
+            storefront.get_movie_page(page).await
+        })
+    };
+    let limit = videostore_kit::serve::MAX_CALLS_PER_CONNECTION;
+    let mut pages: Vec<_> = (0..limit - 1).map(|_| slow_page()).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let check = || HealthCheckRequest { service: String::new() };
+    let mut health = HealthClient::new(channel);
+    let answered = tokio::time::timeout(Duration::from_secs(1), health.check(check())).await;
+    answered.expect("the 256th call has a place").unwrap();
+
+    pages.push(slow_page());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut waiting = Box::pin(health.check(check()));
+    let held = tokio::time::timeout(Duration::from_secs(1), &mut waiting).await;
+    assert!(held.is_err(), "a 257th call was not held: {held:?}");
+    // Elsewhere, nothing waits.
+    let mut other = HealthClient::new(TestStore::channel(front.addr).await);
+    tokio::time::timeout(Duration::from_secs(1), other.check(check())).await.unwrap().unwrap();
+    // Once the pages have their answers (without stock, at their deadline), it goes through.
+    let answered = tokio::time::timeout(Duration::from_secs(15), waiting).await;
+    answered.expect("let in once a call ended").unwrap();
+    for page in pages {
+        let page = page.await.unwrap().expect("a page, without its stock").into_inner();
+        assert_eq!(page.movie.unwrap().id, 2);
+    }
+    holder.abort();
+    front.stop().await;
+    store.stop().await;
+}
+
+/// A peer that vanishes without a word (it no longer answers HTTP/2 PINGs) is closed after
+/// the keepalive's ping goes unanswered, and the long stream it held gives its place back; a
+/// peer that answers keeps its idle stream.
+#[tokio::test]
+async fn a_silent_connection_is_pinged_and_closed_and_its_stream_place_freed() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+    use videostore_kit::config::{DataConfig, ServerConfig};
+    let data = tempfile::tempdir().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let keepalive = Duration::from_millis(600);
+    let config = catalogue::config::Config {
+        server: ServerConfig {
+            http2_keepalive_ms: keepalive.as_millis() as u64,
+            ..ServerConfig::for_tests("127.0.0.1:0".parse().unwrap())
+        },
+        data: DataConfig {
+            data_dir: data.path().to_path_buf(),
+            token_verify_keys: None,
+            database_pool: 8,
+        },
+        database_url: None,
+        seed: false,
+        max_streams: 100,
+        streams_per_client: 1,
+    };
+    let app = catalogue::startup::Application::build(config, shutdown.clone()).await.unwrap();
+    let addr = app.local_addr();
+    let running = tokio::spawn(app.run());
+
+    // A bare HTTP/2 peer opens WatchChanges, the one stream this address may hold.
+    let mut peer = tokio::net::TcpStream::connect(addr).await.unwrap();
+    peer.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    peer.write_all(&h2_frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    let (kind, flags, _) = read_h2_frame(&mut peer).await.expect("the server's SETTINGS");
+    assert_eq!((kind, flags), (SETTINGS, 0));
+    peer.write_all(&h2_frame(SETTINGS, ACK, 0, &[])).await.unwrap();
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/videostore.catalogue.v1.CatalogueService/WatchChanges"),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        // HPACK: a literal field, not indexed, with a literal name (lengths under 127).
+        block.push(0);
+        block.push(name.len() as u8);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    peer.write_all(&h2_frame(HEADERS, END_HEADERS, 1, &block)).await.unwrap();
+    peer.write_all(&h2_frame(DATA, END_STREAM, 1, &[0, 0, 0, 0, 0])).await.unwrap();
+    // The stream is open once its answer's headers come.
+    loop {
+        let (kind, _, stream) = read_h2_frame(&mut peer).await.expect("the answer's headers");
+        if (kind, stream) == (HEADERS, 1) {
+            break;
+        }
+    }
+    let mut catalogue =
+        cat::catalogue_service_client::CatalogueServiceClient::new(TestStore::channel(addr).await);
+    let refused = catalogue.watch_changes(cat::WatchChangesRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "the place is held");
+
+    // Now the peer says nothing more. The server pings it, and closes it when no answer comes.
+    let silent_since = Instant::now();
+    let mut pinged = false;
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some((kind, _, _)) = read_h2_frame(&mut peer).await {
+            pinged |= kind == PING;
+            if kind == GOAWAY {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the silent connection is still open after 10 s");
+    assert!(pinged, "no PING before the connection was closed");
+    assert!(silent_since.elapsed() >= keepalive, "closed before a ping could go unanswered");
+
+    // Its place is free again (the server notices the stream is gone at once).
+    let mut watch = Err(refused);
+    for _ in 0..100 {
+        watch = catalogue.watch_changes(cat::WatchChangesRequest {}).await;
+        if watch.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut watch = watch.expect("the place of the vanished peer is free").into_inner();
+    // A client that answers its pings keeps an idle stream through several of them (after the
+    // empty message every WatchChanges opens with).
+    let opened = watch.message().await.unwrap().expect("the opening message");
+    assert_eq!(opened, cat::WatchChangesResponse::default());
+    let quiet = tokio::time::timeout(keepalive * 4, watch.message()).await;
+    assert!(quiet.is_err(), "the answering client's stream ended: {quiet:?}");
+    let refused = catalogue.watch_changes(cat::WatchChangesRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "its stream still holds the place");
+    drop(watch);
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const SETTINGS: u8 = 4;
+const PING: u8 = 6;
+const GOAWAY: u8 = 7;
+const ACK: u8 = 1;
+const END_STREAM: u8 = 1;
+const END_HEADERS: u8 = 4;
+
+/// An HTTP/2 frame: a 9-byte head (length, type, flags, stream) and its payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[kind, flags]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The next frame's type, flags and stream; `None` once the connection is closed.
+async fn read_h2_frame(peer: &mut tokio::net::TcpStream) -> Option<(u8, u8, u32)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 9];
+    peer.read_exact(&mut head).await.ok()?;
+    let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0; length];
+    peer.read_exact(&mut payload).await.ok()?;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    Some((head[3], head[4], stream))
+}
