@@ -37,6 +37,7 @@ pub mod ids;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod paced;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod private;

@@ -235,19 +235,14 @@ async fn export_movies(
     // The body is written by a task of its own, a batch or two ahead of the client: one that
     // takes nothing for `EXPORT_STALL` is cut off, and its stream to the catalogue and its
     // place among the exports are let go.
-    let (sender, body) = tokio::sync::mpsc::channel(2);
+    let (sender, body) = videostore_kit::paced::channel(2, videostore_kit::paced::EXPORT_STALL);
     tokio::spawn(async move {
         let _place = place;
         let chunks = json_array_body(first_batch, batches);
         futures::pin_mut!(chunks);
         while let Some(chunk) = chunks.next().await {
-            match tokio::time::timeout(EXPORT_STALL, sender.send(chunk)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return, // The client has gone.
-                Err(_) => {
-                    tracing::info!("an export's client took nothing for {EXPORT_STALL:?}; cut off");
-                    return;
-                }
+            if !sender.send(chunk).await {
+                return; // The client has gone, or stalled.
             }
         }
     });
@@ -257,9 +252,6 @@ async fn export_movies(
     )
         .into_response())
 }
-
-/// How long an export waits for its client to take a batch before cutting it off.
-const EXPORT_STALL: Duration = Duration::from_secs(30);
 
 /// The JSON array, batch by batch, each written from the catalogue's bytes; an error mid-way
 /// ends the body with an error, which cuts the HTTP response short.

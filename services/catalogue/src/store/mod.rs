@@ -72,49 +72,16 @@ pub(crate) struct WireExport {
 /// waits for the client beyond that, so an unread export costs a few MiB, not the catalogue.
 pub(crate) const EXPORT_BUFFER: usize = 4;
 
-/// How long an export's read waits for the client to take a chunk before it gives up: a client
-/// that reads less than a chunk (1 MiB) in this time is cut off, so that it cannot hold a
-/// database connection and its snapshot for as long as it likes.
-pub(crate) const EXPORT_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+/// The read's end of an export's chunks: it holds [`EXPORT_BUFFER`] chunks for the client, and
+/// gives up on a client that takes none for `EXPORT_STALL` (30 s: one that reads less than a
+/// chunk, 1 MiB, in that time), so that it cannot hold a database connection and its snapshot
+/// for as long as it likes.
+pub(crate) type ExportSender = videostore_kit::paced::Paced<Result<Vec<u8>, Error>>;
 
-/// The read's end of an export's chunks: a bounded channel whose sends give up on a client that
-/// stalls (see [`EXPORT_STALL`]).
-#[derive(Debug, Clone)]
-pub(crate) struct ExportSender(tokio::sync::mpsc::Sender<Result<Vec<u8>, Error>>);
-
-/// A channel for an export's chunks, bounded to [`EXPORT_BUFFER`].
+/// A channel for an export's chunks (see [`ExportSender`]).
 pub(crate) fn export_channel() -> (ExportSender, tokio::sync::mpsc::Receiver<Result<Vec<u8>, Error>>)
 {
-    let (sender, receiver) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
-    (ExportSender(sender), receiver)
-}
-
-impl ExportSender {
-    /// Hands the client `item`, waiting while its buffer is full. Whether the read should go
-    /// on: `false` when the client has gone or took nothing for [`EXPORT_STALL`].
-    pub(crate) async fn send(&self, item: Result<Vec<u8>, Error>) -> bool {
-        match tokio::time::timeout(EXPORT_STALL, self.0.send(item)).await {
-            Ok(sent) => sent.is_ok(),
-            Err(_) => {
-                tracing::info!("an export's client took nothing for {EXPORT_STALL:?}; cut off");
-                false
-            }
-        }
-    }
-
-    /// [`ExportSender::send`] from a blocking thread (a SQLite reader's), on `runtime`.
-    pub(crate) fn send_blocking(
-        &self,
-        runtime: &tokio::runtime::Handle,
-        item: Result<Vec<u8>, Error>,
-    ) -> bool {
-        runtime.block_on(self.send(item))
-    }
-
-    /// Whether the client has gone.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.0.is_closed()
-    }
+    videostore_kit::paced::channel(EXPORT_BUFFER, videostore_kit::paced::EXPORT_STALL)
 }
 
 /// A write, as announced to those who watch the catalogue (after it committed, or when its
