@@ -46,14 +46,9 @@ pub(crate) async fn register_with(
     let metadata = request.metadata().clone();
     let before = mailbox.to(&email)?.len();
     accounts.register(request).await?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mail = loop {
-        if let Some(mail) = mailbox.to(&email)?.into_iter().nth(before) {
-            break mail;
-        }
-        anyhow::ensure!(std::time::Instant::now() < deadline, "no mail to {email} within 10 s");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let wait = std::time::Duration::from_secs(10);
+    let mail = mailbox.next_to(&email, before, wait).await?;
+    let mail = mail.ok_or_else(|| anyhow::anyhow!("no mail to {email} within 10 s"))?;
     let signed_in = match mail.confirmation_code() {
         Some(code) => {
             let confirm =

@@ -481,20 +481,38 @@ impl Mailbox {
         Ok(mails)
     }
 
+    /// The mail to `to` after the first `seen` of them, waiting up to `wait` for it to be
+    /// delivered; `None` when none came in time.
+    pub async fn next_to(
+        &self,
+        to: &str,
+        seen: usize,
+        wait: Duration,
+    ) -> std::io::Result<Option<Delivered>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(mail) = self.to(to)?.into_iter().nth(seen) {
+                return Ok(Some(mail));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The newest confirmation code mailed to `to`, waiting up to `wait` for a first one. (It
     /// does not wait for a newer one: to see the answer to a second registration of an address,
-    /// count its mails before with [`Mailbox::to`].)
+    /// count its mails before with [`Mailbox::to`], then wait with [`Mailbox::next_to`].)
     pub async fn confirmation_code(&self, to: &str, wait: Duration) -> Option<String> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let mails = self.to(to).unwrap_or_default();
+            let mails = self.to(to).ok()?;
             if let Some(code) = mails.iter().rev().find_map(Delivered::confirmation_code) {
                 return Some(code.to_owned());
             }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.next_to(to, mails.len(), left).await.ok()??;
         }
     }
 }
