@@ -114,6 +114,35 @@ pub enum Backend {
     Postgres,
 }
 
+/// A socket on 127.0.0.1 that takes connections and never answers: a hung service. Until
+/// dropped.
+pub struct BlackHole {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl BlackHole {
+    /// Starts listening.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("an address");
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The folder in the data folder stock delivers mail to.
 const MAIL_DIR: &str = "outbox";
 
@@ -320,6 +349,24 @@ impl TestStore {
             .expect("aggregator starts");
         let (addr, admin) = (app.local_addr(), app.admin_addr());
         (Service { addr, shutdown, handle: tokio::spawn(app.run()) }, admin)
+    }
+
+    /// The settings of a catalogue of a test's own, on `data_dir`: SQLite, not seeded, the key
+    /// pair it makes there, any origin, the shipped stream caps. For a test to change, then
+    /// start with `catalogue::startup::Application::build`.
+    pub fn catalogue_config(data_dir: &std::path::Path) -> catalogue::config::Config {
+        catalogue::config::Config {
+            server: ServerConfig::for_tests("127.0.0.1:0".parse().unwrap()),
+            data: DataConfig {
+                data_dir: data_dir.to_path_buf(),
+                token_verify_keys: None,
+                database_pool: 8,
+            },
+            database_url: None,
+            seed: false,
+            max_streams: 10_000,
+            streams_per_client: 100,
+        }
     }
 
     /// The settings [`TestStore::spawn_aggregator`] uses, for a test to change before

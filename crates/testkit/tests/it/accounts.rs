@@ -676,42 +676,15 @@ async fn mail_goes_only_to_a_tls_relay_with_a_certificate_the_ca_signed() {
     for (ca, email) in
         [(other_ca, "unverified@example.com"), (pki.path("ca.pem"), "tls@example.com")]
     {
-        let mut config = store.stock_config();
-        config.mail_dir = None;
-        config.smtp_url = Some(format!("smtps://127.0.0.1:{}", relay.addr.port()));
-        config.smtp_ca = Some(ca.display().to_string());
-        config.mail_from = Some("shop@example.com".into());
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let clock: std::sync::Arc<dyn stock::clock::Clock> = store.clock.clone();
-        let app = stock::startup::Application::build(config, clock, shutdown.clone());
-        let app = app.await.unwrap();
-        let addr = app.local_addr();
-        let server = tokio::spawn(app.run());
-        let mut accounts =
-            pb::account_service_client::AccountServiceClient::new(TestStore::channel(addr).await);
-        let request = pb::RegisterRequest {
-            email: email.into(),
-            name: "Secure".into(),
-            password: "secure password".into(),
-        };
-        accounts.register(request).await.unwrap();
-        // Long enough for a delivery to the relay on 127.0.0.1 (milliseconds).
-        let mut received = Vec::new();
-        for _ in 0..if email == "tls@example.com" { 500 } else { 50 } {
-            received = relay.received();
-            if !received.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if email == "tls@example.com" {
+        let smtps = format!("smtps://127.0.0.1:{}", relay.addr.port());
+        let sent = email == "tls@example.com";
+        let (received, _) = register_through_relay(&store, &relay, smtps, &ca, email, sent).await;
+        if sent {
             assert_eq!(received.len(), 1, "{received:?}");
             assert_eq!(received[0].to, [email]);
         } else {
             assert!(received.is_empty(), "sent to a relay its CA did not sign: {received:?}");
         }
-        shutdown.cancel();
-        server.await.unwrap().unwrap();
     }
     store.start_stock().await;
     store.stop().await;
@@ -733,44 +706,18 @@ async fn mail_goes_through_starttls_and_a_login_and_waits_when_the_login_is_wron
     let mut outbox = None;
     for (password, email) in [("wrong", "waits@example.com"), ("s3cret%20pass", "sent@example.com")]
     {
-        let mut config = store.stock_config();
-        config.mail_dir = None;
         let port = relay.addr.port();
-        config.smtp_url = Some(format!("smtp://shop:{password}@127.0.0.1:{port}?tls=required"));
-        config.smtp_ca = Some(pki.path("ca.pem").display().to_string());
-        config.mail_from = Some("shop@example.com".into());
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let clock: std::sync::Arc<dyn stock::clock::Clock> = store.clock.clone();
-        let app = stock::startup::Application::build(config, clock, shutdown.clone());
-        let app = app.await.unwrap();
-        let addr = app.local_addr();
-        outbox = Some(app.store());
-        let server = tokio::spawn(app.run());
-        let mut accounts =
-            pb::account_service_client::AccountServiceClient::new(TestStore::channel(addr).await);
-        let request = pb::RegisterRequest {
-            email: email.into(),
-            name: "Submitted".into(),
-            password: "submitted password".into(),
-        };
-        accounts.register(request).await.unwrap();
-        // Long enough for a delivery to the relay on 127.0.0.1 (milliseconds).
-        let mut received = Vec::new();
-        for _ in 0..if email == "sent@example.com" { 500 } else { 50 } {
-            received = relay.received();
-            if !received.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if email == "sent@example.com" {
+        let url = format!("smtp://shop:{password}@127.0.0.1:{port}?tls=required");
+        let sent = email == "sent@example.com";
+        let (received, stock) =
+            register_through_relay(&store, &relay, url, &pki.path("ca.pem"), email, sent).await;
+        outbox = Some(stock);
+        if sent {
             assert_eq!(received.len(), 1, "{received:?}");
             assert_eq!(received[0].to, [email]);
         } else {
             assert!(received.is_empty(), "sent without the right login: {received:?}");
         }
-        shutdown.cancel();
-        server.await.unwrap().unwrap();
     }
     // The one refused for the login is still queued, for when its claim runs out.
     let later = std::time::SystemTime::now() + Duration::from_secs(3600);
@@ -779,4 +726,49 @@ async fn mail_goes_through_starttls_and_a_login_and_waits_when_the_login_is_wron
     assert_eq!(waiting, ["waits@example.com"]);
     store.start_stock().await;
     store.stop().await;
+}
+
+/// Runs stock on `store`'s data, sending mail through `smtp_url` with the relay's certificate
+/// checked against `ca`; registers `email`; and gives back what the relay took, waiting up to
+/// 10 s for the mail when it is `expected` (else 1 s, long enough for a delivery on 127.0.0.1),
+/// with that stock's store (its outbox). Stock is stopped again before this returns.
+async fn register_through_relay(
+    store: &TestStore,
+    relay: &testkit::smtp::SmtpRelay,
+    smtp_url: String,
+    ca: &std::path::Path,
+    email: &str,
+    expected: bool,
+) -> (Vec<testkit::smtp::Received>, std::sync::Arc<dyn stock::store::StockStore>) {
+    let mut config = store.stock_config();
+    config.mail_dir = None;
+    config.smtp_url = Some(smtp_url);
+    config.smtp_ca = Some(ca.display().to_string());
+    config.mail_from = Some("shop@example.com".into());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let clock: std::sync::Arc<dyn stock::clock::Clock> = store.clock.clone();
+    let app = stock::startup::Application::build(config, clock, shutdown.clone());
+    let app = app.await.unwrap();
+    let addr = app.local_addr();
+    let outbox = app.store();
+    let server = tokio::spawn(app.run());
+    let mut accounts =
+        pb::account_service_client::AccountServiceClient::new(TestStore::channel(addr).await);
+    let request = pb::RegisterRequest {
+        email: email.into(),
+        name: "Relayed".into(),
+        password: "relayed password".into(),
+    };
+    accounts.register(request).await.unwrap();
+    let mut received = Vec::new();
+    for _ in 0..if expected { 500 } else { 50 } {
+        received = relay.received();
+        if !received.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    (received, outbox)
 }

@@ -109,17 +109,8 @@ async fn with_stock_stopped_the_page_still_comes_back_in_time() {
 #[tokio::test]
 async fn a_hanging_stock_service_cannot_hold_the_page_past_the_deadline() {
     let store = TestStore::start().await;
-    // A socket that accepts connections and never answers.
-    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hole_addr = black_hole.local_addr().unwrap();
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        loop {
-            if let Ok((socket, _)) = black_hole.accept().await {
-                held.push(socket);
-            }
-        }
-    });
+    let black_hole = testkit::BlackHole::start().await;
+    let hole_addr = black_hole.addr;
     let front_service = TestStore::spawn_aggregator(
         &store.catalogue.url(),
         &format!("http://{hole_addr}"),
@@ -141,7 +132,7 @@ async fn a_hanging_stock_service_cannot_hold_the_page_past_the_deadline() {
     assert!(took < deadline, "took {took:?}");
     assert_eq!(page.movie.unwrap().id, 2);
     assert!(!page.stock.unwrap().known);
-    holder.abort();
+    drop(black_hole);
     front_service.stop().await;
     store.stop().await;
 }

@@ -424,26 +424,12 @@ async fn bytes_that_are_not_the_request_are_invalid_argument() {
 /// the live-reload app's (:8000) only in development (`cargo xtask up --dev`).
 #[tokio::test]
 async fn by_default_only_the_served_apps_origin_is_let_in() {
-    use videostore_kit::config::{DEFAULT_CORS_ORIGINS, DataConfig, ServerConfig};
+    use videostore_kit::config::DEFAULT_CORS_ORIGINS;
 
     let data = tempfile::tempdir().unwrap();
-    let server = ServerConfig {
-        cors_origins: DEFAULT_CORS_ORIGINS.into(),
-        ..ServerConfig::for_tests("127.0.0.1:0".parse().unwrap())
-    };
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let config = catalogue::config::Config {
-        server,
-        data: DataConfig {
-            data_dir: data.path().to_path_buf(),
-            token_verify_keys: None,
-            database_pool: 8,
-        },
-        database_url: None,
-        seed: false,
-        max_streams: 10_000,
-        streams_per_client: 100,
-    };
+    let mut config = TestStore::catalogue_config(data.path());
+    config.server.cors_origins = DEFAULT_CORS_ORIGINS.into();
     let app = catalogue::startup::Application::build(config, shutdown.clone()).await.unwrap();
     let url =
         format!("http://{}/videostore.catalogue.v1.CatalogueService/GetMovie", app.local_addr());

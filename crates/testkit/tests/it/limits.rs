@@ -189,20 +189,12 @@ async fn one_connection_holds_at_most_1024_streams_at_once() {
 /// and a stream that ends gives its place back.
 #[tokio::test]
 async fn the_catalogues_long_streams_are_capped_per_client() {
-    use videostore_kit::config::{DataConfig, ServerConfig};
     let data = tempfile::tempdir().unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let config = catalogue::config::Config {
-        server: ServerConfig::for_tests("127.0.0.1:0".parse().unwrap()),
-        data: DataConfig {
-            data_dir: data.path().to_path_buf(),
-            token_verify_keys: None,
-            database_pool: 8,
-        },
-        database_url: None,
-        seed: false,
         max_streams: 100,
         streams_per_client: 2,
+        ..TestStore::catalogue_config(data.path())
     };
     let app = catalogue::startup::Application::build(config, shutdown.clone()).await.unwrap();
     let addr = app.local_addr();
@@ -257,14 +249,8 @@ async fn one_connection_has_at_most_256_calls_waiting_for_an_answer() {
     let store = TestStore::start().await;
     // A stock service that takes connections and never answers: every page waits for its
     // deadline (5 s), with its place on the connection held.
-    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hole = black_hole.local_addr().unwrap();
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = black_hole.accept().await {
-            held.push(socket);
-        }
-    });
+    let black_hole = testkit::BlackHole::start().await;
+    let hole = black_hole.addr;
     let mut config = TestStore::aggregator_config(
         &store.catalogue.url(),
         &format!("http://{hole}"),
@@ -304,7 +290,7 @@ async fn one_connection_has_at_most_256_calls_waiting_for_an_answer() {
         let page = page.await.unwrap().expect("a page, without its stock").into_inner();
         assert_eq!(page.movie.unwrap().id, 2);
     }
-    holder.abort();
+    drop(black_hole);
     front.stop().await;
     store.stop().await;
 }
@@ -316,25 +302,14 @@ async fn one_connection_has_at_most_256_calls_waiting_for_an_answer() {
 async fn a_silent_connection_is_pinged_and_closed_and_its_stream_place_freed() {
     use std::time::{Duration, Instant};
     use tokio::io::AsyncWriteExt;
-    use videostore_kit::config::{DataConfig, ServerConfig};
     let data = tempfile::tempdir().unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let keepalive = Duration::from_millis(600);
-    let config = catalogue::config::Config {
-        server: ServerConfig {
-            http2_keepalive_ms: keepalive.as_millis() as u64,
-            ..ServerConfig::for_tests("127.0.0.1:0".parse().unwrap())
-        },
-        data: DataConfig {
-            data_dir: data.path().to_path_buf(),
-            token_verify_keys: None,
-            database_pool: 8,
-        },
-        database_url: None,
-        seed: false,
-        max_streams: 100,
+    let mut config = catalogue::config::Config {
         streams_per_client: 1,
+        ..TestStore::catalogue_config(data.path())
     };
+    config.server.http2_keepalive_ms = keepalive.as_millis() as u64;
     let app = catalogue::startup::Application::build(config, shutdown.clone()).await.unwrap();
     let addr = app.local_addr();
     let running = tokio::spawn(app.run());
