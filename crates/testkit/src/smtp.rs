@@ -9,6 +9,7 @@
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use tokio::{
@@ -83,6 +84,18 @@ impl SmtpRelay {
     /// Every message taken so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// Every message taken so far, once there is at least one or `wait` has passed (then none).
+    pub async fn received_within(&self, wait: Duration) -> Vec<Received> {
+        let until = Instant::now() + wait;
+        loop {
+            let received = self.received();
+            if !received.is_empty() || Instant::now() >= until {
+                return received;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

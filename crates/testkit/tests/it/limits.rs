@@ -306,6 +306,7 @@ async fn a_silent_connection_is_pinged_and_closed_and_its_stream_place_freed() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let keepalive = Duration::from_millis(600);
     let mut config = catalogue::config::Config {
+        max_streams: 100,
         streams_per_client: 1,
         ..TestStore::catalogue_config(data.path())
     };

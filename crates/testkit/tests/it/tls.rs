@@ -89,11 +89,8 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
     let catalogue = catalogue::startup::Application::build(
         catalogue::config::Config {
             server: pki.server(),
-            data: data_config.clone(),
-            database_url: None,
             seed: true,
-            max_streams: 10_000,
-            streams_per_client: 100,
+            ..testkit::TestStore::catalogue_config(data.path())
         },
         shutdown.clone(),
     )
@@ -104,7 +101,7 @@ async fn the_services_speak_tls_to_callers_and_to_each_other() {
     let stock = stock::startup::Application::build(
         stock::config::Config {
             server: pki.server(),
-            data: data_config.clone(),
+            data: data_config,
             signing: videostore_kit::config::SigningConfig { token_signing_key: None },
             database_url: None,
             token_ttl_minutes: 60,
