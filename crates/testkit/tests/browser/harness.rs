@@ -215,3 +215,20 @@ pub(crate) async fn sign_in(page: &Client, base: &str, email: &str, password: &s
     page.find(Locator::Css("button[name=sign-in]")).await.unwrap().click().await.unwrap();
     page.wait().for_element(Locator::Css("button[name=sign-out]")).await.unwrap();
 }
+
+/// Signs out through the account page, and waits until the app has forgotten the session (it
+/// does once stock answered SignOut: a page loaded before that would still be signed in).
+pub(crate) async fn sign_out(page: &Client, base: &str) {
+    page.goto(&format!("{base}/account")).await.unwrap();
+    page.wait()
+        .for_element(Locator::Css("button[name=sign-out]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for("the sign-out notice", || async {
+        text_of(page, "main p.status.info").await.contains("Signed out everywhere")
+    })
+    .await;
+}

@@ -412,14 +412,7 @@ async fn a_staff_member_adds_a_film_stocks_it_and_it_appears_in_search() {
         page.wait().for_element(Locator::Css("[role=alert]")).await.unwrap().text().await.unwrap();
     assert!(refused.starts_with("Staff only"), "{refused}");
     page.find(Locator::Css("a[href='/account']")).await.unwrap();
-    page.goto(&format!("{base}/account")).await.unwrap();
-    page.wait()
-        .for_element(Locator::Css("button[name=sign-out]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    harness::sign_out(&page, &base).await;
 
     harness::sign_in(&page, &base, testkit::STAFF_EMAIL, testkit::STAFF_PASSWORD).await;
     page.goto(&format!("{base}/staff")).await.unwrap();
@@ -541,18 +534,7 @@ async fn the_app_refreshes_its_token_and_sign_out_ends_the_session() {
             as f64;
     assert!(refreshed["expires_at_ms"].as_f64().unwrap() > now_ms, "{refreshed}");
 
-    page.goto(&format!("{base}/account")).await.unwrap();
-    page.wait()
-        .for_element(Locator::Css("button[name=sign-out]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_for("the sign-out notice", || async {
-        harness::text_of(&page, "main p.status.info").await.contains("Signed out everywhere")
-    })
-    .await;
+    harness::sign_out(&page, &base).await;
     let refresh_token = refreshed["refresh_token"].as_str().unwrap().to_owned();
     let ended = store
         .account_client()
