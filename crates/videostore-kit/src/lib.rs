@@ -12,8 +12,9 @@
 //! - [`run`]: what every service's `main` does.
 //! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token that streaming handlers watch.
 //! - [`deadline`]: the caller's `grpc-timeout`, for propagating deadlines downstream.
-//! - [`telemetry`]: logs, and OpenTelemetry traces exported over OTLP; [`trace`]: a span per
-//!   call on both sides of every RPC, and trace context across the wire.
+//! - [`telemetry`]: logs, and OpenTelemetry traces exported over OTLP (`otlp`: the exporter,
+//!   which writes each batch straight into the protocol's bytes); [`trace`]: a span per call on
+//!   both sides of every RPC, and trace context across the wire.
 //! - [`sample`]: the sample data a new store opens with, shared by catalogue and stock.
 //! - [`database`]: which backend a database URL names; [`db_metrics`]: its connections and
 //!   commits on `/metrics`.
@@ -37,6 +38,7 @@ pub mod ids;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+mod otlp;
 pub mod paced;
 #[cfg(feature = "postgres")]
 pub mod postgres;

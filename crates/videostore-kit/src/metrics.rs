@@ -33,7 +33,7 @@ use http::{HeaderValue, header::CONTENT_TYPE};
 use http_body::{Body, Frame, SizeHint};
 use opentelemetry::context::FutureExt as _;
 use prometheus_client::{
-    encoding::EncodeLabelSet,
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
     metrics::{exemplar::HistogramWithExemplars, family::Family},
     registry::{Metric, Registry, Unit},
 };
@@ -57,7 +57,17 @@ struct Call {
 /// a slow call's trace.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Traced {
-    trace_id: String,
+    trace_id: TraceIdLabel,
+}
+
+/// A trace id as a label value (32 hex digits), written only when the exemplar is scraped.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct TraceIdLabel(opentelemetry::trace::TraceId);
+
+impl EncodeLabelValue for TraceIdLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        std::fmt::Write::write_fmt(encoder, format_args!("{}", self.0))
+    }
 }
 
 type CallDurations = HistogramWithExemplars<Traced>;
@@ -70,14 +80,51 @@ fn durations() -> CallDurations {
 /// The durations of one method's calls, by status code, each made on first use: a call finds
 /// its histogram without building a label set.
 struct MethodDurations {
-    name: Arc<str>,
+    name: &'static str,
     by_code: [OnceLock<CallDurations>; 17],
 }
 
 impl MethodDurations {
-    fn new(name: String) -> Arc<Self> {
-        Arc::new(Self { name: name.into(), by_code: std::array::from_fn(|_| OnceLock::new()) })
+    fn new(name: &'static str) -> Arc<Self> {
+        Arc::new(Self { name, by_code: std::array::from_fn(|_| OnceLock::new()) })
     }
+}
+
+/// The fully qualified name (`package.Service/Method`) of every method of the store's
+/// contracts, health and reflection, by its path (`/package.Service/Method`). Made once per
+/// process, and kept as long as it runs, so that a call's span is named without an allocation.
+fn method_names() -> &'static HashMap<String, &'static str> {
+    static NAMES: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        use prost::Message;
+        let sets = [
+            videostore_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ];
+        let mut names = HashMap::new();
+        for set in sets {
+            let set = prost_types::FileDescriptorSet::decode(set).expect("built-in descriptors");
+            for file in set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        let name =
+                            format!("{}.{}/{}", file.package(), service.name(), method.name());
+                        let name: &'static str = Box::leak(name.into_boxed_str());
+                        names.insert(format!("/{name}"), name);
+                    }
+                }
+            }
+        }
+        names
+    })
+}
+
+/// The fully qualified name of the method at `path` (`/package.Service/Method`), if it is one
+/// of the store's contracts, health or reflection.
+pub(crate) fn method_name(path: &str) -> Option<&'static str> {
+    method_names().get(path).copied()
 }
 
 /// Every method's durations, by its path (`/package.Service/Method`).
@@ -90,27 +137,11 @@ struct Durations {
 impl Durations {
     /// For the methods of the store's contracts, health and reflection.
     fn new(family: CallFamily) -> Self {
-        use prost::Message;
-        let sets = [
-            videostore_proto::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-        ];
-        let mut methods = HashMap::new();
-        for set in sets {
-            let set = prost_types::FileDescriptorSet::decode(set).expect("built-in descriptors");
-            for file in set.file {
-                for service in &file.service {
-                    for method in &service.method {
-                        let name =
-                            format!("{}.{}/{}", file.package(), service.name(), method.name());
-                        methods.insert(format!("/{name}"), MethodDurations::new(name));
-                    }
-                }
-            }
-        }
-        Self { family, methods, other: MethodDurations::new("_OTHER".to_owned()) }
+        let methods = method_names()
+            .iter()
+            .map(|(path, name)| (path.clone(), MethodDurations::new(name)))
+            .collect();
+        Self { family, methods, other: MethodDurations::new("_OTHER") }
     }
 
     fn of(&self, path: &str) -> Arc<MethodDurations> {
@@ -267,7 +298,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = self.calls.of(request.uri().path());
-        let trace = crate::trace::server_call(&method.name, request.headers());
+        let trace = crate::trace::server_call(method.name, request.headers());
         let mut timing = Timing {
             method,
             calls: Arc::clone(&self.calls),
@@ -311,13 +342,14 @@ impl Timing {
         }
         // An exported (sampled) call's trace becomes its bucket's exemplar.
         let trace = self.trace.as_ref();
-        let exemplar =
-            trace.and_then(crate::trace::sampled_trace_id).map(|trace_id| Traced { trace_id });
+        let exemplar = trace
+            .and_then(crate::trace::sampled_trace_id)
+            .map(|id| Traced { trace_id: TraceIdLabel(id) });
         self.calls.observe(&self.method, code, self.started.elapsed().as_secs_f64(), exemplar);
         if tracing::enabled!(target: "videostore::rpc", tracing::Level::DEBUG) {
             // In the call's context, so that the line carries its trace.
             let _attached = trace.cloned().map(opentelemetry::Context::attach);
-            let method: &str = &self.method.name;
+            let method = self.method.name;
             tracing::debug!(target: "videostore::rpc", code = code_name(code), rpc.method = method, "answered");
         }
         if let Some(trace) = trace {

@@ -5,8 +5,9 @@
 //! carries its `trace_id` and `span_id` (see [`crate::trace`]); `RUST_LOG=videostore::rpc=debug`
 //! logs every call's answer with its method and code.
 //!
-//! Traces: OpenTelemetry spans, exported over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
-//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, configured by the standard variables:
+//! Traces: OpenTelemetry spans, exported over OTLP/gRPC (by `otlp`) when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, configured by
+//! the standard variables: `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`,
 //! `OTEL_SERVICE_NAME` (default: the service's own name), `OTEL_RESOURCE_ATTRIBUTES`,
 //! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`),
 //! `OTEL_BSP_*` for batching, and `OTEL_SDK_DISABLED=true` to turn export off. Without an
@@ -14,15 +15,10 @@
 //!
 //! The log filter does not apply to traces: `RUST_LOG=warn` still exports every call's span.
 
-use std::{io::IsTerminal as _, sync::Arc};
+use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
-use opentelemetry_otlp::WithExportConfig as _;
-use opentelemetry_sdk::{
-    Resource,
-    error::{OTelSdkError, OTelSdkResult},
-    trace::{SdkTracerProvider, SpanData, SpanExporter},
-};
+use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use tracing::{
     Level,
     field::{Field, Visit},
@@ -250,9 +246,8 @@ fn endpoint_from_env() -> Option<String> {
     {
         return None;
     }
-    ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
-        .into_iter()
-        .find_map(|name| std::env::var(name).ok().filter(|value| !value.trim().is_empty()))
+    crate::otlp::var(["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"])
+        .map(|(_, endpoint)| endpoint)
 }
 
 fn provider_from_env(service: &str) -> anyhow::Result<Option<SdkTracerProvider>> {
@@ -260,20 +255,14 @@ fn provider_from_env(service: &str) -> anyhow::Result<Option<SdkTracerProvider>>
 }
 
 /// A tracer provider exporting over OTLP/gRPC to `endpoint` (`http://host:4317`), in batches,
-/// with the sampler and resource the standard variables configure, named `service` unless
-/// `OTEL_SERVICE_NAME` (or `service.name` in `OTEL_RESOURCE_ATTRIBUTES`) says otherwise.
-/// Call it inside a tokio runtime: exports run on it.
+/// with the headers, time limit, sampler and resource the standard variables configure (see
+/// `otlp`), named `service` unless `OTEL_SERVICE_NAME` (or `service.name` in
+/// `OTEL_RESOURCE_ATTRIBUTES`) says otherwise. Call it inside a tokio runtime: exports run on it.
 pub fn otlp_provider(service: &str, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
-        .build()
+    let config = crate::otlp::ExportConfig::from_env(endpoint)
         .with_context(|| format!("the OTLP endpoint {endpoint:?}"))?;
-    let exporter = OnRuntime {
-        inner: Arc::new(exporter),
-        runtime: tokio::runtime::Handle::try_current()
-            .context("traces are exported from a tokio runtime")?,
-    };
+    let exporter = crate::otlp::OtlpExporter::new(config)
+        .with_context(|| format!("the OTLP endpoint {endpoint:?}"))?;
     let detected = Resource::builder().build();
     let unnamed = detected
         .get(&opentelemetry::Key::from_static_str("service.name"))
@@ -284,43 +273,6 @@ pub fn otlp_provider(service: &str, endpoint: &str) -> anyhow::Result<SdkTracerP
         detected
     };
     Ok(SdkTracerProvider::builder().with_resource(resource).with_batch_exporter(exporter).build())
-}
-
-/// An exporter whose sends run on a tokio runtime.
-///
-/// The SDK's batch processor exports from a thread of its own, outside any runtime, and the
-/// tonic exporter's connection needs one ("there is no reactor running"). Each batch is sent
-/// by a task on the service's runtime; the processor's thread waits for it.
-#[derive(Debug)]
-struct OnRuntime {
-    inner: Arc<opentelemetry_otlp::SpanExporter>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl SpanExporter for OnRuntime {
-    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        let inner = Arc::clone(&self.inner);
-        let sent = self.runtime.spawn(async move { inner.export(batch).await });
-        async move {
-            sent.await.unwrap_or_else(|error| Err(OTelSdkError::InternalFailure(error.to_string())))
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        // The processor sets the resource once, before the first export: the exporter is not
-        // shared yet.
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.set_resource(resource);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -366,7 +318,7 @@ mod tests {
         let provider = SdkTracerProvider::builder().build();
         let _export = crate::trace::export_on_this_thread(&provider);
         tracing::info!(films = 3, "outside");
-        let call = crate::trace::server_call(&Arc::from("a.B/C"), &HeaderMap::new()).unwrap();
+        let call = crate::trace::server_call("a.B/C", &HeaderMap::new()).unwrap();
         let _inside = call.attach();
         tracing::warn!(late = true, "inside");
         let (trace_id, span_id) = crate::trace::log_ids().unwrap();

@@ -29,9 +29,10 @@
 //! [`export_on_this_thread`] puts in the thread's context.
 
 use std::{
+    borrow::Cow,
     future::Future,
     pin::Pin,
-    sync::{Arc, OnceLock},
+    sync::OnceLock,
     task::{Context as TaskContext, Poll},
 };
 
@@ -102,16 +103,18 @@ fn start_call(
 
 /// The context of one call a server answers, its span named `method` (fully qualified,
 /// `package.Service/Method`): see [`start_call`].
-pub fn server_call(method: &Arc<str>, headers: &HeaderMap) -> Option<Context> {
+pub fn server_call(method: &'static str, headers: &HeaderMap) -> Option<Context> {
     start_call(headers, |tracer, parent| {
-        let builder = SpanBuilder::from_name(method.to_string())
+        let builder = SpanBuilder::from_name(method)
             .with_kind(SpanKind::Server)
-            .with_attributes([
-                KeyValue::new("rpc.system.name", "grpc"),
-                KeyValue::new("rpc.method", Arc::clone(method)),
-            ]);
+            .with_attributes(rpc_attributes(method.into()));
         tracer.build_with_context(builder, parent)
     })
+}
+
+/// A call span's attributes when it starts (both sides; [`end_call`] adds the status).
+fn rpc_attributes(method: Cow<'static, str>) -> [KeyValue; 2] {
+    [KeyValue::new("rpc.system.name", "grpc"), KeyValue::new("rpc.method", method)]
 }
 
 /// Axum middleware giving each request of a router its span, named by its route (`GET
@@ -245,10 +248,10 @@ pub fn shared_span<F: Future>(
 }
 
 /// The trace id of a call's span if it is exported and sampled (for a histogram's exemplar).
-pub(crate) fn sampled_trace_id(trace: &Context) -> Option<String> {
+pub(crate) fn sampled_trace_id(trace: &Context) -> Option<TraceId> {
     let span = trace.span();
     let context = span.span_context();
-    (span.is_recording() && context.is_sampled()).then(|| context.trace_id().to_string())
+    (span.is_recording() && context.is_sampled()).then(|| context.trace_id())
 }
 
 /// The ids a log line written now carries: the trace's, and the span's when it is this
@@ -350,13 +353,14 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let trace = Context::map_current(|current| match tracer_of(current) {
             Some(tracer) => {
-                let method = request.uri().path().trim_start_matches('/');
-                let builder = SpanBuilder::from_name(method.to_owned())
+                let path = request.uri().path();
+                let method: Cow<'static, str> = match crate::metrics::method_name(path) {
+                    Some(name) => name.into(),
+                    None => path.trim_start_matches('/').to_owned().into(),
+                };
+                let builder = SpanBuilder::from_name(method.clone())
                     .with_kind(SpanKind::Client)
-                    .with_attributes([
-                        KeyValue::new("rpc.system.name", "grpc"),
-                        KeyValue::new("rpc.method", method.to_owned()),
-                    ]);
+                    .with_attributes(rpc_attributes(method));
                 Some(current.with_span(tracer.build_with_context(builder, current)))
             }
             None => current.span().span_context().is_valid().then(|| current.clone()),
@@ -491,14 +495,12 @@ mod tests {
         headers
     }
 
-    fn method() -> Arc<str> {
-        Arc::from("videostore.catalogue.v1.CatalogueService/GetMovie")
-    }
+    const METHOD: &str = "videostore.catalogue.v1.CatalogueService/GetMovie";
 
     #[test]
     fn without_export_a_call_runs_in_its_callers_trace_or_in_none() {
-        assert!(server_call(&method(), &HeaderMap::new()).is_none(), "nothing to carry");
-        let trace = server_call(&method(), &with_traceparent()).expect("the caller's trace");
+        assert!(server_call(METHOD, &HeaderMap::new()).is_none(), "nothing to carry");
+        let trace = server_call(METHOD, &with_traceparent()).expect("the caller's trace");
         let _attached = trace.attach();
         let (trace_id, span_id) = log_ids().expect("log lines carry the caller's trace id");
         assert_eq!(trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -510,11 +512,11 @@ mod tests {
         let provider = SdkTracerProvider::builder().build();
         let _export = export_on_this_thread(&provider);
 
-        let trace = server_call(&method(), &HeaderMap::new()).expect("a span");
+        let trace = server_call(METHOD, &HeaderMap::new()).expect("a span");
         assert!(trace.span().is_recording());
         assert!(sampled_trace_id(&trace).is_some(), "sampled: an exemplar");
 
-        let trace = server_call(&method(), &with_traceparent()).expect("a span");
+        let trace = server_call(METHOD, &with_traceparent()).expect("a span");
         let own = trace.span().span_context().clone();
         assert_eq!(own.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(own.span_id().to_string(), "00f067aa0ba902b7");
@@ -529,7 +531,7 @@ mod tests {
     async fn a_batch_runs_under_its_first_recorded_caller_and_ends_no_callers_span() {
         let span_of_work = || async { Context::map_current(|cx| cx.span().span_context().clone()) };
         // Without export: in the first caller's trace, so the calls it makes carry it on.
-        let caller = server_call(&method(), &with_traceparent()).unwrap();
+        let caller = server_call(METHOD, &with_traceparent()).unwrap();
         let work = shared_span("batch", vec![], std::slice::from_ref(&caller), span_of_work());
         assert_eq!(work.await.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
 
@@ -539,9 +541,9 @@ mod tests {
         let mut unsampled = HeaderMap::new();
         let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
         unsampled.insert("traceparent", HeaderValue::from_static(traceparent));
-        let unsampled = server_call(&method(), &unsampled).unwrap();
+        let unsampled = server_call(METHOD, &unsampled).unwrap();
         assert!(!unsampled.span().is_recording());
-        let sampled = server_call(&method(), &HeaderMap::new()).unwrap();
+        let sampled = server_call(METHOD, &HeaderMap::new()).unwrap();
         let callers = [unsampled, sampled.clone()];
         let batch = shared_span("batch", vec![], &callers, span_of_work()).await;
         let caller = sampled.span().span_context().clone();
@@ -555,13 +557,13 @@ mod tests {
         let outside = async {}.store_span("get films");
         assert!(outside.trace.is_none());
 
-        let trace = server_call(&method(), &with_traceparent()).unwrap();
+        let trace = server_call(METHOD, &with_traceparent()).unwrap();
         let _attached = trace.attach();
         assert!(async {}.store_span("get films").trace.is_none(), "not exported");
 
         let provider = SdkTracerProvider::builder().build();
         let _export = export_on_this_thread(&provider);
-        let trace = server_call(&method(), &HeaderMap::new()).unwrap();
+        let trace = server_call(METHOD, &HeaderMap::new()).unwrap();
         let _attached = trace.clone().attach();
         let inside = async {}.store_span("get films");
         let store = inside.trace.as_ref().expect("a store span").span().span_context().clone();

@@ -55,13 +55,19 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        SliceDecoder(PhantomData)
+        SliceDecoder::default()
     }
 }
 
 /// Decodes a `U` from the message's bytes as one slice.
 #[derive(Debug, Clone)]
 pub struct SliceDecoder<U>(PhantomData<U>);
+
+impl<U> Default for SliceDecoder<U> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
 
 impl<U: Message + Default> Decoder for SliceDecoder<U> {
     type Item = U;
