@@ -99,17 +99,29 @@ impl Feed {
 /// notification as queued while the previous one was being sent. Ends when the feed is dropped.
 async fn ring(store: PostgresStore, mut changes: mpsc::UnboundedReceiver<Availability>) {
     while let Some(first) = changes.recv().await {
-        let mut payload = encode(&first);
-        while payload.len() < PAYLOAD_LIMIT {
-            let Ok(next) = changes.try_recv() else { break };
-            payload.push(';');
-            payload.push_str(&encode(&next));
-        }
+        let payload = payload(&first, &mut changes);
         if let Err(error) = store.ring(&payload).await {
             // The other replicas' next poll finds these changes in the table.
             tracing::warn!(%error, "announcing stock changes failed");
         }
     }
+}
+
+/// One notification: `first` and the changes queued after it, as many as fit, each once (the
+/// rents of one batch on one film share the film's one new version).
+fn payload(first: &Availability, queued: &mut mpsc::UnboundedReceiver<Availability>) -> String {
+    let mut payload = encode(first);
+    let mut announced = vec![(first.movie_id, first.version)];
+    while payload.len() < PAYLOAD_LIMIT {
+        let Ok(next) = queued.try_recv() else { break };
+        if announced.contains(&(next.movie_id, next.version)) {
+            continue;
+        }
+        announced.push((next.movie_id, next.version));
+        payload.push(';');
+        payload.push_str(&encode(&next));
+    }
+    payload
 }
 
 struct Follower {
@@ -305,6 +317,29 @@ async fn wait_or_stop(retry: &mut Duration, shutdown: &CancellationToken) -> boo
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_change_is_announced_once() {
+        let change = |movie: i64, version: i64| super::Availability {
+            movie_id: super::MovieId::new(movie),
+            version,
+            copies_owned: 3,
+            copies_available: 1,
+            currency: "EUR".to_owned(),
+            rental_price_minor: 199,
+            purchase_price_minor: 999,
+        };
+        let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel();
+        // Three rents of one batch on film 1 (one version), one on film 2, then film 1 again.
+        for (movie, version) in [(1, 7), (1, 7), (2, 4), (1, 7), (1, 8)] {
+            queue.send(change(movie, version)).unwrap();
+        }
+        let first = queued.try_recv().unwrap();
+        let payload = super::payload(&first, &mut queued);
+        let announced: Vec<_> =
+            payload.split(';').map(|one| super::parse(one).map(|(m, v, _)| (m.get(), v))).collect();
+        assert_eq!(announced, [Some((1, 7)), Some((2, 4)), Some((1, 8))], "{payload}");
+    }
+
     #[test]
     fn payloads_carry_the_change() {
         let (movie, version, change) = super::parse("42:7:3:1:EUR:199:999").unwrap();
