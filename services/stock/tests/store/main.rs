@@ -120,8 +120,163 @@ async fn run_store_tests(store: Arc<dyn StockStore>) {
     request_ids_expire(store.as_ref()).await;
     history(store.as_ref()).await;
     long_histories_page(store.as_ref()).await;
+    crowd(Arc::clone(&store), "crowd").await;
     races(Arc::clone(&store), Arc::clone(&store)).await;
     caps(Arc::clone(&store), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_makes_rents_and_returns_that_queue_together() {
+    let cluster = testdb::Cluster::shared().unwrap();
+    let url = cluster.database().unwrap();
+    let store = PostgresStore::open(&url, 8).await.unwrap();
+    let metrics = videostore_kit::metrics::Metrics::new();
+    store.register_metrics(&metrics);
+    let store: Arc<dyn StockStore> = Arc::new(store);
+    for round in 0..3 {
+        crowd(Arc::clone(&store), &format!("crowd{round}")).await;
+    }
+    // Calls made together: more calls than statements, for rents and for returns.
+    let exposition = metrics.encode();
+    let figure = |name: &str| -> f64 {
+        let line = exposition.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| {
+            panic!("{name} is not on /metrics:\n{exposition}");
+        });
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    for kind in ["rent", "return"] {
+        let calls = figure(&format!("videostore_stock_{kind}_batch_size_sum"));
+        let statements = figure(&format!("videostore_stock_{kind}_batch_size_count"));
+        assert!(calls > statements, "{kind}s: {calls} calls in {statements} statements");
+    }
+}
+
+/// Forty customers at once after twelve copies of four films, with retries, a reused request
+/// id, an unstocked film and a customer over the cap among them; then every rental returned at
+/// once, one of them twice and one by the wrong customer. Each call gets the answer it would
+/// get alone (on PostgreSQL they are made several to a statement).
+async fn crowd(store: Arc<dyn StockStore>, name: &str) {
+    const FILMS: [i64; 4] = [90, 91, 92, 93];
+    const COPIES: i32 = 3;
+    for film in FILMS {
+        store.set_inventory(&inventory(film, COPIES)).await.unwrap();
+    }
+    store
+        .set_customer_caps(CustomerCaps { max_open_rentals: 1, max_purchases_per_day: 20 })
+        .await
+        .unwrap();
+    let mut customers = Vec::new();
+    for index in 0..40 {
+        customers.push(customer(store.as_ref(), &format!("{name}-{index}@example.com")).await);
+    }
+    // Each customer rents one film; the first four send their rent twice (a retry racing the
+    // first call); the fifth also sends its request id again for another film; the sixth also
+    // rents a film nobody stocks; the seventh also rents a second film (over its cap of one).
+    let mut asked = Vec::new();
+    for (index, &customer) in customers.iter().enumerate() {
+        let film = FILMS[index % FILMS.len()];
+        asked.push((index, rental(customer, film, 1, name)));
+        match index {
+            0..4 => asked.push((index, rental(customer, film, 1, name))),
+            4 => asked.push((index, rental(customer, FILMS[(index + 1) % 4], 1, name))),
+            5 => asked.push((index, rental(customer, 999, 1, &format!("{name}-nowhere")))),
+            6 => asked.push((index, rental(customer, FILMS[(index + 1) % 4], 1, "second"))),
+            _ => {}
+        }
+    }
+    let calls: Vec<_> = asked
+        .iter()
+        .map(|(_, rental)| {
+            let (store, rental) = (Arc::clone(&store), rental.clone());
+            tokio::spawn(async move { store.rent(&rental).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+
+    let mut made: std::collections::BTreeMap<usize, Rental> = Default::default();
+    let mut changes: Vec<stock::domain::Availability> = Vec::new();
+    for ((index, asked), answer) in asked.iter().zip(answers) {
+        match answer {
+            Ok(outcome) => {
+                let rental = outcome.value;
+                assert_eq!(
+                    (rental.customer_id, rental.movie_id),
+                    (asked.customer_id, asked.movie_id)
+                );
+                assert_eq!((rental.price_minor, rental.days), (250, 1));
+                if let Some(earlier) = made.insert(*index, rental.clone()) {
+                    assert_eq!(earlier, rental, "a retry is answered with the first rental");
+                }
+                changes.extend(outcome.changed);
+            }
+            Err(Error::SoldOut(film)) => assert_eq!(film, asked.movie_id),
+            Err(Error::NotStocked(film)) => assert_eq!((*index, film.get()), (5, 999)),
+            Err(Error::RequestIdReused(_)) => assert_eq!(*index, 4),
+            // The sixth's rent of a film nobody stocks may be refused for its cap first.
+            Err(Error::TooManyOpenRentals(1)) => assert!([5, 6].contains(index), "{index}"),
+            Err(other) => panic!("customer {index}'s rent got {other:?}"),
+        }
+    }
+    assert_eq!(made.len(), FILMS.len() * COPIES as usize, "every copy rented, none twice");
+    for film in FILMS {
+        let out = made.values().filter(|rental| rental.movie_id.get() == film).count();
+        assert_eq!(out, COPIES as usize, "film {film}");
+        // What the last change of the film says is what the database holds.
+        let last = changes.iter().filter(|c| c.movie_id.get() == film).max_by_key(|c| c.version);
+        let now = store.availability(&[MovieId::new(film)]).await.unwrap().remove(0);
+        assert_eq!(last, Some(&now), "film {film}");
+        assert_eq!(now.copies_available, 0);
+    }
+    assert_invariant(store.as_ref()).await;
+
+    // Every rental returned at once; the first twice; the second also by another customer.
+    let rentals: Vec<Rental> = made.into_values().collect();
+    let mut returns: Vec<(RentalId, Option<AccountId>)> =
+        rentals.iter().map(|rental| (rental.id, Some(rental.customer_id))).collect();
+    returns.push((rentals[0].id, None));
+    returns.push((rentals[1].id, Some(rentals[2].customer_id)));
+    let calls: Vec<_> = returns
+        .iter()
+        .map(|&(id, by)| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.return_rental(id, by, start()).await })
+        })
+        .collect();
+    let (mut closed, mut twice, mut not_yours) = (Vec::new(), 0, 0);
+    for (call, (id, by)) in calls.into_iter().zip(&returns) {
+        match call.await.unwrap() {
+            Ok(outcome) => {
+                assert_eq!((outcome.value.id, outcome.value.returned_at), (*id, Some(start())));
+                assert!(by.is_none_or(|by| by == outcome.value.customer_id));
+                assert!(outcome.changed.is_some());
+                closed.push(*id);
+            }
+            Err(Error::AlreadyReturned(returned)) => {
+                assert_eq!(returned, rentals[0].id);
+                twice += 1;
+            }
+            Err(Error::NotYourRental(other)) => {
+                assert_eq!(other, rentals[1].id);
+                not_yours += 1;
+            }
+            Err(other) => panic!("returning {id:?} got {other:?}"),
+        }
+    }
+    closed.sort();
+    let mut all: Vec<RentalId> = rentals.iter().map(|rental| rental.id).collect();
+    all.sort();
+    assert_eq!((closed, twice, not_yours), (all, 1, 1), "each rental closed once");
+    for now in store.availability(&FILMS.map(MovieId::new)).await.unwrap() {
+        assert_eq!(now.copies_available, COPIES, "film {}", now.movie_id.get());
+    }
+    assert_invariant(store.as_ref()).await;
+    store
+        .set_customer_caps(CustomerCaps { max_open_rentals: 10, max_purchases_per_day: 20 })
+        .await
+        .unwrap();
 }
 
 /// A customer's rentals read a page at a time, at any page size, are the whole list in order:

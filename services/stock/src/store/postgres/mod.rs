@@ -13,9 +13,14 @@
 //!
 //! Each write is one statement because a round trip costs more than the SQL here: with a
 //! transaction of four round trips per rent, 64 clients made 1,477 rent+return pairs a second on
-//! this 2-core machine (pgbench), with one statement each 2,182.
+//! this 2-core machine (pgbench), with one statement each 2,182. Rents and returns that queue
+//! while the one before is in the database go together, several to a statement (`batch.rs`,
+//! `rentals.rs`).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -24,15 +29,19 @@ use videostore_kit::postgres::{
     tokio_postgres::{self, error::SqlState},
 };
 
+mod batch;
 mod refused;
+mod rentals;
 mod rows;
 
 use self::{
-    refused::Refused,
+    batch::Batcher,
+    refused::{Refused, purchase_refused},
+    rentals::{Return, Sizes, rent_batch, return_batch},
     rows::{
         ACCOUNT_COLUMNS, INVENTORY_COLUMNS, PURCHASE_COLUMNS, RENTAL_COLUMNS, account_from_row,
-        availability_at, availability_from_row, millis, prefixed, purchase_at, rental_at,
-        rental_from_row, role_text, time,
+        availability_at, availability_from_row, millis, prefixed, purchase_at, rental_from_row,
+        role_text, time,
     },
 };
 use super::{
@@ -40,9 +49,7 @@ use super::{
     RentalsAfter, StockStore,
 };
 use crate::{
-    domain::{
-        Account, AccountId, Availability, DAY, Inventory, MovieId, Purchase, Rental, RentalId,
-    },
+    domain::{Account, AccountId, Availability, Inventory, MovieId, Purchase, Rental, RentalId},
     error::Error,
 };
 
@@ -64,6 +71,12 @@ pub struct PostgresStore {
     pool: Pool,
     /// Where it is, for the listening connection of the feed.
     url: String,
+    /// Rents, several to a statement.
+    rents: Arc<Batcher<NewRental, Outcome<Rental>>>,
+    /// Returns, several to a statement.
+    returns: Arc<Batcher<Return, Outcome<Rental>>>,
+    /// Calls per statement of both.
+    sizes: Sizes,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -79,12 +92,38 @@ impl PostgresStore {
         let pool = postgres::open(url, MIGRATIONS, connections)
             .await
             .context("opening the stock database")?;
-        Ok(Self { pool, url: url.to_owned() })
+        // The batching tasks hold the pool, not the store: they end when the store is dropped.
+        let sizes = Sizes::default();
+        let rents = Batcher::start({
+            let (pool, sizes) = (pool.clone(), sizes.rents.clone());
+            move |rentals| {
+                let (pool, sizes) = (pool.clone(), sizes.clone());
+                async move { rent_batch(&pool, &sizes, rentals).await }
+            }
+        });
+        let returns = Batcher::start({
+            let (pool, sizes) = (pool.clone(), sizes.returns.clone());
+            move |returns| {
+                let (pool, sizes) = (pool.clone(), sizes.clone());
+                async move { return_batch(&pool, &sizes, returns).await }
+            }
+        });
+        Ok(Self { pool, url: url.to_owned(), rents, returns, sizes })
     }
 
-    /// Shows the pool's connections on `/metrics`.
+    /// Shows the pool's connections and the batches' sizes on `/metrics`.
     pub fn register_metrics(&self, metrics: &videostore_kit::metrics::Metrics) {
         videostore_kit::db_metrics::register_pool(&self.pool, metrics);
+        metrics.register(
+            "videostore_stock_rent_batch_size",
+            "Rents made by one statement (several when they queued together)",
+            self.sizes.rents.clone(),
+        );
+        metrics.register(
+            "videostore_stock_return_batch_size",
+            "Returns made by one statement (several when they queued together)",
+            self.sizes.returns.clone(),
+        );
     }
 
     /// A connection of its own listening to the `stock_changes` notifications (see
@@ -119,11 +158,16 @@ impl PostgresStore {
     }
 
     pub(super) async fn connection(&self) -> Result<Connection, Error> {
-        self.pool.get().await.map_err(|error| {
-            tracing::warn!(%error, "no connection to the stock database");
-            Error::DatabaseUnavailable(anyhow::Error::new(error).context("taking a connection"))
-        })
+        connection(&self.pool).await
     }
+}
+
+/// A connection from `pool`.
+async fn connection(pool: &Pool) -> Result<Connection, Error> {
+    pool.get().await.map_err(|error| {
+        tracing::warn!(%error, "no connection to the stock database");
+        Error::DatabaseUnavailable(anyhow::Error::new(error).context("taking a connection"))
+    })
 }
 
 impl From<tokio_postgres::Error> for Error {
@@ -246,65 +290,7 @@ impl StockStore for PostgresStore {
     }
 
     async fn rent(&self, rental: &NewRental) -> Result<Outcome<Rental>, Error> {
-        let client = self.connection().await?;
-        let due_at = rental.now + DAY * rental.days as u32;
-        // One statement, so one transaction in one round trip: take a copy unless this request
-        // id made a rental already, and insert the rental priced from the row it took.
-        let statement = client
-            .prepare_cached(&format!(
-                "WITH taken AS (UPDATE inventory SET copies_available = copies_available - 1, \
-                 version = version + 1 WHERE movie_id = $1 AND copies_available > 0 \
-                 AND NOT EXISTS (SELECT 1 FROM rentals WHERE customer_id = $2 AND request_id = $6) \
-                 RETURNING {INVENTORY_COLUMNS}), \
-                 made AS (INSERT INTO rentals (customer_id, movie_id, days, rented_ms, due_ms, \
-                 currency, price_per_day_minor, price_minor, request_id) \
-                 SELECT $2::bigint, movie_id, $3::integer, $4::bigint, $5::bigint, currency, \
-                 rental_price_minor, rental_price_minor * $3::integer, $6::text FROM taken \
-                 RETURNING {RENTAL_COLUMNS}) \
-                 SELECT {}, {} FROM taken, made",
-                prefixed("taken", INVENTORY_COLUMNS),
-                prefixed("made", RENTAL_COLUMNS),
-            ))
-            .await?;
-        let made = client
-            .query_opt(
-                &statement,
-                &[
-                    &rental.movie_id.get(),
-                    &rental.customer_id.get(),
-                    &rental.days,
-                    &millis(rental.now),
-                    &millis(due_at),
-                    &rental.request_id,
-                ],
-            )
-            .await;
-        let refused = match made {
-            Ok(Some(row)) => {
-                return Ok(Outcome {
-                    value: rental_at(&row, 7),
-                    changed: Some(availability_at(&row, 0)),
-                });
-            }
-            // Nothing taken: a retry, or no copy to take.
-            Ok(None) => self.rent_refused(&client, rental).await?,
-            // A retry racing the first call on another replica: the first inserted, this one
-            // waited for it and was rolled back whole. Its answer is the first call's.
-            Err(error) if is_unique_violation(&error) => {
-                match self.rent_refused(&client, rental).await? {
-                    found @ (Refused::Retry(_) | Refused::Error(Error::RequestIdReused(_))) => {
-                        found
-                    }
-                    // Another unique rule broke: not a retry, a fault.
-                    Refused::Error(_) => return Err(error.into()),
-                }
-            }
-            Err(error) => return Err(error.into()),
-        };
-        match refused {
-            Refused::Retry(earlier) => Ok(Outcome { value: earlier, changed: None }),
-            Refused::Error(error) => Err(error),
-        }
+        self.rents.call(rental.clone()).await
     }
 
     async fn return_rental(
@@ -313,52 +299,7 @@ impl StockStore for PostgresStore {
         customer: Option<AccountId>,
         now: SystemTime,
     ) -> Result<Outcome<Rental>, Error> {
-        let client = self.connection().await?;
-        // One statement: close the rental if it is open (and the customer's), charging the late
-        // fee of `domain::late_fee` (a day's price per day started after the due date; the store
-        // suite checks both backends against it), and put the copy back.
-        let day = DAY.as_secs();
-        let statement = client
-            .prepare_cached(&format!(
-                "WITH returned AS (UPDATE rentals SET returned_ms = $2::bigint, \
-                 late_fee_minor = CASE WHEN $2::bigint > due_ms THEN price_per_day_minor * \
-                 GREATEST(1, (($2::bigint - due_ms) / 1000 + {day} - 1) / {day}) \
-                 ELSE 0 END \
-                 WHERE id = $1 AND returned_ms IS NULL \
-                 AND customer_id = coalesce($3::bigint, customer_id) \
-                 RETURNING {RENTAL_COLUMNS}), \
-                 back AS (UPDATE inventory SET copies_available = copies_available + 1, \
-                 version = version + 1 FROM returned WHERE inventory.movie_id = returned.movie_id \
-                 RETURNING {}) \
-                 SELECT {}, {} FROM back, returned",
-                prefixed("inventory", INVENTORY_COLUMNS),
-                prefixed("back", INVENTORY_COLUMNS),
-                prefixed("returned", RENTAL_COLUMNS),
-            ))
-            .await?;
-        let customer_id = customer.map(AccountId::get);
-        if let Some(row) =
-            client.query_opt(&statement, &[&rental_id.get(), &millis(now), &customer_id]).await?
-        {
-            return Ok(Outcome {
-                value: rental_at(&row, 7),
-                changed: Some(availability_at(&row, 0)),
-            });
-        }
-        // Nothing returned: say why.
-        let statement = client
-            .prepare_cached("SELECT customer_id, returned_ms FROM rentals WHERE id = $1")
-            .await?;
-        let found = client.query_opt(&statement, &[&rental_id.get()]).await?;
-        Err(match found {
-            Some(row) if customer.is_some_and(|c| c.get() != row.get::<_, i64>(0)) => {
-                Error::NotYourRental(rental_id)
-            }
-            Some(_) => Error::AlreadyReturned(rental_id),
-            // A customer is not told whether someone else's rental exists.
-            None if customer.is_some() => Error::NotYourRental(rental_id),
-            None => Error::RentalNotFound(rental_id),
-        })
+        self.returns.call(Return { rental_id, customer, now }).await
     }
 
     async fn purchase(&self, purchase: &NewPurchase) -> Result<Outcome<Purchase>, Error> {
@@ -398,9 +339,9 @@ impl StockStore for PostgresStore {
                     changed: Some(availability_at(&row, 0)),
                 });
             }
-            Ok(None) => self.purchase_refused(&client, purchase).await?,
+            Ok(None) => purchase_refused(&client, purchase).await?,
             Err(error) if is_unique_violation(&error) => {
-                match self.purchase_refused(&client, purchase).await? {
+                match purchase_refused(&client, purchase).await? {
                     found @ (Refused::Retry(_) | Refused::Error(Error::RequestIdReused(_))) => {
                         found
                     }
