@@ -37,7 +37,7 @@ mod rows;
 use self::{
     batch::Batcher,
     refused::{Refused, purchase_refused},
-    rentals::{Return, Sizes, rent_batch, return_batch},
+    rentals::{Return, Sizes, batch},
     rows::{
         ACCOUNT_COLUMNS, INVENTORY_COLUMNS, PURCHASE_COLUMNS, RENTAL_COLUMNS, account_from_row,
         availability_at, availability_from_row, millis, prefixed, purchase_at, rental_from_row,
@@ -98,14 +98,14 @@ impl PostgresStore {
             let (pool, sizes) = (pool.clone(), sizes.rents.clone());
             move |rentals| {
                 let (pool, sizes) = (pool.clone(), sizes.clone());
-                async move { rent_batch(&pool, &sizes, rentals).await }
+                async move { batch(&pool, &sizes, rentals).await }
             }
         });
         let returns = Batcher::start({
             let (pool, sizes) = (pool.clone(), sizes.returns.clone());
             move |returns| {
                 let (pool, sizes) = (pool.clone(), sizes.clone());
-                async move { return_batch(&pool, &sizes, returns).await }
+                async move { batch(&pool, &sizes, returns).await }
             }
         });
         Ok(Self { pool, url: url.to_owned(), rents, returns, sizes })

@@ -8,7 +8,7 @@
 use std::time::SystemTime;
 
 use prometheus_client::metrics::histogram::Histogram;
-use videostore_kit::postgres::{Pool, is_unique_violation};
+use videostore_kit::postgres::{Pool, is_unique_violation, tokio_postgres::Row};
 
 use super::{
     connection,
@@ -46,54 +46,66 @@ pub(super) struct Return {
     pub(super) now: SystemTime,
 }
 
-/// The answers to a batch of rents, in order.
-pub(super) async fn rent_batch(
-    pool: &Pool,
-    sizes: &Histogram,
-    rentals: Vec<NewRental>,
-) -> Vec<Result<Outcome<Rental>, Error>> {
-    if rentals.len() > 1 {
-        match rent_together(pool, &rentals).await {
-            Ok(answers) => {
-                sizes.observe(rentals.len() as f64);
-                return answers;
-            }
-            Err(Error::DatabaseUnavailable(cause)) => return unavailable(&cause, rentals.len()),
-            Err(error) => {
-                tracing::debug!(%error, rents = rentals.len(), "a batch of rents made one by one");
-            }
-        }
-    }
-    let mut answers = Vec::with_capacity(rentals.len());
-    for rental in &rentals {
-        sizes.observe(1.0);
-        answers.push(rent_one(pool, rental).await);
-    }
-    answers
+/// A call that can be made alone or with others of its kind in one statement.
+pub(super) trait Batched: Sized {
+    /// Several calls in one statement, answered in order; an error means the statement made
+    /// nothing.
+    async fn together(
+        pool: &Pool,
+        calls: &[Self],
+    ) -> Result<Vec<Result<Outcome<Rental>, Error>>, Error>;
+    /// One call in its own statement.
+    async fn alone(pool: &Pool, call: &Self) -> Result<Outcome<Rental>, Error>;
 }
 
-/// The answers to a batch of returns, in order.
-pub(super) async fn return_batch(
+impl Batched for NewRental {
+    async fn together(
+        pool: &Pool,
+        calls: &[Self],
+    ) -> Result<Vec<Result<Outcome<Rental>, Error>>, Error> {
+        rent_together(pool, calls).await
+    }
+    async fn alone(pool: &Pool, call: &Self) -> Result<Outcome<Rental>, Error> {
+        rent_one(pool, call).await
+    }
+}
+
+impl Batched for Return {
+    async fn together(
+        pool: &Pool,
+        calls: &[Self],
+    ) -> Result<Vec<Result<Outcome<Rental>, Error>>, Error> {
+        return_together(pool, calls).await
+    }
+    async fn alone(pool: &Pool, call: &Self) -> Result<Outcome<Rental>, Error> {
+        return_one(pool, call).await
+    }
+}
+
+/// The answers to a batch of `calls`, in order: made together in one statement when there are
+/// several, else (or when that statement failed and so made nothing) each alone; `sizes`
+/// counts the calls each statement made.
+pub(super) async fn batch<Call: Batched>(
     pool: &Pool,
     sizes: &Histogram,
-    returns: Vec<Return>,
+    calls: Vec<Call>,
 ) -> Vec<Result<Outcome<Rental>, Error>> {
-    if returns.len() > 1 {
-        match return_together(pool, &returns).await {
+    if calls.len() > 1 {
+        match Call::together(pool, &calls).await {
             Ok(answers) => {
-                sizes.observe(returns.len() as f64);
+                sizes.observe(calls.len() as f64);
                 return answers;
             }
-            Err(Error::DatabaseUnavailable(cause)) => return unavailable(&cause, returns.len()),
+            Err(Error::DatabaseUnavailable(cause)) => return unavailable(&cause, calls.len()),
             Err(error) => {
-                tracing::debug!(%error, returns = returns.len(), "a batch of returns made one by one");
+                tracing::debug!(%error, calls = calls.len(), "a batch made one by one");
             }
         }
     }
-    let mut answers = Vec::with_capacity(returns.len());
-    for call in &returns {
+    let mut answers = Vec::with_capacity(calls.len());
+    for call in &calls {
         sizes.observe(1.0);
-        answers.push(return_one(pool, call).await);
+        answers.push(Call::alone(pool, call).await);
     }
     answers
 }
@@ -229,17 +241,7 @@ async fn rent_together(
     let rows = client
         .query(&statement, &[&idx, &customers, &movies, &days, &rented, &due, &request_ids])
         .await?;
-    let mut made: Vec<Option<Outcome<Rental>>> = rentals.iter().map(|_| None).collect();
-    for row in &rows {
-        let at = usize::try_from(row.get::<_, i32>(0)).ok().filter(|&at| at < made.len());
-        let Some(at) = at else {
-            return Err(Error::Internal(anyhow::anyhow!(
-                "a batch of rents answered a rent it was not asked"
-            )));
-        };
-        made[at] =
-            Some(Outcome { value: rental_at(row, 8), changed: Some(availability_at(row, 1)) });
-    }
+    let made = made_by_call(&rows, rentals.len())?;
     let mut answers = Vec::with_capacity(rentals.len());
     for (rental, made) in rentals.iter().zip(made) {
         answers.push(match made {
@@ -326,17 +328,7 @@ async fn return_together(
     let callers: Vec<Option<i64>> =
         returns.iter().map(|r| r.customer.map(AccountId::get)).collect();
     let rows = client.query(&statement, &[&idx, &ids, &now, &callers]).await?;
-    let mut made: Vec<Option<Outcome<Rental>>> = returns.iter().map(|_| None).collect();
-    for row in &rows {
-        let at = usize::try_from(row.get::<_, i32>(0)).ok().filter(|&at| at < made.len());
-        let Some(at) = at else {
-            return Err(Error::Internal(anyhow::anyhow!(
-                "a batch of returns answered a return it was not asked"
-            )));
-        };
-        made[at] =
-            Some(Outcome { value: rental_at(row, 8), changed: Some(availability_at(row, 1)) });
-    }
+    let made = made_by_call(&rows, returns.len())?;
     let mut answers = Vec::with_capacity(returns.len());
     for (call, made) in returns.iter().zip(made) {
         answers.push(match made {
@@ -347,6 +339,23 @@ async fn return_together(
         });
     }
     Ok(answers)
+}
+
+/// What a batch statement made, by call: each row is a call's index in the batch, the film's
+/// stock after the batch (`INVENTORY_COLUMNS`), and the rental (`RENTAL_COLUMNS`).
+fn made_by_call(rows: &[Row], calls: usize) -> Result<Vec<Option<Outcome<Rental>>>, Error> {
+    let mut made: Vec<Option<Outcome<Rental>>> = (0..calls).map(|_| None).collect();
+    for row in rows {
+        let at = usize::try_from(row.get::<_, i32>(0)).ok().filter(|&at| at < calls);
+        let Some(at) = at else {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "a batch answered a call it was not asked"
+            )));
+        };
+        made[at] =
+            Some(Outcome { value: rental_at(row, 8), changed: Some(availability_at(row, 1)) });
+    }
+    Ok(made)
 }
 
 /// The late fee of a rental returned at `now` (SQL, in milliseconds): a day's price per day
